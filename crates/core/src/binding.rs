@@ -1,0 +1,365 @@
+//! Scopes, bindings and secret values.
+//!
+//! A binding connects a name the agent sees to configuration held by the
+//! harness: an environment variable to a secret, an MCP server to a URL and
+//! a secret, a model name to a provider, base URL and secret. Bindings and
+//! secrets live at root, agent or conversation scope; when resolving for a
+//! conversation the narrowest scope that has the name wins.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgentId, ConversationId};
+use crate::{validate_name, ValidationError};
+
+/// Where a secret or binding lives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Scope {
+    /// Visible to every agent and conversation in the store.
+    Root,
+    /// Visible to one agent's conversations.
+    Agent(AgentId),
+    /// Visible to one conversation, as of its head: it travels with forks
+    /// and is undone by rewinds.
+    Conversation(ConversationId),
+}
+
+impl Scope {
+    /// A stable textual key: `root`, `agent:<uuid>` or `conversation:<uuid>`.
+    /// Secrets bind their ciphertext to it.
+    pub fn key(&self) -> String {
+        match self {
+            Scope::Root => "root".to_string(),
+            Scope::Agent(id) => format!("agent:{id}"),
+            Scope::Conversation(id) => format!("conversation:{id}"),
+        }
+    }
+
+    /// The scope's kind as a word.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Scope::Root => "root",
+            Scope::Agent(_) => "agent",
+            Scope::Conversation(_) => "conversation",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// A model API's wire format.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum Provider {
+    /// OpenAI Responses API.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// OpenAI Chat Completions, also spoken by OpenRouter, Ollama, vLLM and
+    /// llama.cpp servers.
+    #[serde(rename = "openai-chat")]
+    OpenAiChat,
+    /// Anthropic Messages API.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+}
+
+impl Provider {
+    /// The name as written on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::OpenAiChat => "openai-chat",
+            Provider::Anthropic => "anthropic",
+        }
+    }
+
+    /// The vendor's default base URL, following each vendor's SDK: the
+    /// OpenAI kinds include `/v1`, Anthropic is the bare host.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Provider::OpenAi | Provider::OpenAiChat => "https://api.openai.com/v1",
+            Provider::Anthropic => "https://api.anthropic.com",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Provider {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "openai" => Ok(Provider::OpenAi),
+            "openai-chat" => Ok(Provider::OpenAiChat),
+            "anthropic" => Ok(Provider::Anthropic),
+            _ => Err(ValidationError::new(format!(
+                "unknown provider {s:?}: expected openai, openai-chat or anthropic"
+            ))),
+        }
+    }
+}
+
+/// The kinds of binding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingKind {
+    /// Environment variable to secret.
+    Env,
+    /// MCP server to URL and secret.
+    Mcp,
+    /// Model name to provider, base URL and secret.
+    Model,
+}
+
+impl BindingKind {
+    /// The kind as a word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingKind::Env => "env",
+            BindingKind::Mcp => "mcp",
+            BindingKind::Model => "model",
+        }
+    }
+}
+
+impl fmt::Display for BindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BindingKind {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "env" => Ok(BindingKind::Env),
+            "mcp" => Ok(BindingKind::Mcp),
+            "model" => Ok(BindingKind::Model),
+            _ => Err(ValidationError::new(format!(
+                "unknown binding kind {s:?}: expected env, mcp or model"
+            ))),
+        }
+    }
+}
+
+/// A binding. Secrets are referred to by name and resolved, scope by scope,
+/// only when used.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Binding {
+    /// Sets environment variable `name` to the secret's value.
+    Env {
+        /// The environment variable.
+        name: String,
+        /// The secret's name.
+        secret: String,
+    },
+    /// An MCP server.
+    Mcp {
+        /// The server's name.
+        name: String,
+        /// Its URL.
+        url: String,
+        /// The secret sent as its bearer token, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+    /// A model.
+    Model {
+        /// The name agents use.
+        name: String,
+        /// The wire format.
+        provider: Provider,
+        /// The API's base URL.
+        base_url: String,
+        /// The model's name at the provider.
+        upstream: String,
+        /// The secret holding the API key, if the endpoint needs one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+}
+
+impl Binding {
+    /// The binding's kind.
+    pub fn kind(&self) -> BindingKind {
+        match self {
+            Binding::Env { .. } => BindingKind::Env,
+            Binding::Mcp { .. } => BindingKind::Mcp,
+            Binding::Model { .. } => BindingKind::Model,
+        }
+    }
+
+    /// The binding's name, unique per kind and scope.
+    pub fn name(&self) -> &str {
+        match self {
+            Binding::Env { name, .. } | Binding::Mcp { name, .. } | Binding::Model { name, .. } => name,
+        }
+    }
+
+    /// The secret it refers to, if any.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Binding::Env { secret, .. } => Some(secret),
+            Binding::Mcp { secret, .. } | Binding::Model { secret, .. } => secret.as_deref(),
+        }
+    }
+
+    /// Checks names and URLs.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        match self {
+            Binding::Env { name, secret } => {
+                let is_env_name = !name.is_empty()
+                    && name.len() <= 128
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !is_env_name {
+                    return Err(ValidationError::new(format!(
+                        "invalid environment variable name {name:?}"
+                    )));
+                }
+                validate_name("secret", secret)
+            }
+            Binding::Mcp { name, url, secret } => {
+                validate_name("MCP server", name)?;
+                validate_url(url)?;
+                secret.as_deref().map_or(Ok(()), |s| validate_name("secret", s))
+            }
+            Binding::Model { name, base_url, upstream, secret, .. } => {
+                validate_name("model", name)?;
+                validate_url(base_url)?;
+                if upstream.is_empty() || upstream.len() > 256 {
+                    return Err(ValidationError::new("upstream model name must be 1-256 characters"));
+                }
+                secret.as_deref().map_or(Ok(()), |s| validate_name("secret", s))
+            }
+        }
+    }
+}
+
+fn validate_url(url: &str) -> Result<(), ValidationError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() > "https://".len()
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(format!(
+            "invalid URL {url:?}: expected http:// or https://"
+        )))
+    }
+}
+
+/// The kinds of secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretKind {
+    /// One opaque key.
+    ApiKey,
+    /// An OAuth access token, with its refresh token.
+    Oauth,
+}
+
+impl SecretKind {
+    /// The kind as a word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::ApiKey => "api_key",
+            SecretKind::Oauth => "oauth",
+        }
+    }
+}
+
+/// A secret's plaintext. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretValue {
+    /// An API key.
+    ApiKey {
+        /// The key.
+        value: String,
+    },
+    /// An OAuth token pair.
+    Oauth {
+        /// The access token.
+        access_token: String,
+        /// The refresh token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<String>,
+        /// When the access token expires, Unix seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
+    },
+}
+
+impl SecretValue {
+    /// The secret's kind.
+    pub fn kind(&self) -> SecretKind {
+        match self {
+            SecretValue::ApiKey { .. } => SecretKind::ApiKey,
+            SecretValue::Oauth { .. } => SecretKind::Oauth,
+        }
+    }
+
+    /// The credential a client sends: the API key or the access token.
+    pub fn credential(&self) -> &str {
+        match self {
+            SecretValue::ApiKey { value } => value,
+            SecretValue::Oauth { access_token, .. } => access_token,
+        }
+    }
+
+    /// Checks the value is usable.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.credential().is_empty() {
+            return Err(ValidationError::new("secret value is empty"));
+        }
+        if self.credential().len() > 64 * 1024 {
+            return Err(ValidationError::new("secret value is larger than 64 KiB"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretValue::{}(<redacted>)", self.kind().as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let secret = SecretValue::ApiKey { value: "sk-live-123".into() };
+        assert!(!format!("{secret:?}").contains("sk-live"));
+    }
+
+    #[test]
+    fn binding_validation() {
+        let model = Binding::Model {
+            name: "gpt-5.4".into(),
+            provider: Provider::OpenAi,
+            base_url: "https://api.openai.com/v1".into(),
+            upstream: "gpt-5.4".into(),
+            secret: Some("openai".into()),
+        };
+        model.validate().unwrap();
+        let bad_env = Binding::Env { name: "1BAD".into(), secret: "x".into() };
+        assert!(bad_env.validate().is_err());
+        let bad_url = Binding::Mcp { name: "fs".into(), url: "ftp://x".into(), secret: None };
+        assert!(bad_url.validate().is_err());
+    }
+}

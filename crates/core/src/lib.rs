@@ -1,0 +1,49 @@
+//! exo's domain: identities, slugs, events and their kinds, turns, scopes,
+//! bindings and secret values.
+//!
+//! This crate does no I/O. The serde shape of [`EventData`] is the event's
+//! public JSON shape (`{"kind": "message", "role": "user", ...}`): the CLI
+//! prints it, `exo conversation append` reads it, and the store keeps it.
+//! It is pinned by tests, so change it only together with `spec/exoharness.md`.
+
+mod binding;
+mod event;
+mod ids;
+mod slug;
+
+pub use binding::{Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
+pub use event::{
+    ContentPart, Event, EventData, EventKind, Role, SessionEndReason, Timestamp, TurnStatus,
+    Usage,
+};
+pub use ids::{AgentId, ConversationId, EventId, IdParseError, SecretId, SessionId, TurnId};
+pub use slug::{slugify, validate_slug, SlugError};
+
+/// A value failed a domain rule; the message says which, in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValidationError(pub String);
+
+impl ValidationError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ValidationError(message.into())
+    }
+}
+
+/// Checks a name for secrets, models and bindings: 1 to 64 characters from
+/// `A-Z a-z 0-9 _ . -`, starting with a letter or digit.
+pub fn validate_name(what: &str, name: &str) -> Result<(), ValidationError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(format!(
+            "invalid {what} name {name:?}: use 1-64 characters from A-Z a-z 0-9 _ . - starting with a letter or digit"
+        )))
+    }
+}

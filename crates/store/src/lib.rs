@@ -1,0 +1,181 @@
+//! exo's durable store: one SQLite database (WAL, `synchronous=FULL`) under
+//! the exo root holding agents, conversations, the append-only event log,
+//! artifacts, bindings and sealed secrets.
+//!
+//! # Durability
+//!
+//! Every mutating call runs in one `BEGIN IMMEDIATE` transaction and returns
+//! only after SQLite has committed it with `synchronous=FULL`, which fsyncs
+//! the write-ahead log. What a call acknowledged survives `kill -9` and power
+//! loss; what it did not is absent as a whole.
+//!
+//! # History as branches
+//!
+//! Events live on branches. A branch has a parent branch and a base depth;
+//! its events continue the parent's history after that depth, so an event's
+//! `seq` is its depth in every history that contains it. A conversation
+//! points at one branch and a head depth. Forking and rewinding create a
+//! branch: O(1), no event is copied, and events keep their ids. Queries walk
+//! the chain of branch segments with index range scans, so their cost
+//! follows the page, not the history.
+//!
+//! This crate knows nothing of JSON-RPC or of the command line.
+
+mod artifact;
+mod config;
+mod error;
+mod identity;
+mod log;
+mod schema;
+mod turn;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+pub use artifact::{ArtifactVersion, MAX_ARTIFACT_BYTES};
+pub use config::{BindingEntry, SecretInfo};
+pub use error::{Error, Result};
+pub use identity::{Agent, Conversation, ForkOptions};
+pub use log::{EventPage, EventQuery, RewindOutcome, MAX_EVENT_BODY_BYTES, MAX_PAGE};
+pub use schema::SCHEMA_VERSION;
+pub use turn::{TurnHandle, TurnInfo};
+
+use exo_core::ConversationId;
+
+/// The database file's name inside the root.
+pub const DB_FILE: &str = "exo.db";
+
+/// Whether [`Store::open`] may create a missing store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the root directory and database if missing.
+    Create,
+    /// Fail with [`Error::NoStore`] if there is no store.
+    Existing,
+}
+
+/// A handle to the store. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    conn: Mutex<Connection>,
+    /// Branch rows never change once written, so they are cached forever.
+    branches: Mutex<HashMap<i64, log::BranchInfo>>,
+    /// Sessions this handle opened, with the lock that tells other
+    /// processes their owner is alive.
+    sessions: Mutex<HashMap<ConversationId, turn::OwnedSession>>,
+}
+
+impl Store {
+    /// Opens (or, with [`OpenMode::Create`], creates) the store under `root`.
+    pub fn open(root: impl AsRef<Path>, mode: OpenMode) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        let db_path = root.join(DB_FILE);
+        if mode == OpenMode::Existing && !db_path.exists() {
+            return Err(Error::NoStore(root));
+        }
+        if mode == OpenMode::Create {
+            std::fs::create_dir_all(&root)
+                .map_err(|err| Error::io(format!("creating {}", root.display()), err))?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let mut conn = Connection::open_with_flags(&db_path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let not_a_store = |err| match err {
+            rusqlite::Error::SqliteFailure(ref e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
+                Error::NotAStore(db_path.clone())
+            }
+            other => Error::Sqlite(other),
+        };
+        // WAL + synchronous=FULL: each commit fsyncs the log before it
+        // returns. Readers never block the writer.
+        let journal: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(not_a_store)?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(Error::Corrupt(format!("cannot enable WAL (journal mode is {journal})")));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -32768;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn, &db_path)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                root,
+                conn: Mutex::new(conn),
+                branches: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The schema version of the open store.
+    pub fn schema_version(&self) -> i64 {
+        SCHEMA_VERSION
+    }
+}
+
+impl Inner {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: any
+        // open transaction was rolled back when it was dropped.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` in one immediate (write-locked) transaction and commits.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` in one read transaction: a consistent snapshot.
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        f(&tx)
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.inner.root).finish()
+    }
+}
+
+/// Reads a 16-byte id column.
+pub(crate) fn id_column<T>(row: &rusqlite::Row<'_>, index: usize, make: fn([u8; 16]) -> T) -> rusqlite::Result<T> {
+    let bytes: [u8; 16] = row.get(index)?;
+    Ok(make(bytes))
+}
+
+/// Reads a nullable 16-byte id column.
+pub(crate) fn opt_id_column<T>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    make: fn([u8; 16]) -> T,
+) -> rusqlite::Result<Option<T>> {
+    let bytes: Option<[u8; 16]> = row.get(index)?;
+    Ok(bytes.map(make))
+}

@@ -1,0 +1,589 @@
+//! The event log: branches, appends, page queries, fork and rewind.
+//!
+//! See the crate docs for the branch model. The invariants this module keeps:
+//!
+//! - **Architecture Invariant:** a branch row never changes after it is
+//!   written, and only its owning conversation appends to it, and only while
+//!   it is that conversation's current branch. So a conversation's head is
+//!   always the tip of its current branch (or the branch's base, before its
+//!   first event).
+//! - Events are never updated or deleted. Fork and rewind add a branch and
+//!   one marker event; they copy nothing.
+//! - `history_values` rows are derived from events in the same transaction
+//!   that appends them ([`Inner::append`]), so they can never disagree.
+
+use exo_core::{ConversationId, Event, EventData, EventId, EventKind, SessionId, Timestamp, TurnId};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::identity::Conversation;
+use crate::{id_column, opt_id_column, Inner, Store};
+
+/// The largest page a query returns.
+pub const MAX_PAGE: usize = 10_000;
+/// The page size when a query gives no limit.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest event body accepted, serialized.
+pub const MAX_EVENT_BODY_BYTES: usize = 8 << 20;
+
+/// A branch row. Immutable once written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BranchInfo {
+    pub conversation: ConversationId,
+    pub parent: Option<i64>,
+    pub base_seq: i64,
+}
+
+/// A run of one branch's events inside a history: depths `start..=end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub branch: i64,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// An event to append, with its envelope.
+pub(crate) struct NewEvent {
+    pub data: EventData,
+    pub session: Option<SessionId>,
+    pub turn: Option<TurnId>,
+}
+
+impl NewEvent {
+    pub fn plain(data: EventData) -> Self {
+        NewEvent { data, session: None, turn: None }
+    }
+}
+
+/// Which events to read, and in what order.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    /// Only events after this one (exclusive).
+    pub after: Option<EventId>,
+    /// Only events before this one (exclusive).
+    pub before: Option<EventId>,
+    /// Newest first.
+    pub desc: bool,
+    /// Page size; 0 means the default (100). At most [`MAX_PAGE`].
+    pub limit: usize,
+    /// Only this kind.
+    pub kind: Option<EventKind>,
+    /// Only this session's events.
+    pub session: Option<SessionId>,
+    /// Only this turn's events.
+    pub turn: Option<TurnId>,
+}
+
+/// One page of events.
+#[derive(Clone, Debug)]
+pub struct EventPage {
+    /// The events, in the query's order.
+    pub events: Vec<Event>,
+    /// Set when more events may follow: pass it as `after` (ascending) or
+    /// `before` (descending) to read the next page.
+    pub next_cursor: Option<EventId>,
+}
+
+/// What a rewind did.
+#[derive(Clone, Debug)]
+pub struct RewindOutcome {
+    /// The conversation after the rewind.
+    pub conversation: Conversation,
+    /// The `rewound` event recorded, or `None` when the head already was the
+    /// target and nothing changed.
+    pub event: Option<Event>,
+}
+
+const EVENT_COLUMNS: &str = "id, branch, seq, created_at, session, turn, body";
+
+impl Inner {
+    /// The branch's row, from the cache or the database.
+    pub(crate) fn branch(&self, conn: &Connection, id: i64) -> Result<BranchInfo> {
+        if let Some(info) = self.branches.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(*info);
+        }
+        let info = conn
+            .prepare_cached("SELECT conversation, parent, base_seq FROM branches WHERE id = ?1")?
+            .query_row([id], |row| {
+                Ok(BranchInfo {
+                    conversation: id_column(row, 0, ConversationId::from_bytes)?,
+                    parent: row.get(1)?,
+                    base_seq: row.get(2)?,
+                })
+            })
+            .optional()?
+            .ok_or_else(|| Error::Corrupt(format!("branch {id} is missing")))?;
+        self.branches.lock().unwrap_or_else(|p| p.into_inner()).insert(id, info);
+        Ok(info)
+    }
+
+    /// Creates a branch that continues `parent` after depth `base_seq`.
+    pub(crate) fn create_branch(
+        &self,
+        conn: &Connection,
+        conversation: ConversationId,
+        parent: Option<i64>,
+        base_seq: i64,
+    ) -> Result<i64> {
+        conn.prepare_cached(
+            "INSERT INTO branches (conversation, parent, base_seq, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![conversation.as_bytes(), parent, base_seq, Timestamp::now().as_micros()])?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The segments of the history ending at depth `head_seq` on `branch`,
+    /// newest first. Empty segments are left out.
+    pub(crate) fn chain(&self, conn: &Connection, branch: i64, head_seq: i64) -> Result<Vec<Segment>> {
+        let mut segments = Vec::new();
+        let mut current = Some(branch);
+        let mut end = head_seq;
+        while let Some(id) = current {
+            let info = self.branch(conn, id)?;
+            if info.base_seq < end {
+                segments.push(Segment { branch: id, start: info.base_seq + 1, end });
+            }
+            end = end.min(info.base_seq);
+            current = info.parent;
+        }
+        Ok(segments)
+    }
+
+    /// Where an event sits: its branch and depth.
+    pub(crate) fn locate(&self, conn: &Connection, event: EventId) -> Result<Option<(i64, i64)>> {
+        Ok(conn
+            .prepare_cached("SELECT branch, seq FROM events WHERE id = ?1")?
+            .query_row([event.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
+    /// The depth of `event` in the conversation's current history, or a
+    /// not-found error naming the conversation.
+    fn depth_in_history(&self, conn: &Connection, chain: &[Segment], conv: &Conversation, event: EventId) -> Result<i64> {
+        match self.locate(conn, event)? {
+            Some((branch, seq)) if in_chain(chain, branch, seq) => Ok(seq),
+            _ => Err(not_in_history(conv, event)),
+        }
+    }
+
+    /// Where `event` sits if the conversation can reach it: on its current
+    /// history, or on a branch it abandoned by rewinding (so that rewinding
+    /// forward again is redo).
+    pub(crate) fn reachable(&self, conn: &Connection, conv: &Conversation, event: EventId) -> Result<(i64, i64)> {
+        let Some((branch, seq)) = self.locate(conn, event)? else {
+            return Err(not_in_history(conv, event));
+        };
+        if self.branch(conn, branch)?.conversation == conv.id {
+            return Ok((branch, seq));
+        }
+        let chain = self.chain(conn, conv.branch, conv.head_seq)?;
+        if in_chain(&chain, branch, seq) {
+            Ok((branch, seq))
+        } else {
+            Err(not_in_history(conv, event))
+        }
+    }
+
+    /// Appends events at the conversation's head, keeping `conv` (and its
+    /// row) up to date. The caller owns the transaction.
+    pub(crate) fn append(
+        &self,
+        conn: &Connection,
+        conv: &mut Conversation,
+        events: impl IntoIterator<Item = NewEvent>,
+    ) -> Result<Vec<Event>> {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events (id, branch, seq, created_at, kind, session, turn, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut insert_value = conn.prepare_cached(
+            "INSERT INTO history_values (ns, key, branch, seq, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut appended = Vec::new();
+        for (index, new) in events.into_iter().enumerate() {
+            let body = serde_json::to_string(&new.data)
+                .map_err(|err| Error::Invalid(format!("event {}: {err}", index + 1)))?;
+            if body.len() > MAX_EVENT_BODY_BYTES {
+                return Err(Error::Invalid(format!(
+                    "event {} is {} bytes, more than the {} MiB limit",
+                    index + 1,
+                    body.len(),
+                    MAX_EVENT_BODY_BYTES >> 20
+                )));
+            }
+            let id = EventId::new();
+            let seq = conv.head_seq + 1;
+            let created_at = Timestamp::now();
+            insert.execute(params![
+                id.as_bytes(),
+                conv.branch,
+                seq,
+                created_at.as_micros(),
+                new.data.kind().as_str(),
+                new.session.as_ref().map(|s| s.as_bytes()),
+                new.turn.as_ref().map(|t| t.as_bytes()),
+                body,
+            ])?;
+            if let Some((ns, key, version, value)) = history_value(&new.data) {
+                insert_value.execute(params![ns, key, conv.branch, seq, version, value])?;
+            }
+            conv.head_seq = seq;
+            conv.head = id;
+            appended.push(Event {
+                id,
+                conversation: conv.id,
+                session: new.session,
+                turn: new.turn,
+                created_at,
+                data: new.data,
+            });
+        }
+        conn.prepare_cached("UPDATE conversations SET head_seq = ?2, head_event = ?3 WHERE id = ?1")?
+            .execute(params![conv.id.as_bytes(), conv.head_seq, conv.head.as_bytes()])?;
+        Ok(appended)
+    }
+
+    /// Reads one page of the conversation's history.
+    pub(crate) fn query(&self, conn: &Connection, conv: &Conversation, query: &EventQuery) -> Result<EventPage> {
+        let limit = match query.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let chain = self.chain(conn, conv.branch, conv.head_seq)?;
+        let low = match query.after {
+            Some(event) => self.depth_in_history(conn, &chain, conv, event)? + 1,
+            None => 0,
+        };
+        let high = match query.before {
+            Some(event) => self.depth_in_history(conn, &chain, conv, event)? - 1,
+            None => conv.head_seq,
+        };
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE branch = ?1 AND seq BETWEEN ?2 AND ?3");
+        if query.kind.is_some() {
+            sql.push_str(" AND kind = ?5");
+        }
+        if query.session.is_some() {
+            sql.push_str(" AND session = ?6");
+        }
+        if query.turn.is_some() {
+            sql.push_str(" AND turn = ?7");
+        }
+        sql.push_str(if query.desc { " ORDER BY seq DESC LIMIT ?4" } else { " ORDER BY seq ASC LIMIT ?4" });
+        let mut statement = conn.prepare_cached(&sql)?;
+        let mut events = Vec::new();
+        // One more than the page, to know whether another page follows.
+        let wanted = limit + 1;
+        let ordered: Box<dyn Iterator<Item = &Segment>> =
+            if query.desc { Box::new(chain.iter()) } else { Box::new(chain.iter().rev()) };
+        for segment in ordered {
+            let start = segment.start.max(low);
+            let end = segment.end.min(high);
+            if start > end {
+                continue;
+            }
+            let conversation = self.branch(conn, segment.branch)?.conversation;
+            let mut bound: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::with_capacity(7);
+            let remaining = (wanted - events.len()) as i64;
+            bound.push(("?1", &segment.branch));
+            bound.push(("?2", &start));
+            bound.push(("?3", &end));
+            bound.push(("?4", &remaining));
+            let kind = query.kind.map(|k| k.as_str());
+            if let Some(kind) = kind.as_ref() {
+                bound.push(("?5", kind));
+            }
+            let session = query.session.map(|s| *s.as_bytes());
+            if let Some(session) = session.as_ref() {
+                bound.push(("?6", session));
+            }
+            let turn = query.turn.map(|t| *t.as_bytes());
+            if let Some(turn) = turn.as_ref() {
+                bound.push(("?7", turn));
+            }
+            let mut rows = statement.query(bound.as_slice())?;
+            while let Some(row) = rows.next()? {
+                events.push(event_from_row(row, conversation)?);
+            }
+            if events.len() >= wanted {
+                break;
+            }
+        }
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|event| event.id)
+        } else {
+            None
+        };
+        Ok(EventPage { events, next_cursor })
+    }
+
+    /// Reads one event the conversation can reach.
+    pub(crate) fn event(&self, conn: &Connection, conv: &Conversation, id: EventId) -> Result<Event> {
+        let (branch, seq) = self.reachable(conn, conv, id)?;
+        self.event_at(conn, branch, seq)
+    }
+
+    /// Reads the event at a position known to exist.
+    pub(crate) fn event_at(&self, conn: &Connection, branch: i64, seq: i64) -> Result<Event> {
+        let conversation = self.branch(conn, branch)?.conversation;
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE branch = ?1 AND seq = ?2");
+        conn.prepare_cached(&sql)?
+            .query_row([branch, seq], |row| Ok(event_from_row(row, conversation)))
+            .optional()?
+            .ok_or_else(|| Error::Corrupt(format!("no event at branch {branch} seq {seq}")))?
+    }
+
+    /// Finds the newest value for `(ns, key)` in a history.
+    pub(crate) fn history_value(
+        &self,
+        conn: &Connection,
+        chain: &[Segment],
+        ns: &str,
+        key: &str,
+    ) -> Result<Option<HistoryValue>> {
+        let mut statement = conn.prepare_cached(
+            "SELECT seq, version, value FROM history_values
+             WHERE ns = ?1 AND key = ?2 AND branch = ?3 AND seq BETWEEN ?4 AND ?5
+             ORDER BY seq DESC LIMIT 1",
+        )?;
+        for segment in chain {
+            let found = statement
+                .query_row(params![ns, key, segment.branch, segment.start, segment.end], |row| {
+                    Ok(HistoryValue {
+                        key: key.to_string(),
+                        branch: segment.branch,
+                        seq: row.get(0)?,
+                        version: row.get(1)?,
+                        value: row.get(2)?,
+                    })
+                })
+                .optional()?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every value set for `(ns, key)` in a history, oldest first.
+    pub(crate) fn history_values_of(
+        &self,
+        conn: &Connection,
+        chain: &[Segment],
+        ns: &str,
+        key: &str,
+    ) -> Result<Vec<HistoryValue>> {
+        let mut statement = conn.prepare_cached(
+            "SELECT seq, version, value FROM history_values
+             WHERE ns = ?1 AND key = ?2 AND branch = ?3 AND seq BETWEEN ?4 AND ?5
+             ORDER BY seq ASC",
+        )?;
+        let mut values = Vec::new();
+        for segment in chain.iter().rev() {
+            let rows = statement.query_map(params![ns, key, segment.branch, segment.start, segment.end], |row| {
+                Ok(HistoryValue {
+                    key: key.to_string(),
+                    branch: segment.branch,
+                    seq: row.get(0)?,
+                    version: row.get(1)?,
+                    value: row.get(2)?,
+                })
+            })?;
+            for value in rows {
+                values.push(value?);
+            }
+        }
+        Ok(values)
+    }
+
+    /// The newest value of every key in `ns` as of the history's head,
+    /// deleted keys left out, sorted by key.
+    pub(crate) fn current_values(&self, conn: &Connection, chain: &[Segment], ns: &str) -> Result<Vec<HistoryValue>> {
+        let mut statement = conn.prepare_cached(
+            "SELECT key, seq, version, value FROM history_values
+             WHERE ns = ?1 AND branch = ?2 AND seq BETWEEN ?3 AND ?4",
+        )?;
+        let mut newest: std::collections::BTreeMap<String, HistoryValue> = Default::default();
+        for segment in chain {
+            let rows = statement.query_map(params![ns, segment.branch, segment.start, segment.end], |row| {
+                Ok(HistoryValue {
+                    key: row.get(0)?,
+                    branch: segment.branch,
+                    seq: row.get(1)?,
+                    version: row.get(2)?,
+                    value: row.get(3)?,
+                })
+            })?;
+            for value in rows {
+                let value = value?;
+                match newest.get(&value.key) {
+                    Some(existing) if existing.seq >= value.seq => {}
+                    _ => {
+                        newest.insert(value.key.clone(), value);
+                    }
+                }
+            }
+        }
+        Ok(newest.into_values().filter(|value| value.value.is_some()).collect())
+    }
+}
+
+/// A row of `history_values`.
+#[derive(Clone, Debug)]
+pub(crate) struct HistoryValue {
+    pub key: String,
+    pub branch: i64,
+    pub seq: i64,
+    pub version: Option<i64>,
+    /// `None` records a deletion.
+    pub value: Option<String>,
+}
+
+/// The `history_values` row an event implies, if any.
+fn history_value(data: &EventData) -> Option<(&'static str, String, Option<i64>, Option<String>)> {
+    match data {
+        EventData::ArtifactWritten { path, version, sha256, .. } => {
+            Some(("artifact", path.clone(), Some(*version as i64), Some(sha256.clone())))
+        }
+        EventData::SecretSet { name, secret_id } => Some(("secret", name.clone(), None, Some(secret_id.to_string()))),
+        EventData::SecretDeleted { name } => Some(("secret", name.clone(), None, None)),
+        EventData::BindingSet { binding } => Some((
+            "binding",
+            binding_key(binding.kind(), binding.name()),
+            None,
+            Some(serde_json::to_string(binding).expect("bindings serialize")),
+        )),
+        EventData::BindingDeleted { binding_kind, name } => Some(("binding", binding_key(*binding_kind, name), None, None)),
+        _ => None,
+    }
+}
+
+/// The `history_values` key of a conversation-scoped binding.
+pub(crate) fn binding_key(kind: exo_core::BindingKind, name: &str) -> String {
+    format!("{kind}:{name}")
+}
+
+fn in_chain(chain: &[Segment], branch: i64, seq: i64) -> bool {
+    chain.iter().any(|segment| segment.branch == branch && (segment.start..=segment.end).contains(&seq))
+}
+
+fn not_in_history(conv: &Conversation, event: EventId) -> Error {
+    Error::NotFound { what: "event", key: format!("{event} in conversation {}", conv.slug) }
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>, conversation: ConversationId) -> Result<Event> {
+    let id = id_column(row, 0, EventId::from_bytes)?;
+    let body: String = row.get(6)?;
+    let data: EventData = serde_json::from_str(&body)
+        .map_err(|err| Error::Corrupt(format!("event {id} cannot be decoded: {err}")))?;
+    Ok(Event {
+        id,
+        conversation,
+        session: opt_id_column(row, 4, SessionId::from_bytes)?,
+        turn: opt_id_column(row, 5, TurnId::from_bytes)?,
+        created_at: Timestamp(row.get(3)?),
+        data,
+    })
+}
+
+impl Store {
+    /// Appends caller events (message, tool_call, tool_result, error,
+    /// custom) as one atomic batch. With `expected_head`, fails with
+    /// [`Error::HeadConflict`] if another writer moved the head.
+    pub fn append(
+        &self,
+        agent: &str,
+        conversation: &str,
+        events: Vec<EventData>,
+        expected_head: Option<EventId>,
+    ) -> Result<Vec<Event>> {
+        for (index, data) in events.iter().enumerate() {
+            check_appendable(index, data)?;
+        }
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.write(|tx| {
+            let mut conv = self.inner.load_conversation(tx, conv.id)?;
+            check_head(&conv, expected_head)?;
+            self.inner.append(tx, &mut conv, events.into_iter().map(NewEvent::plain))
+        })
+    }
+
+    /// Reads a page of the conversation's history.
+    pub fn events(&self, agent: &str, conversation: &str, query: &EventQuery) -> Result<EventPage> {
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.read(|tx| {
+            let conv = self.inner.load_conversation(tx, conv.id)?;
+            self.inner.query(tx, &conv, query)
+        })
+    }
+
+    /// Reads one event the conversation can reach: on its history or on a
+    /// branch it rewound away from.
+    pub fn event(&self, agent: &str, conversation: &str, id: EventId) -> Result<Event> {
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.read(|tx| {
+            let conv = self.inner.load_conversation(tx, conv.id)?;
+            self.inner.event(tx, &conv, id)
+        })
+    }
+
+    /// Moves the conversation's head to `to`, an event on its history or on
+    /// a branch it rewound away from (redo). Nothing is deleted: later
+    /// appends start a new branch, and a `rewound` event after `to` records
+    /// the move. Refused while a turn is in progress.
+    pub fn rewind(
+        &self,
+        agent: &str,
+        conversation: &str,
+        to: EventId,
+        expected_head: Option<EventId>,
+    ) -> Result<RewindOutcome> {
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.write(|tx| {
+            let mut conv = self.inner.load_conversation(tx, conv.id)?;
+            check_head(&conv, expected_head)?;
+            if let Some(turn) = conv.open_turn {
+                return Err(Error::Busy(format!(
+                    "turn {turn} is in progress in conversation {}; finish it before rewinding",
+                    conv.slug
+                )));
+            }
+            let (branch, seq) = self.inner.reachable(tx, &conv, to)?;
+            if to == conv.head {
+                return Ok(RewindOutcome { conversation: conv, event: None });
+            }
+            let from = conv.head;
+            let new_branch = self.inner.create_branch(tx, conv.id, Some(branch), seq)?;
+            conv.branch = new_branch;
+            conv.head_seq = seq;
+            conv.head = to;
+            tx.prepare_cached("UPDATE conversations SET branch = ?2 WHERE id = ?1")?
+                .execute(params![conv.id.as_bytes(), new_branch])?;
+            let mut recorded = self.inner.append(
+                tx,
+                &mut conv,
+                [NewEvent::plain(EventData::Rewound { from_event: from, to_event: to })],
+            )?;
+            Ok(RewindOutcome { conversation: conv, event: recorded.pop() })
+        })
+    }
+}
+
+pub(crate) fn check_head(conv: &Conversation, expected: Option<EventId>) -> Result<()> {
+    match expected {
+        Some(expected) if expected != conv.head => Err(Error::HeadConflict { expected, actual: conv.head }),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_appendable(index: usize, data: &EventData) -> Result<()> {
+    if !data.kind().is_appendable() {
+        return Err(Error::Invalid(format!(
+            "event {}: kind {} is recorded by exo itself and cannot be appended",
+            index + 1,
+            data.kind()
+        )));
+    }
+    data.validate()
+        .map_err(|err| Error::Invalid(format!("event {}: {err}", index + 1)))
+}
