@@ -1,0 +1,378 @@
+//! Command-line arguments: the one definition behind `--help` and parsing.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use exo_core::{EventId, EventKind, Provider, SessionId, TurnId};
+
+/// exo: durable agent sessions you can stop, resume, fork and rewind.
+#[derive(Debug, Parser)]
+#[command(name = "exo", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The exo root holding the store.
+    #[arg(
+        long,
+        global = true,
+        env = "EXO_ROOT",
+        default_value = ".exo",
+        value_name = "PATH"
+    )]
+    pub root: PathBuf,
+    /// Print one JSON document instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, show and delete agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Create, inspect, append to, fork and rewind conversations.
+    #[command(subcommand, alias = "conv")]
+    Conversation(ConversationCommand),
+    /// Store encrypted secrets; values are never printed.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Register the models agents can use.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Bind environment variables and MCP servers to secrets.
+    #[command(subcommand)]
+    Binding(BindingCommand),
+    /// Store and read versioned artifacts of a conversation.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+}
+
+/// Where a secret or binding lives: root (default), an agent, or a
+/// conversation (as of its head).
+#[derive(Debug, Args, Clone)]
+pub struct ScopeArgs {
+    /// Agent scope (slug or id).
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Conversation scope (slug or id); needs --agent.
+    #[arg(long, value_name = "CONV", requires = "agent")]
+    pub conversation: Option<String>,
+}
+
+/// An agent and one of its conversations, by slug or id.
+#[derive(Debug, Args, Clone)]
+pub struct ConversationRef {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Create an agent.
+    Create {
+        /// Display name; the slug derives from it.
+        name: String,
+        /// The model binding it uses (see `exo model register`).
+        #[arg(long)]
+        model: Option<String>,
+        /// System instructions for its conversations.
+        #[arg(long)]
+        instructions: Option<String>,
+        /// Slug to use instead of the derived one.
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// List agents.
+    List,
+    /// Show one agent.
+    Show {
+        /// Slug or id.
+        agent: String,
+    },
+    /// Delete an agent and its conversations.
+    Delete {
+        /// Slug or id.
+        agent: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationCommand {
+    /// Create a conversation.
+    Create {
+        /// The agent (slug or id).
+        agent: String,
+        /// Display name; the slug derives from it.
+        name: String,
+        /// Slug to use instead of the derived one.
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// List an agent's conversations.
+    List {
+        /// The agent (slug or id).
+        agent: String,
+    },
+    /// Show one conversation.
+    Show(ConversationRef),
+    /// Delete a conversation.
+    Delete(ConversationRef),
+    /// Print the conversation's history.
+    Events {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// Only events of this kind.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<EventKind>,
+        /// Only this session's events.
+        #[arg(long)]
+        session: Option<SessionId>,
+        /// Only this turn's events.
+        #[arg(long)]
+        turn: Option<TurnId>,
+        /// Only events after this one.
+        #[arg(long, value_name = "EVENT_ID", conflicts_with = "before")]
+        after: Option<EventId>,
+        /// Only events before this one.
+        #[arg(long, value_name = "EVENT_ID")]
+        before: Option<EventId>,
+        /// Newest first.
+        #[arg(long)]
+        desc: bool,
+        /// At most this many events (one page); all when absent.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: Option<u32>,
+    },
+    /// Print one event the conversation can reach.
+    Event {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// The event's id.
+        event: EventId,
+    },
+    /// Append newline-delimited JSON events from stdin as one atomic batch.
+    Append {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// Fail with a conflict unless the head is this event.
+        #[arg(long, value_name = "EVENT_ID")]
+        expected_head: Option<EventId>,
+    },
+    /// Fork a conversation at an event (its head by default).
+    Fork {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// The fork's name.
+        name: Option<String>,
+        /// The event to fork at.
+        #[arg(long, value_name = "EVENT_ID")]
+        at: Option<EventId>,
+        /// The fork's slug.
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// Move the conversation's head to an earlier event, or forward again to
+    /// one it rewound away from.
+    Rewind {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// The event to move the head to.
+        #[arg(long, value_name = "EVENT_ID")]
+        to: EventId,
+        /// Fail with a conflict unless the head is this event.
+        #[arg(long, value_name = "EVENT_ID")]
+        expected_head: Option<EventId>,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<EventKind, String> {
+    text.parse::<EventKind>().map_err(|err| err.0)
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SecretKindArg {
+    /// One opaque key (the value as given).
+    ApiKey,
+    /// A JSON object {"access_token", "refresh_token"?, "expires_at"?}.
+    Oauth,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret from an environment variable, --value, or stdin.
+    Set {
+        /// The secret's name.
+        name: String,
+        /// Read the value from this environment variable (its name, e.g.
+        /// OPENAI_API_KEY).
+        #[arg(long, value_name = "VAR", conflicts_with = "value")]
+        env: Option<String>,
+        /// The value itself (visible in your shell history; prefer --env or
+        /// stdin).
+        #[arg(long)]
+        value: Option<String>,
+        /// What kind of secret the value is.
+        #[arg(long, value_enum, default_value = "api-key")]
+        kind: SecretKindArg,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// List secrets at a scope (names only).
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Show a secret's metadata (never its value).
+    Show {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a secret.
+    Delete {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Register a model: a name agents use, bound to a provider, base URL,
+    /// upstream model name and secret.
+    Register {
+        /// The name agents use.
+        name: String,
+        /// The API's wire format.
+        #[arg(long, default_value = "openai", value_parser = parse_provider)]
+        provider: Provider,
+        /// The API's base URL (default: the provider's).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The model's name at the provider (default: NAME).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// The secret holding the API key.
+        #[arg(long)]
+        secret: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// List models registered at a scope.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Show the model a name resolves to from a scope.
+    Show {
+        /// The model's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a model registered at a scope.
+    Delete {
+        /// The model's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+fn parse_provider(text: &str) -> Result<Provider, String> {
+    text.parse::<Provider>().map_err(|err| err.0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BindingCommand {
+    /// Bind an environment variable to a secret.
+    Env {
+        /// The environment variable.
+        var: String,
+        /// The secret's name.
+        #[arg(long)]
+        secret: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Bind an MCP server to a URL and, optionally, a secret.
+    Mcp {
+        /// The server's name.
+        name: String,
+        /// Its URL.
+        #[arg(long)]
+        url: String,
+        /// The secret sent as its bearer token.
+        #[arg(long)]
+        secret: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// List bindings at a scope.
+    List {
+        /// Only this kind (env, mcp, model).
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Show the binding a name resolves to from a scope.
+    Show {
+        /// env, mcp or model.
+        kind: String,
+        /// The binding's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a binding at a scope.
+    Delete {
+        /// env, mcp or model.
+        kind: String,
+        /// The binding's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Store a new version of an artifact from FILE or stdin.
+    Put {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// The artifact's path, e.g. notes/plan.md.
+        path: String,
+        /// The file to read; stdin when absent or "-".
+        file: Option<PathBuf>,
+        /// Its media type.
+        #[arg(long)]
+        media_type: Option<String>,
+    },
+    /// Write an artifact's bytes to stdout (or --output), as of the head.
+    Get {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// The artifact's path.
+        path: String,
+        /// A specific version.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// List current artifacts, or every version of one path.
+    List {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// List every version of this path.
+        #[arg(long)]
+        path: Option<String>,
+    },
+}
