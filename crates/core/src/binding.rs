@@ -202,7 +202,9 @@ impl Binding {
     /// The binding's name, unique per kind and scope.
     pub fn name(&self) -> &str {
         match self {
-            Binding::Env { name, .. } | Binding::Mcp { name, .. } | Binding::Model { name, .. } => name,
+            Binding::Env { name, .. } | Binding::Mcp { name, .. } | Binding::Model { name, .. } => {
+                name
+            }
         }
     }
 
@@ -232,15 +234,27 @@ impl Binding {
             Binding::Mcp { name, url, secret } => {
                 validate_name("MCP server", name)?;
                 validate_url(url)?;
-                secret.as_deref().map_or(Ok(()), |s| validate_name("secret", s))
+                secret
+                    .as_deref()
+                    .map_or(Ok(()), |s| validate_name("secret", s))
             }
-            Binding::Model { name, base_url, upstream, secret, .. } => {
+            Binding::Model {
+                name,
+                base_url,
+                upstream,
+                secret,
+                ..
+            } => {
                 validate_name("model", name)?;
                 validate_url(base_url)?;
                 if upstream.is_empty() || upstream.len() > 256 {
-                    return Err(ValidationError::new("upstream model name must be 1-256 characters"));
+                    return Err(ValidationError::new(
+                        "upstream model name must be 1-256 characters",
+                    ));
                 }
-                secret.as_deref().map_or(Ok(()), |s| validate_name("secret", s))
+                secret
+                    .as_deref()
+                    .map_or(Ok(()), |s| validate_name("secret", s))
             }
         }
     }
@@ -343,7 +357,9 @@ mod tests {
 
     #[test]
     fn secret_debug_is_redacted() {
-        let secret = SecretValue::ApiKey { value: "sk-live-123".into() };
+        let secret = SecretValue::ApiKey {
+            value: "sk-live-123".into(),
+        };
         assert!(!format!("{secret:?}").contains("sk-live"));
     }
 
@@ -357,9 +373,16 @@ mod tests {
             secret: Some("openai".into()),
         };
         model.validate().unwrap();
-        let bad_env = Binding::Env { name: "1BAD".into(), secret: "x".into() };
+        let bad_env = Binding::Env {
+            name: "1BAD".into(),
+            secret: "x".into(),
+        };
         assert!(bad_env.validate().is_err());
-        let bad_url = Binding::Mcp { name: "fs".into(), url: "ftp://x".into(), secret: None };
+        let bad_url = Binding::Mcp {
+            name: "fs".into(),
+            url: "ftp://x".into(),
+            secret: None,
+        };
         assert!(bad_url.validate().is_err());
     }
 }

@@ -182,11 +182,8 @@ where
 {
     match serde_json::Value::deserialize(deserializer)? {
         serde_json::Value::String(text) => Ok(vec![ContentPart::Text { text }]),
-        parts @ serde_json::Value::Array(_) => {
-            serde_json::from_value(parts).map_err(|err| {
-                serde::de::Error::custom(format!("invalid content part: {err}"))
-            })
-        }
+        parts @ serde_json::Value::Array(_) => serde_json::from_value(parts)
+            .map_err(|err| serde::de::Error::custom(format!("invalid content part: {err}"))),
         _ => Err(serde::de::Error::custom(
             "content must be a string or an array of parts",
         )),
@@ -557,13 +554,17 @@ mod tests {
 
     #[test]
     fn input_shapes_from_the_issue_are_accepted() {
-        let message = EventData::from_input_json(json!({"kind":"message","role":"user","content":"hi"})).unwrap();
+        let message =
+            EventData::from_input_json(json!({"kind":"message","role":"user","content":"hi"}))
+                .unwrap();
         assert_eq!(message, EventData::user_text("hi"));
         assert_eq!(
             serde_json::to_value(&message).unwrap(),
             json!({"kind":"message","role":"user","content":[{"type":"text","text":"hi"}]})
         );
-        let custom = EventData::from_input_json(json!({"kind":"custom","type":"ns.name","payload":{"a":1}})).unwrap();
+        let custom =
+            EventData::from_input_json(json!({"kind":"custom","type":"ns.name","payload":{"a":1}}))
+                .unwrap();
         assert_eq!(
             serde_json::to_value(&custom).unwrap(),
             json!({"kind":"custom","type":"ns.name","payload":{"a":1}})
@@ -583,13 +584,34 @@ mod tests {
             (json!([1]), "expected a JSON object"),
             (json!({"role":"user"}), "missing \"kind\""),
             (json!({"kind":"bogus"}), "unknown event kind"),
-            (json!({"kind":"forked","from_conversation":"x","from_event":"y"}), "recorded by exo itself"),
-            (json!({"kind":"message","role":"user","content":"hi","extra":1}), "unknown field"),
-            (json!({"kind":"message","role":"robot","content":"hi"}), "unknown variant"),
-            (json!({"kind":"message","role":"user","content":5}), "content must be"),
-            (json!({"kind":"custom","type":"nonamespace","payload":{}}), "namespaced"),
-            (json!({"kind":"custom","type":"Bad.Type","payload":{}}), "namespaced"),
-            (json!({"kind":"tool_call","call_id":"","name":"shell"}), "call_id must not be empty"),
+            (
+                json!({"kind":"forked","from_conversation":"x","from_event":"y"}),
+                "recorded by exo itself",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":"hi","extra":1}),
+                "unknown field",
+            ),
+            (
+                json!({"kind":"message","role":"robot","content":"hi"}),
+                "unknown variant",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":5}),
+                "content must be",
+            ),
+            (
+                json!({"kind":"custom","type":"nonamespace","payload":{}}),
+                "namespaced",
+            ),
+            (
+                json!({"kind":"custom","type":"Bad.Type","payload":{}}),
+                "namespaced",
+            ),
+            (
+                json!({"kind":"tool_call","call_id":"","name":"shell"}),
+                "call_id must not be empty",
+            ),
         ];
         for (input, expected) in cases {
             let err = EventData::from_input_json(input.clone()).unwrap_err();
@@ -604,12 +626,21 @@ mod tests {
             "kind": "error", "message": "boom"
         }))
         .unwrap();
-        assert_eq!(data, EventData::Error { message: "boom".into(), code: None });
+        assert_eq!(
+            data,
+            EventData::Error {
+                message: "boom".into(),
+                code: None
+            }
+        );
     }
 
     #[test]
     fn turn_status_names() {
-        assert_eq!("max_rounds".parse::<TurnStatus>().unwrap(), TurnStatus::MaxRounds);
+        assert_eq!(
+            "max_rounds".parse::<TurnStatus>().unwrap(),
+            TurnStatus::MaxRounds
+        );
         assert_eq!(TurnStatus::Interrupted.to_string(), "interrupted");
         assert!("done".parse::<TurnStatus>().is_err());
     }

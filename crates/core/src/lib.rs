@@ -13,8 +13,7 @@ mod slug;
 
 pub use binding::{Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
 pub use event::{
-    ContentPart, Event, EventData, EventKind, Role, SessionEndReason, Timestamp, TurnStatus,
-    Usage,
+    ContentPart, Event, EventData, EventKind, Role, SessionEndReason, Timestamp, TurnStatus, Usage,
 };
 pub use ids::{AgentId, ConversationId, EventId, IdParseError, SecretId, SessionId, TurnId};
 pub use slug::{slugify, validate_slug, SlugError};
@@ -35,7 +34,10 @@ impl ValidationError {
 pub fn validate_name(what: &str, name: &str) -> Result<(), ValidationError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));

@@ -53,9 +53,12 @@ pub fn slugify(name: &str) -> Result<String, SlugError> {
 pub fn validate_slug(slug: &str) -> Result<(), SlugError> {
     let well_formed = !slug.is_empty()
         && slug.len() <= MAX_SLUG_LEN
-        && slug
-            .split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        && slug.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
     if well_formed && uuid::Uuid::try_parse(slug).is_err() {
         Ok(())
     } else {
@@ -86,7 +89,16 @@ mod tests {
 
     #[test]
     fn validate_rejects_malformed() {
-        for bad in ["", "A", "a--b", "-a", "a-", "a b", "a_b", "0190a6c2-0000-7000-8000-000000000000"] {
+        for bad in [
+            "",
+            "A",
+            "a--b",
+            "-a",
+            "a-",
+            "a b",
+            "a_b",
+            "0190a6c2-0000-7000-8000-000000000000",
+        ] {
             assert!(validate_slug(bad).is_err(), "{bad:?}");
         }
     }

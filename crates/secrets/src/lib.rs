@@ -49,7 +49,9 @@ pub enum Error {
         mode: u32,
     },
     /// There is nowhere to keep a key file.
-    #[error("cannot locate a config directory for the key file: set {KEY_ENV}, XDG_CONFIG_HOME or HOME")]
+    #[error(
+        "cannot locate a config directory for the key file: set {KEY_ENV}, XDG_CONFIG_HOME or HOME"
+    )]
     NoConfigDir,
     /// Reading or writing the key file failed.
     #[error("key file {path}: {source}")]
@@ -144,15 +146,22 @@ impl Key {
     /// Loads the key from `path`, creating it when `create` is true and it is
     /// missing.
     pub fn load_file(path: &Path, create: bool) -> Result<Option<(Key, KeySource)>, Error> {
-        let io = |source| Error::KeyFileIo { path: path.to_path_buf(), source };
+        let io = |source| Error::KeyFileIo {
+            path: path.to_path_buf(),
+            source,
+        };
         match fs::metadata(path) {
             Ok(metadata) => {
                 let mode = metadata.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
-                    return Err(Error::KeyFileTooOpen { path: path.to_path_buf(), mode });
+                    return Err(Error::KeyFileTooOpen {
+                        path: path.to_path_buf(),
+                        mode,
+                    });
                 }
                 let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
-                let key = Key::parse(&text).ok_or_else(|| Error::MalformedKeyFile(path.to_path_buf()))?;
+                let key =
+                    Key::parse(&text).ok_or_else(|| Error::MalformedKeyFile(path.to_path_buf()))?;
                 Ok(Some((key, KeySource::File(path.to_path_buf()))))
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
@@ -193,7 +202,13 @@ impl Key {
         getrandom::getrandom(&mut nonce).map_err(Error::Random)?;
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
         let ciphertext = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: associated_data })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: associated_data,
+                },
+            )
             // Encryption fails only for inputs far beyond any secret's size.
             .map_err(|_| Error::Decrypt)?;
         Ok(Sealed { nonce, ciphertext })
@@ -201,12 +216,19 @@ impl Key {
 
     /// Opens a sealed value; fails with [`Error::Decrypt`] for a wrong key,
     /// different associated data or a tampered ciphertext.
-    pub fn open(&self, sealed: &Sealed, associated_data: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    pub fn open(
+        &self,
+        sealed: &Sealed,
+        associated_data: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
         cipher
             .decrypt(
                 XNonce::from_slice(&sealed.nonce),
-                Payload { msg: &sealed.ciphertext, aad: associated_data },
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: associated_data,
+                },
             )
             .map(Zeroizing::new)
             .map_err(|_| Error::Decrypt)
@@ -240,8 +262,14 @@ mod tests {
     fn seal_open_round_trip_and_aad_binding() {
         let key = Key::generate().unwrap();
         let sealed = key.seal(b"sk-test", b"secret:1|root").unwrap();
-        assert_eq!(key.open(&sealed, b"secret:1|root").unwrap().as_slice(), b"sk-test");
-        assert!(matches!(key.open(&sealed, b"secret:2|root"), Err(Error::Decrypt)));
+        assert_eq!(
+            key.open(&sealed, b"secret:1|root").unwrap().as_slice(),
+            b"sk-test"
+        );
+        assert!(matches!(
+            key.open(&sealed, b"secret:2|root"),
+            Err(Error::Decrypt)
+        ));
         let other = Key::generate().unwrap();
         let err = other.open(&sealed, b"secret:1|root").unwrap_err();
         assert_eq!(err.to_string(), "cannot decrypt secrets: wrong key?");
@@ -267,12 +295,18 @@ mod tests {
         assert!(Key::load_file(&path, false).unwrap().is_none());
         let (created, source) = Key::load_file(&path, true).unwrap().unwrap();
         assert_eq!(source, KeySource::CreatedFile(path.clone()));
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (loaded, _) = Key::load_file(&path, true).unwrap().unwrap();
         let sealed = created.seal(b"x", b"").unwrap();
         assert_eq!(loaded.open(&sealed, b"").unwrap().as_slice(), b"x");
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(Key::load_file(&path, false), Err(Error::KeyFileTooOpen { .. })));
+        assert!(matches!(
+            Key::load_file(&path, false),
+            Err(Error::KeyFileTooOpen { .. })
+        ));
     }
 }

@@ -42,7 +42,9 @@ fn validate_path(path: &str) -> Result<()> {
     let ok = !path.is_empty()
         && path.len() <= 1024
         && !path.chars().any(char::is_control)
-        && path.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+        && path
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
     if ok {
         Ok(())
     } else {
@@ -53,10 +55,20 @@ fn validate_path(path: &str) -> Result<()> {
 }
 
 impl Inner {
-    fn artifact_from_value(&self, conn: &Connection, value: &HistoryValue) -> Result<ArtifactVersion> {
+    fn artifact_from_value(
+        &self,
+        conn: &Connection,
+        value: &HistoryValue,
+    ) -> Result<ArtifactVersion> {
         let event = self.event_at(conn, value.branch, value.seq)?;
         match event.data {
-            EventData::ArtifactWritten { path, version, sha256, size, media_type } => Ok(ArtifactVersion {
+            EventData::ArtifactWritten {
+                path,
+                version,
+                sha256,
+                size,
+                media_type,
+            } => Ok(ArtifactVersion {
                 path,
                 version,
                 sha256,
@@ -65,7 +77,10 @@ impl Inner {
                 event: event.id,
                 created_at: event.created_at,
             }),
-            other => Err(Error::Corrupt(format!("artifact index points at a {} event", other.kind()))),
+            other => Err(Error::Corrupt(format!(
+                "artifact index points at a {} event",
+                other.kind()
+            ))),
         }
     }
 }
@@ -89,7 +104,12 @@ impl Store {
             )));
         }
         if let Some(media_type) = media_type {
-            if media_type.is_empty() || media_type.len() > 255 || media_type.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            if media_type.is_empty()
+                || media_type.len() > 255
+                || media_type
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace())
+            {
                 return Err(Error::Invalid(format!("invalid media type {media_type:?}")));
             }
         }
@@ -101,8 +121,10 @@ impl Store {
             let chain = self.inner.chain(tx, conv.branch, conv.head_seq)?;
             let previous = self.inner.history_value(tx, &chain, "artifact", path)?;
             let version = previous.and_then(|value| value.version).unwrap_or(0) as u64 + 1;
-            tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3)")?
-                .execute(params![digest, bytes.len() as i64, bytes])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![digest, bytes.len() as i64, bytes])?;
             let data = EventData::ArtifactWritten {
                 path: path.to_string(),
                 version,
@@ -110,7 +132,11 @@ impl Store {
                 size: bytes.len() as u64,
                 media_type: media_type.map(str::to_string),
             };
-            let event = self.inner.append(tx, &mut conv, [NewEvent::plain(data)])?.pop().expect("one event appended");
+            let event = self
+                .inner
+                .append(tx, &mut conv, [NewEvent::plain(data)])?
+                .pop()
+                .expect("one event appended");
             Ok(ArtifactVersion {
                 path: path.to_string(),
                 version,
@@ -154,7 +180,8 @@ impl Store {
             };
             let value = value.ok_or_else(not_found)?;
             let artifact = self.inner.artifact_from_value(tx, &value)?;
-            let digest = hex::decode(&artifact.sha256).map_err(|_| Error::Corrupt("bad artifact hash".into()))?;
+            let digest = hex::decode(&artifact.sha256)
+                .map_err(|_| Error::Corrupt("bad artifact hash".into()))?;
             let bytes: Vec<u8> = tx
                 .prepare_cached("SELECT data FROM blobs WHERE sha256 = ?1")?
                 .query_row([digest], |row| row.get(0))
@@ -179,7 +206,12 @@ impl Store {
     }
 
     /// Every version of one artifact in the history, oldest first.
-    pub fn artifact_versions(&self, agent: &str, conversation: &str, path: &str) -> Result<Vec<ArtifactVersion>> {
+    pub fn artifact_versions(
+        &self,
+        agent: &str,
+        conversation: &str,
+        path: &str,
+    ) -> Result<Vec<ArtifactVersion>> {
         validate_path(path)?;
         let conv = self.conversation(agent, conversation)?;
         self.inner.read(|tx| {
@@ -189,7 +221,10 @@ impl Store {
             if values.is_empty() {
                 return Err(Error::not_found("artifact", path));
             }
-            values.iter().map(|value| self.inner.artifact_from_value(tx, value)).collect()
+            values
+                .iter()
+                .map(|value| self.inner.artifact_from_value(tx, value))
+                .collect()
         })
     }
 }

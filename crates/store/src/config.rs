@@ -12,7 +12,10 @@
 //! The first secret written also stores a key check, so a wrong key is
 //! refused before anything is written.
 
-use exo_core::{validate_name, Binding, BindingKind, EventData, Scope, SecretId, SecretKind, SecretValue, Timestamp};
+use exo_core::{
+    validate_name, Binding, BindingKind, EventData, Scope, SecretId, SecretKind, SecretValue,
+    Timestamp,
+};
 use exo_secrets::{Key, Sealed, NONCE_LEN};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -71,7 +74,8 @@ impl Inner {
         match stored {
             Some(blob) => {
                 let sealed = split_sealed(&blob)?;
-                key.open(&sealed, KEY_CHECK_AD).map_err(|_| Error::WrongKey)?;
+                key.open(&sealed, KEY_CHECK_AD)
+                    .map_err(|_| Error::WrongKey)?;
                 Ok(())
             }
             None if init => {
@@ -91,19 +95,34 @@ impl Inner {
             Scope::Agent(agent) => vec![Scope::Agent(agent), Scope::Root],
             Scope::Conversation(id) => {
                 let conv = self.load_conversation(conn, id)?;
-                vec![Scope::Conversation(id), Scope::Agent(conv.agent), Scope::Root]
+                vec![
+                    Scope::Conversation(id),
+                    Scope::Agent(conv.agent),
+                    Scope::Root,
+                ]
             }
         })
     }
 
     /// The secret row id and info set at exactly `scope`.
-    fn secret_at(&self, conn: &Connection, scope: &Scope, name: &str) -> Result<Option<(SecretId, SecretInfo)>> {
+    fn secret_at(
+        &self,
+        conn: &Connection,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<(SecretId, SecretInfo)>> {
         let id = match scope {
             Scope::Conversation(conversation) => {
                 let conv = self.load_conversation(conn, *conversation)?;
                 let chain = self.chain(conn, conv.branch, conv.head_seq)?;
-                match self.history_value(conn, &chain, "secret", name)?.and_then(|value| value.value) {
-                    Some(id) => Some(id.parse::<SecretId>().map_err(|err| Error::Corrupt(err.to_string()))?),
+                match self
+                    .history_value(conn, &chain, "secret", name)?
+                    .and_then(|value| value.value)
+                {
+                    Some(id) => Some(
+                        id.parse::<SecretId>()
+                            .map_err(|err| Error::Corrupt(err.to_string()))?,
+                    ),
                     None => return Ok(None),
                 }
             }
@@ -113,27 +132,47 @@ impl Inner {
             Some(id) => conn
                 .prepare_cached("SELECT id, kind, created_at FROM secrets WHERE id = ?1")?
                 .query_row([id.as_bytes()], |row| {
-                    Ok((id_column(row, 0, SecretId::from_bytes)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+                    Ok((
+                        id_column(row, 0, SecretId::from_bytes)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
                 })
                 .optional()?,
             None => conn
-                .prepare_cached("SELECT id, kind, created_at FROM secrets WHERE scope = ?1 AND name = ?2")?
+                .prepare_cached(
+                    "SELECT id, kind, created_at FROM secrets WHERE scope = ?1 AND name = ?2",
+                )?
                 .query_row(params![scope.key(), name], |row| {
-                    Ok((id_column(row, 0, SecretId::from_bytes)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+                    Ok((
+                        id_column(row, 0, SecretId::from_bytes)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
                 })
                 .optional()?,
         };
         row.map(|(id, kind, created_at)| {
             Ok((
                 id,
-                SecretInfo { name: name.to_string(), scope: *scope, kind: parse_kind(&kind)?, created_at: Timestamp(created_at) },
+                SecretInfo {
+                    name: name.to_string(),
+                    scope: *scope,
+                    kind: parse_kind(&kind)?,
+                    created_at: Timestamp(created_at),
+                },
             ))
         })
         .transpose()
     }
 
     /// Resolves a secret name from `scope` outwards.
-    fn find_secret(&self, conn: &Connection, scope: Scope, name: &str) -> Result<Option<(SecretId, SecretInfo)>> {
+    fn find_secret(
+        &self,
+        conn: &Connection,
+        scope: Scope,
+        name: &str,
+    ) -> Result<Option<(SecretId, SecretInfo)>> {
         for candidate in self.scope_chain(conn, scope)? {
             if let Some(found) = self.secret_at(conn, &candidate, name)? {
                 return Ok(Some(found));
@@ -142,7 +181,13 @@ impl Inner {
         Ok(None)
     }
 
-    fn binding_at(&self, conn: &Connection, scope: &Scope, kind: BindingKind, name: &str) -> Result<Option<BindingEntry>> {
+    fn binding_at(
+        &self,
+        conn: &Connection,
+        scope: &Scope,
+        kind: BindingKind,
+        name: &str,
+    ) -> Result<Option<BindingEntry>> {
         match scope {
             Scope::Conversation(conversation) => {
                 let conv = self.load_conversation(conn, *conversation)?;
@@ -169,7 +214,13 @@ impl Inner {
         }
     }
 
-    fn find_binding(&self, conn: &Connection, scope: Scope, kind: BindingKind, name: &str) -> Result<Option<BindingEntry>> {
+    fn find_binding(
+        &self,
+        conn: &Connection,
+        scope: Scope,
+        kind: BindingKind,
+        name: &str,
+    ) -> Result<Option<BindingEntry>> {
         for candidate in self.scope_chain(conn, scope)? {
             if let Some(found) = self.binding_at(conn, &candidate, kind, name)? {
                 return Ok(Some(found));
@@ -179,7 +230,12 @@ impl Inner {
     }
 
     /// Fails unless a model binding named `name` resolves from `scope`.
-    pub(crate) fn require_model(&self, conn: &Connection, scope: &Scope, name: &str) -> Result<BindingEntry> {
+    pub(crate) fn require_model(
+        &self,
+        conn: &Connection,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<BindingEntry> {
         self.find_binding(conn, *scope, BindingKind::Model, name)?
             .ok_or_else(|| Error::not_found("model", name))
     }
@@ -188,13 +244,16 @@ impl Inner {
         match scope {
             Scope::Root => Ok(()),
             Scope::Agent(agent) => self.find_agent(conn, &agent.to_string()).map(drop),
-            Scope::Conversation(conversation) => self.load_conversation(conn, *conversation).map(drop),
+            Scope::Conversation(conversation) => {
+                self.load_conversation(conn, *conversation).map(drop)
+            }
         }
     }
 }
 
 fn decode_binding(config: &str) -> Result<Binding> {
-    serde_json::from_str(config).map_err(|err| Error::Corrupt(format!("binding cannot be decoded: {err}")))
+    serde_json::from_str(config)
+        .map_err(|err| Error::Corrupt(format!("binding cannot be decoded: {err}")))
 }
 
 fn join_sealed(sealed: &Sealed) -> Vec<u8> {
@@ -210,7 +269,10 @@ fn split_sealed(blob: &[u8]) -> Result<Sealed> {
     }
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&blob[..NONCE_LEN]);
-    Ok(Sealed { nonce, ciphertext: blob[NONCE_LEN..].to_vec() })
+    Ok(Sealed {
+        nonce,
+        ciphertext: blob[NONCE_LEN..].to_vec(),
+    })
 }
 
 impl Store {
@@ -219,8 +281,12 @@ impl Store {
         match (agent, conversation) {
             (None, None) => Ok(Scope::Root),
             (Some(agent), None) => Ok(Scope::Agent(self.agent(agent)?.id)),
-            (Some(agent), Some(conversation)) => Ok(Scope::Conversation(self.conversation(agent, conversation)?.id)),
-            (None, Some(_)) => Err(Error::Invalid("a conversation scope needs its agent too".into())),
+            (Some(agent), Some(conversation)) => Ok(Scope::Conversation(
+                self.conversation(agent, conversation)?.id,
+            )),
+            (None, Some(_)) => Err(Error::Invalid(
+                "a conversation scope needs its agent too".into(),
+            )),
         }
     }
 
@@ -231,11 +297,18 @@ impl Store {
 
     /// Seals and stores a secret at `scope`, replacing any value of that name
     /// there. Never logs or returns the value.
-    pub fn set_secret(&self, scope: Scope, name: &str, value: &SecretValue, key: &Key) -> Result<SecretInfo> {
+    pub fn set_secret(
+        &self,
+        scope: Scope,
+        name: &str,
+        value: &SecretValue,
+        key: &Key,
+    ) -> Result<SecretInfo> {
         validate_name("secret", name)?;
         value.validate()?;
         let plaintext = zeroize::Zeroizing::new(
-            serde_json::to_vec(value).map_err(|err| Error::Invalid(format!("secret value: {err}")))?,
+            serde_json::to_vec(value)
+                .map_err(|err| Error::Invalid(format!("secret value: {err}")))?,
         );
         self.inner.write(|tx| {
             self.inner.check_scope(tx, &scope)?;
@@ -280,7 +353,11 @@ impl Store {
                 Scope::Conversation(conversation) => {
                     let conv = self.inner.load_conversation(tx, conversation)?;
                     let chain = self.inner.chain(tx, conv.branch, conv.head_seq)?;
-                    self.inner.current_values(tx, &chain, "secret")?.into_iter().map(|value| value.key).collect()
+                    self.inner
+                        .current_values(tx, &chain, "secret")?
+                        .into_iter()
+                        .map(|value| value.key)
+                        .collect()
                 }
                 _ => tx
                     .prepare_cached("SELECT name FROM secrets WHERE scope = ?1 ORDER BY name")?
@@ -311,7 +388,9 @@ impl Store {
                     self.inner.append(
                         tx,
                         &mut conv,
-                        [NewEvent::plain(EventData::SecretDeleted { name: name.to_string() })],
+                        [NewEvent::plain(EventData::SecretDeleted {
+                            name: name.to_string(),
+                        })],
                     )?;
                 }
                 _ => {
@@ -325,7 +404,12 @@ impl Store {
 
     /// Opens the secret `name` as seen from `scope` (narrowest scope wins).
     /// For the executor's use at call time; never print the result.
-    pub fn reveal_secret(&self, scope: Scope, name: &str, key: &Key) -> Result<(SecretInfo, SecretValue)> {
+    pub fn reveal_secret(
+        &self,
+        scope: Scope,
+        name: &str,
+        key: &Key,
+    ) -> Result<(SecretInfo, SecretValue)> {
         self.inner.read(|tx| {
             self.inner.check_key(tx, key, false)?;
             let (id, info) = self
@@ -335,9 +419,13 @@ impl Store {
             let (nonce, ciphertext): (Vec<u8>, Vec<u8>) = tx
                 .prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE id = ?1")?
                 .query_row([id.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            let nonce: [u8; NONCE_LEN] =
-                nonce.try_into().map_err(|_| Error::Corrupt("secret nonce has the wrong length".into()))?;
-            let plaintext = key.open(&Sealed { nonce, ciphertext }, &associated_data(id, &info.scope, name))?;
+            let nonce: [u8; NONCE_LEN] = nonce
+                .try_into()
+                .map_err(|_| Error::Corrupt("secret nonce has the wrong length".into()))?;
+            let plaintext = key.open(
+                &Sealed { nonce, ciphertext },
+                &associated_data(id, &info.scope, name),
+            )?;
             let value: SecretValue = serde_json::from_slice(&plaintext)
                 .map_err(|_| Error::Corrupt(format!("secret {name} does not decode")))?;
             Ok((info, value))
@@ -407,25 +495,38 @@ impl Store {
     }
 
     /// Removes the binding set at exactly `scope`.
-    pub fn delete_binding(&self, scope: Scope, kind: BindingKind, name: &str) -> Result<BindingEntry> {
+    pub fn delete_binding(
+        &self,
+        scope: Scope,
+        kind: BindingKind,
+        name: &str,
+    ) -> Result<BindingEntry> {
         self.inner.write(|tx| {
             self.inner.check_scope(tx, &scope)?;
             let entry = self
                 .inner
                 .binding_at(tx, &scope, kind, name)?
-                .ok_or_else(|| Error::NotFound { what: "binding", key: format!("{kind} {name}") })?;
+                .ok_or_else(|| Error::NotFound {
+                    what: "binding",
+                    key: format!("{kind} {name}"),
+                })?;
             match scope {
                 Scope::Conversation(conversation) => {
                     let mut conv = self.inner.load_conversation(tx, conversation)?;
                     self.inner.append(
                         tx,
                         &mut conv,
-                        [NewEvent::plain(EventData::BindingDeleted { binding_kind: kind, name: name.to_string() })],
+                        [NewEvent::plain(EventData::BindingDeleted {
+                            binding_kind: kind,
+                            name: name.to_string(),
+                        })],
                     )?;
                 }
                 _ => {
-                    tx.prepare_cached("DELETE FROM bindings WHERE scope = ?1 AND kind = ?2 AND name = ?3")?
-                        .execute(params![scope.key(), kind.as_str(), name])?;
+                    tx.prepare_cached(
+                        "DELETE FROM bindings WHERE scope = ?1 AND kind = ?2 AND name = ?3",
+                    )?
+                    .execute(params![scope.key(), kind.as_str(), name])?;
                 }
             }
             Ok(entry)
@@ -434,11 +535,23 @@ impl Store {
 
     /// Resolves a binding as seen from `scope`: the narrowest scope that has
     /// one of that kind and name wins.
-    pub fn resolve_binding(&self, scope: Scope, kind: BindingKind, name: &str) -> Result<BindingEntry> {
+    pub fn resolve_binding(
+        &self,
+        scope: Scope,
+        kind: BindingKind,
+        name: &str,
+    ) -> Result<BindingEntry> {
         self.inner.read(|tx| {
             self.inner
                 .find_binding(tx, scope, kind, name)?
-                .ok_or_else(|| Error::NotFound { what: if kind == BindingKind::Model { "model" } else { "binding" }, key: name.to_string() })
+                .ok_or_else(|| Error::NotFound {
+                    what: if kind == BindingKind::Model {
+                        "model"
+                    } else {
+                        "binding"
+                    },
+                    key: name.to_string(),
+                })
         })
     }
 }

@@ -96,11 +96,17 @@ impl Error {
     }
 
     pub(crate) fn not_found(what: &'static str, key: impl ToString) -> Self {
-        Error::NotFound { what, key: key.to_string() }
+        Error::NotFound {
+            what,
+            key: key.to_string(),
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! because forks of a deleted conversation still read them.
 
 use exo_core::{
-    slugify, validate_slug, AgentId, ConversationId, EventData, EventId, SessionId, Timestamp, TurnId,
+    slugify, validate_slug, AgentId, ConversationId, EventData, EventId, SessionId, Timestamp,
+    TurnId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
@@ -87,7 +88,8 @@ pub struct ForkOptions {
     pub slug: Option<String>,
 }
 
-const CONVERSATION_COLUMNS: &str = "id, agent, slug, name, branch, head_seq, head_event, forked_from, fork_event, \
+const CONVERSATION_COLUMNS: &str =
+    "id, agent, slug, name, branch, head_seq, head_event, forked_from, fork_event, \
                                     open_session, open_turn, created_at";
 
 fn conversation_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
@@ -108,16 +110,32 @@ fn conversation_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversati
     })
 }
 
-fn agent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(AgentId, String, String, String, i64)> {
-    Ok((id_column(row, 0, AgentId::from_bytes)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+fn agent_from_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(AgentId, String, String, String, i64)> {
+    Ok((
+        id_column(row, 0, AgentId::from_bytes)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
-fn make_agent((id, slug, name, config, created_at): (AgentId, String, String, String, i64)) -> Result<Agent> {
+fn make_agent(
+    (id, slug, name, config, created_at): (AgentId, String, String, String, i64),
+) -> Result<Agent> {
     let config = match serde_json::from_str(&config) {
         Ok(Value::Object(map)) => map,
         _ => return Err(Error::Corrupt(format!("agent {slug} has malformed config"))),
     };
-    Ok(Agent { id, slug, name, config, created_at: Timestamp(created_at) })
+    Ok(Agent {
+        id,
+        slug,
+        name,
+        config,
+        created_at: Timestamp(created_at),
+    })
 }
 
 fn check_display_name(what: &str, name: &str) -> Result<()> {
@@ -148,7 +166,12 @@ impl Inner {
         make_agent(row.ok_or_else(|| Error::not_found("agent", key))?)
     }
 
-    pub(crate) fn find_conversation(&self, conn: &Connection, agent: &Agent, key: &str) -> Result<Conversation> {
+    pub(crate) fn find_conversation(
+        &self,
+        conn: &Connection,
+        agent: &Agent,
+        key: &str,
+    ) -> Result<Conversation> {
         let found = match key.parse::<ConversationId>() {
             Ok(id) => conn
                 .prepare_cached(&format!(
@@ -163,11 +186,18 @@ impl Inner {
                 .query_row(params![key, agent.id.as_bytes()], conversation_from_row)
                 .optional()?,
         };
-        found.ok_or_else(|| Error::NotFound { what: "conversation", key: format!("{}/{key}", agent.slug) })
+        found.ok_or_else(|| Error::NotFound {
+            what: "conversation",
+            key: format!("{}/{key}", agent.slug),
+        })
     }
 
     /// Loads a live conversation by id, inside the caller's transaction.
-    pub(crate) fn load_conversation(&self, conn: &Connection, id: ConversationId) -> Result<Conversation> {
+    pub(crate) fn load_conversation(
+        &self,
+        conn: &Connection,
+        id: ConversationId,
+    ) -> Result<Conversation> {
         conn.prepare_cached(&format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND deleted_at IS NULL"
         ))?
@@ -178,7 +208,9 @@ impl Inner {
 
     fn slug_taken(&self, conn: &Connection, agent: AgentId, slug: &str) -> Result<bool> {
         Ok(conn
-            .prepare_cached("SELECT 1 FROM conversations WHERE agent = ?1 AND slug = ?2 AND deleted_at IS NULL")?
+            .prepare_cached(
+                "SELECT 1 FROM conversations WHERE agent = ?1 AND slug = ?2 AND deleted_at IS NULL",
+            )?
             .exists(params![agent.as_bytes(), slug])?)
     }
 
@@ -241,7 +273,12 @@ impl Inner {
 impl Store {
     /// Creates an agent. The slug derives from the name unless given. A
     /// `model` in the config must name a registered model.
-    pub fn create_agent(&self, name: &str, slug: Option<&str>, config: Map<String, Value>) -> Result<Agent> {
+    pub fn create_agent(
+        &self,
+        name: &str,
+        slug: Option<&str>,
+        config: Map<String, Value>,
+    ) -> Result<Agent> {
         check_display_name("agent", name)?;
         let slug = match slug {
             Some(slug) => {
@@ -302,7 +339,10 @@ impl Store {
         self.inner.write(|tx| {
             let agent = self.inner.find_agent(tx, key)?;
             let now = Timestamp::now().as_micros();
-            tx.execute("UPDATE agents SET deleted_at = ?2 WHERE id = ?1", params![agent.id.as_bytes(), now])?;
+            tx.execute(
+                "UPDATE agents SET deleted_at = ?2 WHERE id = ?1",
+                params![agent.id.as_bytes(), now],
+            )?;
             tx.execute(
                 "UPDATE conversations SET deleted_at = ?2 WHERE agent = ?1 AND deleted_at IS NULL",
                 params![agent.id.as_bytes(), now],
@@ -313,7 +353,12 @@ impl Store {
 
     /// Creates a conversation; its history starts with
     /// `conversation_created`.
-    pub fn create_conversation(&self, agent: &str, name: &str, slug: Option<&str>) -> Result<Conversation> {
+    pub fn create_conversation(
+        &self,
+        agent: &str,
+        name: &str,
+        slug: Option<&str>,
+    ) -> Result<Conversation> {
         check_display_name("conversation", name)?;
         let slug = match slug {
             Some(slug) => {
@@ -325,13 +370,19 @@ impl Store {
         self.inner.write(|tx| {
             let agent = self.inner.find_agent(tx, agent)?;
             if self.inner.slug_taken(tx, agent.id, &slug)? {
-                return Err(Error::AlreadyExists { what: "conversation", key: format!("{}/{slug}", agent.slug) });
+                return Err(Error::AlreadyExists {
+                    what: "conversation",
+                    key: format!("{}/{slug}", agent.slug),
+                });
             }
-            self.inner.insert_conversation(tx, agent.id, &slug, name, None, None, |_| EventData::ConversationCreated {
-                agent: agent.id,
-                name: name.to_string(),
-                slug: slug.clone(),
-            })
+            self.inner
+                .insert_conversation(tx, agent.id, &slug, name, None, None, |_| {
+                    EventData::ConversationCreated {
+                        agent: agent.id,
+                        name: name.to_string(),
+                        slug: slug.clone(),
+                    }
+                })
         })
     }
 
@@ -381,7 +432,12 @@ impl Store {
     /// history is the source's up to and including that event, then a
     /// `forked` event. O(1): nothing is copied, and appends to either side
     /// never show on the other.
-    pub fn fork(&self, agent: &str, conversation: &str, options: ForkOptions) -> Result<Conversation> {
+    pub fn fork(
+        &self,
+        agent: &str,
+        conversation: &str,
+        options: ForkOptions,
+    ) -> Result<Conversation> {
         if let Some(name) = &options.name {
             check_display_name("conversation", name)?;
         }
@@ -393,7 +449,10 @@ impl Store {
             let source = self.inner.load_conversation(tx, source.id)?;
             let at = options.at.unwrap_or(source.head);
             let (branch, seq) = self.inner.reachable(tx, &source, at)?;
-            let name = options.name.clone().unwrap_or_else(|| format!("{} (fork)", source.name));
+            let name = options
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} (fork)", source.name));
             let slug = match (&options.slug, &options.name) {
                 (Some(slug), _) => slug.clone(),
                 (None, Some(name)) => slugify(name)?,
@@ -409,7 +468,10 @@ impl Store {
                 }
             };
             if self.inner.slug_taken(tx, source.agent, &slug)? {
-                return Err(Error::AlreadyExists { what: "conversation", key: slug });
+                return Err(Error::AlreadyExists {
+                    what: "conversation",
+                    key: slug,
+                });
             }
             self.inner.insert_conversation(
                 tx,
@@ -418,7 +480,10 @@ impl Store {
                 &name,
                 Some((branch, seq, at)),
                 Some((source.id, at)),
-                |_| EventData::Forked { from_conversation: source.id, from_event: at },
+                |_| EventData::Forked {
+                    from_conversation: source.id,
+                    from_event: at,
+                },
             )
         })
     }

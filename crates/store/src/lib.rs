@@ -92,7 +92,9 @@ impl Store {
         let mut conn = Connection::open_with_flags(&db_path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         let not_a_store = |err| match err {
-            rusqlite::Error::SqliteFailure(ref e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            rusqlite::Error::SqliteFailure(ref e, _)
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
                 Error::NotAStore(db_path.clone())
             }
             other => Error::Sqlite(other),
@@ -103,7 +105,9 @@ impl Store {
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(not_a_store)?;
         if !journal.eq_ignore_ascii_case("wal") {
-            return Err(Error::Corrupt(format!("cannot enable WAL (journal mode is {journal})")));
+            return Err(Error::Corrupt(format!(
+                "cannot enable WAL (journal mode is {journal})"
+            )));
         }
         conn.execute_batch(
             "PRAGMA synchronous = FULL;
@@ -138,7 +142,9 @@ impl Inner {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: any
         // open transaction was rolled back when it was dropped.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` in one immediate (write-locked) transaction and commits.
@@ -160,12 +166,18 @@ impl Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("root", &self.inner.root).finish()
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .finish()
     }
 }
 
 /// Reads a 16-byte id column.
-pub(crate) fn id_column<T>(row: &rusqlite::Row<'_>, index: usize, make: fn([u8; 16]) -> T) -> rusqlite::Result<T> {
+pub(crate) fn id_column<T>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    make: fn([u8; 16]) -> T,
+) -> rusqlite::Result<T> {
     let bytes: [u8; 16] = row.get(index)?;
     Ok(make(bytes))
 }

@@ -12,7 +12,9 @@
 //! - `history_values` rows are derived from events in the same transaction
 //!   that appends them ([`Inner::append`]), so they can never disagree.
 
-use exo_core::{ConversationId, Event, EventData, EventId, EventKind, SessionId, Timestamp, TurnId};
+use exo_core::{
+    ConversationId, Event, EventData, EventId, EventKind, SessionId, Timestamp, TurnId,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
@@ -51,7 +53,11 @@ pub(crate) struct NewEvent {
 
 impl NewEvent {
     pub fn plain(data: EventData) -> Self {
-        NewEvent { data, session: None, turn: None }
+        NewEvent {
+            data,
+            session: None,
+            turn: None,
+        }
     }
 }
 
@@ -99,7 +105,12 @@ const EVENT_COLUMNS: &str = "id, branch, seq, created_at, session, turn, body";
 impl Inner {
     /// The branch's row, from the cache or the database.
     pub(crate) fn branch(&self, conn: &Connection, id: i64) -> Result<BranchInfo> {
-        if let Some(info) = self.branches.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        if let Some(info) = self
+            .branches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
             return Ok(*info);
         }
         let info = conn
@@ -113,7 +124,10 @@ impl Inner {
             })
             .optional()?
             .ok_or_else(|| Error::Corrupt(format!("branch {id} is missing")))?;
-        self.branches.lock().unwrap_or_else(|p| p.into_inner()).insert(id, info);
+        self.branches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, info);
         Ok(info)
     }
 
@@ -134,14 +148,23 @@ impl Inner {
 
     /// The segments of the history ending at depth `head_seq` on `branch`,
     /// newest first. Empty segments are left out.
-    pub(crate) fn chain(&self, conn: &Connection, branch: i64, head_seq: i64) -> Result<Vec<Segment>> {
+    pub(crate) fn chain(
+        &self,
+        conn: &Connection,
+        branch: i64,
+        head_seq: i64,
+    ) -> Result<Vec<Segment>> {
         let mut segments = Vec::new();
         let mut current = Some(branch);
         let mut end = head_seq;
         while let Some(id) = current {
             let info = self.branch(conn, id)?;
             if info.base_seq < end {
-                segments.push(Segment { branch: id, start: info.base_seq + 1, end });
+                segments.push(Segment {
+                    branch: id,
+                    start: info.base_seq + 1,
+                    end,
+                });
             }
             end = end.min(info.base_seq);
             current = info.parent;
@@ -159,7 +182,13 @@ impl Inner {
 
     /// The depth of `event` in the conversation's current history, or a
     /// not-found error naming the conversation.
-    fn depth_in_history(&self, conn: &Connection, chain: &[Segment], conv: &Conversation, event: EventId) -> Result<i64> {
+    fn depth_in_history(
+        &self,
+        conn: &Connection,
+        chain: &[Segment],
+        conv: &Conversation,
+        event: EventId,
+    ) -> Result<i64> {
         match self.locate(conn, event)? {
             Some((branch, seq)) if in_chain(chain, branch, seq) => Ok(seq),
             _ => Err(not_in_history(conv, event)),
@@ -169,7 +198,12 @@ impl Inner {
     /// Where `event` sits if the conversation can reach it: on its current
     /// history, or on a branch it abandoned by rewinding (so that rewinding
     /// forward again is redo).
-    pub(crate) fn reachable(&self, conn: &Connection, conv: &Conversation, event: EventId) -> Result<(i64, i64)> {
+    pub(crate) fn reachable(
+        &self,
+        conn: &Connection,
+        conv: &Conversation,
+        event: EventId,
+    ) -> Result<(i64, i64)> {
         let Some((branch, seq)) = self.locate(conn, event)? else {
             return Err(not_in_history(conv, event));
         };
@@ -238,13 +272,24 @@ impl Inner {
                 data: new.data,
             });
         }
-        conn.prepare_cached("UPDATE conversations SET head_seq = ?2, head_event = ?3 WHERE id = ?1")?
-            .execute(params![conv.id.as_bytes(), conv.head_seq, conv.head.as_bytes()])?;
+        conn.prepare_cached(
+            "UPDATE conversations SET head_seq = ?2, head_event = ?3 WHERE id = ?1",
+        )?
+        .execute(params![
+            conv.id.as_bytes(),
+            conv.head_seq,
+            conv.head.as_bytes()
+        ])?;
         Ok(appended)
     }
 
     /// Reads one page of the conversation's history.
-    pub(crate) fn query(&self, conn: &Connection, conv: &Conversation, query: &EventQuery) -> Result<EventPage> {
+    pub(crate) fn query(
+        &self,
+        conn: &Connection,
+        conv: &Conversation,
+        query: &EventQuery,
+    ) -> Result<EventPage> {
         let limit = match query.limit {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
@@ -258,7 +303,9 @@ impl Inner {
             Some(event) => self.depth_in_history(conn, &chain, conv, event)? - 1,
             None => conv.head_seq,
         };
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE branch = ?1 AND seq BETWEEN ?2 AND ?3");
+        let mut sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE branch = ?1 AND seq BETWEEN ?2 AND ?3"
+        );
         if query.kind.is_some() {
             sql.push_str(" AND kind = ?5");
         }
@@ -268,13 +315,20 @@ impl Inner {
         if query.turn.is_some() {
             sql.push_str(" AND turn = ?7");
         }
-        sql.push_str(if query.desc { " ORDER BY seq DESC LIMIT ?4" } else { " ORDER BY seq ASC LIMIT ?4" });
+        sql.push_str(if query.desc {
+            " ORDER BY seq DESC LIMIT ?4"
+        } else {
+            " ORDER BY seq ASC LIMIT ?4"
+        });
         let mut statement = conn.prepare_cached(&sql)?;
         let mut events = Vec::new();
         // One more than the page, to know whether another page follows.
         let wanted = limit + 1;
-        let ordered: Box<dyn Iterator<Item = &Segment>> =
-            if query.desc { Box::new(chain.iter()) } else { Box::new(chain.iter().rev()) };
+        let ordered: Box<dyn Iterator<Item = &Segment>> = if query.desc {
+            Box::new(chain.iter())
+        } else {
+            Box::new(chain.iter().rev())
+        };
         for segment in ordered {
             let start = segment.start.max(low);
             let end = segment.end.min(high);
@@ -314,11 +368,19 @@ impl Inner {
         } else {
             None
         };
-        Ok(EventPage { events, next_cursor })
+        Ok(EventPage {
+            events,
+            next_cursor,
+        })
     }
 
     /// Reads one event the conversation can reach.
-    pub(crate) fn event(&self, conn: &Connection, conv: &Conversation, id: EventId) -> Result<Event> {
+    pub(crate) fn event(
+        &self,
+        conn: &Connection,
+        conv: &Conversation,
+        id: EventId,
+    ) -> Result<Event> {
         let (branch, seq) = self.reachable(conn, conv, id)?;
         self.event_at(conn, branch, seq)
     }
@@ -348,15 +410,18 @@ impl Inner {
         )?;
         for segment in chain {
             let found = statement
-                .query_row(params![ns, key, segment.branch, segment.start, segment.end], |row| {
-                    Ok(HistoryValue {
-                        key: key.to_string(),
-                        branch: segment.branch,
-                        seq: row.get(0)?,
-                        version: row.get(1)?,
-                        value: row.get(2)?,
-                    })
-                })
+                .query_row(
+                    params![ns, key, segment.branch, segment.start, segment.end],
+                    |row| {
+                        Ok(HistoryValue {
+                            key: key.to_string(),
+                            branch: segment.branch,
+                            seq: row.get(0)?,
+                            version: row.get(1)?,
+                            value: row.get(2)?,
+                        })
+                    },
+                )
                 .optional()?;
             if found.is_some() {
                 return Ok(found);
@@ -380,15 +445,18 @@ impl Inner {
         )?;
         let mut values = Vec::new();
         for segment in chain.iter().rev() {
-            let rows = statement.query_map(params![ns, key, segment.branch, segment.start, segment.end], |row| {
-                Ok(HistoryValue {
-                    key: key.to_string(),
-                    branch: segment.branch,
-                    seq: row.get(0)?,
-                    version: row.get(1)?,
-                    value: row.get(2)?,
-                })
-            })?;
+            let rows = statement.query_map(
+                params![ns, key, segment.branch, segment.start, segment.end],
+                |row| {
+                    Ok(HistoryValue {
+                        key: key.to_string(),
+                        branch: segment.branch,
+                        seq: row.get(0)?,
+                        version: row.get(1)?,
+                        value: row.get(2)?,
+                    })
+                },
+            )?;
             for value in rows {
                 values.push(value?);
             }
@@ -398,22 +466,30 @@ impl Inner {
 
     /// The newest value of every key in `ns` as of the history's head,
     /// deleted keys left out, sorted by key.
-    pub(crate) fn current_values(&self, conn: &Connection, chain: &[Segment], ns: &str) -> Result<Vec<HistoryValue>> {
+    pub(crate) fn current_values(
+        &self,
+        conn: &Connection,
+        chain: &[Segment],
+        ns: &str,
+    ) -> Result<Vec<HistoryValue>> {
         let mut statement = conn.prepare_cached(
             "SELECT key, seq, version, value FROM history_values
              WHERE ns = ?1 AND branch = ?2 AND seq BETWEEN ?3 AND ?4",
         )?;
         let mut newest: std::collections::BTreeMap<String, HistoryValue> = Default::default();
         for segment in chain {
-            let rows = statement.query_map(params![ns, segment.branch, segment.start, segment.end], |row| {
-                Ok(HistoryValue {
-                    key: row.get(0)?,
-                    branch: segment.branch,
-                    seq: row.get(1)?,
-                    version: row.get(2)?,
-                    value: row.get(3)?,
-                })
-            })?;
+            let rows = statement.query_map(
+                params![ns, segment.branch, segment.start, segment.end],
+                |row| {
+                    Ok(HistoryValue {
+                        key: row.get(0)?,
+                        branch: segment.branch,
+                        seq: row.get(1)?,
+                        version: row.get(2)?,
+                        value: row.get(3)?,
+                    })
+                },
+            )?;
             for value in rows {
                 let value = value?;
                 match newest.get(&value.key) {
@@ -424,7 +500,10 @@ impl Inner {
                 }
             }
         }
-        Ok(newest.into_values().filter(|value| value.value.is_some()).collect())
+        Ok(newest
+            .into_values()
+            .filter(|value| value.value.is_some())
+            .collect())
     }
 }
 
@@ -442,10 +521,20 @@ pub(crate) struct HistoryValue {
 /// The `history_values` row an event implies, if any.
 fn history_value(data: &EventData) -> Option<(&'static str, String, Option<i64>, Option<String>)> {
     match data {
-        EventData::ArtifactWritten { path, version, sha256, .. } => {
-            Some(("artifact", path.clone(), Some(*version as i64), Some(sha256.clone())))
+        EventData::ArtifactWritten {
+            path,
+            version,
+            sha256,
+            ..
+        } => Some((
+            "artifact",
+            path.clone(),
+            Some(*version as i64),
+            Some(sha256.clone()),
+        )),
+        EventData::SecretSet { name, secret_id } => {
+            Some(("secret", name.clone(), None, Some(secret_id.to_string())))
         }
-        EventData::SecretSet { name, secret_id } => Some(("secret", name.clone(), None, Some(secret_id.to_string()))),
         EventData::SecretDeleted { name } => Some(("secret", name.clone(), None, None)),
         EventData::BindingSet { binding } => Some((
             "binding",
@@ -453,7 +542,9 @@ fn history_value(data: &EventData) -> Option<(&'static str, String, Option<i64>,
             None,
             Some(serde_json::to_string(binding).expect("bindings serialize")),
         )),
-        EventData::BindingDeleted { binding_kind, name } => Some(("binding", binding_key(*binding_kind, name), None, None)),
+        EventData::BindingDeleted { binding_kind, name } => {
+            Some(("binding", binding_key(*binding_kind, name), None, None))
+        }
         _ => None,
     }
 }
@@ -464,11 +555,16 @@ pub(crate) fn binding_key(kind: exo_core::BindingKind, name: &str) -> String {
 }
 
 fn in_chain(chain: &[Segment], branch: i64, seq: i64) -> bool {
-    chain.iter().any(|segment| segment.branch == branch && (segment.start..=segment.end).contains(&seq))
+    chain
+        .iter()
+        .any(|segment| segment.branch == branch && (segment.start..=segment.end).contains(&seq))
 }
 
 fn not_in_history(conv: &Conversation, event: EventId) -> Error {
-    Error::NotFound { what: "event", key: format!("{event} in conversation {}", conv.slug) }
+    Error::NotFound {
+        what: "event",
+        key: format!("{event} in conversation {}", conv.slug),
+    }
 }
 
 fn event_from_row(row: &rusqlite::Row<'_>, conversation: ConversationId) -> Result<Event> {
@@ -504,7 +600,8 @@ impl Store {
         self.inner.write(|tx| {
             let mut conv = self.inner.load_conversation(tx, conv.id)?;
             check_head(&conv, expected_head)?;
-            self.inner.append(tx, &mut conv, events.into_iter().map(NewEvent::plain))
+            self.inner
+                .append(tx, &mut conv, events.into_iter().map(NewEvent::plain))
         })
     }
 
@@ -550,7 +647,10 @@ impl Store {
             }
             let (branch, seq) = self.inner.reachable(tx, &conv, to)?;
             if to == conv.head {
-                return Ok(RewindOutcome { conversation: conv, event: None });
+                return Ok(RewindOutcome {
+                    conversation: conv,
+                    event: None,
+                });
             }
             let from = conv.head;
             let new_branch = self.inner.create_branch(tx, conv.id, Some(branch), seq)?;
@@ -562,16 +662,25 @@ impl Store {
             let mut recorded = self.inner.append(
                 tx,
                 &mut conv,
-                [NewEvent::plain(EventData::Rewound { from_event: from, to_event: to })],
+                [NewEvent::plain(EventData::Rewound {
+                    from_event: from,
+                    to_event: to,
+                })],
             )?;
-            Ok(RewindOutcome { conversation: conv, event: recorded.pop() })
+            Ok(RewindOutcome {
+                conversation: conv,
+                event: recorded.pop(),
+            })
         })
     }
 }
 
 pub(crate) fn check_head(conv: &Conversation, expected: Option<EventId>) -> Result<()> {
     match expected {
-        Some(expected) if expected != conv.head => Err(Error::HeadConflict { expected, actual: conv.head }),
+        Some(expected) if expected != conv.head => Err(Error::HeadConflict {
+            expected,
+            actual: conv.head,
+        }),
         _ => Ok(()),
     }
 }

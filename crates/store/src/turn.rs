@@ -18,7 +18,8 @@ use std::fs::{self, File, TryLockError};
 use std::path::PathBuf;
 
 use exo_core::{
-    ConversationId, Event, EventData, EventId, Role, SessionEndReason, SessionId, Timestamp, TurnId, TurnStatus,
+    ConversationId, Event, EventData, EventId, Role, SessionEndReason, SessionId, Timestamp,
+    TurnId, TurnStatus,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -97,7 +98,11 @@ impl TurnHandle {
 
     /// Appends events to the turn, atomically. With `expected_head`, fails
     /// with a conflict if another writer moved the head.
-    pub fn append(&self, events: Vec<EventData>, expected_head: Option<EventId>) -> Result<Vec<Event>> {
+    pub fn append(
+        &self,
+        events: Vec<EventData>,
+        expected_head: Option<EventId>,
+    ) -> Result<Vec<Event>> {
         self.store.append_to_turn(self.turn, events, expected_head)
     }
 
@@ -117,7 +122,11 @@ impl Inner {
     }
 
     fn owned_session(&self, conversation: ConversationId) -> Option<SessionId> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&conversation).map(|s| s.id)
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&conversation)
+            .map(|s| s.id)
     }
 
     /// Whether some process still holds the session's lock.
@@ -134,32 +143,57 @@ impl Inner {
         match file.try_lock() {
             Ok(()) => Ok(false),
             Err(TryLockError::WouldBlock) => Ok(true),
-            Err(TryLockError::Error(err)) => Err(Error::io(format!("locking {}", path.display()), err)),
+            Err(TryLockError::Error(err)) => {
+                Err(Error::io(format!("locking {}", path.display()), err))
+            }
         }
     }
 
     fn new_session_lock(&self) -> Result<OwnedSession> {
         let dir = self.lock_dir();
-        fs::create_dir_all(&dir).map_err(|err| Error::io(format!("creating {}", dir.display()), err))?;
+        fs::create_dir_all(&dir)
+            .map_err(|err| Error::io(format!("creating {}", dir.display()), err))?;
         let id = SessionId::new();
         let lock_path = self.lock_path(id);
-        let lock = File::create(&lock_path).map_err(|err| Error::io(format!("creating {}", lock_path.display()), err))?;
+        let lock = File::create(&lock_path)
+            .map_err(|err| Error::io(format!("creating {}", lock_path.display()), err))?;
         lock.try_lock().map_err(|err| {
-            Error::io(format!("locking {}", lock_path.display()), std::io::Error::other(err.to_string()))
+            Error::io(
+                format!("locking {}", lock_path.display()),
+                std::io::Error::other(err.to_string()),
+            )
         })?;
-        Ok(OwnedSession { id, lock, lock_path })
+        Ok(OwnedSession {
+            id,
+            lock,
+            lock_path,
+        })
     }
 
     /// Records the end of an open turn.
-    fn end_turn(&self, conn: &Connection, conv: &mut Conversation, turn: TurnId, status: TurnStatus) -> Result<Event> {
+    fn end_turn(
+        &self,
+        conn: &Connection,
+        conv: &mut Conversation,
+        turn: TurnId,
+        status: TurnStatus,
+    ) -> Result<Event> {
         let session = conv.open_session;
         let mut events = self.append(
             conn,
             conv,
-            [NewEvent { data: EventData::TurnEnded { status }, session, turn: Some(turn) }],
+            [NewEvent {
+                data: EventData::TurnEnded { status },
+                session,
+                turn: Some(turn),
+            }],
         )?;
         conn.prepare_cached("UPDATE turns SET status = ?2, ended_at = ?3 WHERE id = ?1")?
-            .execute(params![turn.as_bytes(), status.as_str(), Timestamp::now().as_micros()])?;
+            .execute(params![
+                turn.as_bytes(),
+                status.as_str(),
+                Timestamp::now().as_micros()
+            ])?;
         conn.prepare_cached("UPDATE conversations SET open_turn = NULL WHERE id = ?1")?
             .execute([conv.id.as_bytes()])?;
         conv.open_turn = None;
@@ -167,7 +201,12 @@ impl Inner {
     }
 
     /// Records the end of the open session (and of its turn, if open).
-    fn end_session(&self, conn: &Connection, conv: &mut Conversation, reason: SessionEndReason) -> Result<()> {
+    fn end_session(
+        &self,
+        conn: &Connection,
+        conv: &mut Conversation,
+        reason: SessionEndReason,
+    ) -> Result<()> {
         let Some(session) = conv.open_session else {
             return Ok(());
         };
@@ -177,14 +216,22 @@ impl Inner {
         self.append(
             conn,
             conv,
-            [NewEvent { data: EventData::SessionEnded { reason }, session: Some(session), turn: None }],
+            [NewEvent {
+                data: EventData::SessionEnded { reason },
+                session: Some(session),
+                turn: None,
+            }],
         )?;
         let reason_text = match reason {
             SessionEndReason::Closed => "closed",
             SessionEndReason::Interrupted => "interrupted",
         };
         conn.prepare_cached("UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1")?
-            .execute(params![session.as_bytes(), Timestamp::now().as_micros(), reason_text])?;
+            .execute(params![
+                session.as_bytes(),
+                Timestamp::now().as_micros(),
+                reason_text
+            ])?;
         conn.prepare_cached("UPDATE conversations SET open_session = NULL WHERE id = ?1")?
             .execute([conv.id.as_bytes()])?;
         conv.open_session = None;
@@ -280,10 +327,21 @@ impl Store {
     /// Begins a turn: records `session_started` (when this process has no
     /// session open on the conversation), `turn_started` and the user's
     /// input message in one durable transaction.
-    pub fn begin_turn(&self, agent: &str, conversation: &str, input: EventData) -> Result<TurnHandle> {
+    pub fn begin_turn(
+        &self,
+        agent: &str,
+        conversation: &str,
+        input: EventData,
+    ) -> Result<TurnHandle> {
         match &input {
-            EventData::Message { role: Role::User, .. } => {}
-            _ => return Err(Error::Invalid("a turn's input must be a user message".into())),
+            EventData::Message {
+                role: Role::User, ..
+            } => {}
+            _ => {
+                return Err(Error::Invalid(
+                    "a turn's input must be a user message".into(),
+                ))
+            }
         }
         input.validate()?;
         let conv = self.conversation(agent, conversation)?;
@@ -292,7 +350,10 @@ impl Store {
         let result = self.inner.write(|tx| {
             let mut conv = self.inner.load_conversation(tx, conv.id)?;
             if let Some(turn) = conv.open_turn {
-                return Err(Error::Busy(format!("turn {turn} is already in progress in conversation {}", conv.slug)));
+                return Err(Error::Busy(format!(
+                    "turn {turn} is already in progress in conversation {}",
+                    conv.slug
+                )));
             }
             let mut events = Vec::with_capacity(3);
             let session = match conv.open_session {
@@ -307,34 +368,70 @@ impl Store {
                     let lock = self.inner.new_session_lock()?;
                     let session = lock.id;
                     new_lock = Some(lock);
-                    tx.prepare_cached("INSERT INTO sessions (id, conversation, started_at) VALUES (?1, ?2, ?3)")?
-                        .execute(params![session.as_bytes(), conv.id.as_bytes(), Timestamp::now().as_micros()])?;
+                    tx.prepare_cached(
+                        "INSERT INTO sessions (id, conversation, started_at) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![
+                        session.as_bytes(),
+                        conv.id.as_bytes(),
+                        Timestamp::now().as_micros()
+                    ])?;
                     tx.prepare_cached("UPDATE conversations SET open_session = ?2 WHERE id = ?1")?
                         .execute(params![conv.id.as_bytes(), session.as_bytes()])?;
                     conv.open_session = Some(session);
-                    events.push(NewEvent { data: EventData::SessionStarted {}, session: Some(session), turn: None });
+                    events.push(NewEvent {
+                        data: EventData::SessionStarted {},
+                        session: Some(session),
+                        turn: None,
+                    });
                     session
                 }
             };
             let turn = TurnId::new();
-            tx.prepare_cached("INSERT INTO turns (id, conversation, session, started_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![turn.as_bytes(), conv.id.as_bytes(), session.as_bytes(), Timestamp::now().as_micros()])?;
+            tx.prepare_cached(
+                "INSERT INTO turns (id, conversation, session, started_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                turn.as_bytes(),
+                conv.id.as_bytes(),
+                session.as_bytes(),
+                Timestamp::now().as_micros()
+            ])?;
             tx.prepare_cached("UPDATE conversations SET open_turn = ?2 WHERE id = ?1")?
                 .execute(params![conv.id.as_bytes(), turn.as_bytes()])?;
-            events.push(NewEvent { data: EventData::TurnStarted {}, session: Some(session), turn: Some(turn) });
-            events.push(NewEvent { data: input, session: Some(session), turn: Some(turn) });
+            events.push(NewEvent {
+                data: EventData::TurnStarted {},
+                session: Some(session),
+                turn: Some(turn),
+            });
+            events.push(NewEvent {
+                data: input,
+                session: Some(session),
+                turn: Some(turn),
+            });
             let started = self.inner.append(tx, &mut conv, events)?;
             Ok((conv.id, session, turn, started))
         });
         match result {
             Ok((conversation, session, turn, started)) => {
                 if let Some(lock) = new_lock {
-                    let previous = self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(conversation, lock);
+                    let previous = self
+                        .inner
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(conversation, lock);
                     if let Some(previous) = previous {
                         previous.release();
                     }
                 }
-                Ok(TurnHandle { store: self.clone(), conversation, session, turn, started })
+                Ok(TurnHandle {
+                    store: self.clone(),
+                    conversation,
+                    session,
+                    turn,
+                    started,
+                })
             }
             Err(err) => {
                 if let Some(lock) = new_lock {
@@ -346,7 +443,12 @@ impl Store {
     }
 
     /// Appends events to an open turn this process owns.
-    pub fn append_to_turn(&self, turn: TurnId, events: Vec<EventData>, expected_head: Option<EventId>) -> Result<Vec<Event>> {
+    pub fn append_to_turn(
+        &self,
+        turn: TurnId,
+        events: Vec<EventData>,
+        expected_head: Option<EventId>,
+    ) -> Result<Vec<Event>> {
         for (index, data) in events.iter().enumerate() {
             check_appendable(index, data)?;
         }
@@ -357,14 +459,20 @@ impl Store {
                 return Err(Error::Invalid(format!("turn {turn} has ended ({status})")));
             }
             if self.inner.owned_session(conv.id) != Some(info.session) {
-                return Err(Error::Busy(format!("turn {turn} belongs to another process")));
+                return Err(Error::Busy(format!(
+                    "turn {turn} belongs to another process"
+                )));
             }
             check_head(&conv, expected_head)?;
             let session = Some(info.session);
             self.inner.append(
                 tx,
                 &mut conv,
-                events.into_iter().map(|data| NewEvent { data, session, turn: Some(turn) }),
+                events.into_iter().map(|data| NewEvent {
+                    data,
+                    session,
+                    turn: Some(turn),
+                }),
             )
         })
     }
@@ -377,7 +485,9 @@ impl Store {
             return Ok(recorded);
         }
         // A turn whose owner died is closed as interrupted by recovery.
-        let conv = self.inner.read(|tx| self.inner.load_conversation(tx, info.conversation))?;
+        let conv = self
+            .inner
+            .read(|tx| self.inner.load_conversation(tx, info.conversation))?;
         self.recover_abandoned(conv)?;
         self.inner.write(|tx| {
             let info = self.inner.turn_info(tx, turn)?;
@@ -386,10 +496,14 @@ impl Store {
             }
             let mut conv = self.inner.load_conversation(tx, info.conversation)?;
             if self.inner.owned_session(conv.id) != Some(info.session) {
-                return Err(Error::Busy(format!("turn {turn} belongs to another process")));
+                return Err(Error::Busy(format!(
+                    "turn {turn} belongs to another process"
+                )));
             }
             if conv.open_turn != Some(turn) {
-                return Err(Error::Corrupt(format!("turn {turn} is open but not its conversation's open turn")));
+                return Err(Error::Corrupt(format!(
+                    "turn {turn} is open but not its conversation's open turn"
+                )));
             }
             self.inner.end_turn(tx, &mut conv, turn, status)?;
             Ok(status)
@@ -410,14 +524,23 @@ impl Store {
         self.inner.write(|tx| {
             let mut conv = self.inner.load_conversation(tx, conversation)?;
             if let Some(turn) = conv.open_turn {
-                return Err(Error::Busy(format!("turn {turn} is still in progress; finish it first")));
+                return Err(Error::Busy(format!(
+                    "turn {turn} is still in progress; finish it first"
+                )));
             }
             if conv.open_session == Some(session) {
-                self.inner.end_session(tx, &mut conv, SessionEndReason::Closed)?;
+                self.inner
+                    .end_session(tx, &mut conv, SessionEndReason::Closed)?;
             }
             Ok(())
         })?;
-        if let Some(owned) = self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&conversation) {
+        if let Some(owned) = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conversation)
+        {
             owned.release();
         }
         Ok(true)
