@@ -455,6 +455,10 @@ fn secret(store: &Store, out: &Out, command: SecretCommand) -> Result<()> {
             kind,
             scope: scope_args,
         } => {
+            // Check everything that can be checked before a key file may be
+            // created: bad input leaves no trace.
+            exo_core::validate_name("secret", &name)?;
+            let target = scope(store, &scope_args)?;
             if let Some(var) = &env {
                 if looks_like_secret(var) {
                     bail!("--env takes the NAME of an environment variable (like OPENAI_API_KEY), and this argument looks like a secret value; it was not stored or echoed");
@@ -500,7 +504,6 @@ fn secret(store: &Store, out: &Out, command: SecretCommand) -> Result<()> {
                     path.display()
                 );
             }
-            let target = scope(store, &scope_args)?;
             let info = store.set_secret(target, &name, &value, &key)?;
             out.emit(render::secret(&info), || {
                 format!("set secret {} ({})", info.name, info.scope)

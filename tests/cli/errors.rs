@@ -1,0 +1,92 @@
+//! Bad input gets a one-line error, a non-zero exit, and an unchanged store.
+
+use crate::util::Env;
+
+#[test]
+fn unknown_ids_and_slugs() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let err = env.fails(&["agent", "show", "nope"]);
+    assert_eq!(err.trim_end(), "exo: agent \"nope\" not found");
+    let err = env.fails(&["conversation", "show", "a", "nope"]);
+    assert_eq!(err.trim_end(), "exo: conversation \"a/nope\" not found");
+    let err = env.fails(&["conversation", "events", "nope", "c"]);
+    assert!(err.contains("agent \"nope\" not found"));
+    // Addressing by id works wherever a slug does.
+    let agent = env.json(&["agent", "show", "a"]);
+    let conv = env.json(&["conversation", "show", "a", "c"]);
+    let by_id = env.json(&["conversation", "show", agent["id"].as_str().unwrap(), conv["id"].as_str().unwrap()]);
+    assert_eq!(by_id["slug"], "c");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    assert_eq!(env.run(&["frobnicate"]).code, 2);
+    assert_eq!(env.run(&["conversation", "events", "a"]).code, 2);
+    assert_eq!(env.run(&["conversation", "events", "a", "c", "--limit", "0"]).code, 2);
+    assert_eq!(env.run(&["conversation", "events", "a", "c", "--after", "x", "--before", "y"]).code, 2);
+}
+
+#[test]
+fn reading_without_a_store_creates_nothing() {
+    let env = Env::new();
+    let err = env.fails(&["agent", "list"]);
+    assert!(err.contains("no exo store at"), "{err}");
+    assert!(!env.root().exists());
+}
+
+#[test]
+fn duplicate_and_invalid_names() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let err = env.fails(&["agent", "create", "A", "--slug", "a"]);
+    assert!(err.contains("agent \"a\" already exists"), "{err}");
+    let err = env.fails(&["agent", "create", "日本"]);
+    assert!(err.contains("--slug"), "{err}");
+    let err = env.fails(&["agent", "create", "X", "--slug", "Bad Slug"]);
+    assert!(err.contains("invalid slug"), "{err}");
+    let err = env.fails(&["conversation", "create", "a", "C", "--slug", "c"]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = env.fails(&["secret", "set", "bad name", "--value", "v"]);
+    assert!(err.contains("invalid secret name"), "{err}");
+    assert!(!env.config_dir().join("exo/key").exists(), "a refused secret creates no key file");
+    // Deleting frees the slug; the same name can be used again.
+    env.ok(&["conversation", "delete", "a", "c"]);
+    env.ok(&["conversation", "create", "a", "C", "--slug", "c"]);
+    env.ok(&["agent", "delete", "a"]);
+    let err = env.fails(&["conversation", "show", "a", "c"]);
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn newer_schema_is_refused_untouched() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let db = env.root().join("exo.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let err = env.fails(&["agent", "list"]);
+    assert!(err.contains("schema version 99") && err.contains("upgrade exo"), "{err}");
+    let err = env.fails(&["agent", "create", "New"]);
+    assert!(err.contains("schema version 99"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.root()).unwrap();
+    let db = env.root().join("exo.db");
+    std::fs::write(&db, b"this is not a database, just some text that is long enough to look like a header......").unwrap();
+    let err = env.fails(&["agent", "list"]);
+    assert!(err.contains("is not an exo store"), "{err}");
+    // Another application's SQLite database is refused too.
+    std::fs::remove_file(&db).unwrap();
+    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    let err = env.fails(&["agent", "create", "X"]);
+    assert!(err.contains("is not an exo store"), "{err}");
+}

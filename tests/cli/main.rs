@@ -1,0 +1,20 @@
+//! End-to-end tests of the `exo` binary: each test runs the real binary in a
+//! fresh temporary root and reads its output into its own types (JSON
+//! values), so the CLI's wire format is tested apart from the code that
+//! writes it.
+//!
+//! - `quickstart`: the README's quickstart, exactly.
+//! - `events`: `conversation events` and `conversation append`.
+//! - `time_travel`: fork and rewind through the CLI, with artifacts.
+//! - `secrets`: secrets, models and bindings; nothing ever printed.
+//! - `errors`: bad input, unknown ids, schema checks, exit codes.
+//! - `crash`: SIGKILLed writers and concurrent writers.
+
+mod util;
+
+mod crash;
+mod errors;
+mod events;
+mod quickstart;
+mod secrets;
+mod time_travel;

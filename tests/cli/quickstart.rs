@@ -1,0 +1,66 @@
+//! The README's quickstart, run exactly as written.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::util::{contains, Env};
+
+#[test]
+fn quickstart_runs_as_written() {
+    let env = Env::new();
+    let key_value = "sk-quickstart-1234567890";
+    let run = |args: &[&str]| {
+        let run = env.run_with(args, b"", &[("OPENAI_API_KEY", key_value)]);
+        assert_eq!(run.code, 0, "exo {args:?}: {}", run.stderr);
+        assert!(!run.stdout.contains(key_value) && !run.stderr.contains(key_value));
+        run
+    };
+    // The four commands of the quickstart, with the default root (.exo in
+    // the current directory).
+    run(&["secret", "set", "openai", "--env", "OPENAI_API_KEY"]);
+    run(&["model", "register", "gpt-5.4", "--secret", "openai"]);
+    run(&["agent", "create", "--model", "gpt-5.4", "Sandbox Example"]);
+    run(&["conversation", "create", "sandbox-example", "Local Dev"]);
+
+    assert!(env.dir().join(".exo/exo.db").exists(), "state lives under ./.exo by default");
+    let agent = env.json(&["agent", "show", "sandbox-example"]);
+    assert_eq!(agent["slug"], "sandbox-example");
+    assert_eq!(agent["name"], "Sandbox Example");
+    assert_eq!(agent["config"]["model"], "gpt-5.4");
+
+    let model = env.json(&["model", "show", "gpt-5.4"]);
+    assert_eq!(model["provider"], "openai");
+    assert_eq!(model["base_url"], "https://api.openai.com/v1");
+    assert_eq!(model["upstream"], "gpt-5.4");
+    assert_eq!(model["secret"], "openai");
+
+    let conv = env.json(&["conversation", "show", "sandbox-example", "local-dev"]);
+    assert_eq!(conv["slug"], "local-dev");
+    assert_eq!(conv["length"], 1);
+    let events = env.events("sandbox-example", "local-dev");
+    assert_eq!(events[0]["kind"], "conversation_created");
+    assert_eq!(events[0]["name"], "Local Dev");
+
+    // The key file was created private, and the secret is nowhere in
+    // plaintext under the root.
+    let key_file = env.config_dir().join("exo/key");
+    let mode = std::fs::metadata(&key_file).expect("key file created").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!contains(&env.root_bytes(), key_value.as_bytes()));
+}
+
+#[test]
+fn root_comes_from_flag_then_env() {
+    let env = Env::new();
+    let elsewhere = env.dir().join("elsewhere");
+    let flag_root = elsewhere.to_str().unwrap();
+    env.ok(&["--root", flag_root, "agent", "create", "Flagged"]);
+    assert!(elsewhere.join("exo.db").exists());
+    assert!(!env.root().exists(), "nothing written to the default root");
+
+    let mut command = env.command(&["--json", "agent", "list"]);
+    command.env("EXO_ROOT", flag_root);
+    let output = command.output().unwrap();
+    assert!(output.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(list["agents"][0]["slug"], "flagged");
+}
