@@ -51,8 +51,10 @@ const KEY_CHECK: &str = "key_check";
 const KEY_CHECK_AD: &[u8] = b"exo-key-check-v1";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"exo";
 
-fn associated_data(id: SecretId, scope: &Scope, name: &str) -> Vec<u8> {
-    format!("exo-secret-v1\0{id}\0{}\0{name}", scope.key()).into_bytes()
+/// Binds a sealed value to its row: a ciphertext copied to another id,
+/// scope or name does not open. `scope` is a [`Scope::key`].
+fn associated_data(id: SecretId, scope: &str, name: &str) -> Vec<u8> {
+    format!("exo-secret-v1\0{id}\0{scope}\0{name}").into_bytes()
 }
 
 fn parse_kind(text: &str) -> Result<SecretKind> {
@@ -314,7 +316,7 @@ impl Store {
             self.inner.check_scope(tx, &scope)?;
             self.inner.check_key(tx, key, true)?;
             let id = SecretId::new();
-            let sealed = key.seal(&plaintext, &associated_data(id, &scope, name))?;
+            let sealed = key.seal(&plaintext, &associated_data(id, &scope.key(), name))?;
             let created_at = Timestamp::now();
             if !matches!(scope, Scope::Conversation(_)) {
                 tx.prepare_cached("DELETE FROM secrets WHERE scope = ?1 AND name = ?2")?
@@ -416,15 +418,18 @@ impl Store {
                 .inner
                 .find_secret(tx, scope, name)?
                 .ok_or_else(|| Error::not_found("secret", name))?;
-            let (nonce, ciphertext): (Vec<u8>, Vec<u8>) = tx
-                .prepare_cached("SELECT nonce, ciphertext FROM secrets WHERE id = ?1")?
-                .query_row([id.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            // The value was sealed under the scope that set it, which for a
+            // conversation secret seen from a fork is the source
+            // conversation, not the scope it was looked up from.
+            let (sealed_scope, nonce, ciphertext): (String, Vec<u8>, Vec<u8>) = tx
+                .prepare_cached("SELECT scope, nonce, ciphertext FROM secrets WHERE id = ?1")?
+                .query_row([id.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             let nonce: [u8; NONCE_LEN] = nonce
                 .try_into()
                 .map_err(|_| Error::Corrupt("secret nonce has the wrong length".into()))?;
             let plaintext = key.open(
                 &Sealed { nonce, ciphertext },
-                &associated_data(id, &info.scope, name),
+                &associated_data(id, &sealed_scope, name),
             )?;
             let value: SecretValue = serde_json::from_slice(&plaintext)
                 .map_err(|_| Error::Corrupt(format!("secret {name} does not decode")))?;

@@ -196,8 +196,8 @@ impl Inner {
     }
 
     /// Where `event` sits if the conversation can reach it: on its current
-    /// history, or on a branch it abandoned by rewinding (so that rewinding
-    /// forward again is redo).
+    /// history, or on the history of a branch it abandoned by rewinding (so
+    /// that rewinding forward again is redo).
     pub(crate) fn reachable(
         &self,
         conn: &Connection,
@@ -212,10 +212,26 @@ impl Inner {
         }
         let chain = self.chain(conn, conv.branch, conv.head_seq)?;
         if in_chain(&chain, branch, seq) {
-            Ok((branch, seq))
-        } else {
-            Err(not_in_history(conv, event))
+            return Ok((branch, seq));
         }
+        // An event of another conversation (a fork's source) that one of
+        // this conversation's abandoned branches showed.
+        let mut statement = conn.prepare_cached(
+            "SELECT b.id, (SELECT max(seq) FROM events WHERE branch = b.id)
+             FROM branches b WHERE b.conversation = ?1 AND b.id != ?2",
+        )?;
+        let owned: Vec<(i64, Option<i64>)> = statement
+            .query_map(params![conv.id.as_bytes(), conv.branch], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (owned_branch, tip) in owned {
+            let tip = tip.unwrap_or(self.branch(conn, owned_branch)?.base_seq);
+            if in_chain(&self.chain(conn, owned_branch, tip)?, branch, seq) {
+                return Ok((branch, seq));
+            }
+        }
+        Err(not_in_history(conv, event))
     }
 
     /// Appends events at the conversation's head, keeping `conv` (and its

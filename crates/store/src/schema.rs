@@ -64,6 +64,7 @@ CREATE TABLE branches (
     base_seq     INTEGER NOT NULL,
     created_at   INTEGER NOT NULL
 ) STRICT;
+CREATE INDEX branches_by_conversation ON branches(conversation);
 
 CREATE TABLE events (
     rowid      INTEGER PRIMARY KEY,

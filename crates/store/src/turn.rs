@@ -281,7 +281,12 @@ impl Inner {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let mut conv = self.load_conversation(&tx, conversation)?;
                 if conv.open_session == Some(session.id) {
-                    self.end_session(&tx, &mut conv, SessionEndReason::Closed)?;
+                    // A turn still open here was abandoned by its handle.
+                    let reason = match conv.open_turn {
+                        Some(_) => SessionEndReason::Interrupted,
+                        None => SessionEndReason::Closed,
+                    };
+                    self.end_session(&tx, &mut conv, reason)?;
                 }
                 tx.commit()?;
                 Ok(())
