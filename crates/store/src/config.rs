@@ -423,7 +423,9 @@ impl Store {
             // conversation, not the scope it was looked up from.
             let (sealed_scope, nonce, ciphertext): (String, Vec<u8>, Vec<u8>) = tx
                 .prepare_cached("SELECT scope, nonce, ciphertext FROM secrets WHERE id = ?1")?
-                .query_row([id.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                .query_row([id.as_bytes()], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
             let nonce: [u8; NONCE_LEN] = nonce
                 .try_into()
                 .map_err(|_| Error::Corrupt("secret nonce has the wrong length".into()))?;
