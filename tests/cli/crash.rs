@@ -27,7 +27,11 @@ fn whole_batches(events: &[Value], size: u64) -> Vec<u64> {
         if let Some((batch, index)) = batch_of(event) {
             let indexes = seen.entry(batch).or_default();
             if !indexes.is_empty() {
-                assert_eq!(previous_batch, Some(batch), "batch {batch} is interleaved with another");
+                assert_eq!(
+                    previous_batch,
+                    Some(batch),
+                    "batch {batch} is interleaved with another"
+                );
             }
             indexes.push(index);
             previous_batch = Some(batch);
@@ -35,7 +39,10 @@ fn whole_batches(events: &[Value], size: u64) -> Vec<u64> {
     }
     for (batch, indexes) in &seen {
         assert_eq!(indexes.len() as u64, size, "batch {batch} is half-written");
-        assert!(indexes.iter().copied().eq(0..size), "batch {batch} is out of order");
+        assert!(
+            indexes.iter().copied().eq(0..size),
+            "batch {batch} is out of order"
+        );
     }
     seen.into_keys().collect()
 }
@@ -76,7 +83,10 @@ fn killed_appends_are_all_or_nothing() {
         }
         let present = whole_batches(&env.events("a", "c"), SIZE);
         for batch in &acknowledged {
-            assert!(present.contains(batch), "acknowledged batch {batch} is missing");
+            assert!(
+                present.contains(batch),
+                "acknowledged batch {batch} is missing"
+            );
         }
     }
     // The store still takes writes after all the kills.
@@ -97,13 +107,22 @@ fn concurrent_writers_never_interleave_a_batch() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            child.stdin.take().unwrap().write_all(batch_input(batch, SIZE).as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(batch_input(batch, SIZE).as_bytes())
+                .unwrap();
             child
         })
         .collect();
     for child in children {
         let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let events = env.events("a", "c");
     assert_eq!(events.len() as u64, 1 + 6 * SIZE);
@@ -124,7 +143,12 @@ fn racing_writers_with_the_same_expected_head_one_wins() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            child.stdin.take().unwrap().write_all(format!("{}\n", message(&format!("writer {n}"))).as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{}\n", message(&format!("writer {n}"))).as_bytes())
+                .unwrap();
             child
         })
         .collect();

@@ -15,7 +15,12 @@ fn unknown_ids_and_slugs() {
     // Addressing by id works wherever a slug does.
     let agent = env.json(&["agent", "show", "a"]);
     let conv = env.json(&["conversation", "show", "a", "c"]);
-    let by_id = env.json(&["conversation", "show", agent["id"].as_str().unwrap(), conv["id"].as_str().unwrap()]);
+    let by_id = env.json(&[
+        "conversation",
+        "show",
+        agent["id"].as_str().unwrap(),
+        conv["id"].as_str().unwrap(),
+    ]);
     assert_eq!(by_id["slug"], "c");
 }
 
@@ -24,8 +29,25 @@ fn usage_errors_exit_2() {
     let env = Env::new();
     assert_eq!(env.run(&["frobnicate"]).code, 2);
     assert_eq!(env.run(&["conversation", "events", "a"]).code, 2);
-    assert_eq!(env.run(&["conversation", "events", "a", "c", "--limit", "0"]).code, 2);
-    assert_eq!(env.run(&["conversation", "events", "a", "c", "--after", "x", "--before", "y"]).code, 2);
+    assert_eq!(
+        env.run(&["conversation", "events", "a", "c", "--limit", "0"])
+            .code,
+        2
+    );
+    assert_eq!(
+        env.run(&[
+            "conversation",
+            "events",
+            "a",
+            "c",
+            "--after",
+            "x",
+            "--before",
+            "y"
+        ])
+        .code,
+        2
+    );
 }
 
 #[test]
@@ -50,7 +72,10 @@ fn duplicate_and_invalid_names() {
     assert!(err.contains("already exists"), "{err}");
     let err = env.fails(&["secret", "set", "bad name", "--value", "v"]);
     assert!(err.contains("invalid secret name"), "{err}");
-    assert!(!env.config_dir().join("exo/key").exists(), "a refused secret creates no key file");
+    assert!(
+        !env.config_dir().join("exo/key").exists(),
+        "a refused secret creates no key file"
+    );
     // Deleting frees the slug; the same name can be used again.
     env.ok(&["conversation", "delete", "a", "c"]);
     env.ok(&["conversation", "create", "a", "C", "--slug", "c"]);
@@ -70,7 +95,10 @@ fn newer_schema_is_refused_untouched() {
     }
     let before = std::fs::read(&db).unwrap();
     let err = env.fails(&["agent", "list"]);
-    assert!(err.contains("schema version 99") && err.contains("upgrade exo"), "{err}");
+    assert!(
+        err.contains("schema version 99") && err.contains("upgrade exo"),
+        "{err}"
+    );
     let err = env.fails(&["agent", "create", "New"]);
     assert!(err.contains("schema version 99"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), before);
@@ -81,12 +109,19 @@ fn a_file_that_is_not_a_store_is_refused() {
     let env = Env::new();
     std::fs::create_dir_all(env.root()).unwrap();
     let db = env.root().join("exo.db");
-    std::fs::write(&db, b"this is not a database, just some text that is long enough to look like a header......").unwrap();
+    std::fs::write(
+        &db,
+        b"this is not a database, just some text that is long enough to look like a header......",
+    )
+    .unwrap();
     let err = env.fails(&["agent", "list"]);
     assert!(err.contains("is not an exo store"), "{err}");
     // Another application's SQLite database is refused too.
     std::fs::remove_file(&db).unwrap();
-    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
     let err = env.fails(&["agent", "create", "X"]);
     assert!(err.contains("is not an exo store"), "{err}");
 }

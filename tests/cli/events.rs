@@ -9,19 +9,46 @@ use crate::util::{custom, message, Env};
 fn event_json_has_the_documented_shape() {
     let env = Env::new();
     env.agent_and_conversation();
-    let appended = env.append("a", "c", &[message("hi"), json!({"kind":"custom","type":"ns.name","payload":{"x":[1,2]}})]);
+    let appended = env.append(
+        "a",
+        "c",
+        &[
+            message("hi"),
+            json!({"kind":"custom","type":"ns.name","payload":{"x":[1,2]}}),
+        ],
+    );
     assert_eq!(appended.code, 0, "{}", appended.stderr);
     let appended = appended.json();
     let events = env.events("a", "c");
     assert_eq!(events.len(), 3);
     assert_eq!(appended["head"], events[2]["id"]);
     let message = &events[1];
-    let keys: Vec<&str> = message.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["id", "conversation", "session", "turn", "created_at", "kind", "role", "content"]);
+    let keys: Vec<&str> = message
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "conversation",
+            "session",
+            "turn",
+            "created_at",
+            "kind",
+            "role",
+            "content"
+        ]
+    );
     assert_eq!(message["content"], json!([{"type": "text", "text": "hi"}]));
     assert!(message["session"].is_null() && message["turn"].is_null());
     let created_at = message["created_at"].as_str().unwrap();
-    assert!(created_at.ends_with('Z') && created_at.len() == "2026-11-21T07:44:12.123456Z".len(), "{created_at}");
+    assert!(
+        created_at.ends_with('Z') && created_at.len() == "2026-11-21T07:44:12.123456Z".len(),
+        "{created_at}"
+    );
     assert_eq!(events[2]["type"], "ns.name");
     assert_eq!(events[2]["payload"], json!({"x": [1, 2]}));
 }
@@ -44,7 +71,13 @@ fn pages_follow_the_cursor_both_ways() {
             page_args.extend(["--after", cursor.as_str()]);
         }
         let page = env.json(&page_args);
-        collected.extend(page["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        collected.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
             None => break,
@@ -54,16 +87,44 @@ fn pages_follow_the_cursor_both_ways() {
 
     args.push("--desc");
     let newest = env.json(&args);
-    let newest: Vec<&str> = newest["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let newest: Vec<&str> = newest["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     let expected: Vec<&str> = all.iter().rev().take(10).map(String::as_str).collect();
     assert_eq!(newest, expected);
 
     let before = env.json(&["conversation", "events", "a", "c", "--before", &all[5]]);
-    let before: Vec<&str> = before["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(before, all[..5].iter().map(String::as_str).collect::<Vec<_>>());
+    let before: Vec<&str> = before["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        before,
+        all[..5].iter().map(String::as_str).collect::<Vec<_>>()
+    );
 
-    let desc_before = env.json(&["conversation", "events", "a", "c", "--desc", "--before", &all[5], "--limit", "2"]);
-    let ids: Vec<&str> = desc_before["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let desc_before = env.json(&[
+        "conversation",
+        "events",
+        "a",
+        "c",
+        "--desc",
+        "--before",
+        &all[5],
+        "--limit",
+        "2",
+    ]);
+    let ids: Vec<&str> = desc_before["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [all[4].as_str(), all[3].as_str()]);
     assert_eq!(desc_before["next_cursor"], all[3].as_str());
 }
@@ -72,10 +133,18 @@ fn pages_follow_the_cursor_both_ways() {
 fn kind_filter() {
     let env = Env::new();
     env.agent_and_conversation();
-    assert_eq!(env.append("a", "c", &[message("one"), custom(1), message("two")]).code, 0);
+    assert_eq!(
+        env.append("a", "c", &[message("one"), custom(1), message("two")])
+            .code,
+        0
+    );
     let messages = env.json(&["conversation", "events", "a", "c", "--kind", "message"]);
-    let texts: Vec<&str> =
-        messages["events"].as_array().unwrap().iter().map(|e| e["content"][0]["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = messages["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"][0]["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, ["one", "two"]);
     let err = env.run(&["conversation", "events", "a", "c", "--kind", "nonsense"]);
     assert_eq!(err.code, 2, "an unknown kind is a usage error");
@@ -95,14 +164,21 @@ fn a_bad_line_rejects_the_whole_batch() {
     for (input, expected) in [
         ("not json\n", "line 1: invalid JSON"),
         ("{\"kind\":\"turn_started\"}\n", "recorded by exo itself"),
-        ("{\"kind\":\"custom\",\"type\":\"flat\",\"payload\":{}}\n", "namespaced"),
+        (
+            "{\"kind\":\"custom\",\"type\":\"flat\",\"payload\":{}}\n",
+            "namespaced",
+        ),
         ("\n\n", "no events on stdin"),
     ] {
         let run = env.run_with(&["conversation", "append", "a", "c"], input.as_bytes(), &[]);
         crate::util::assert_one_line_failure(&run, &["append"]);
         assert!(run.stderr.contains(expected), "{input:?}: {}", run.stderr);
     }
-    let invalid_utf8 = env.run_with(&["conversation", "append", "a", "c"], b"{\"kind\":\xff}\n", &[]);
+    let invalid_utf8 = env.run_with(
+        &["conversation", "append", "a", "c"],
+        b"{\"kind\":\xff}\n",
+        &[],
+    );
     assert_eq!(invalid_utf8.code, 1);
     assert_eq!(env.event_ids("a", "c"), before, "nothing was appended");
 }
@@ -114,7 +190,11 @@ fn oversized_event_is_refused() {
     let big = "x".repeat(9 << 20);
     let run = env.append("a", "c", &[message("small"), message(&big)]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("event 2") && run.stderr.contains("MiB"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("event 2") && run.stderr.contains("MiB"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(env.event_ids("a", "c").len(), 1);
 }
 
@@ -136,7 +216,14 @@ fn expected_head_conflict_changes_nothing() {
 
     let current = ids.last().unwrap();
     let run = env.run_with(
-        &["conversation", "append", "a", "c", "--expected-head", current],
+        &[
+            "conversation",
+            "append",
+            "a",
+            "c",
+            "--expected-head",
+            current,
+        ],
         format!("{}\n", message("fresh")).as_bytes(),
         &[],
     );
@@ -156,7 +243,11 @@ fn exported_events_can_be_appended_again() {
         json!({"kind":"error","message":"boom","code":"E1"}),
     ];
     assert_eq!(env.append("a", "c", &lines).code, 0);
-    let exported: Vec<Value> = env.events("a", "c").into_iter().filter(|e| e["kind"] != "conversation_created").collect();
+    let exported: Vec<Value> = env
+        .events("a", "c")
+        .into_iter()
+        .filter(|e| e["kind"] != "conversation_created")
+        .collect();
     assert_eq!(env.append("a", "copy", &exported).code, 0);
     let strip = |events: Vec<Value>| -> Vec<Value> {
         events

@@ -21,7 +21,10 @@ fn quickstart_runs_as_written() {
     run(&["agent", "create", "--model", "gpt-5.4", "Sandbox Example"]);
     run(&["conversation", "create", "sandbox-example", "Local Dev"]);
 
-    assert!(env.dir().join(".exo/exo.db").exists(), "state lives under ./.exo by default");
+    assert!(
+        env.dir().join(".exo/exo.db").exists(),
+        "state lives under ./.exo by default"
+    );
     let agent = env.json(&["agent", "show", "sandbox-example"]);
     assert_eq!(agent["slug"], "sandbox-example");
     assert_eq!(agent["name"], "Sandbox Example");
@@ -43,7 +46,10 @@ fn quickstart_runs_as_written() {
     // The key file was created private, and the secret is nowhere in
     // plaintext under the root.
     let key_file = env.config_dir().join("exo/key");
-    let mode = std::fs::metadata(&key_file).expect("key file created").permissions().mode();
+    let mode = std::fs::metadata(&key_file)
+        .expect("key file created")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(!contains(&env.root_bytes(), key_value.as_bytes()));
 }

@@ -12,11 +12,29 @@ fn ids(events: &[Value]) -> Vec<&str> {
 fn fork_shares_the_prefix_and_diverges() {
     let env = Env::new();
     env.agent_and_conversation();
-    assert_eq!(env.append("a", "c", &[message("one"), message("two"), message("three")]).code, 0);
+    assert_eq!(
+        env.append(
+            "a",
+            "c",
+            &[message("one"), message("two"), message("three")]
+        )
+        .code,
+        0
+    );
     let source = env.events("a", "c");
     let at = source[2]["id"].as_str().unwrap();
 
-    let fork = env.json(&["conversation", "fork", "a", "c", "--at", at, "--slug", "side", "Side Quest"]);
+    let fork = env.json(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--at",
+        at,
+        "--slug",
+        "side",
+        "Side Quest",
+    ]);
     assert_eq!(fork["slug"], "side");
     assert_eq!(fork["name"], "Side Quest");
     assert_eq!(fork["forked_from"]["event"], at);
@@ -34,9 +52,15 @@ fn fork_shares_the_prefix_and_diverges() {
     assert_eq!(env.append("a", "c", &[message("source only")]).code, 0);
     let source_after = env.events("a", "c");
     let fork_after = env.events("a", "side");
-    assert!(!source_after.iter().any(|e| e["content"][0]["text"] == "fork only"));
-    assert!(!fork_after.iter().any(|e| e["content"][0]["text"] == "source only"));
-    assert!(!fork_after.iter().any(|e| e["content"][0]["text"] == "three"));
+    assert!(!source_after
+        .iter()
+        .any(|e| e["content"][0]["text"] == "fork only"));
+    assert!(!fork_after
+        .iter()
+        .any(|e| e["content"][0]["text"] == "source only"));
+    assert!(!fork_after
+        .iter()
+        .any(|e| e["content"][0]["text"] == "three"));
 }
 
 #[test]
@@ -89,7 +113,9 @@ fn rewind_then_redo() {
     let redone = env.events("a", "c");
     assert_eq!(ids(&redone[..original.len()]), ids(&original));
     assert_eq!(redone.len(), original.len() + 1);
-    assert!(!redone.iter().any(|e| e["content"][0]["text"] == "new branch"));
+    assert!(!redone
+        .iter()
+        .any(|e| e["content"][0]["text"] == "new branch"));
 
     // Rewinding to where the head already is changes nothing.
     let head = redone.last().unwrap()["id"].as_str().unwrap().to_string();
@@ -107,7 +133,14 @@ fn rewind_to_a_foreign_or_unknown_event_is_refused() {
     let before = env.event_ids("a", "c");
     let err = env.fails(&["conversation", "rewind", "a", "c", "--to", &foreign]);
     assert!(err.contains("not found"), "{err}");
-    let err = env.fails(&["conversation", "rewind", "a", "c", "--to", "01a1fd15-0000-7000-8000-000000000000"]);
+    let err = env.fails(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        "01a1fd15-0000-7000-8000-000000000000",
+    ]);
     assert!(err.contains("not found"), "{err}");
     assert_eq!(env.event_ids("a", "c"), before);
     let err = env.run(&["conversation", "rewind", "a", "c", "--to", "not-an-id"]);
@@ -119,11 +152,18 @@ fn artifacts_resolve_as_of_the_head() {
     let env = Env::new();
     env.agent_and_conversation();
     let put = |conv: &str, content: &str| {
-        let run = env.run_with(&["--json", "artifact", "put", "a", conv, "notes/plan.md"], content.as_bytes(), &[]);
+        let run = env.run_with(
+            &["--json", "artifact", "put", "a", conv, "notes/plan.md"],
+            content.as_bytes(),
+            &[],
+        );
         assert_eq!(run.code, 0, "{}", run.stderr);
         run.json()
     };
-    let get = |conv: &str| env.ok(&["artifact", "get", "a", conv, "notes/plan.md"]).stdout;
+    let get = |conv: &str| {
+        env.ok(&["artifact", "get", "a", conv, "notes/plan.md"])
+            .stdout
+    };
 
     let v1 = put("c", "plan one");
     assert_eq!(v1["version"], 1);
@@ -133,10 +173,22 @@ fn artifacts_resolve_as_of_the_head() {
     assert_eq!(get("c"), "plan two");
 
     // A fork at the first version does not see the second.
-    env.ok(&["conversation", "fork", "a", "c", "--at", &fork_point, "--slug", "f"]);
+    env.ok(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--at",
+        &fork_point,
+        "--slug",
+        "f",
+    ]);
     assert_eq!(get("f"), "plan one");
     let fork_v2 = put("f", "fork plan");
-    assert_eq!(fork_v2["version"], 2, "versions count along the fork's own history");
+    assert_eq!(
+        fork_v2["version"], 2,
+        "versions count along the fork's own history"
+    );
     assert_eq!(get("c"), "plan two");
 
     // Rewind the source to before v2: v2 is no longer current.
@@ -145,7 +197,15 @@ fn artifacts_resolve_as_of_the_head() {
     let listed = env.json(&["artifact", "list", "a", "c"]);
     assert_eq!(listed["artifacts"].as_array().unwrap().len(), 1);
     assert_eq!(listed["artifacts"][0]["version"], 1);
-    let err = env.fails(&["artifact", "get", "a", "c", "notes/plan.md", "--version", "2"]);
+    let err = env.fails(&[
+        "artifact",
+        "get",
+        "a",
+        "c",
+        "notes/plan.md",
+        "--version",
+        "2",
+    ]);
     assert!(err.contains("not found"), "{err}");
 
     // Identical content is stored once but still makes a version.
@@ -155,7 +215,15 @@ fn artifacts_resolve_as_of_the_head() {
     let versions = env.json(&["artifact", "list", "a", "c", "--path", "notes/plan.md"]);
     assert_eq!(versions["artifacts"].as_array().unwrap().len(), 2);
 
-    let with_content = env.json(&["artifact", "get", "a", "c", "notes/plan.md", "--version", "1"]);
+    let with_content = env.json(&[
+        "artifact",
+        "get",
+        "a",
+        "c",
+        "notes/plan.md",
+        "--version",
+        "1",
+    ]);
     assert_eq!(with_content["content_base64"], "cGxhbiBvbmU=");
     let err = env.fails(&["artifact", "put", "a", "c", "../escape", "/dev/null"]);
     assert!(err.contains("invalid artifact path"), "{err}");

@@ -28,7 +28,9 @@ impl Run {
 
 impl Env {
     pub fn new() -> Env {
-        Env { dir: tempfile::tempdir().expect("tempdir") }
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -66,7 +68,10 @@ impl Env {
     pub fn run_with(&self, args: &[&str], stdin: &[u8], envs: &[(&str, &str)]) -> Run {
         let mut command = self.command(args);
         command.envs(envs.iter().copied());
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn exo");
         {
             let mut input = child.stdin.take().expect("stdin");
@@ -106,7 +111,11 @@ impl Env {
     /// Pipes NDJSON lines to `exo conversation append AGENT CONV`.
     pub fn append(&self, agent: &str, conv: &str, lines: &[Value]) -> Run {
         let input: String = lines.iter().map(|line| format!("{line}\n")).collect();
-        self.run_with(&["--json", "conversation", "append", agent, conv], input.as_bytes(), &[])
+        self.run_with(
+            &["--json", "conversation", "append", agent, conv],
+            input.as_bytes(),
+            &[],
+        )
     }
 
     /// Creates agent `a` and conversation `c` (no model needed).
@@ -124,7 +133,10 @@ impl Env {
 
     /// The ids of a conversation's history.
     pub fn event_ids(&self, agent: &str, conv: &str) -> Vec<String> {
-        self.events(agent, conv).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+        self.events(agent, conv)
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Every byte under the root (database, WAL, lock files), for
@@ -160,14 +172,29 @@ pub fn to_run(output: Output) -> Run {
 }
 
 pub fn assert_one_line_failure(run: &Run, args: &[&str]) {
-    assert_eq!(run.code, 1, "exo {args:?} should fail with 1; stdout: {} stderr: {}", run.stdout, run.stderr);
-    assert!(run.stderr.starts_with("exo: "), "error should start with 'exo: ': {:?}", run.stderr);
-    assert_eq!(run.stderr.trim_end().lines().count(), 1, "error should be one line: {:?}", run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "exo {args:?} should fail with 1; stdout: {} stderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.starts_with("exo: "),
+        "error should start with 'exo: ': {:?}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.trim_end().lines().count(),
+        1,
+        "error should be one line: {:?}",
+        run.stderr
+    );
 }
 
 /// Whether `needle` occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 pub fn message(text: &str) -> Value {
