@@ -214,6 +214,39 @@ impl Inner {
             .exists(params![agent.as_bytes(), slug])?)
     }
 
+    /// `<slug>-fork`, or `<slug>-fork-N` with N one more than the largest
+    /// taken, found in one range scan of the agent's live slugs.
+    fn next_fork_slug(&self, conn: &Connection, agent: AgentId, slug: &str) -> Result<String> {
+        let base = format!("{slug}-fork");
+        let mut statement = conn.prepare_cached(
+            "SELECT slug FROM conversations
+             WHERE agent = ?1 AND deleted_at IS NULL AND slug >= ?2 AND slug < ?3",
+        )?;
+        // The slugs in [base, base + ".") are the base itself and the base
+        // followed by '-': '.' is the byte right after '-', and no other
+        // slug character sorts below it.
+        let upper = format!("{base}.");
+        let mut largest: Option<u64> = None;
+        let rows = statement.query_map(params![agent.as_bytes(), base, upper], |row| {
+            row.get::<_, String>(0)
+        })?;
+        for taken in rows {
+            let taken = taken?;
+            let suffix = if taken == base {
+                Some(1)
+            } else {
+                taken
+                    .strip_prefix(&format!("{base}-"))
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
+            largest = largest.max(suffix);
+        }
+        Ok(match largest {
+            None => base,
+            Some(n) => format!("{base}-{}", n + 1),
+        })
+    }
+
     /// Inserts a conversation whose history continues `parent` after
     /// `base_seq` (or starts afresh), then appends `first` as its first
     /// event of its own.
@@ -456,16 +489,7 @@ impl Store {
             let slug = match (&options.slug, &options.name) {
                 (Some(slug), _) => slug.clone(),
                 (None, Some(name)) => slugify(name)?,
-                (None, None) => {
-                    let base = format!("{}-fork", source.slug);
-                    let mut candidate = base.clone();
-                    let mut n = 2;
-                    while self.inner.slug_taken(tx, source.agent, &candidate)? {
-                        candidate = format!("{base}-{n}");
-                        n += 1;
-                    }
-                    candidate
-                }
+                (None, None) => self.inner.next_fork_slug(tx, source.agent, &source.slug)?,
             };
             if self.inner.slug_taken(tx, source.agent, &slug)? {
                 return Err(Error::AlreadyExists {

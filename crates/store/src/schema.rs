@@ -102,7 +102,7 @@ CREATE TABLE sessions (
     started_at   INTEGER NOT NULL,
     ended_at     INTEGER,
     end_reason   TEXT
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE turns (
     id           BLOB PRIMARY KEY,
@@ -111,7 +111,7 @@ CREATE TABLE turns (
     started_at   INTEGER NOT NULL,
     ended_at     INTEGER,
     status       TEXT
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- Content-addressed artifact bytes: identical content is stored once.
 CREATE TABLE blobs (
