@@ -45,6 +45,36 @@ pub enum Command {
     /// Store and read versioned artifacts of a conversation.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Run the daemon (JSON-RPC over a Unix socket, or stdio), or ask about
+    /// a running one.
+    Daemon(DaemonArgs),
+}
+
+/// `exo daemon`: runs the daemon in the foreground unless a subcommand
+/// asks about a running one.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DaemonArgs {
+    #[command(subcommand)]
+    pub command: Option<DaemonCommand>,
+    /// Serve one client on stdin/stdout (relaying to the running daemon if
+    /// there is one).
+    #[arg(long)]
+    pub stdio: bool,
+    /// The socket to listen on (default: <root>/exo.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Append logs to this file instead of stderr.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Show the running daemon's pid, socket, uptime and connections.
+    Status,
+    /// Stop the running daemon gracefully.
+    Stop,
 }
 
 /// Where a secret or binding lives: root (default), an agent, or a
@@ -109,6 +139,9 @@ pub enum ConversationCommand {
         /// Slug to use instead of the derived one.
         #[arg(long)]
         slug: Option<String>,
+        /// Bind the conversation to this workspace directory.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
     },
     /// List an agent's conversations.
     List {

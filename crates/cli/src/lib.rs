@@ -1,8 +1,10 @@
-//! The `exo` command line: argument parsing, dispatch and output.
+//! The `exo` command line: argument parsing, one JSON-RPC call per step,
+//! and output.
 //!
-//! Thin by design: every command resolves its arguments, makes one or two
-//! calls into `exo-store`, and prints the result as text or, with `--json`,
-//! as one JSON document whose shape is documented in spec/exoharness.md.
+//! Every command is a call to the service layer (`exo-service`): in-process
+//! when no daemon runs on the root, over the daemon's socket when one does.
+//! Text is rendered from the call's result, and `--json` prints the result
+//! itself, so both paths print the same bytes.
 //!
 //! Exit status: 0 on success, 1 with a one-line `exo: ...` error on stderr
 //! on failure, 2 on usage errors (from clap).
@@ -10,30 +12,46 @@
 #![allow(clippy::print_stdout)]
 
 mod args;
+mod backend;
 mod render;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
 use clap::Parser;
-use exo_core::{Binding, BindingKind, EventData, SecretValue};
-use exo_secrets::{Key, KeySource};
-use exo_store::{EventQuery, ForkOptions, OpenMode, Store};
+use exo_core::EventData;
+use exo_protocol::methods::*;
+use exo_protocol::{Agent, Artifact, BindingEntry, Conversation, Event, Method, Secret};
+use exo_store::OpenMode;
 use serde_json::{json, Value};
 
 use crate::args::{
-    AgentCommand, ArtifactCommand, BindingCommand, Cli, Command, ConversationCommand, ModelCommand,
-    ScopeArgs, SecretCommand, SecretKindArg,
+    AgentCommand, ArtifactCommand, BindingCommand, Cli, Command, ConversationCommand, DaemonArgs,
+    DaemonCommand, ModelCommand, ScopeArgs, SecretCommand, SecretKindArg,
 };
+use crate::backend::Backend;
+use crate::render::{binding_line, event_line, table};
 
 /// The most `conversation append` and `artifact put` read from stdin.
-const MAX_STDIN_BYTES: u64 = 64 << 20;
+const MAX_STDIN_BYTES: u64 = 32 << 20;
 
 /// Runs the command line and returns the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log_file = match &cli.command {
+        Command::Daemon(DaemonArgs {
+            command: None,
+            log_file,
+            ..
+        }) => log_file.clone(),
+        _ => None,
+    };
+    if let Err(err) = init_tracing(log_file.as_deref()) {
+        let _ = writeln!(std::io::stderr(), "exo: {err:#}");
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -44,14 +62,31 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr (never stdout, which may carry the protocol), or to a
+/// file; filtered by `EXO_LOG` or `RUST_LOG` (default `warn`).
+fn init_tracing(log_file: Option<&std::path::Path>) -> Result<()> {
     let filter = std::env::var("EXO_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn".to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter));
+    match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log file {}", path.display()))?;
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init();
+        }
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
+    }
+    Ok(())
 }
 
 /// Where output goes, and in which form.
@@ -61,19 +96,16 @@ struct Out {
 
 impl Out {
     /// Prints `value` as JSON, or `text()` as text.
-    fn emit(&self, value: Value, text: impl FnOnce() -> String) -> Result<()> {
-        let mut stdout = std::io::stdout().lock();
-        let result = if self.json {
-            writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)
+    fn emit(&self, value: &Value, text: impl FnOnce() -> String) -> Result<()> {
+        let output = if self.json {
+            serde_json::to_string_pretty(value)?
         } else {
-            let text = text();
-            if text.is_empty() {
-                Ok(())
-            } else {
-                writeln!(stdout, "{text}")
-            }
+            text()
         };
-        match result {
+        if output.is_empty() {
+            return Ok(());
+        }
+        match writeln!(std::io::stdout().lock(), "{output}") {
             // A closed pipe (`exo ... | head`) is not an error.
             Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             other => Ok(other?),
@@ -83,60 +115,113 @@ impl Out {
 
 fn run(cli: Cli) -> Result<()> {
     let out = Out { json: cli.json };
-    let writes = matches!(
-        &cli.command,
+    let command = match cli.command {
+        Command::Daemon(args) => return daemon(&cli.root, &out, args),
+        command => command,
+    };
+    // Commands that only read never create a store.
+    let creates = matches!(
+        &command,
         Command::Agent(AgentCommand::Create { .. })
             | Command::Secret(SecretCommand::Set { .. })
             | Command::Model(ModelCommand::Register { .. })
             | Command::Binding(BindingCommand::Env { .. } | BindingCommand::Mcp { .. })
     );
-    let mode = if writes {
-        OpenMode::Create
-    } else {
-        OpenMode::Existing
-    };
-    let store = Store::open(&cli.root, mode)?;
-    match cli.command {
-        Command::Agent(command) => agent(&store, &out, command),
-        Command::Conversation(command) => conversation(&store, &out, command),
-        Command::Secret(command) => secret(&store, &out, command),
-        Command::Model(command) => model(&store, &out, command),
-        Command::Binding(command) => binding(&store, &out, command),
-        Command::Artifact(command) => artifact(&store, &out, command),
+    let mut backend = Backend::open(
+        &cli.root,
+        if creates {
+            OpenMode::Create
+        } else {
+            OpenMode::Existing
+        },
+    )?;
+    let backend = &mut backend;
+    match command {
+        Command::Agent(command) => agent(backend, &out, command),
+        Command::Conversation(command) => conversation(backend, &out, command),
+        Command::Secret(command) => secret(backend, &out, command),
+        Command::Model(command) => model(backend, &out, command),
+        Command::Binding(command) => binding(backend, &out, command),
+        Command::Artifact(command) => artifact(backend, &out, command),
+        Command::Daemon(_) => unreachable!("handled above"),
     }
 }
 
-fn table(rows: Vec<Vec<String>>) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|column| {
-            rows.iter()
-                .filter_map(|row| row.get(column))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    rows.iter()
-        .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .enumerate()
-                .map(|(column, cell)| {
-                    if column + 1 == row.len() {
-                        cell.clone()
-                    } else {
-                        format!("{cell:width$}", width = widths[column])
-                    }
-                })
-                .collect();
-            cells.join("  ").trim_end().to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+fn daemon(root: &std::path::Path, out: &Out, args: DaemonArgs) -> Result<()> {
+    match args.command {
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let options = exo_service::daemon::Options {
+                root: root.to_path_buf(),
+                socket: args.socket,
+                stdio: args.stdio,
+            };
+            Ok(runtime.block_on(exo_service::daemon::run(options))?)
+        }
+        Some(DaemonCommand::Status) => {
+            let mut backend = running_daemon(root)?;
+            let (value, status) =
+                backend.call_as::<DaemonStatus>(DaemonStatusMethod::NAME, json!({}))?;
+            out.emit(&value, || {
+                format!(
+                    "exo daemon running for {}\npid: {}\nsocket: {}\nversion: {} (protocol {})\nuptime: {}s\nconnections: {}",
+                    status.root,
+                    status.pid,
+                    status.socket.as_deref().unwrap_or("-"),
+                    status.version,
+                    status.protocol_version,
+                    status.uptime_seconds,
+                    status.connections
+                )
+            })
+        }
+        Some(DaemonCommand::Stop) => {
+            let mut backend = running_daemon(root)?;
+            let info = exo_service::daemon::running(root);
+            backend.call(DaemonStop::NAME, json!({}))?;
+            // Wait until the daemon has let go of the root.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while exo_service::daemon::running(root).is_some() {
+                if std::time::Instant::now() > deadline {
+                    bail!("the daemon did not stop within 60 s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let pid = info.map_or(0, |info| info.pid);
+            out.emit(&json!({ "stopped": true, "pid": pid }), || {
+                format!("stopped exo daemon (pid {pid})")
+            })
+        }
+    }
 }
 
-fn agent(store: &Store, out: &Out, command: AgentCommand) -> Result<()> {
+fn running_daemon(root: &std::path::Path) -> Result<Backend> {
+    if exo_service::daemon::running(root).is_none() {
+        bail!("no exo daemon is running for {}", root.display());
+    }
+    Backend::open(root, OpenMode::Existing)
+}
+
+fn scope_params(scope: &ScopeArgs) -> Value {
+    json!({ "agent": scope.agent, "conversation": scope.conversation })
+}
+
+/// Merges `extra` into a params object, leaving out nulls.
+fn params(mut base: Value, extra: Value) -> Value {
+    if let (Value::Object(base), Value::Object(extra)) = (&mut base, extra) {
+        base.extend(extra.into_iter().filter(|(_, v)| !v.is_null()));
+    }
+    if let Value::Object(object) = &mut base {
+        object.retain(|_, v| !v.is_null());
+    }
+    base
+}
+
+fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> {
     match command {
         AgentCommand::Create {
             name,
@@ -144,113 +229,137 @@ fn agent(store: &Store, out: &Out, command: AgentCommand) -> Result<()> {
             instructions,
             slug,
         } => {
-            let mut config = serde_json::Map::new();
-            if let Some(model) = model {
-                config.insert("model".into(), json!(model));
-            }
-            if let Some(instructions) = instructions {
-                config.insert("instructions".into(), json!(instructions));
-            }
-            let agent = store.create_agent(&name, slug.as_deref(), config).map_err(|err| match err {
-                exo_store::Error::NotFound { what: "model", key } => {
-                    anyhow!("model {key:?} not found; register it first with `exo model register {key}`")
-                }
-                other => other.into(),
-            })?;
-            out.emit(render::agent(&agent), || {
+            let request = params(
+                json!({ "name": name }),
+                json!({ "model": model, "instructions": instructions, "slug": slug }),
+            );
+            let (value, agent) = backend.call_as::<Agent>(AgentCreate::NAME, request)?;
+            out.emit(&value, || {
                 format!("created agent {} ({})", agent.slug, agent.id)
             })
         }
         AgentCommand::List => {
-            let agents = store.agents()?;
-            out.emit(
-                json!({ "agents": agents.iter().map(render::agent).collect::<Vec<_>>() }),
-                || {
-                    let mut rows = vec![vec![
-                        "SLUG".into(),
-                        "NAME".into(),
-                        "MODEL".into(),
-                        "ID".into(),
-                    ]];
-                    rows.extend(agents.iter().map(|a| {
-                        vec![
-                            a.slug.clone(),
-                            a.name.clone(),
-                            a.model().unwrap_or("-").to_string(),
-                            a.id.to_string(),
-                        ]
-                    }));
-                    table(rows)
-                },
-            )
+            let (value, list) = backend.call_as::<AgentList>(AgentListMethod::NAME, json!({}))?;
+            out.emit(&value, || {
+                let mut rows = vec![vec![
+                    "SLUG".into(),
+                    "NAME".into(),
+                    "MODEL".into(),
+                    "ID".into(),
+                ]];
+                rows.extend(list.agents.iter().map(|a| {
+                    let model = a.config.get("model").and_then(Value::as_str).unwrap_or("-");
+                    vec![
+                        a.slug.clone(),
+                        a.name.clone(),
+                        model.to_string(),
+                        a.id.to_string(),
+                    ]
+                }));
+                table(rows)
+            })
         }
         AgentCommand::Show { agent } => {
-            let agent = store.agent(&agent)?;
-            out.emit(render::agent(&agent), || {
+            let (value, agent) =
+                backend.call_as::<Agent>(AgentGet::NAME, json!({ "agent": agent }))?;
+            out.emit(&value, || {
                 format!(
                     "{} ({})\nname: {}\nconfig: {}\ncreated: {}",
                     agent.slug,
                     agent.id,
                     agent.name,
                     Value::Object(agent.config.clone()),
-                    render::time(agent.created_at)
+                    agent.created_at
                 )
             })
         }
         AgentCommand::Delete { agent } => {
-            let agent = store.delete_agent(&agent)?;
-            out.emit(render::agent(&agent), || {
-                format!("deleted agent {}", agent.slug)
-            })
+            let (value, agent) =
+                backend.call_as::<Agent>(AgentDelete::NAME, json!({ "agent": agent }))?;
+            out.emit(&value, || format!("deleted agent {}", agent.slug))
         }
     }
 }
 
-fn conversation(store: &Store, out: &Out, command: ConversationCommand) -> Result<()> {
+fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) -> Result<()> {
     match command {
-        ConversationCommand::Create { agent, name, slug } => {
-            let conv = store.create_conversation(&agent, &name, slug.as_deref())?;
-            out.emit(render::conversation(&conv), || {
+        ConversationCommand::Create {
+            agent,
+            name,
+            slug,
+            workspace,
+        } => {
+            // Resolved here: a daemon's working directory is not ours.
+            let workspace = workspace
+                .map(|dir| {
+                    std::fs::canonicalize(&dir)
+                        .with_context(|| format!("workspace {}", dir.display()))
+                })
+                .transpose()?;
+            let request = params(
+                json!({ "agent": agent, "name": name }),
+                json!({ "slug": slug, "workspace": workspace.map(|w| w.display().to_string()) }),
+            );
+            let (value, conv) =
+                backend.call_as::<Conversation>(ConversationCreate::NAME, request)?;
+            out.emit(&value, || {
                 format!("created conversation {} ({})", conv.slug, conv.id)
             })
         }
         ConversationCommand::List { agent } => {
-            let conversations = store.conversations(&agent)?;
-            out.emit(
-                json!({ "conversations": conversations.iter().map(render::conversation).collect::<Vec<_>>() }),
-                || {
-                    let mut rows = vec![vec!["SLUG".into(), "NAME".into(), "EVENTS".into(), "HEAD".into()]];
-                    rows.extend(conversations.iter().map(|c| {
-                        vec![c.slug.clone(), c.name.clone(), c.len().to_string(), c.head.to_string()]
-                    }));
-                    table(rows)
-                },
-            )
+            let (value, list) = backend.call_as::<ConversationList>(
+                ConversationListMethod::NAME,
+                json!({ "agent": agent }),
+            )?;
+            out.emit(&value, || {
+                let mut rows = vec![vec![
+                    "SLUG".into(),
+                    "NAME".into(),
+                    "EVENTS".into(),
+                    "HEAD".into(),
+                ]];
+                rows.extend(list.conversations.iter().map(|c| {
+                    vec![
+                        c.slug.clone(),
+                        c.name.clone(),
+                        c.length.to_string(),
+                        c.head.to_string(),
+                    ]
+                }));
+                table(rows)
+            })
         }
         ConversationCommand::Show(target) => {
-            let conv = store.conversation(&target.agent, &target.conversation)?;
-            out.emit(render::conversation(&conv), || {
+            let request = json!({ "agent": target.agent, "conversation": target.conversation });
+            let (value, conv) = backend.call_as::<Conversation>(ConversationGet::NAME, request)?;
+            out.emit(&value, || {
                 let mut lines = vec![
                     format!("{} ({})", conv.slug, conv.id),
                     format!("name: {}", conv.name),
-                    format!("events: {}", conv.len()),
+                    format!("events: {}", conv.length),
                     format!("head: {}", conv.head),
                 ];
-                if let Some((from, at)) = conv.forked_from {
-                    lines.push(format!("forked from: {from} at {at}"));
+                if let Some(from) = &conv.forked_from {
+                    lines.push(format!(
+                        "forked from: {} at {}",
+                        from.conversation, from.event
+                    ));
+                }
+                if let Some(workspace) = &conv.workspace {
+                    lines.push(format!("workspace: {workspace}"));
                 }
                 if let Some(turn) = conv.open_turn {
                     lines.push(format!("turn in progress: {turn}"));
                 }
-                lines.push(format!("created: {}", render::time(conv.created_at)));
+                lines.push(format!("created: {}", conv.created_at));
                 lines.join("\n")
             })
         }
         ConversationCommand::Delete(target) => {
-            let conv = store.delete_conversation(&target.agent, &target.conversation)?;
-            out.emit(render::conversation(&conv), || {
-                format!("deleted conversation {}", conv.slug)
-            })
+            let request = json!({ "agent": target.agent, "conversation": target.conversation });
+            let (value, conv) =
+                backend.call_as::<Conversation>(ConversationDelete::NAME, request)?;
+            out.emit(&value, || format!("deleted conversation {}", conv.slug))
         }
         ConversationCommand::Events {
             target,
@@ -262,65 +371,55 @@ fn conversation(store: &Store, out: &Out, command: ConversationCommand) -> Resul
             desc,
             limit,
         } => {
-            let mut query = EventQuery {
-                after,
-                before,
-                desc,
-                limit: limit.map_or(exo_store::MAX_PAGE, |n| n as usize),
-                kind,
-                session,
-                turn,
-            };
-            let mut events = Vec::new();
+            let mut request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation, "desc": desc }),
+                json!({
+                    "kind": kind.map(|k| k.as_str()),
+                    "session": session,
+                    "turn": turn,
+                    "after": after,
+                    "before": before,
+                    "limit": limit.unwrap_or(exo_store::MAX_PAGE as u32),
+                }),
+            );
+            let mut events: Vec<Value> = Vec::new();
             let next_cursor = loop {
-                let page = store.events(&target.agent, &target.conversation, &query)?;
-                events.extend(page.events);
-                match page.next_cursor {
+                let page = backend.call(EventsList::NAME, request.clone())?;
+                let Value::Object(mut page) = page else {
+                    bail!("unexpected result from events/list")
+                };
+                if let Some(Value::Array(batch)) = page.remove("events") {
+                    events.extend(batch);
+                }
+                match page.remove("next_cursor") {
                     // One page when a limit was given; every page otherwise.
-                    Some(cursor) if limit.is_none() => {
-                        if desc {
-                            query.before = Some(cursor);
-                        } else {
-                            query.after = Some(cursor);
-                        }
+                    Some(Value::String(cursor)) if limit.is_none() => {
+                        request[if desc { "before" } else { "after" }] = json!(cursor);
                     }
-                    cursor => break cursor,
+                    cursor => break cursor.unwrap_or(Value::Null),
                 }
             };
-            out.emit(
-                json!({
-                    "events": events.iter().map(render::event).collect::<Vec<_>>(),
-                    "next_cursor": next_cursor.map(|c| c.to_string()),
-                }),
-                || {
-                    let mut lines: Vec<String> = events
-                        .iter()
-                        .map(|e| {
-                            format!(
-                                "{}  {}  {:<20} {}",
-                                e.id,
-                                render::time(e.created_at),
-                                e.kind().as_str(),
-                                render::event_summary(e)
-                            )
-                            .trim_end()
-                            .to_string()
-                        })
-                        .collect();
-                    if let Some(cursor) = next_cursor {
-                        lines.push(format!(
-                            "(more: --{} {cursor})",
-                            if desc { "before" } else { "after" }
-                        ));
-                    }
-                    lines.join("\n")
-                },
-            )
+            let value = json!({ "events": events, "next_cursor": next_cursor });
+            out.emit(&value, || {
+                let mut lines: Vec<String> = events
+                    .iter()
+                    .filter_map(|event| serde_json::from_value::<Event>(event.clone()).ok())
+                    .map(|event| event_line(&event))
+                    .collect();
+                if let Value::String(cursor) = &next_cursor {
+                    lines.push(format!(
+                        "(more: --{} {cursor})",
+                        if desc { "before" } else { "after" }
+                    ));
+                }
+                lines.join("\n")
+            })
         }
         ConversationCommand::Event { target, event } => {
-            let event = store.event(&target.agent, &target.conversation, event)?;
-            out.emit(render::event(&event), || {
-                serde_json::to_string_pretty(&render::event(&event)).unwrap_or_default()
+            let request = json!({ "agent": target.agent, "conversation": target.conversation, "event": event });
+            let value = backend.call(EventsGet::NAME, request)?;
+            out.emit(&value, || {
+                serde_json::to_string_pretty(&value).unwrap_or_default()
             })
         }
         ConversationCommand::Append {
@@ -337,23 +436,27 @@ fn conversation(store: &Store, out: &Out, command: ConversationCommand) -> Resul
                 }
                 let value: Value = serde_json::from_str(line)
                     .map_err(|err| anyhow!("line {}: invalid JSON: {err}", index + 1))?;
-                let data = EventData::from_input_json(value)
+                // Checked here too, so the error names the line.
+                EventData::from_input_json(value.clone())
                     .map_err(|err| anyhow!("line {}: {err}", index + 1))?;
-                events.push(data);
+                events.push(value);
             }
             if events.is_empty() {
                 bail!("no events on stdin: give one JSON object per line, e.g. {{\"kind\":\"message\",\"role\":\"user\",\"content\":\"hi\"}}");
             }
-            let appended =
-                store.append(&target.agent, &target.conversation, events, expected_head)?;
-            let head = appended
-                .last()
-                .map(|e| e.id.to_string())
-                .unwrap_or_default();
-            out.emit(
-                json!({ "events": appended.iter().map(render::event).collect::<Vec<_>>(), "head": head }),
-                || format!("appended {} events; head is {head}", appended.len()),
-            )
+            let request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation, "events": events }),
+                json!({ "expected_head": expected_head }),
+            );
+            let (value, appended) =
+                backend.call_as::<AppendResult>(ConversationAppend::NAME, request)?;
+            out.emit(&value, || {
+                format!(
+                    "appended {} events; head is {}",
+                    appended.events.len(),
+                    appended.head
+                )
+            })
         }
         ConversationCommand::Fork {
             target,
@@ -361,13 +464,17 @@ fn conversation(store: &Store, out: &Out, command: ConversationCommand) -> Resul
             at,
             slug,
         } => {
-            let fork = store.fork(
-                &target.agent,
-                &target.conversation,
-                ForkOptions { at, name, slug },
-            )?;
-            out.emit(render::conversation(&fork), || {
-                let (_, at) = fork.forked_from.expect("a fork records its source");
+            let request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation }),
+                json!({ "at": at, "name": name, "slug": slug }),
+            );
+            let (value, fork) = backend.call_as::<Conversation>(ConversationFork::NAME, request)?;
+            out.emit(&value, || {
+                let at = fork
+                    .forked_from
+                    .as_ref()
+                    .map(|from| from.event.to_string())
+                    .unwrap_or_default();
                 format!(
                     "forked {} at {at} into {} ({})",
                     target.conversation, fork.slug, fork.id
@@ -379,20 +486,19 @@ fn conversation(store: &Store, out: &Out, command: ConversationCommand) -> Resul
             to,
             expected_head,
         } => {
-            let outcome = store.rewind(&target.agent, &target.conversation, to, expected_head)?;
-            out.emit(
-                json!({
-                    "conversation": render::conversation(&outcome.conversation),
-                    "event": outcome.event.as_ref().map(render::event),
-                }),
-                || match &outcome.event {
-                    Some(event) => format!(
-                        "rewound {} to {to}; recorded {} (head)",
-                        outcome.conversation.slug, event.id
-                    ),
-                    None => format!("{} is already at {to}", outcome.conversation.slug),
-                },
-            )
+            let request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation, "to": to }),
+                json!({ "expected_head": expected_head }),
+            );
+            let (value, outcome) =
+                backend.call_as::<RewindResult>(ConversationRewind::NAME, request)?;
+            out.emit(&value, || match &outcome.event {
+                Some(event) => format!(
+                    "rewound {} to {to}; recorded {} (head)",
+                    outcome.conversation.slug, event.id
+                ),
+                None => format!("{} is already at {to}", outcome.conversation.slug),
+            })
         }
     }
 }
@@ -415,10 +521,6 @@ fn read_stdin(what: &str) -> Result<Vec<u8>> {
         );
     }
     Ok(input)
-}
-
-fn scope(store: &Store, scope: &ScopeArgs) -> Result<exo_core::Scope> {
-    Ok(store.scope(scope.agent.as_deref(), scope.conversation.as_deref())?)
 }
 
 /// Whether an `--env` argument looks like a secret value rather than the
@@ -446,19 +548,15 @@ fn looks_like_secret(text: &str) -> bool {
     !is_variable_name || PREFIXES.iter().any(|prefix| text.starts_with(prefix)) || text.len() > 64
 }
 
-fn secret(store: &Store, out: &Out, command: SecretCommand) -> Result<()> {
+fn secret(backend: &mut Backend, out: &Out, command: SecretCommand) -> Result<()> {
     match command {
         SecretCommand::Set {
             name,
             env,
             value,
             kind,
-            scope: scope_args,
+            scope,
         } => {
-            // Check everything that can be checked before a key file may be
-            // created: bad input leaves no trace.
-            exo_core::validate_name("secret", &name)?;
-            let target = scope(store, &scope_args)?;
             if let Some(var) = &env {
                 if looks_like_secret(var) {
                     bail!("--env takes the NAME of an environment variable (like OPENAI_API_KEY), and this argument looks like a secret value; it was not stored or echoed");
@@ -485,88 +583,66 @@ fn secret(store: &Store, out: &Out, command: SecretCommand) -> Result<()> {
                     text.trim_end_matches(['\n', '\r']).to_string()
                 }
             });
-            let value = match kind {
-                SecretKindArg::ApiKey => SecretValue::ApiKey { value: raw.to_string() },
-                SecretKindArg::Oauth => serde_json::from_str::<Value>(&raw)
-                    .ok()
-                    .and_then(|mut object| {
-                        object.as_object_mut()?.insert("type".into(), json!("oauth"));
-                        serde_json::from_value(object).ok()
-                    })
-                    .ok_or_else(|| anyhow!("an oauth secret must be a JSON object {{\"access_token\", \"refresh_token\"?, \"expires_at\"?}}"))?,
+            let kind = match kind {
+                SecretKindArg::ApiKey => "api_key",
+                SecretKindArg::Oauth => "oauth",
             };
-            let (key, source) =
-                Key::load(true)?.ok_or_else(|| anyhow!("no encryption key available"))?;
-            if let KeySource::CreatedFile(path) = &source {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "exo: created encryption key file {}",
-                    path.display()
-                );
-            }
-            let info = store.set_secret(target, &name, &value, &key)?;
-            out.emit(render::secret(&info), || {
+            let request = params(
+                json!({ "name": name, "value": raw.as_str(), "kind": kind }),
+                scope_params(&scope),
+            );
+            let (value, info) = backend.call_as::<Secret>(SecretSet::NAME, request)?;
+            out.emit(&value, || {
                 format!("set secret {} ({})", info.name, info.scope)
             })
         }
-        SecretCommand::List { scope: scope_args } => {
-            let secrets = store.secrets(scope(store, &scope_args)?)?;
-            out.emit(
-                json!({ "secrets": secrets.iter().map(render::secret).collect::<Vec<_>>() }),
-                || {
-                    let mut rows = vec![vec![
-                        "NAME".into(),
-                        "KIND".into(),
-                        "SCOPE".into(),
-                        "SET".into(),
-                    ]];
-                    rows.extend(secrets.iter().map(|s| {
-                        vec![
-                            s.name.clone(),
-                            s.kind.as_str().into(),
-                            s.scope.key(),
-                            render::time(s.created_at),
-                        ]
-                    }));
-                    table(rows)
-                },
-            )
+        SecretCommand::List { scope } => {
+            let (value, list) = backend.call_as::<SecretList>(
+                SecretListMethod::NAME,
+                params(json!({}), scope_params(&scope)),
+            )?;
+            out.emit(&value, || {
+                let mut rows = vec![vec![
+                    "NAME".into(),
+                    "KIND".into(),
+                    "SCOPE".into(),
+                    "SET".into(),
+                ]];
+                rows.extend(list.secrets.iter().map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.kind.as_str().to_string(),
+                        s.scope.clone(),
+                        s.created_at.clone(),
+                    ]
+                }));
+                table(rows)
+            })
         }
-        SecretCommand::Show {
-            name,
-            scope: scope_args,
-        } => {
-            let info = store
-                .secrets(scope(store, &scope_args)?)?
-                .into_iter()
-                .find(|info| info.name == name)
-                .ok_or_else(|| exo_store::Error::NotFound {
-                    what: "secret",
-                    key: name.clone(),
-                })?;
-            out.emit(render::secret(&info), || {
+        SecretCommand::Show { name, scope } => {
+            let request = params(json!({ "name": name }), scope_params(&scope));
+            let (value, info) = backend.call_as::<Secret>(SecretGet::NAME, request)?;
+            out.emit(&value, || {
                 format!(
                     "{} ({}, {}), set {}; value hidden",
                     info.name,
                     info.kind.as_str(),
                     info.scope,
-                    render::time(info.created_at)
+                    info.created_at
                 )
             })
         }
-        SecretCommand::Delete {
-            name,
-            scope: scope_args,
-        } => {
-            let info = store.delete_secret(scope(store, &scope_args)?, &name)?;
-            out.emit(render::secret(&info), || {
+        SecretCommand::Delete { name, scope } => {
+            let request = params(json!({ "name": name }), scope_params(&scope));
+            let (value, info) = backend.call_as::<Secret>(SecretDelete::NAME, request)?;
+            out.emit(&value, || {
                 format!("deleted secret {} ({})", info.name, info.scope)
             })
         }
     }
 }
 
-fn model(store: &Store, out: &Out, command: ModelCommand) -> Result<()> {
+fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> {
     match command {
         ModelCommand::Register {
             name,
@@ -574,165 +650,127 @@ fn model(store: &Store, out: &Out, command: ModelCommand) -> Result<()> {
             base_url,
             upstream,
             secret,
-            scope: scope_args,
+            scope,
         } => {
-            let binding = Binding::Model {
-                upstream: upstream.unwrap_or_else(|| name.clone()),
-                name,
-                provider,
-                base_url: base_url.unwrap_or_else(|| provider.default_base_url().to_string()),
-                secret,
-            };
-            let entry = store.set_binding(scope(store, &scope_args)?, binding).map_err(|err| match err {
-                exo_store::Error::NotFound { what: "secret", key } => {
-                    anyhow!("secret {key:?} not found; set it first with `exo secret set {key} --env VAR`")
-                }
-                other => other.into(),
-            })?;
-            out.emit(render::binding(&entry), || {
-                format!("registered model {}", render::model_line(&entry))
+            let request = params(
+                json!({ "name": name, "provider": provider }),
+                params(
+                    json!({ "base_url": base_url, "upstream": upstream, "secret": secret }),
+                    scope_params(&scope),
+                ),
+            );
+            let (value, entry) = backend.call_as::<BindingEntry>(ModelRegister::NAME, request)?;
+            out.emit(&value, || {
+                format!("registered model {}", binding_line(&entry))
             })
         }
-        ModelCommand::List { scope: scope_args } => {
-            let models = store.bindings(scope(store, &scope_args)?, Some(BindingKind::Model))?;
-            out.emit(
-                json!({ "models": models.iter().map(render::binding).collect::<Vec<_>>() }),
-                || {
-                    let mut rows = vec![vec![
-                        "NAME".into(),
-                        "PROVIDER".into(),
-                        "UPSTREAM".into(),
-                        "BASE URL".into(),
-                        "SECRET".into(),
-                    ]];
-                    rows.extend(models.iter().filter_map(|entry| match &entry.binding {
-                        Binding::Model {
-                            name,
-                            provider,
-                            base_url,
-                            upstream,
-                            secret,
-                        } => Some(vec![
-                            name.clone(),
-                            provider.to_string(),
-                            upstream.clone(),
-                            base_url.clone(),
-                            secret.clone().unwrap_or_else(|| "-".into()),
-                        ]),
-                        _ => None,
-                    }));
-                    table(rows)
-                },
-            )
+        ModelCommand::List { scope } => {
+            let (value, list) = backend.call_as::<ModelList>(
+                ModelListMethod::NAME,
+                params(json!({}), scope_params(&scope)),
+            )?;
+            out.emit(&value, || {
+                let mut rows = vec![vec![
+                    "NAME".into(),
+                    "PROVIDER".into(),
+                    "UPSTREAM".into(),
+                    "BASE URL".into(),
+                    "SECRET".into(),
+                ]];
+                rows.extend(list.models.iter().filter_map(|entry| match &entry.binding {
+                    exo_core::Binding::Model {
+                        name,
+                        provider,
+                        base_url,
+                        upstream,
+                        secret,
+                    } => Some(vec![
+                        name.clone(),
+                        provider.to_string(),
+                        upstream.clone(),
+                        base_url.clone(),
+                        secret.clone().unwrap_or_else(|| "-".into()),
+                    ]),
+                    _ => None,
+                }));
+                table(rows)
+            })
         }
-        ModelCommand::Show {
-            name,
-            scope: scope_args,
-        } => {
-            let entry =
-                store.resolve_binding(scope(store, &scope_args)?, BindingKind::Model, &name)?;
-            out.emit(render::binding(&entry), || render::model_line(&entry))
+        ModelCommand::Show { name, scope } => {
+            let request = params(json!({ "name": name }), scope_params(&scope));
+            let (value, entry) = backend.call_as::<BindingEntry>(ModelGet::NAME, request)?;
+            out.emit(&value, || binding_line(&entry))
         }
-        ModelCommand::Delete {
-            name,
-            scope: scope_args,
-        } => {
-            let entry =
-                store.delete_binding(scope(store, &scope_args)?, BindingKind::Model, &name)?;
-            out.emit(render::binding(&entry), || {
-                format!("deleted model {name} ({})", entry.scope)
+        ModelCommand::Delete { name, scope } => {
+            let request = params(json!({ "name": name }), scope_params(&scope));
+            let (value, entry) = backend.call_as::<BindingEntry>(ModelDelete::NAME, request)?;
+            out.emit(&value, || {
+                format!("deleted model {} ({})", entry.binding.name(), entry.scope)
             })
         }
     }
 }
 
-fn binding(store: &Store, out: &Out, command: BindingCommand) -> Result<()> {
-    let parse_kind = |kind: &str| kind.parse::<BindingKind>().map_err(|err| anyhow!(err.0));
+fn binding_kind(kind: &str) -> Result<exo_core::BindingKind> {
+    kind.parse()
+        .map_err(|err: exo_core::ValidationError| anyhow!(err.0))
+}
+
+fn binding(backend: &mut Backend, out: &Out, command: BindingCommand) -> Result<()> {
     match command {
-        BindingCommand::Env {
-            var,
-            secret,
-            scope: scope_args,
-        } => {
-            let entry = store.set_binding(
-                scope(store, &scope_args)?,
-                Binding::Env { name: var, secret },
-            )?;
-            out.emit(render::binding(&entry), || {
-                format!("bound env {} ({})", entry.binding.name(), entry.scope)
-            })
+        BindingCommand::Env { var, secret, scope } => {
+            let request = params(
+                json!({ "binding": { "type": "env", "name": var, "secret": secret } }),
+                scope_params(&scope),
+            );
+            let (value, entry) = backend.call_as::<BindingEntry>(BindingSet::NAME, request)?;
+            out.emit(&value, || format!("bound {}", binding_line(&entry)))
         }
         BindingCommand::Mcp {
             name,
             url,
             secret,
-            scope: scope_args,
+            scope,
         } => {
-            let entry = store.set_binding(
-                scope(store, &scope_args)?,
-                Binding::Mcp { name, url, secret },
-            )?;
-            out.emit(render::binding(&entry), || {
-                format!("bound mcp {} ({})", entry.binding.name(), entry.scope)
+            let binding = params(
+                json!({ "type": "mcp", "name": name, "url": url }),
+                json!({ "secret": secret }),
+            );
+            let request = params(json!({ "binding": binding }), scope_params(&scope));
+            let (value, entry) = backend.call_as::<BindingEntry>(BindingSet::NAME, request)?;
+            out.emit(&value, || format!("bound {}", binding_line(&entry)))
+        }
+        BindingCommand::List { kind, scope } => {
+            let kind = kind.as_deref().map(binding_kind).transpose()?;
+            let request = params(json!({ "kind": kind }), scope_params(&scope));
+            let (value, list) = backend.call_as::<BindingList>(BindingListMethod::NAME, request)?;
+            out.emit(&value, || {
+                list.bindings
+                    .iter()
+                    .map(binding_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
-        BindingCommand::List {
-            kind,
-            scope: scope_args,
-        } => {
-            let kind = kind.as_deref().map(parse_kind).transpose()?;
-            let entries = store.bindings(scope(store, &scope_args)?, kind)?;
-            out.emit(
-                json!({ "bindings": entries.iter().map(render::binding).collect::<Vec<_>>() }),
-                || {
-                    let mut rows = vec![vec![
-                        "KIND".into(),
-                        "NAME".into(),
-                        "TARGET".into(),
-                        "SECRET".into(),
-                    ]];
-                    rows.extend(entries.iter().map(|entry| {
-                        let target = match &entry.binding {
-                            Binding::Env { .. } => "-".to_string(),
-                            Binding::Mcp { url, .. } => url.clone(),
-                            Binding::Model {
-                                provider, base_url, ..
-                            } => format!("{provider} {base_url}"),
-                        };
-                        vec![
-                            entry.binding.kind().to_string(),
-                            entry.binding.name().to_string(),
-                            target,
-                            entry.binding.secret().unwrap_or("-").to_string(),
-                        ]
-                    }));
-                    table(rows)
-                },
-            )
+        BindingCommand::Show { kind, name, scope } => {
+            let request = params(
+                json!({ "kind": binding_kind(&kind)?, "name": name }),
+                scope_params(&scope),
+            );
+            let (value, entry) = backend.call_as::<BindingEntry>(BindingGet::NAME, request)?;
+            out.emit(&value, || binding_line(&entry))
         }
-        BindingCommand::Show {
-            kind,
-            name,
-            scope: scope_args,
-        } => {
-            let entry =
-                store.resolve_binding(scope(store, &scope_args)?, parse_kind(&kind)?, &name)?;
-            out.emit(render::binding(&entry), || {
-                render::binding(&entry).to_string()
-            })
-        }
-        BindingCommand::Delete {
-            kind,
-            name,
-            scope: scope_args,
-        } => {
-            let entry =
-                store.delete_binding(scope(store, &scope_args)?, parse_kind(&kind)?, &name)?;
-            out.emit(render::binding(&entry), || {
+        BindingCommand::Delete { kind, name, scope } => {
+            let request = params(
+                json!({ "kind": binding_kind(&kind)?, "name": name }),
+                scope_params(&scope),
+            );
+            let (value, entry) = backend.call_as::<BindingEntry>(BindingDelete::NAME, request)?;
+            out.emit(&value, || {
                 format!(
                     "deleted {} {} ({})",
                     entry.binding.kind(),
-                    name,
+                    entry.binding.name(),
                     entry.scope
                 )
             })
@@ -740,7 +778,7 @@ fn binding(store: &Store, out: &Out, command: BindingCommand) -> Result<()> {
     }
 }
 
-fn artifact(store: &Store, out: &Out, command: ArtifactCommand) -> Result<()> {
+fn artifact(backend: &mut Backend, out: &Out, command: ArtifactCommand) -> Result<()> {
     match command {
         ArtifactCommand::Put {
             target,
@@ -764,14 +802,17 @@ fn artifact(store: &Store, out: &Out, command: ArtifactCommand) -> Result<()> {
                 }
                 _ => read_stdin("the artifact's bytes")?,
             };
-            let version = store.put_artifact(
-                &target.agent,
-                &target.conversation,
-                &path,
-                &bytes,
-                media_type.as_deref(),
-            )?;
-            out.emit(render::artifact(&version), || {
+            let request = params(
+                json!({
+                    "agent": target.agent,
+                    "conversation": target.conversation,
+                    "path": path,
+                    "content_base64": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                }),
+                json!({ "media_type": media_type }),
+            );
+            let (value, version) = backend.call_as::<Artifact>(ArtifactPut::NAME, request)?;
+            out.emit(&value, || {
                 format!(
                     "wrote {} v{} ({} bytes, sha256 {})",
                     version.path, version.version, version.size, version.sha256
@@ -784,26 +825,29 @@ fn artifact(store: &Store, out: &Out, command: ArtifactCommand) -> Result<()> {
             version,
             output,
         } => {
-            let (artifact, bytes) =
-                store.get_artifact(&target.agent, &target.conversation, &path, version)?;
+            let request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation, "path": path }),
+                json!({ "version": version }),
+            );
+            let (value, content) =
+                backend.call_as::<ArtifactContent>(ArtifactGet::NAME, request)?;
+            if out.json {
+                return out.emit(&value, String::new);
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(content.content_base64.as_bytes())
+                .context("decoding the artifact")?;
             if let Some(output) = output {
                 std::fs::write(&output, &bytes)
                     .with_context(|| format!("writing {}", output.display()))?;
-                return out.emit(render::artifact(&artifact), || {
+                return out.emit(&value, || {
                     format!(
                         "wrote {} v{} to {}",
-                        artifact.path,
-                        artifact.version,
+                        content.artifact.path,
+                        content.artifact.version,
                         output.display()
                     )
                 });
-            }
-            if out.json {
-                use base64::Engine;
-                let mut value = render::artifact(&artifact);
-                value["content_base64"] =
-                    json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
-                return out.emit(value, String::new);
             }
             let mut stdout = std::io::stdout().lock();
             match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
@@ -812,32 +856,29 @@ fn artifact(store: &Store, out: &Out, command: ArtifactCommand) -> Result<()> {
             }
         }
         ArtifactCommand::List { target, path } => {
-            let artifacts = match path {
-                Some(path) => {
-                    store.artifact_versions(&target.agent, &target.conversation, &path)?
-                }
-                None => store.list_artifacts(&target.agent, &target.conversation)?,
-            };
-            out.emit(
-                json!({ "artifacts": artifacts.iter().map(render::artifact).collect::<Vec<_>>() }),
-                || {
-                    let mut rows = vec![vec![
-                        "PATH".into(),
-                        "VERSION".into(),
-                        "SIZE".into(),
-                        "SHA256".into(),
-                    ]];
-                    rows.extend(artifacts.iter().map(|a| {
-                        vec![
-                            a.path.clone(),
-                            a.version.to_string(),
-                            a.size.to_string(),
-                            a.sha256[..16].to_string(),
-                        ]
-                    }));
-                    table(rows)
-                },
-            )
+            let request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation }),
+                json!({ "path": path }),
+            );
+            let (value, list) =
+                backend.call_as::<ArtifactList>(ArtifactListMethod::NAME, request)?;
+            out.emit(&value, || {
+                let mut rows = vec![vec![
+                    "PATH".into(),
+                    "VERSION".into(),
+                    "SIZE".into(),
+                    "SHA256".into(),
+                ]];
+                rows.extend(list.artifacts.iter().map(|a| {
+                    vec![
+                        a.path.clone(),
+                        a.version.to_string(),
+                        a.size.to_string(),
+                        a.sha256[..16].to_string(),
+                    ]
+                }));
+                table(rows)
+            })
         }
     }
 }

@@ -1,111 +1,59 @@
-//! The JSON shapes `--json` prints (documented in spec/exoharness.md) and
-//! the one-line text forms.
-//!
-//! These are the CLI's wire format: field names are stable, scripts rely on
-//! them.
+//! Text output, from the protocol's types. (`--json` prints the results
+//! themselves.)
 
-use exo_core::{Binding, Event, Timestamp};
-use exo_store::{Agent, ArtifactVersion, BindingEntry, Conversation, SecretInfo};
-use serde_json::{json, Map, Value};
+use exo_core::{Binding, ContentPart, EventData};
+use exo_protocol::{BindingEntry, Event};
 
-/// RFC 3339 in UTC with microseconds, e.g. `2026-11-21T07:44:12.123456Z`.
-pub fn time(timestamp: Timestamp) -> String {
-    let nanos = i128::from(timestamp.as_micros()) * 1000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(at) => {
-            let (year, month, day) = (at.year(), u8::from(at.month()), at.day());
-            let (hour, minute, second, micro) =
-                (at.hour(), at.minute(), at.second(), at.microsecond());
-            format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micro:06}Z")
-        }
-        Err(_) => timestamp.as_micros().to_string(),
-    }
+/// Aligns rows into columns separated by two spaces.
+pub fn table(rows: Vec<Vec<String>>) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(column, cell)| {
+                    if column + 1 == row.len() {
+                        cell.clone()
+                    } else {
+                        format!("{cell:width$}", width = widths[column])
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-pub fn agent(agent: &Agent) -> Value {
-    json!({
-        "id": agent.id.to_string(),
-        "slug": agent.slug,
-        "name": agent.name,
-        "config": Value::Object(agent.config.clone()),
-        "created_at": time(agent.created_at),
-    })
+/// One line per event: id, time, kind, summary.
+pub fn event_line(event: &Event) -> String {
+    format!(
+        "{}  {}  {:<20} {}",
+        event.id,
+        event.created_at,
+        event.data.kind().as_str(),
+        event_summary(&event.data)
+    )
+    .trim_end()
+    .to_string()
 }
 
-pub fn conversation(conversation: &Conversation) -> Value {
-    json!({
-        "id": conversation.id.to_string(),
-        "agent": conversation.agent.to_string(),
-        "slug": conversation.slug,
-        "name": conversation.name,
-        "head": conversation.head.to_string(),
-        "length": conversation.len(),
-        "forked_from": conversation.forked_from.map(|(from, at)| json!({
-            "conversation": from.to_string(),
-            "event": at.to_string(),
-        })),
-        "open_session": conversation.open_session.map(|s| s.to_string()),
-        "open_turn": conversation.open_turn.map(|t| t.to_string()),
-        "created_at": time(conversation.created_at),
-    })
-}
-
-/// An event: the envelope, then `kind` and the kind's own fields.
-pub fn event(event: &Event) -> Value {
-    let mut object = Map::new();
-    object.insert("id".into(), json!(event.id.to_string()));
-    object.insert("conversation".into(), json!(event.conversation.to_string()));
-    object.insert(
-        "session".into(),
-        json!(event.session.map(|s| s.to_string())),
-    );
-    object.insert("turn".into(), json!(event.turn.map(|t| t.to_string())));
-    object.insert("created_at".into(), json!(time(event.created_at)));
-    if let Ok(Value::Object(data)) = serde_json::to_value(&event.data) {
-        object.extend(data);
-    }
-    Value::Object(object)
-}
-
-pub fn secret(info: &SecretInfo) -> Value {
-    json!({
-        "name": info.name,
-        "scope": info.scope.key(),
-        "kind": info.kind.as_str(),
-        "created_at": time(info.created_at),
-    })
-}
-
-pub fn binding(entry: &BindingEntry) -> Value {
-    let mut object = match serde_json::to_value(&entry.binding) {
-        Ok(Value::Object(object)) => object,
-        _ => Map::new(),
-    };
-    object.insert("scope".into(), json!(entry.scope.key()));
-    object.insert("created_at".into(), json!(time(entry.created_at)));
-    Value::Object(object)
-}
-
-pub fn artifact(artifact: &ArtifactVersion) -> Value {
-    json!({
-        "path": artifact.path,
-        "version": artifact.version,
-        "sha256": artifact.sha256,
-        "size": artifact.size,
-        "media_type": artifact.media_type,
-        "event": artifact.event.to_string(),
-        "created_at": time(artifact.created_at),
-    })
-}
-
-/// A short, one-line summary of an event's data for text output.
-pub fn event_summary(event: &Event) -> String {
-    use exo_core::{ContentPart, EventData};
-    let summary = match &event.data {
+/// A short, one-line summary of an event's data.
+pub fn event_summary(data: &EventData) -> String {
+    let summary = match data {
         EventData::ConversationCreated { name, .. } => format!("{name:?}"),
-        EventData::SessionStarted {} => String::new(),
+        EventData::SessionStarted {} | EventData::TurnStarted {} => String::new(),
         EventData::SessionEnded { reason } => format!("{reason:?}").to_lowercase(),
-        EventData::TurnStarted {} => String::new(),
         EventData::TurnEnded { status } => status.to_string(),
         EventData::Message { role, content, .. } => {
             let text: Vec<&str> = content
@@ -147,8 +95,7 @@ pub fn event_summary(event: &Event) -> String {
             from_event,
             to_event,
         } => format!("from {from_event} to {to_event}"),
-        EventData::SecretSet { name, .. } => name.clone(),
-        EventData::SecretDeleted { name } => name.clone(),
+        EventData::SecretSet { name, .. } | EventData::SecretDeleted { name } => name.clone(),
         EventData::BindingSet { binding } => format!("{} {}", binding.kind(), binding.name()),
         EventData::BindingDeleted { binding_kind, name } => format!("{binding_kind} {name}"),
         EventData::Custom {
@@ -170,8 +117,8 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-/// A one-line description of a model binding.
-pub fn model_line(entry: &BindingEntry) -> String {
+/// A one-line description of a binding.
+pub fn binding_line(entry: &BindingEntry) -> String {
     match &entry.binding {
         Binding::Model {
             name,
@@ -184,6 +131,13 @@ pub fn model_line(entry: &BindingEntry) -> String {
             secret.as_deref().unwrap_or("-"),
             entry.scope
         ),
-        other => format!("{} {}", other.kind(), other.name()),
+        Binding::Env { name, secret } => format!("env {name} = secret {secret}  ({})", entry.scope),
+        Binding::Mcp { name, url, secret } => {
+            format!(
+                "mcp {name} {url}  secret={}  ({})",
+                secret.as_deref().unwrap_or("-"),
+                entry.scope
+            )
+        }
     }
 }

@@ -55,6 +55,7 @@ impl fmt::Display for Scope {
 
 /// A model API's wire format.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum Provider {
     /// OpenAI Responses API.
     #[serde(rename = "openai")]
@@ -110,6 +111,7 @@ impl FromStr for Provider {
 
 /// The kinds of binding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BindingKind {
     /// Environment variable to secret.
@@ -154,6 +156,7 @@ impl FromStr for BindingKind {
 /// A binding. Secrets are referred to by name and resolved, scope by scope,
 /// only when used.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Binding {
     /// Sets environment variable `name` to the secret's value.
@@ -276,6 +279,7 @@ fn validate_url(url: &str) -> Result<(), ValidationError> {
 
 /// The kinds of secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SecretKind {
     /// One opaque key.

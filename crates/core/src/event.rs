@@ -72,6 +72,7 @@ impl Event {
 
 /// How a turn ended.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TurnStatus {
     /// The executor finished normally.
@@ -118,6 +119,7 @@ impl FromStr for TurnStatus {
 
 /// Why a session ended.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionEndReason {
     /// The owner closed it.
@@ -128,6 +130,7 @@ pub enum SessionEndReason {
 
 /// Who speaks in a message.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Instructions from the harness.
@@ -140,6 +143,7 @@ pub enum Role {
 
 /// One part of a message's content.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ContentPart {
     /// Plain text.
@@ -163,6 +167,7 @@ pub enum ContentPart {
 
 /// Token usage reported by a model for one message.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Usage {
     /// Prompt tokens.
@@ -309,6 +314,7 @@ impl FromStr for EventKind {
 /// An event's kind and kind-specific fields. See the module docs for the
 /// JSON shape.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EventData {
     /// First event of every conversation.
@@ -319,6 +325,9 @@ pub enum EventData {
         name: String,
         /// Slug at creation.
         slug: String,
+        /// The workspace directory the conversation is bound to, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
     },
     /// A session opened.
     SessionStarted {},

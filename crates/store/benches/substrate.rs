@@ -523,7 +523,7 @@ fn bench_begin_turn(
     plan: &Plan,
 ) -> BenchResult<(Stats, Stats)> {
     let conv = "turns";
-    store.create_conversation(AGENT, "Turns", Some(conv))?;
+    store.create_conversation(AGENT, "Turns", Some(conv), None)?;
     // The first turn also opens the session (and its lock file).
     let warmup = plan.warmup.max(1);
     let (mut turns, mut fsyncs) = (Series::new(warmup), Series::new(warmup));
@@ -551,7 +551,7 @@ fn bench_one_shot_turns(
     {
         let store = Store::open(&root, OpenMode::Create)?;
         store.create_agent("Bench", Some(AGENT), Map::new())?;
-        store.create_conversation(AGENT, "One shot", Some(conv))?;
+        store.create_conversation(AGENT, "One shot", Some(conv), None)?;
     }
     let warmup = plan.warmup.min(3);
     let (mut turns, mut fsyncs) = (Series::new(warmup), Series::new(warmup));
@@ -575,7 +575,7 @@ fn bench_append(
     calls: usize,
     batch: usize,
 ) -> BenchResult<(f64, Stats)> {
-    store.create_conversation(AGENT, conv, Some(conv))?;
+    store.create_conversation(AGENT, conv, Some(conv), None)?;
     let mut series = Series::new(warmup);
     for n in 0..warmup + calls {
         let events = messages(n * batch, batch);
@@ -598,7 +598,7 @@ struct History {
 }
 
 fn build_history(store: &Store, slug: &str, events: usize, plan: &Plan) -> BenchResult<History> {
-    store.create_conversation(AGENT, slug, Some(slug))?;
+    store.create_conversation(AGENT, slug, Some(slug), None)?;
     let middle_depth = events / 2;
     let (mut middle, mut head) = (None, None);
     let mut spent = Duration::ZERO;

@@ -15,7 +15,7 @@ use crate::log::{HistoryValue, NewEvent};
 use crate::{Inner, Store};
 
 /// The largest artifact accepted.
-pub const MAX_ARTIFACT_BYTES: usize = 64 << 20;
+pub const MAX_ARTIFACT_BYTES: usize = 32 << 20;
 
 /// One version of an artifact.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,6 +7,8 @@ use exo_core::{
     slugify, validate_slug, AgentId, ConversationId, EventData, EventId, SessionId, Timestamp,
     TurnId,
 };
+use std::path::Path;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
@@ -54,6 +56,9 @@ pub struct Conversation {
     pub head_seq: i64,
     /// For a fork: the source conversation and the event forked at.
     pub forked_from: Option<(ConversationId, EventId)>,
+    /// The workspace directory it is bound to (absolute), if any. A fork
+    /// starts bound to its source's.
+    pub workspace: Option<String>,
     /// The open session, if any.
     pub open_session: Option<SessionId>,
     /// The open turn, if any.
@@ -90,7 +95,7 @@ pub struct ForkOptions {
 
 const CONVERSATION_COLUMNS: &str =
     "id, agent, slug, name, branch, head_seq, head_event, forked_from, fork_event, \
-                                    open_session, open_turn, created_at";
+                                    open_session, open_turn, created_at, workspace";
 
 fn conversation_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
     let forked_from = opt_id_column(row, 7, ConversationId::from_bytes)?;
@@ -107,6 +112,7 @@ fn conversation_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversati
         open_session: opt_id_column(row, 9, SessionId::from_bytes)?,
         open_turn: opt_id_column(row, 10, TurnId::from_bytes)?,
         created_at: Timestamp(row.get(11)?),
+        workspace: row.get(12)?,
     })
 }
 
@@ -135,6 +141,24 @@ fn make_agent(
         name,
         config,
         created_at: Timestamp(created_at),
+    })
+}
+
+/// The canonical absolute form of a workspace directory, as UTF-8.
+fn canonical_workspace(path: &Path) -> Result<String> {
+    let canonical = std::fs::canonicalize(path)
+        .map_err(|err| Error::Invalid(format!("workspace {}: {err}", path.display())))?;
+    if !canonical.is_dir() {
+        return Err(Error::Invalid(format!(
+            "workspace {} is not a directory",
+            path.display()
+        )));
+    }
+    canonical.into_os_string().into_string().map_err(|path| {
+        Error::Invalid(format!(
+            "workspace {} is not valid UTF-8",
+            std::path::PathBuf::from(path).display()
+        ))
     })
 }
 
@@ -259,6 +283,7 @@ impl Inner {
         name: &str,
         parent: Option<(i64, i64, EventId)>,
         forked_from: Option<(ConversationId, EventId)>,
+        workspace: Option<&str>,
         first: impl FnOnce(ConversationId) -> EventData,
     ) -> Result<Conversation> {
         let id = ConversationId::new();
@@ -270,8 +295,8 @@ impl Inner {
         let branch = self.create_branch(conn, id, parent_branch, base_seq)?;
         let created_at = Timestamp::now();
         conn.prepare_cached(
-            "INSERT INTO conversations (id, agent, slug, name, branch, head_seq, head_event, forked_from, fork_event, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO conversations (id, agent, slug, name, branch, head_seq, head_event, forked_from, fork_event, created_at, workspace)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             id.as_bytes(),
@@ -284,6 +309,7 @@ impl Inner {
             forked_from.map(|(c, _)| *c.as_bytes()),
             forked_from.map(|(_, e)| *e.as_bytes()),
             created_at.as_micros(),
+            workspace,
         ])?;
         let mut conversation = Conversation {
             id,
@@ -293,6 +319,7 @@ impl Inner {
             head,
             head_seq: base_seq,
             forked_from,
+            workspace: workspace.map(str::to_string),
             open_session: None,
             open_turn: None,
             created_at,
@@ -386,13 +413,18 @@ impl Store {
 
     /// Creates a conversation; its history starts with
     /// `conversation_created`.
+    ///
+    /// A `workspace` must be an existing directory; it is stored as its
+    /// canonical absolute path and recorded in `conversation_created`.
     pub fn create_conversation(
         &self,
         agent: &str,
         name: &str,
         slug: Option<&str>,
+        workspace: Option<&Path>,
     ) -> Result<Conversation> {
         check_display_name("conversation", name)?;
+        let workspace = workspace.map(canonical_workspace).transpose()?;
         let slug = match slug {
             Some(slug) => {
                 validate_slug(slug)?;
@@ -408,14 +440,21 @@ impl Store {
                     key: format!("{}/{slug}", agent.slug),
                 });
             }
-            self.inner
-                .insert_conversation(tx, agent.id, &slug, name, None, None, |_| {
-                    EventData::ConversationCreated {
-                        agent: agent.id,
-                        name: name.to_string(),
-                        slug: slug.clone(),
-                    }
-                })
+            self.inner.insert_conversation(
+                tx,
+                agent.id,
+                &slug,
+                name,
+                None,
+                None,
+                workspace.as_deref(),
+                |_| EventData::ConversationCreated {
+                    agent: agent.id,
+                    name: name.to_string(),
+                    slug: slug.clone(),
+                    workspace: workspace.clone(),
+                },
+            )
         })
     }
 
@@ -438,6 +477,13 @@ impl Store {
             let agent = self.inner.find_agent(tx, agent)?;
             self.inner.find_conversation(tx, &agent, conversation)
         })?;
+        self.recover_abandoned(found)
+    }
+
+    /// Opens a conversation by id (with the same recovery as
+    /// [`Store::conversation`]).
+    pub fn conversation_by_id(&self, id: ConversationId) -> Result<Conversation> {
+        let found = self.inner.read(|tx| self.inner.load_conversation(tx, id))?;
         self.recover_abandoned(found)
     }
 
@@ -504,6 +550,7 @@ impl Store {
                 &name,
                 Some((branch, seq, at)),
                 Some((source.id, at)),
+                source.workspace.as_deref(),
                 |_| EventData::Forked {
                     from_conversation: source.id,
                     from_event: at,

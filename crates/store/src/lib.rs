@@ -30,6 +30,7 @@ mod schema;
 mod turn;
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -39,11 +40,11 @@ pub use artifact::{ArtifactVersion, MAX_ARTIFACT_BYTES};
 pub use config::{BindingEntry, SecretInfo};
 pub use error::{Error, Result};
 pub use identity::{Agent, Conversation, ForkOptions};
-pub use log::{EventPage, EventQuery, RewindOutcome, MAX_EVENT_BODY_BYTES, MAX_PAGE};
+pub use log::{EventPage, EventQuery, RewindOutcome, DEFAULT_PAGE, MAX_EVENT_BODY_BYTES, MAX_PAGE};
 pub use schema::SCHEMA_VERSION;
 pub use turn::{TurnHandle, TurnInfo};
 
-use exo_core::ConversationId;
+use exo_core::{ConversationId, Event};
 
 /// The database file's name inside the root.
 pub const DB_FILE: &str = "exo.db";
@@ -71,7 +72,16 @@ struct Inner {
     /// Sessions this handle opened, with the lock that tells other
     /// processes their owner is alive.
     sessions: Mutex<HashMap<ConversationId, turn::OwnedSession>>,
+    /// Told of every batch of events this handle commits.
+    listener: Mutex<Option<CommitListener>>,
+    /// Events appended by the open write transaction, for the listener.
+    pending: Mutex<Vec<Event>>,
 }
+
+/// Called with the events of each committed write, in commit order, while
+/// no other write of this handle can commit. It must not block, and must
+/// not call back into the store.
+pub type CommitListener = Arc<dyn Fn(&[Event]) + Send + Sync>;
 
 impl Store {
     /// Opens (or, with [`OpenMode::Create`], creates) the store under `root`.
@@ -81,8 +91,12 @@ impl Store {
         if mode == OpenMode::Existing && !db_path.exists() {
             return Err(Error::NoStore(root));
         }
-        if mode == OpenMode::Create {
-            std::fs::create_dir_all(&root)
+        if mode == OpenMode::Create && !root.exists() {
+            // The root holds conversations and sealed secrets: owner only.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&root)
                 .map_err(|err| Error::io(format!("creating {}", root.display()), err))?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -123,6 +137,8 @@ impl Store {
                 conn: Mutex::new(conn),
                 branches: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
+                listener: Mutex::new(None),
+                pending: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -130,6 +146,13 @@ impl Store {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// Sets the listener told of every event this handle commits. Writes
+    /// made by other processes are not seen; a daemon that wants to see
+    /// every write must be the only writer.
+    pub fn set_commit_listener(&self, listener: Option<CommitListener>) {
+        *lock(&self.inner.listener) = listener;
     }
 
     /// The schema version of the open store.
@@ -147,13 +170,34 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `f` in one immediate (write-locked) transaction and commits.
+    /// Runs `f` in one immediate (write-locked) transaction and commits,
+    /// then tells the listener what was appended, still holding the
+    /// connection so that listeners see commits in order.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        let appended = std::mem::take(&mut *lock(&self.pending));
+        if result.is_ok() && !appended.is_empty() {
+            if let Some(listener) = lock(&self.listener).clone() {
+                listener(&appended);
+            }
+        }
+        result
+    }
+
+    /// Whether appends must be kept for a listener.
+    pub(crate) fn has_listener(&self) -> bool {
+        lock(&self.listener).is_some()
+    }
+
+    /// Keeps appended events for the listener, until the write ends.
+    pub(crate) fn note_appended(&self, events: &[Event]) {
+        lock(&self.pending).extend_from_slice(events);
     }
 
     /// Runs `f` in one read transaction: a consistent snapshot.
@@ -170,6 +214,13 @@ impl std::fmt::Debug for Store {
             .field("root", &self.inner.root)
             .finish()
     }
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Reads a 16-byte id column.

@@ -288,6 +288,9 @@ impl Inner {
                 data: new.data,
             });
         }
+        if self.has_listener() {
+            self.note_appended(&appended);
+        }
         conn.prepare_cached(
             "UPDATE conversations SET head_seq = ?2, head_event = ?3 WHERE id = ?1",
         )?
@@ -627,6 +630,37 @@ impl Store {
         self.inner.read(|tx| {
             let conv = self.inner.load_conversation(tx, conv.id)?;
             self.inner.query(tx, &conv, query)
+        })
+    }
+
+    /// Reads the whole history after `after` (from the start when `None`)
+    /// and calls `subscribe` before any later write of this handle can
+    /// commit. With a [`CommitListener`](crate::CommitListener) that
+    /// `subscribe` hooks into, a watcher sees every event exactly once: the
+    /// ones returned here, then the ones the listener reports.
+    pub fn tail_and_subscribe<T>(
+        &self,
+        conversation: ConversationId,
+        after: Option<EventId>,
+        subscribe: impl FnOnce() -> T,
+    ) -> Result<(Vec<Event>, T)> {
+        self.inner.read(|tx| {
+            let conv = self.inner.load_conversation(tx, conversation)?;
+            let mut events = Vec::new();
+            let mut query = EventQuery {
+                after,
+                limit: MAX_PAGE,
+                ..EventQuery::default()
+            };
+            loop {
+                let page = self.inner.query(tx, &conv, &query)?;
+                events.extend(page.events);
+                match page.next_cursor {
+                    Some(cursor) => query.after = Some(cursor),
+                    None => break,
+                }
+            }
+            Ok((events, subscribe()))
         })
     }
 

@@ -47,6 +47,7 @@ CREATE TABLE conversations (
     head_event    BLOB NOT NULL,
     forked_from   BLOB,
     fork_event    BLOB,
+    workspace     TEXT,
     open_session  BLOB,
     open_turn     BLOB,
     created_at    INTEGER NOT NULL,

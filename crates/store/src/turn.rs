@@ -21,7 +21,7 @@ use exo_core::{
     ConversationId, Event, EventData, EventId, Role, SessionEndReason, SessionId, Timestamp,
     TurnId, TurnStatus,
 };
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::identity::Conversation;
@@ -276,21 +276,18 @@ impl Inner {
         let owned: HashMap<ConversationId, OwnedSession> =
             std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|p| p.into_inner()));
         for (conversation, session) in owned {
-            let result = (|| -> Result<()> {
-                let mut conn = self.conn();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut conv = self.load_conversation(&tx, conversation)?;
+            let result = self.write(|tx| {
+                let mut conv = self.load_conversation(tx, conversation)?;
                 if conv.open_session == Some(session.id) {
                     // A turn still open here was abandoned by its handle.
                     let reason = match conv.open_turn {
                         Some(_) => SessionEndReason::Interrupted,
                         None => SessionEndReason::Closed,
                     };
-                    self.end_session(&tx, &mut conv, reason)?;
+                    self.end_session(tx, &mut conv, reason)?;
                 }
-                tx.commit()?;
                 Ok(())
-            })();
+            });
             if let Err(err) = result {
                 tracing::warn!(%conversation, %err, "could not close session; it will be closed on next open");
             }

@@ -372,7 +372,9 @@ fn run(ops: &[Op]) {
         .unwrap();
     let mut model = Model::default();
     for slug in ["c0", "c1"] {
-        let conv = store.create_conversation(AGENT, slug, Some(slug)).unwrap();
+        let conv = store
+            .create_conversation(AGENT, slug, Some(slug), None)
+            .unwrap();
         let created = store
             .events(AGENT, slug, &EventQuery::default())
             .unwrap()

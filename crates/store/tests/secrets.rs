@@ -68,7 +68,7 @@ fn round_trip_at_every_scope_and_the_narrowest_wins() {
         .create_agent("Other", Some("other"), Default::default())
         .unwrap();
     let elsewhere = store
-        .create_conversation("other", "Elsewhere", Some("elsewhere"))
+        .create_conversation("other", "Elsewhere", Some("elsewhere"), None)
         .unwrap();
     let (root, agent_scope, conv_scope) = (
         Scope::Root,

@@ -43,7 +43,7 @@ pub fn reopen(dir: &Path) -> Store {
 /// A conversation of [`AGENT`] with the given slug.
 pub fn new_conversation(store: &Store, slug: &str) -> exo_store::Conversation {
     store
-        .create_conversation(AGENT, &format!("Conversation {slug}"), Some(slug))
+        .create_conversation(AGENT, &format!("Conversation {slug}"), Some(slug), None)
         .expect("creating a conversation")
 }
 

@@ -1,0 +1,788 @@
+//! Every method: its name, params and result. See spec/protocol.md for
+//! semantics and examples.
+
+use exo_core::{
+    Binding, BindingKind, ContentPart, EventId, EventKind, Provider, SessionId, TurnId, TurnStatus,
+};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::types::{
+    Agent, Artifact, BindingEntry, Conversation, ConversationRef, Event, ScopeParams, Secret, Turn,
+};
+
+/// A request method.
+pub trait Method {
+    /// The method's name on the wire.
+    const NAME: &'static str;
+    /// Its params.
+    type Params: Serialize + DeserializeOwned + JsonSchema;
+    /// Its result.
+    type Result: Serialize + DeserializeOwned + JsonSchema;
+}
+
+/// A notification.
+pub trait Notification {
+    /// The notification's name on the wire.
+    const NAME: &'static str;
+    /// Its params.
+    type Params: Serialize + DeserializeOwned + JsonSchema;
+}
+
+/// An empty params or result object, `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Empty {}
+
+// ---------------------------------------------------------------- session
+
+/// `initialize` params.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InitializeParams {
+    /// The protocol versions the client speaks, most preferred first.
+    /// Absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_versions: Option<Vec<String>>,
+    /// Who the client is, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientInfo>,
+}
+
+/// A client's or server's name and version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientInfo {
+    /// The program's name.
+    pub name: String,
+    /// Its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// `initialize` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InitializeResult {
+    /// The version both sides will speak.
+    pub protocol_version: String,
+    /// The daemon.
+    pub server: ClientInfo,
+    /// What the daemon offers.
+    pub capabilities: Capabilities,
+}
+
+/// What the daemon offers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Capabilities {
+    /// Every method it serves.
+    pub methods: Vec<String>,
+    /// Every notification it sends.
+    pub notifications: Vec<String>,
+    /// The framings it understands: `ndjson`, `content-length`.
+    pub framings: Vec<String>,
+    /// The largest frame it accepts, in bytes.
+    pub max_frame_bytes: u64,
+}
+
+/// `daemon/status` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DaemonStatus {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The exo root it serves.
+    pub root: String,
+    /// Its socket, if it listens on one.
+    pub socket: Option<String>,
+    /// exo's version.
+    pub version: String,
+    /// The protocol version.
+    pub protocol_version: String,
+    /// Seconds since it started.
+    pub uptime_seconds: u64,
+    /// Connections open now.
+    pub connections: u64,
+}
+
+// ---------------------------------------------------------------- agents
+
+/// `agent/create` params.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentCreateParams {
+    /// Display name; the slug derives from it.
+    pub name: String,
+    /// The model binding it uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// System instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// A slug instead of the derived one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+}
+
+/// Params naming one agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentParams {
+    /// Slug or id.
+    pub agent: String,
+}
+
+/// `agent/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentList {
+    /// Live agents, oldest first.
+    pub agents: Vec<Agent>,
+}
+
+// ---------------------------------------------------------- conversations
+
+/// `conversation/create` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationCreateParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// Display name; the slug derives from it.
+    pub name: String,
+    /// A slug instead of the derived one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    /// A directory to bind the conversation to (absolute, or relative to
+    /// the daemon's working directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+}
+
+/// `conversation/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationList {
+    /// Live conversations, oldest first.
+    pub conversations: Vec<Conversation>,
+}
+
+/// `conversation/fork` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationForkParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The source conversation (slug or id).
+    pub conversation: String,
+    /// The event to fork at; the head by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<EventId>,
+    /// The fork's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The fork's slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+}
+
+/// `conversation/rewind` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationRewindParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The event to move the head to.
+    pub to: EventId,
+    /// Fail with `conflict` unless the head is this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_head: Option<EventId>,
+}
+
+/// `conversation/rewind` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RewindResult {
+    /// The conversation after the rewind.
+    pub conversation: Conversation,
+    /// The `rewound` event, or null when the head already was the target.
+    pub event: Option<Event>,
+}
+
+/// `conversation/append` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationAppendParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// Events as `conversation append` lines: `{"kind": "message", ...}`.
+    /// One atomic batch.
+    pub events: Vec<Value>,
+    /// Fail with `conflict` unless the head is this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_head: Option<EventId>,
+}
+
+/// `conversation/append` and `turn/append` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AppendResult {
+    /// The appended events.
+    pub events: Vec<Event>,
+    /// The new head.
+    pub head: EventId,
+}
+
+// ------------------------------------------------------------------ turns
+
+/// A turn's input: text, or content parts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TurnInput {
+    /// Plain text.
+    Text(String),
+    /// Content parts.
+    Parts(Vec<ContentPart>),
+}
+
+/// `turn/begin` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnBeginParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The user's input.
+    pub input: TurnInput,
+}
+
+/// `turn/begin` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnBeginResult {
+    /// The new turn.
+    pub turn: TurnId,
+    /// Its session.
+    pub session: SessionId,
+    /// What was recorded: `session_started` (if a session opened),
+    /// `turn_started`, the input message.
+    pub events: Vec<Event>,
+}
+
+/// `turn/append` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnAppendParams {
+    /// The turn.
+    pub turn: TurnId,
+    /// Events as `conversation append` lines. One atomic batch.
+    pub events: Vec<Value>,
+    /// Fail with `conflict` unless the head is this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_head: Option<EventId>,
+}
+
+/// `turn/finish` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnFinishParams {
+    /// The turn.
+    pub turn: TurnId,
+    /// How it ended.
+    pub status: TurnStatus,
+}
+
+/// `turn/finish` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnFinishResult {
+    /// The turn.
+    pub turn: TurnId,
+    /// The recorded status: the one given, or the earlier one if the turn
+    /// had already ended.
+    pub status: TurnStatus,
+}
+
+/// Params naming one turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnParams {
+    /// The turn.
+    pub turn: TurnId,
+}
+
+// ----------------------------------------------------------------- events
+
+/// `events/list` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventsListParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// Only events after this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<EventId>,
+    /// Only events before this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<EventId>,
+    /// Newest first.
+    #[serde(default)]
+    pub desc: bool,
+    /// Page size, 1 to 10000; 100 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only this kind.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "kind_name")]
+    #[schemars(with = "Option<String>")]
+    pub kind: Option<EventKind>,
+    /// Only this session's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
+    /// Only this turn's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnId>,
+}
+
+mod kind_name {
+    use exo_core::EventKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        kind: &Option<EventKind>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match kind {
+            Some(kind) => serializer.serialize_str(kind.as_str()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<EventKind>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|name| {
+                name.parse::<EventKind>()
+                    .map_err(|err| serde::de::Error::custom(err.0))
+            })
+            .transpose()
+    }
+}
+
+/// `events/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventPage {
+    /// The events, in the query's order.
+    pub events: Vec<Event>,
+    /// Set when more may follow: pass it as `after` (ascending) or `before`
+    /// (descending).
+    pub next_cursor: Option<EventId>,
+}
+
+/// `events/get` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventsGetParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The event.
+    pub event: EventId,
+}
+
+/// `events/watch` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventsWatchParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// Replay stored events after this one first; from the start when
+    /// absent. To see only new events, pass the current head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<EventId>,
+}
+
+/// `events/watch` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WatchResult {
+    /// Names this watch in notifications and in `events/unwatch`.
+    pub watch: u64,
+    /// The conversation's id.
+    pub conversation: String,
+}
+
+/// `events/unwatch` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UnwatchParams {
+    /// The watch.
+    pub watch: u64,
+}
+
+/// `events/appended` notification params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventsAppended {
+    /// The watch.
+    pub watch: u64,
+    /// The conversation's id.
+    pub conversation: String,
+    /// The events, in commit order.
+    pub events: Vec<Event>,
+}
+
+/// `events/lagged` notification params: the watch fell behind and ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventsLagged {
+    /// The watch, now ended.
+    pub watch: u64,
+    /// The conversation's id.
+    pub conversation: String,
+    /// The last event delivered: watch again with `after` set to it. Null
+    /// when none was delivered.
+    pub cursor: Option<EventId>,
+}
+
+/// `$/cancelRequest` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelParams {
+    /// The id of the request to cancel.
+    pub id: Value,
+}
+
+// -------------------------------------------------------------- artifacts
+
+/// `artifact/put` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactPutParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The artifact's path.
+    pub path: String,
+    /// The bytes, base64.
+    pub content_base64: String,
+    /// Media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+}
+
+/// `artifact/get` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactGetParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The artifact's path.
+    pub path: String,
+    /// A specific version; the current one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+/// `artifact/get` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactContent {
+    /// The version read.
+    #[serde(flatten)]
+    pub artifact: Artifact,
+    /// The bytes, base64.
+    pub content_base64: String,
+}
+
+/// `artifact/list` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactListParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// List every version of this path instead of every current artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// `artifact/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactList {
+    /// The versions.
+    pub artifacts: Vec<Artifact>,
+}
+
+// ---------------------------------------------------------------- secrets
+
+/// `secret/set` params. The value travels once, to the daemon, over the
+/// owner-only socket; it is never sent back.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretSetParams {
+    /// The secret's name.
+    pub name: String,
+    /// The value: an API key, or for `kind: "oauth"` a JSON object
+    /// `{"access_token", "refresh_token"?, "expires_at"?}` as a string.
+    pub value: String,
+    /// `api_key` (default) or `oauth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<exo_core::SecretKind>,
+    /// Where it lives.
+    #[serde(flatten)]
+    pub scope: ScopeParams,
+}
+
+impl std::fmt::Debug for SecretSetParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSetParams")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("kind", &self.kind)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Params naming a secret at a scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretParams {
+    /// The secret's name.
+    pub name: String,
+    /// Where it lives.
+    #[serde(flatten)]
+    pub scope: ScopeParams,
+}
+
+/// `secret/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretList {
+    /// Names, kinds and scopes; never values.
+    pub secrets: Vec<Secret>,
+}
+
+// --------------------------------------------------------------- bindings
+
+/// `model/register` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelRegisterParams {
+    /// The name agents use.
+    pub name: String,
+    /// The wire format; `openai` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
+    /// The API's base URL; the provider's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The model's name at the provider; `name` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The secret holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Where it lives.
+    #[serde(flatten)]
+    pub scope: ScopeParams,
+}
+
+/// Params naming a model at a scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelParams {
+    /// The model's name.
+    pub name: String,
+    /// The scope (for `model/get`: where resolution starts).
+    #[serde(flatten)]
+    pub scope: ScopeParams,
+}
+
+/// `model/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelList {
+    /// Models registered at the scope.
+    pub models: Vec<BindingEntry>,
+}
+
+/// `binding/set` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BindingSetParams {
+    /// The binding: `{"type": "env" | "mcp" | "model", ...}`.
+    pub binding: Binding,
+    /// Where it lives.
+    #[serde(flatten)]
+    pub scope: ScopeParams,
+}
+
+/// Params naming a binding at a scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BindingParams {
+    /// `env`, `mcp` or `model`.
+    pub kind: BindingKind,
+    /// The binding's name.
+    pub name: String,
+    /// The scope (for `binding/get`: where resolution starts).
+    #[serde(flatten)]
+    pub scope: ScopeParams,
+}
+
+/// `binding/list` params.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BindingListParams {
+    /// Only this kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<BindingKind>,
+    /// The scope.
+    #[serde(flatten)]
+    pub scope: ScopeParams,
+}
+
+/// `binding/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BindingList {
+    /// Bindings set at the scope.
+    pub bindings: Vec<BindingEntry>,
+}
+
+// ------------------------------------------------------------ the table
+
+macro_rules! methods {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal ($params:ty) -> $result:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub enum $ty {}
+            impl Method for $ty {
+                const NAME: &'static str = $name;
+                type Params = $params;
+                type Result = $result;
+            }
+        )*
+        /// Every method's name, in the order of spec/protocol.md.
+        pub const METHOD_NAMES: &[&str] = &[$($name),*];
+
+        fn method_schemas(generator: &mut schemars::SchemaGenerator) -> Map<String, Value> {
+            let mut methods = Map::new();
+            $(
+                methods.insert($name.to_string(), serde_json::json!({
+                    "params": generator.subschema_for::<$params>(),
+                    "result": generator.subschema_for::<$result>(),
+                }));
+            )*
+            methods
+        }
+    };
+}
+
+macro_rules! notifications {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal ($params:ty);)*) => {
+        $(
+            $(#[$doc])*
+            pub enum $ty {}
+            impl Notification for $ty {
+                const NAME: &'static str = $name;
+                type Params = $params;
+            }
+        )*
+        /// Every notification's name.
+        pub const NOTIFICATION_NAMES: &[&str] = &[$($name),*];
+
+        fn notification_schemas(generator: &mut schemars::SchemaGenerator) -> Map<String, Value> {
+            let mut notifications = Map::new();
+            $(
+                notifications.insert($name.to_string(), serde_json::json!({
+                    "params": generator.subschema_for::<$params>(),
+                }));
+            )*
+            notifications
+        }
+    };
+}
+
+methods! {
+    /// Negotiates the protocol version; reports capabilities.
+    Initialize = "initialize" (InitializeParams) -> InitializeResult;
+    /// Answers `{}`: a liveness check.
+    Ping = "ping" (Empty) -> Empty;
+    /// The daemon's pid, root, socket, uptime and connections.
+    DaemonStatusMethod = "daemon/status" (Empty) -> DaemonStatus;
+    /// Stops the daemon gracefully (as SIGTERM does).
+    DaemonStop = "daemon/stop" (Empty) -> Empty;
+    /// Creates an agent.
+    AgentCreate = "agent/create" (AgentCreateParams) -> Agent;
+    /// Lists agents.
+    AgentListMethod = "agent/list" (Empty) -> AgentList;
+    /// Reads one agent.
+    AgentGet = "agent/get" (AgentParams) -> Agent;
+    /// Deletes an agent and its conversations.
+    AgentDelete = "agent/delete" (AgentParams) -> Agent;
+    /// Creates a conversation.
+    ConversationCreate = "conversation/create" (ConversationCreateParams) -> Conversation;
+    /// Lists an agent's conversations.
+    ConversationListMethod = "conversation/list" (AgentParams) -> ConversationList;
+    /// Reads one conversation.
+    ConversationGet = "conversation/get" (ConversationRef) -> Conversation;
+    /// Deletes a conversation.
+    ConversationDelete = "conversation/delete" (ConversationRef) -> Conversation;
+    /// Forks a conversation at an event.
+    ConversationFork = "conversation/fork" (ConversationForkParams) -> Conversation;
+    /// Moves a conversation's head.
+    ConversationRewind = "conversation/rewind" (ConversationRewindParams) -> RewindResult;
+    /// Appends events as one atomic batch.
+    ConversationAppend = "conversation/append" (ConversationAppendParams) -> AppendResult;
+    /// Begins a turn.
+    TurnBegin = "turn/begin" (TurnBeginParams) -> TurnBeginResult;
+    /// Appends events to a turn this connection began.
+    TurnAppend = "turn/append" (TurnAppendParams) -> AppendResult;
+    /// Ends a turn; idempotent.
+    TurnFinish = "turn/finish" (TurnFinishParams) -> TurnFinishResult;
+    /// Reads a turn's record.
+    TurnGet = "turn/get" (TurnParams) -> Turn;
+    /// Reads a page of a conversation's history.
+    EventsList = "events/list" (EventsListParams) -> EventPage;
+    /// Reads one event.
+    EventsGet = "events/get" (EventsGetParams) -> Event;
+    /// Replays events after a cursor, then streams new ones.
+    EventsWatch = "events/watch" (EventsWatchParams) -> WatchResult;
+    /// Ends a watch.
+    EventsUnwatch = "events/unwatch" (UnwatchParams) -> Empty;
+    /// Stores a new version of an artifact.
+    ArtifactPut = "artifact/put" (ArtifactPutParams) -> Artifact;
+    /// Reads an artifact's bytes.
+    ArtifactGet = "artifact/get" (ArtifactGetParams) -> ArtifactContent;
+    /// Lists artifacts.
+    ArtifactListMethod = "artifact/list" (ArtifactListParams) -> ArtifactList;
+    /// Seals and stores a secret.
+    SecretSet = "secret/set" (SecretSetParams) -> Secret;
+    /// Lists secrets at a scope.
+    SecretListMethod = "secret/list" (ScopeParams) -> SecretList;
+    /// Reads a secret's metadata.
+    SecretGet = "secret/get" (SecretParams) -> Secret;
+    /// Deletes a secret.
+    SecretDelete = "secret/delete" (SecretParams) -> Secret;
+    /// Registers a model.
+    ModelRegister = "model/register" (ModelRegisterParams) -> BindingEntry;
+    /// Lists models at a scope.
+    ModelListMethod = "model/list" (ScopeParams) -> ModelList;
+    /// Resolves a model name from a scope.
+    ModelGet = "model/get" (ModelParams) -> BindingEntry;
+    /// Deletes a model at a scope.
+    ModelDelete = "model/delete" (ModelParams) -> BindingEntry;
+    /// Sets a binding.
+    BindingSet = "binding/set" (BindingSetParams) -> BindingEntry;
+    /// Lists bindings at a scope.
+    BindingListMethod = "binding/list" (BindingListParams) -> BindingList;
+    /// Resolves a binding from a scope.
+    BindingGet = "binding/get" (BindingParams) -> BindingEntry;
+    /// Deletes a binding at a scope.
+    BindingDelete = "binding/delete" (BindingParams) -> BindingEntry;
+}
+
+notifications! {
+    /// Server to client: new events for a watch.
+    EventsAppendedNotification = "events/appended" (EventsAppended);
+    /// Server to client: a watch fell behind and ended.
+    EventsLaggedNotification = "events/lagged" (EventsLagged);
+    /// Client to server: cancel a request in flight.
+    CancelRequest = "$/cancelRequest" (CancelParams);
+}
+
+/// The protocol's JSON Schema.
+pub(crate) fn schema() -> Value {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.meta_schema = None;
+    let mut generator = settings.into_generator();
+    let methods = method_schemas(&mut generator);
+    let notifications = notification_schemas(&mut generator);
+    let error_data = generator.subschema_for::<crate::ErrorData>();
+    let definitions = generator.take_definitions(true);
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "exo JSON-RPC protocol",
+        "protocol_version": crate::PROTOCOL_VERSION,
+        "methods": methods,
+        "notifications": notifications,
+        "error_data": error_data,
+        "$defs": definitions,
+    })
+}

@@ -1,0 +1,548 @@
+//! The request handlers: params in, store call, result out. Synchronous;
+//! the daemon runs them on tokio's blocking pool.
+
+use base64::Engine;
+use exo_core::{Binding, BindingKind, ContentPart, EventData, Role, SecretValue};
+use exo_protocol::methods::*;
+use exo_protocol::{ErrorCode, ErrorData, Method, PROTOCOL_VERSION};
+use exo_rpc::ErrorObject;
+use exo_store::{EventQuery, ForkOptions};
+use serde_json::{json, Value};
+
+use crate::convert::{self, rpc_error, simple_error, store_error};
+use crate::{ConnectionContext, Service};
+
+type Handled = Result<Value, ErrorObject>;
+
+/// Methods served only by a running daemon (they need a connection that
+/// outlives the request).
+pub const DAEMON_ONLY: &[&str] = &[EventsWatch::NAME, EventsUnwatch::NAME, DaemonStop::NAME];
+
+fn parse<M: Method>(params: Option<Value>) -> Result<M::Params, ErrorObject> {
+    serde_json::from_value(params.unwrap_or_else(|| json!({}))).map_err(|err| {
+        simple_error(
+            ErrorCode::InvalidParams,
+            format!("invalid params for {}: {err}", M::NAME),
+        )
+    })
+}
+
+fn reply<T: serde::Serialize>(result: T) -> Handled {
+    serde_json::to_value(result).map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))
+}
+
+fn checked<T>(result: exo_store::Result<T>) -> Result<T, ErrorObject> {
+    result.map_err(store_error)
+}
+
+fn invalid(message: impl Into<String>) -> ErrorObject {
+    simple_error(ErrorCode::InvalidParams, message)
+}
+
+/// Parses caller events (`conversation append` lines).
+fn input_events(values: Vec<Value>) -> Result<Vec<EventData>, ErrorObject> {
+    if values.is_empty() {
+        return Err(invalid("events must not be empty"));
+    }
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            EventData::from_input_json(value)
+                .map_err(|err| invalid(format!("event {}: {err}", index + 1)))
+        })
+        .collect()
+}
+
+impl Service {
+    fn scope(&self, scope: &exo_protocol::ScopeParams) -> Result<exo_core::Scope, ErrorObject> {
+        checked(
+            self.store()
+                .scope(scope.agent.as_deref(), scope.conversation.as_deref()),
+        )
+    }
+
+    fn key(&self) -> Result<exo_secrets::Key, ErrorObject> {
+        let mut cached = self.inner.key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = cached.as_ref() {
+            return Ok(key.clone());
+        }
+        let (key, source) = exo_secrets::Key::load(true)
+            .map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))?
+            .ok_or_else(|| simple_error(ErrorCode::Internal, "no encryption key available"))?;
+        if let exo_secrets::KeySource::CreatedFile(path) = &source {
+            tracing::warn!(path = %path.display(), "created encryption key file");
+        }
+        *cached = Some(key.clone());
+        Ok(key)
+    }
+
+    /// Runs one request. `daemon/stop`, `events/watch` and `events/unwatch`
+    /// are the server's (see `server.rs`).
+    pub(crate) fn dispatch(
+        &self,
+        connection: &ConnectionContext,
+        method: &str,
+        params: Option<Value>,
+    ) -> Handled {
+        let store = self.store();
+        match method {
+            Initialize::NAME => {
+                let params = parse::<Initialize>(params)?;
+                if let Some(versions) = &params.protocol_versions {
+                    if !versions.iter().any(|v| v == PROTOCOL_VERSION) {
+                        return Err(rpc_error(
+                            ErrorCode::UnsupportedVersion,
+                            format!(
+                                "no common protocol version: this daemon speaks {PROTOCOL_VERSION}"
+                            ),
+                            ErrorData {
+                                supported: Some(vec![PROTOCOL_VERSION.to_string()]),
+                                ..ErrorData::default()
+                            },
+                        ));
+                    }
+                }
+                if let Some(client) = &params.client {
+                    tracing::info!(client = %client.name, version = ?client.version, "client initialized");
+                }
+                reply(InitializeResult {
+                    protocol_version: PROTOCOL_VERSION.to_string(),
+                    server: ClientInfo {
+                        name: "exo".into(),
+                        version: Some(env!("CARGO_PKG_VERSION").into()),
+                    },
+                    capabilities: Capabilities {
+                        methods: METHOD_NAMES.iter().map(|m| m.to_string()).collect(),
+                        notifications: NOTIFICATION_NAMES.iter().map(|m| m.to_string()).collect(),
+                        framings: vec!["ndjson".into(), "content-length".into()],
+                        max_frame_bytes: exo_rpc::DEFAULT_MAX_FRAME_BYTES as u64,
+                    },
+                })
+            }
+            Ping::NAME => {
+                parse::<Ping>(params)?;
+                reply(Empty {})
+            }
+            DaemonStatusMethod::NAME => {
+                parse::<DaemonStatusMethod>(params)?;
+                reply(DaemonStatus {
+                    pid: std::process::id(),
+                    root: store.root().display().to_string(),
+                    socket: self.inner.socket.as_ref().map(|s| s.display().to_string()),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    protocol_version: PROTOCOL_VERSION.into(),
+                    uptime_seconds: self.inner.started.elapsed().as_secs(),
+                    connections: self
+                        .inner
+                        .connections
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                })
+            }
+
+            AgentCreate::NAME => {
+                let params = parse::<AgentCreate>(params)?;
+                let mut config = serde_json::Map::new();
+                if let Some(model) = params.model {
+                    config.insert("model".into(), json!(model));
+                }
+                if let Some(instructions) = params.instructions {
+                    config.insert("instructions".into(), json!(instructions));
+                }
+                match store.create_agent(&params.name, params.slug.as_deref(), config) {
+                    Err(exo_store::Error::NotFound { what: "model", key }) => Err(rpc_error(
+                        ErrorCode::NotFound,
+                        format!("model {key:?} not found; register it first with `exo model register {key}`"),
+                        ErrorData { what: Some("model".into()), key: Some(key), ..ErrorData::default() },
+                    )),
+                    other => reply(convert::agent(&checked(other)?)),
+                }
+            }
+            AgentListMethod::NAME => {
+                parse::<AgentListMethod>(params)?;
+                reply(AgentList {
+                    agents: checked(store.agents())?
+                        .iter()
+                        .map(convert::agent)
+                        .collect(),
+                })
+            }
+            AgentGet::NAME => reply(convert::agent(&checked(
+                store.agent(&parse::<AgentGet>(params)?.agent),
+            )?)),
+            AgentDelete::NAME => reply(convert::agent(&checked(
+                store.delete_agent(&parse::<AgentDelete>(params)?.agent),
+            )?)),
+
+            ConversationCreate::NAME => {
+                let params = parse::<ConversationCreate>(params)?;
+                let workspace = params.workspace.as_deref().map(std::path::Path::new);
+                let conversation = checked(store.create_conversation(
+                    &params.agent,
+                    &params.name,
+                    params.slug.as_deref(),
+                    workspace,
+                ))?;
+                reply(convert::conversation(&conversation))
+            }
+            ConversationListMethod::NAME => {
+                let params = parse::<ConversationListMethod>(params)?;
+                let conversations = checked(store.conversations(&params.agent))?;
+                reply(ConversationList {
+                    conversations: conversations.iter().map(convert::conversation).collect(),
+                })
+            }
+            ConversationGet::NAME => {
+                let params = parse::<ConversationGet>(params)?;
+                reply(convert::conversation(&checked(
+                    store.conversation(&params.agent, &params.conversation),
+                )?))
+            }
+            ConversationDelete::NAME => {
+                let params = parse::<ConversationDelete>(params)?;
+                reply(convert::conversation(&checked(
+                    store.delete_conversation(&params.agent, &params.conversation),
+                )?))
+            }
+            ConversationFork::NAME => {
+                let params = parse::<ConversationFork>(params)?;
+                let options = ForkOptions {
+                    at: params.at,
+                    name: params.name,
+                    slug: params.slug,
+                };
+                reply(convert::conversation(&checked(store.fork(
+                    &params.agent,
+                    &params.conversation,
+                    options,
+                ))?))
+            }
+            ConversationRewind::NAME => {
+                let params = parse::<ConversationRewind>(params)?;
+                let outcome = checked(store.rewind(
+                    &params.agent,
+                    &params.conversation,
+                    params.to,
+                    params.expected_head,
+                ))?;
+                reply(RewindResult {
+                    conversation: convert::conversation(&outcome.conversation),
+                    event: outcome.event.as_ref().map(exo_protocol::Event::from),
+                })
+            }
+            ConversationAppend::NAME => {
+                let params = parse::<ConversationAppend>(params)?;
+                let events = input_events(params.events)?;
+                let appended = checked(store.append(
+                    &params.agent,
+                    &params.conversation,
+                    events,
+                    params.expected_head,
+                ))?;
+                let head = appended
+                    .last()
+                    .map(|event| event.id)
+                    .expect("a non-empty batch was appended");
+                reply(AppendResult {
+                    events: convert::events(&appended),
+                    head,
+                })
+            }
+
+            TurnBegin::NAME => {
+                let params = parse::<TurnBegin>(params)?;
+                let content = match params.input {
+                    TurnInput::Text(text) => vec![ContentPart::Text { text }],
+                    TurnInput::Parts(parts) => parts,
+                };
+                let input = EventData::Message {
+                    role: Role::User,
+                    content,
+                    usage: None,
+                    model: None,
+                };
+                let handle = checked(store.begin_turn(&params.agent, &params.conversation, input))?;
+                connection
+                    .turns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(handle.id());
+                reply(TurnBeginResult {
+                    turn: handle.id(),
+                    session: handle.session(),
+                    events: convert::events(handle.started_events()),
+                })
+            }
+            TurnAppend::NAME => {
+                let params = parse::<TurnAppend>(params)?;
+                let events = input_events(params.events)?;
+                let appended =
+                    checked(store.append_to_turn(params.turn, events, params.expected_head))?;
+                let head = appended
+                    .last()
+                    .map(|event| event.id)
+                    .expect("a non-empty batch was appended");
+                reply(AppendResult {
+                    events: convert::events(&appended),
+                    head,
+                })
+            }
+            TurnFinish::NAME => {
+                let params = parse::<TurnFinish>(params)?;
+                let status = checked(store.finish_turn(params.turn, params.status))?;
+                connection
+                    .turns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&params.turn);
+                reply(TurnFinishResult {
+                    turn: params.turn,
+                    status,
+                })
+            }
+            TurnGet::NAME => reply(convert::turn(&checked(
+                store.turn(parse::<TurnGet>(params)?.turn),
+            )?)),
+
+            EventsList::NAME => {
+                let params = parse::<EventsList>(params)?;
+                let limit = match params.limit {
+                    None => exo_store::DEFAULT_PAGE,
+                    Some(limit @ 1..=10_000) => limit as usize,
+                    Some(_) => return Err(invalid("limit must be between 1 and 10000")),
+                };
+                let query = EventQuery {
+                    after: params.after,
+                    before: params.before,
+                    desc: params.desc,
+                    limit,
+                    kind: params.kind,
+                    session: params.session,
+                    turn: params.turn,
+                };
+                let page = checked(store.events(&params.agent, &params.conversation, &query))?;
+                reply(EventPage {
+                    events: convert::events(&page.events),
+                    next_cursor: page.next_cursor,
+                })
+            }
+            EventsGet::NAME => {
+                let params = parse::<EventsGet>(params)?;
+                let event =
+                    checked(store.event(&params.agent, &params.conversation, params.event))?;
+                reply(exo_protocol::Event::from(&event))
+            }
+
+            ArtifactPut::NAME => {
+                let params = parse::<ArtifactPut>(params)?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(params.content_base64.as_bytes())
+                    .map_err(|err| invalid(format!("content_base64 is not base64: {err}")))?;
+                let version = checked(store.put_artifact(
+                    &params.agent,
+                    &params.conversation,
+                    &params.path,
+                    &bytes,
+                    params.media_type.as_deref(),
+                ))?;
+                reply(convert::artifact(&version))
+            }
+            ArtifactGet::NAME => {
+                let params = parse::<ArtifactGet>(params)?;
+                let (artifact, bytes) = checked(store.get_artifact(
+                    &params.agent,
+                    &params.conversation,
+                    &params.path,
+                    params.version,
+                ))?;
+                reply(ArtifactContent {
+                    artifact: convert::artifact(&artifact),
+                    content_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+                })
+            }
+            ArtifactListMethod::NAME => {
+                let params = parse::<ArtifactListMethod>(params)?;
+                let artifacts = match &params.path {
+                    Some(path) => {
+                        checked(store.artifact_versions(&params.agent, &params.conversation, path))?
+                    }
+                    None => checked(store.list_artifacts(&params.agent, &params.conversation))?,
+                };
+                reply(ArtifactList {
+                    artifacts: artifacts.iter().map(convert::artifact).collect(),
+                })
+            }
+
+            SecretSet::NAME => {
+                let params = parse::<SecretSet>(params)?;
+                exo_core::validate_name("secret", &params.name).map_err(|err| invalid(err.0))?;
+                let scope = self.scope(&params.scope)?;
+                let value = match params.kind.unwrap_or(exo_core::SecretKind::ApiKey) {
+                    exo_core::SecretKind::ApiKey => SecretValue::ApiKey { value: params.value },
+                    exo_core::SecretKind::Oauth => serde_json::from_str::<Value>(&params.value)
+                        .ok()
+                        .and_then(|mut object| {
+                            object.as_object_mut()?.insert("type".into(), json!("oauth"));
+                            serde_json::from_value(object).ok()
+                        })
+                        .ok_or_else(|| {
+                            invalid("an oauth secret must be a JSON object {\"access_token\", \"refresh_token\"?, \"expires_at\"?}")
+                        })?,
+                };
+                value.validate().map_err(|err| invalid(err.0))?;
+                let key = self.key()?;
+                reply(convert::secret(&checked(store.set_secret(
+                    scope,
+                    &params.name,
+                    &value,
+                    &key,
+                ))?))
+            }
+            SecretListMethod::NAME => {
+                let params = parse::<SecretListMethod>(params)?;
+                let secrets = checked(store.secrets(self.scope(&params)?))?;
+                reply(SecretList {
+                    secrets: secrets.iter().map(convert::secret).collect(),
+                })
+            }
+            SecretGet::NAME => {
+                let params = parse::<SecretGet>(params)?;
+                let info = checked(store.secrets(self.scope(&params.scope)?))?
+                    .into_iter()
+                    .find(|info| info.name == params.name)
+                    .ok_or_else(|| {
+                        store_error(exo_store::Error::NotFound {
+                            what: "secret",
+                            key: params.name.clone(),
+                        })
+                    })?;
+                reply(convert::secret(&info))
+            }
+            SecretDelete::NAME => {
+                let params = parse::<SecretDelete>(params)?;
+                reply(convert::secret(&checked(
+                    store.delete_secret(self.scope(&params.scope)?, &params.name),
+                )?))
+            }
+
+            ModelRegister::NAME => {
+                let params = parse::<ModelRegister>(params)?;
+                let provider = params.provider.unwrap_or(exo_core::Provider::OpenAi);
+                let binding = Binding::Model {
+                    upstream: params.upstream.unwrap_or_else(|| params.name.clone()),
+                    name: params.name,
+                    provider,
+                    base_url: params
+                        .base_url
+                        .unwrap_or_else(|| provider.default_base_url().to_string()),
+                    secret: params.secret,
+                };
+                self.set_binding(&params.scope, binding)
+            }
+            ModelListMethod::NAME => {
+                let params = parse::<ModelListMethod>(params)?;
+                let models =
+                    checked(store.bindings(self.scope(&params)?, Some(BindingKind::Model)))?;
+                reply(ModelList {
+                    models: models.iter().map(convert::binding).collect(),
+                })
+            }
+            ModelGet::NAME => {
+                let params = parse::<ModelGet>(params)?;
+                let entry = checked(store.resolve_binding(
+                    self.scope(&params.scope)?,
+                    BindingKind::Model,
+                    &params.name,
+                ))?;
+                reply(convert::binding(&entry))
+            }
+            ModelDelete::NAME => {
+                let params = parse::<ModelDelete>(params)?;
+                let entry = checked(store.delete_binding(
+                    self.scope(&params.scope)?,
+                    BindingKind::Model,
+                    &params.name,
+                ))?;
+                reply(convert::binding(&entry))
+            }
+            BindingSet::NAME => {
+                let params = parse::<BindingSet>(params)?;
+                self.set_binding(&params.scope, params.binding)
+            }
+            BindingListMethod::NAME => {
+                let params = parse::<BindingListMethod>(params)?;
+                let bindings = checked(store.bindings(self.scope(&params.scope)?, params.kind))?;
+                reply(BindingList {
+                    bindings: bindings.iter().map(convert::binding).collect(),
+                })
+            }
+            BindingGet::NAME => {
+                let params = parse::<BindingGet>(params)?;
+                let entry = checked(store.resolve_binding(
+                    self.scope(&params.scope)?,
+                    params.kind,
+                    &params.name,
+                ))?;
+                reply(convert::binding(&entry))
+            }
+            BindingDelete::NAME => {
+                let params = parse::<BindingDelete>(params)?;
+                let entry = checked(store.delete_binding(
+                    self.scope(&params.scope)?,
+                    params.kind,
+                    &params.name,
+                ))?;
+                reply(convert::binding(&entry))
+            }
+
+            method if DAEMON_ONLY.contains(&method) => Err(simple_error(
+                ErrorCode::MethodNotFound,
+                format!("{method} is served only by a running daemon (`exo daemon`)"),
+            )),
+            method => Err(simple_error(
+                ErrorCode::MethodNotFound,
+                format!("method not found: {method}"),
+            )),
+        }
+    }
+
+    fn set_binding(&self, scope: &exo_protocol::ScopeParams, binding: Binding) -> Handled {
+        let scope = self.scope(scope)?;
+        match self.store().set_binding(scope, binding) {
+            Err(exo_store::Error::NotFound {
+                what: "secret",
+                key,
+            }) => Err(rpc_error(
+                ErrorCode::NotFound,
+                format!(
+                    "secret {key:?} not found; set it first with `exo secret set {key} --env VAR`"
+                ),
+                ErrorData {
+                    what: Some("secret".into()),
+                    key: Some(key),
+                    ..ErrorData::default()
+                },
+            )),
+            other => reply(convert::binding(&checked(other)?)),
+        }
+    }
+
+    /// Closes the turns a connection began and left open, as interrupted.
+    pub(crate) fn interrupt_turns(&self, connection: &ConnectionContext) {
+        let turns: Vec<_> = connection
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for turn in turns {
+            match self
+                .store()
+                .finish_turn(turn, exo_core::TurnStatus::Interrupted)
+            {
+                Ok(status) => tracing::info!(%turn, %status, "client went away; turn closed"),
+                Err(err) => tracing::warn!(%turn, %err, "could not close a departed client's turn"),
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! exo's service layer: every capability of the substrate as a JSON-RPC
+//! method, one implementation behind both the daemon and the command line.
+//!
+//! - [`Service::call`] runs one request synchronously. The CLI calls it
+//!   in-process when no daemon runs (embedded mode); the daemon calls it on
+//!   tokio's blocking pool. Both therefore return the same results and the
+//!   same errors, word for word.
+//! - [`server`] is the daemon's transport loop: framing, batches,
+//!   concurrency, cancellation, live `events/watch` streams.
+//! - [`daemon`] is the process around it: the lock file, the Unix socket,
+//!   stdio, signals.
+//!
+//! **Architecture Invariant:** this is the only crate that knows both the
+//! store and the protocol; conversions live in `convert.rs`.
+
+mod convert;
+pub mod daemon;
+mod handlers;
+mod hub;
+pub mod server;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use exo_core::TurnId;
+use exo_rpc::ErrorObject;
+use exo_store::Store;
+use serde_json::Value;
+
+pub use hub::Hub;
+
+/// The service: the store, the watch hub, and what the daemon reports
+/// about itself.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    hub: Arc<Hub>,
+    key: Mutex<Option<exo_secrets::Key>>,
+    socket: Option<PathBuf>,
+    started: Instant,
+    connections: AtomicU64,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// What one connection owns: the turns it began, closed as `interrupted`
+/// if it goes away with them still open.
+#[derive(Default)]
+pub struct ConnectionContext {
+    turns: Mutex<HashSet<TurnId>>,
+}
+
+impl Service {
+    /// A service for in-process use: no live streams.
+    pub fn embedded(store: Store) -> Service {
+        Service::build(store, None, false)
+    }
+
+    /// A service for a daemon: every commit is published to watchers. The
+    /// daemon must then be the store's only writer.
+    pub fn daemon(store: Store, socket: Option<PathBuf>) -> Service {
+        Service::build(store, socket, true)
+    }
+
+    fn build(store: Store, socket: Option<PathBuf>, watch: bool) -> Service {
+        let hub = Arc::new(Hub::default());
+        if watch {
+            let publish = Arc::clone(&hub);
+            store.set_commit_listener(Some(Arc::new(move |events| publish.publish(events))));
+        }
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                hub,
+                key: Mutex::new(None),
+                socket,
+                started: Instant::now(),
+                connections: AtomicU64::new(0),
+                shutdown: tokio::sync::watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Runs one request to completion, synchronously.
+    pub fn call(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObject> {
+        self.dispatch(&ConnectionContext::default(), method, params)
+    }
+
+    /// Asks the daemon to stop, as SIGTERM does.
+    pub fn request_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves when a shutdown has been requested.
+    pub async fn shutdown_requested(&self) {
+        let mut receiver = self.inner.shutdown.subscribe();
+        // An error means the sender is gone, which cannot happen while
+        // `self` holds it.
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
+
+    fn connection_opened(&self) {
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn connection_closed(&self) {
+        self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.store.set_commit_listener(None);
+    }
+}
