@@ -33,13 +33,11 @@ pub enum ErrorCode {
     AlreadyExists,
     /// -32006: the client asked for a protocol version this daemon lacks.
     UnsupportedVersion,
-    /// -32007: the daemon is shutting down.
-    ShuttingDown,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidRequest,
         ErrorCode::MethodNotFound,
@@ -52,7 +50,6 @@ impl ErrorCode {
         ErrorCode::WrongKey,
         ErrorCode::AlreadyExists,
         ErrorCode::UnsupportedVersion,
-        ErrorCode::ShuttingDown,
     ];
 
     /// The numeric JSON-RPC code.
@@ -70,7 +67,6 @@ impl ErrorCode {
             ErrorCode::WrongKey => -32004,
             ErrorCode::AlreadyExists => -32005,
             ErrorCode::UnsupportedVersion => -32006,
-            ErrorCode::ShuttingDown => -32007,
         }
     }
 
@@ -89,7 +85,6 @@ impl ErrorCode {
             ErrorCode::WrongKey => "wrong_key",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::UnsupportedVersion => "unsupported_version",
-            ErrorCode::ShuttingDown => "shutting_down",
         }
     }
 

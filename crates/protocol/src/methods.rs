@@ -712,7 +712,7 @@ methods! {
     ConversationAppend = "conversation/append" (ConversationAppendParams) -> AppendResult;
     /// Begins a turn.
     TurnBegin = "turn/begin" (TurnBeginParams) -> TurnBeginResult;
-    /// Appends events to a turn this connection began.
+    /// Appends events to an open turn begun through this daemon.
     TurnAppend = "turn/append" (TurnAppendParams) -> AppendResult;
     /// Ends a turn; idempotent.
     TurnFinish = "turn/finish" (TurnFinishParams) -> TurnFinishResult;

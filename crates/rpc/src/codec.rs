@@ -78,6 +78,9 @@ pub struct FrameCodec {
     framing: Option<Framing>,
     max_frame_bytes: usize,
     state: State,
+    /// How much of the buffer is known to hold no newline, so a long line
+    /// arriving in pieces is scanned once, not once per piece.
+    scanned: usize,
 }
 
 impl FrameCodec {
@@ -87,6 +90,7 @@ impl FrameCodec {
             framing: None,
             max_frame_bytes,
             state: State::Normal,
+            scanned: 0,
         }
     }
 
@@ -96,6 +100,7 @@ impl FrameCodec {
             framing: Some(framing),
             max_frame_bytes,
             state: State::Normal,
+            scanned: 0,
         }
     }
 
@@ -123,7 +128,14 @@ impl FrameCodec {
 
     fn decode_line(&mut self, buffer: &mut BytesMut) -> Option<Frame> {
         loop {
-            let newline = buffer.iter().position(|&b| b == b'\n');
+            let newline = buffer[self.scanned.min(buffer.len())..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|offset| offset + self.scanned);
+            self.scanned = match newline {
+                Some(_) => 0,
+                None => buffer.len(),
+            };
             match (self.state, newline) {
                 (State::DiscardLine, Some(at)) => {
                     buffer.advance(at + 1);
@@ -131,6 +143,7 @@ impl FrameCodec {
                 }
                 (State::DiscardLine, None) => {
                     buffer.clear();
+                    self.scanned = 0;
                     return None;
                 }
                 (_, Some(at)) => {
@@ -150,6 +163,7 @@ impl FrameCodec {
                 (_, None) if buffer.len() > self.max_frame_bytes => {
                     let bytes = buffer.len();
                     buffer.clear();
+                    self.scanned = 0;
                     self.state = State::DiscardLine;
                     return Some(Frame::TooLarge { bytes });
                 }

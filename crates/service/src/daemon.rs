@@ -111,8 +111,7 @@ pub fn running(root: &Path) -> Option<DaemonInfo> {
 
 /// Runs the daemon until it is told to stop.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(&options.root)
-        .map_err(io(format!("creating {}", options.root.display())))?;
+    exo_store::create_root(&options.root)?;
     // Clients in other directories find the socket through the lock file,
     // so every path the daemon records is absolute.
     let root = std::fs::canonicalize(&options.root)

@@ -228,18 +228,23 @@ impl Connection {
             Parsed::Single(Incoming::Response(response)) => {
                 tracing::debug!(id = %response.id, "ignoring a response from the client");
             }
-            Parsed::Single(Incoming::Request(request)) if request.is_notification() => {
-                self.handle_notification(request);
+            Parsed::Single(Incoming::Request(request)) if request.method == CancelRequest::NAME => {
+                self.cancel(&request);
             }
             Parsed::Single(Incoming::Request(request)) => {
+                // Registered before the task starts, so a cancel sent right
+                // behind the request finds it.
+                let token = self.register(&request);
                 let permit = Arc::clone(&self.permits)
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
                 let connection = Arc::clone(self);
                 tokio::spawn(async move {
-                    let reply = connection.handle_request(request).await;
-                    if let Some(response) = reply.response {
+                    let notification = request.is_notification();
+                    let reply = connection.handle_request(request, token).await;
+                    // A notification is carried out, but never answered.
+                    if let (Some(response), false) = (reply.response, notification) {
                         connection.send(response.to_value()).await;
                     }
                     if let Some(start) = reply.then {
@@ -259,12 +264,20 @@ impl Connection {
                         let connection = Arc::clone(&connection);
                         async move {
                             match item {
-                                Incoming::Request(request) if request.is_notification() => {
-                                    connection.handle_notification(request);
+                                Incoming::Request(request)
+                                    if request.method == CancelRequest::NAME =>
+                                {
+                                    connection.cancel(&request);
                                     None
                                 }
                                 Incoming::Request(request) => {
-                                    Some(connection.handle_request(request).await)
+                                    let notification = request.is_notification();
+                                    let token = connection.register(&request);
+                                    let mut reply = connection.handle_request(request, token).await;
+                                    if notification {
+                                        reply.response = None;
+                                    }
+                                    Some(reply)
                                 }
                                 Incoming::Invalid(response) => Some(Reply {
                                     response: Some(with_error_data(response)),
@@ -293,35 +306,40 @@ impl Connection {
         }
     }
 
-    fn handle_notification(&self, request: Request) {
-        if request.method == exo_protocol::methods::CancelRequest::NAME {
-            let id = request
-                .params
-                .as_ref()
-                .and_then(|params| params.get("id"))
-                .map(Value::to_string);
-            if let Some(token) = id.and_then(|id| {
-                self.in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&id)
-                    .cloned()
-            }) {
-                token.cancel();
-            }
-        } else {
-            tracing::debug!(method = %request.method, "ignoring an unknown notification");
+    /// `$/cancelRequest {id}`: cancels that request if it is still running.
+    fn cancel(&self, request: &Request) {
+        let id = request
+            .params
+            .as_ref()
+            .and_then(|params| params.get("id"))
+            .map(Value::to_string);
+        let token = id.and_then(|id| {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .cloned()
+        });
+        if let Some(token) = token {
+            token.cancel();
         }
     }
 
-    async fn handle_request(self: &Arc<Self>, request: Request) -> Reply {
-        let id = request.id.clone().unwrap_or(Value::Null);
-        let key = id.to_string();
+    /// Makes a request cancellable by its id (notifications have none).
+    fn register(&self, request: &Request) -> CancellationToken {
         let token = CancellationToken::new();
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), token.clone());
+        if let Some(id) = &request.id {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), token.clone());
+        }
+        token
+    }
+
+    async fn handle_request(self: &Arc<Self>, request: Request, token: CancellationToken) -> Reply {
+        let id = request.id.clone().unwrap_or(Value::Null);
+        let key = request.id.as_ref().map(Value::to_string);
         let mut then = None;
         let outcome = match request.method.as_str() {
             EventsWatch::NAME => match self.watch(request.params).await {
@@ -339,10 +357,12 @@ impl Connection {
             }
             _ => self.run_blocking(request, &token).await,
         };
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        if let Some(key) = key {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        }
         let response = match outcome {
             Ok(result) => Response::ok(id, result),
             Err(error) => Response::error(id, error),
@@ -445,10 +465,17 @@ impl Connection {
                 .store()
                 .conversation(&checked.agent, &checked.conversation)?;
             if let Some(after) = checked.after {
-                // Fails with not_found unless the cursor is on the history.
+                // Fails with not_found unless the cursor is on the current
+                // history: an event on an abandoned branch cannot be
+                // replayed from.
+                let probe = exo_store::EventQuery {
+                    after: Some(after),
+                    limit: 1,
+                    ..Default::default()
+                };
                 service
                     .store()
-                    .event(&checked.agent, &checked.conversation, after)?;
+                    .events(&checked.agent, &checked.conversation, &probe)?;
             }
             Ok::<_, exo_store::Error>(conversation)
         })

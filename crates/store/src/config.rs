@@ -510,13 +510,16 @@ impl Store {
     ) -> Result<BindingEntry> {
         self.inner.write(|tx| {
             self.inner.check_scope(tx, &scope)?;
-            let entry = self
-                .inner
-                .binding_at(tx, &scope, kind, name)?
-                .ok_or_else(|| Error::NotFound {
-                    what: "binding",
-                    key: format!("{kind} {name}"),
-                })?;
+            let entry =
+                self.inner
+                    .binding_at(tx, &scope, kind, name)?
+                    .ok_or_else(|| match kind {
+                        BindingKind::Model => Error::not_found("model", name),
+                        _ => Error::NotFound {
+                            what: "binding",
+                            key: format!("{kind} {name}"),
+                        },
+                    })?;
             match scope {
                 Scope::Conversation(conversation) => {
                     let mut conv = self.inner.load_conversation(tx, conversation)?;

@@ -395,9 +395,28 @@ impl Store {
 
     /// Deletes an agent and its conversations (soft: forks elsewhere keep
     /// reading shared events).
+    ///
+    /// Refused while a turn is in progress in any of its conversations.
     pub fn delete_agent(&self, key: &str) -> Result<Agent> {
+        // Close turns whose owners died, so only live ones block.
+        for conversation in self.conversations(key)? {
+            self.recover_abandoned(conversation)?;
+        }
         self.inner.write(|tx| {
             let agent = self.inner.find_agent(tx, key)?;
+            let busy: Option<String> = tx
+                .query_row(
+                    "SELECT slug FROM conversations WHERE agent = ?1 AND deleted_at IS NULL AND open_turn IS NOT NULL",
+                    [agent.id.as_bytes()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(slug) = busy {
+                return Err(Error::Busy(format!(
+                    "a turn is in progress in conversation {slug} of agent {}; finish it before deleting the agent",
+                    agent.slug
+                )));
+            }
             let now = Timestamp::now().as_micros();
             tx.execute(
                 "UPDATE agents SET deleted_at = ?2 WHERE id = ?1",

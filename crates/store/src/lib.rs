@@ -91,13 +91,8 @@ impl Store {
         if mode == OpenMode::Existing && !db_path.exists() {
             return Err(Error::NoStore(root));
         }
-        if mode == OpenMode::Create && !root.exists() {
-            // The root holds conversations and sealed secrets: owner only.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&root)
-                .map_err(|err| Error::io(format!("creating {}", root.display()), err))?;
+        if mode == OpenMode::Create {
+            create_root(&root)?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -214,6 +209,19 @@ impl std::fmt::Debug for Store {
             .field("root", &self.inner.root)
             .finish()
     }
+}
+
+/// Creates the root directory if it is missing, readable by its owner only:
+/// it holds conversations and sealed secrets.
+pub fn create_root(root: &Path) -> Result<()> {
+    if root.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|err| Error::io(format!("creating {}", root.display()), err))
 }
 
 /// Locks a mutex whose data stays valid even if a holder panicked.

@@ -1,0 +1,17 @@
+//! The daemon conformance suite: a real `exo daemon` process, spoken to
+//! over its Unix socket and over stdio, in NDJSON and in `Content-Length`
+//! framing, through raw bytes read back into plain JSON values.
+//!
+//! - `conformance`: JSON-RPC 2.0 rules, errors, framings, transports,
+//!   hostile input, the socket's permissions, one daemon per root.
+//! - `streams`: `events/watch` replay and live delivery, many clients,
+//!   lagging watchers.
+//! - `lifecycle`: SIGTERM, kill -9, restarts, the CLI through a daemon.
+//! - `examples`: the example scripts in `examples/`, run for real.
+
+mod support;
+
+mod conformance;
+mod examples;
+mod lifecycle;
+mod streams;

@@ -1,0 +1,410 @@
+//! Test support: a real `exo daemon` process and clients that speak to it
+//! over its socket or its stdio, in either framing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How long any single wait may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn exo() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_exo"));
+    command
+        .env_remove("EXO_ROOT")
+        .env_remove("RUST_LOG")
+        .env_remove("EXO_LOG")
+        .env(
+            "EXO_ENCRYPTION_KEY",
+            "4444444444444444444444444444444444444444444444444444444444444444",
+        );
+    command
+}
+
+/// A temporary root.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Root {
+        Root {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join(".exo")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path().join("exo.sock")
+    }
+
+    /// Runs `exo --root ROOT ARGS` to completion.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        exo()
+            .arg("--root")
+            .arg(self.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run exo")
+    }
+
+    /// Runs `exo --root ROOT ARGS` with stdin.
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut child = exo()
+            .arg("--root")
+            .arg(self.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn exo");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Starts `exo daemon` and waits until its socket answers.
+    pub fn daemon(&self) -> Daemon {
+        let child = exo()
+            .arg("--root")
+            .arg(self.path())
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn exo daemon");
+        let daemon = Daemon {
+            child: Some(child),
+            socket: self.socket(),
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(mut conn) = Conn::try_socket(&daemon.socket, Framing::Ndjson) {
+                if conn.call("ping", json!({})).get("result").is_some() {
+                    return daemon;
+                }
+            }
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A daemon process; killed (SIGKILL) if still running when dropped.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::socket(&self.socket, Framing::Ndjson)
+    }
+
+    pub fn connect_lsp(&self) -> Conn {
+        Conn::socket(&self.socket, Framing::ContentLength)
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_with_timeout(&mut child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn wait_with_timeout(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Ndjson,
+    ContentLength,
+}
+
+/// A client connection: writes frames, reads frames (with a timeout).
+pub struct Conn {
+    reader: BufReader<Box<dyn Read + Send>>,
+    writer: Box<dyn Write + Send>,
+    framing: Framing,
+    next_id: u64,
+    /// Notifications read while waiting for a response.
+    pub notifications: std::collections::VecDeque<Value>,
+    _child: Option<Child>,
+}
+
+impl Conn {
+    pub fn try_socket(socket: &Path, framing: Framing) -> std::io::Result<Conn> {
+        let stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        Ok(Conn::new(
+            Box::new(stream.try_clone()?),
+            Box::new(stream),
+            framing,
+            None,
+        ))
+    }
+
+    /// A client on an already connected stream.
+    pub fn from_stream(stream: UnixStream, framing: Framing) -> Conn {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Conn::new(
+            Box::new(stream.try_clone().unwrap()),
+            Box::new(stream),
+            framing,
+            None,
+        )
+    }
+
+    pub fn socket(socket: &Path, framing: Framing) -> Conn {
+        Conn::try_socket(socket, framing).expect("connect to the daemon")
+    }
+
+    /// `exo daemon --stdio` on `root`, as an editor would spawn it.
+    pub fn stdio(root: &Root, framing: Framing) -> Conn {
+        let mut child = exo()
+            .arg("--root")
+            .arg(root.path())
+            .args(["daemon", "--stdio"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn exo daemon --stdio");
+        let stdin: ChildStdin = child.stdin.take().unwrap();
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        Conn::new(Box::new(stdout), Box::new(stdin), framing, Some(child))
+    }
+
+    fn new(
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+        framing: Framing,
+        child: Option<Child>,
+    ) -> Conn {
+        Conn {
+            reader: BufReader::new(reader),
+            writer,
+            framing,
+            next_id: 1,
+            notifications: Default::default(),
+            _child: child,
+        }
+    }
+
+    /// Writes raw bytes.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+        self.writer.flush().expect("flush");
+    }
+
+    /// Writes one frame in this connection's framing.
+    pub fn send_frame(&mut self, payload: &[u8]) {
+        match self.framing {
+            Framing::Ndjson => {
+                let mut line = payload.to_vec();
+                line.push(b'\n');
+                self.write_raw(&line);
+            }
+            Framing::ContentLength => {
+                let mut frame = format!("Content-Length: {}\r\n\r\n", payload.len()).into_bytes();
+                frame.extend_from_slice(payload);
+                self.write_raw(&frame);
+            }
+        }
+    }
+
+    pub fn send(&mut self, message: &Value) {
+        self.send_frame(message.to_string().as_bytes());
+    }
+
+    /// Reads one frame and parses it.
+    pub fn recv(&mut self) -> Value {
+        self.try_recv().expect("the daemon closed the connection")
+    }
+
+    /// Reads one frame, or `None` at end of stream.
+    pub fn try_recv(&mut self) -> Option<Value> {
+        let payload = match self.framing {
+            Framing::Ndjson => {
+                let mut line = Vec::new();
+                if self.reader.read_until(b'\n', &mut line).ok()? == 0 {
+                    return None;
+                }
+                line
+            }
+            Framing::ContentLength => {
+                let mut length = None;
+                loop {
+                    let mut header = String::new();
+                    if self.reader.read_line(&mut header).ok()? == 0 {
+                        return None;
+                    }
+                    let header = header.trim_end();
+                    if header.is_empty() {
+                        break;
+                    }
+                    let (name, value) = header.split_once(':').expect("a header line");
+                    assert!(
+                        name.eq_ignore_ascii_case("content-length"),
+                        "unexpected header {header:?}"
+                    );
+                    length = Some(value.trim().parse::<usize>().unwrap());
+                }
+                let mut body = vec![0; length.expect("a Content-Length header")];
+                self.reader.read_exact(&mut body).ok()?;
+                body
+            }
+        };
+        Some(
+            serde_json::from_slice(&payload)
+                .unwrap_or_else(|err| panic!("not JSON ({err}): {payload:?}")),
+        )
+    }
+
+    /// Sends a request and waits for its response, queueing notifications.
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.response(&json!(id))
+    }
+
+    /// Waits for the response with this id, queueing notifications.
+    pub fn response(&mut self, id: &Value) -> Value {
+        loop {
+            let message = self.recv();
+            if message.get("id") == Some(id) {
+                return message;
+            }
+            assert!(
+                message.get("method").is_some(),
+                "unexpected message {message}"
+            );
+            self.notifications.push_back(message);
+        }
+    }
+
+    /// Calls and unwraps the result.
+    pub fn ok(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params.clone());
+        match response.get("result") {
+            Some(result) => result.clone(),
+            None => panic!("{method} {params} failed: {response}"),
+        }
+    }
+
+    /// Calls and unwraps the error.
+    pub fn err(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params.clone());
+        match response.get("error") {
+            Some(error) => error.clone(),
+            None => panic!("{method} {params} should have failed: {response}"),
+        }
+    }
+
+    /// The next notification.
+    pub fn notification(&mut self) -> Value {
+        if let Some(queued) = self.notifications.pop_front() {
+            return queued;
+        }
+        let message = self.recv();
+        assert!(
+            message.get("method").is_some(),
+            "expected a notification, got {message}"
+        );
+        message
+    }
+
+    /// Creates agent `a` and conversation `c`.
+    pub fn agent_and_conversation(&mut self) {
+        self.ok("agent/create", json!({"name": "A", "slug": "a"}));
+        self.ok(
+            "conversation/create",
+            json!({"agent": "a", "name": "C", "slug": "c"}),
+        );
+    }
+
+    /// Reads watch notifications until `count` events have arrived for
+    /// `watch`; returns their ids.
+    pub fn watched_ids(&mut self, watch: u64, count: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        while ids.len() < count {
+            let notification = self.notification();
+            assert_eq!(notification["method"], "events/appended", "{notification}");
+            assert_eq!(notification["params"]["watch"], watch);
+            for event in notification["params"]["events"].as_array().unwrap() {
+                ids.push(event["id"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(ids.len(), count, "more events than expected");
+        ids
+    }
+}
+
+/// The ids of a conversation's whole history.
+pub fn history_ids(conn: &mut Conn, agent: &str, conversation: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut params = json!({"agent": agent, "conversation": conversation, "limit": 10000});
+        if let Some(after) = &after {
+            params["after"] = json!(after);
+        }
+        let page = conn.ok("events/list", params);
+        ids.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => return ids,
+        }
+    }
+}
+
+pub fn message(text: &str) -> Value {
+    json!({"kind": "message", "role": "user", "content": text})
+}
