@@ -100,9 +100,9 @@ function onNotification({ method, params }) {
       console.log(`${event.kind}\t${summary(event)}`);
       cursor = event.id;
       if (event.kind === "turn_ended" && event.turn === ourTurn) {
+        // Done: hang up, and Node exits once nothing is left to do.
         socket.removeAllListeners("close");
-        socket.end();
-        process.exitCode = 0;
+        socket.destroy();
       }
     }
   } else if (method === "events/lagged") {
@@ -150,8 +150,8 @@ async function main() {
   });
   await request("turn/finish", { turn: turn.turn, status: "completed" });
 
-  // 6. Nothing more to send: the notification handler ends the connection
-  //    once our turn_ended arrives, and Node exits when the socket closes.
+  // 6. Nothing more to send: onNotification hangs up once our turn_ended
+  //    arrives (it may come before or after turn/finish's response).
 }
 
 function fail(message) {

@@ -76,10 +76,12 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
                     let events: Vec<Value> = (0..10)
                         .map(|i| json!({"kind": "custom", "type": "test.batch", "payload": {"batch": batch, "i": i}}))
                         .collect();
-                    conn.send(
-                        &json!({"jsonrpc": "2.0", "id": batch, "method": "conversation/append",
-                        "params": {"agent": "a", "conversation": "c", "events": events}}),
-                    );
+                    let request = json!({"jsonrpc": "2.0", "id": batch, "method": "conversation/append",
+                        "params": {"agent": "a", "conversation": "c", "events": events}});
+                    // The daemon may be killed under this write.
+                    if conn.try_send(&request).is_err() {
+                        return batch;
+                    }
                     match conn.try_recv() {
                         Some(reply) if reply.get("result").is_some() => {
                             acknowledged.lock().unwrap().push(batch)
@@ -228,9 +230,31 @@ fn the_cli_goes_through_a_running_daemon_with_identical_output() {
     let seen = watcher.watched_ids(id, 1);
     assert_eq!(seen.len(), 1);
 
+    // A session the daemon holds is ended before `daemon stop` returns.
+    let turn = watcher.ok(
+        "turn/begin",
+        json!({"agent": "sandbox-example", "conversation": "local-dev", "input": "before stopping"}),
+    )["turn"]
+        .clone();
+    watcher.ok("turn/finish", json!({"turn": turn, "status": "completed"}));
     let stop = run(&["daemon", "stop"]);
     assert_eq!(stop.0, 0, "{}", stop.2);
     assert!(stop.1.starts_with("stopped exo daemon"));
+    let last = run(&[
+        "--json",
+        "conversation",
+        "events",
+        "sandbox-example",
+        "local-dev",
+        "--desc",
+        "--limit",
+        "1",
+    ]);
+    let last: Value = serde_json::from_str(&last.1).unwrap();
+    assert_eq!(
+        last["events"][0]["kind"], "session_ended",
+        "the store was closed before the lock was released"
+    );
     let status = run(&["daemon", "status"]);
     assert_eq!(status.0, 1);
     assert!(

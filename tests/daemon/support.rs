@@ -231,6 +231,15 @@ impl Conn {
         }
     }
 
+    /// Sends a message, reporting (rather than panicking on) a connection
+    /// the daemon has dropped.
+    pub fn try_send(&mut self, message: &Value) -> std::io::Result<()> {
+        let mut line = message.to_string().into_bytes();
+        line.push(b'\n');
+        self.writer.write_all(&line)?;
+        self.writer.flush()
+    }
+
     /// Writes raw bytes.
     pub fn write_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).expect("write");

@@ -169,14 +169,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     tracing::info!(root = %options.root.display(), socket = %socket.display(), pid = info.pid, "exo daemon listening");
 
     let tracker = TaskTracker::new();
-    {
-        let service = service.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("signal received; shutting down");
-            service.request_shutdown();
-        });
-    }
+    // Awaited in the accept loop rather than in a task of its own, so that
+    // nothing outlives the loop holding a handle on the service.
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
     if options.stdio {
         let (reader, writer) = stdio();
         let service = service.clone();
@@ -191,6 +187,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = service.shutdown_requested() => break,
+            () = &mut signal => {
+                tracing::info!("signal received; shutting down");
+                service.request_shutdown();
+                break;
+            }
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
@@ -235,9 +236,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     {
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
-    // Dropping the last service handle drops the store, which ends its
-    // sessions; the lock goes last, so no new daemon starts before that.
-    drop(service);
+    // Closing the service drops the store, which ends its sessions; the lock
+    // goes last, so no new daemon (and no CLI) touches the root before that.
+    service.close().await;
     drop(lock);
     tracing::info!("exo daemon stopped");
     Ok(())

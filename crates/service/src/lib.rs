@@ -110,6 +110,20 @@ impl Service {
         let _ = receiver.wait_for(|stop| *stop).await;
     }
 
+    /// Drops this handle once it is the last one (or after a bound wait),
+    /// so that the store is closed, and its sessions ended, when this
+    /// returns.
+    pub async fn close(self) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&self.inner) > 1 {
+            if Instant::now() > deadline {
+                tracing::warn!("service still in use at shutdown; closing anyway");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     fn connection_opened(&self) {
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
     }

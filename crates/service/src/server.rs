@@ -82,7 +82,7 @@ struct Connection {
     outgoing: mpsc::Sender<Bytes>,
     permits: Arc<Semaphore>,
     in_flight: Mutex<HashMap<String, CancellationToken>>,
-    watches: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    watches: Mutex<HashMap<u64, tokio::task::JoinHandle<()>>>,
     next_watch: AtomicU64,
 }
 
@@ -151,13 +151,17 @@ where
     // Let running requests finish and be answered, then close what this
     // connection owned.
     let _ = connection.permits.acquire_many(MAX_IN_FLIGHT as u32).await;
-    for (_, watch) in connection
+    let watches: Vec<_> = connection
         .watches
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain()
-    {
+        .map(|(_, w)| w)
+        .collect();
+    for watch in watches {
         watch.abort();
+        // Awaited, so that no stream task outlives its connection.
+        let _ = watch.await;
     }
     let closer = Arc::clone(&connection);
     let _ =
@@ -505,7 +509,7 @@ impl Connection {
         self.watches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(watch, stream.abort_handle());
+            .insert(watch, stream);
         let result = WatchResult {
             watch,
             conversation: conversation.id.to_string(),
