@@ -152,15 +152,20 @@ impl FrameCodec {
                     if line.last() == Some(&b'\r') {
                         line.truncate(at - 1);
                     }
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
+                    // Length before blankness, as for a line still
+                    // arriving: however the bytes are split, a line over the
+                    // limit is too large.
                     if line.len() > self.max_frame_bytes {
                         return Some(Frame::TooLarge { bytes: line.len() });
                     }
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
                     return Some(Frame::Message(line.freeze()));
                 }
-                (_, None) if buffer.len() > self.max_frame_bytes => {
+                // One byte of slack: the buffer may end with the `\r` of a
+                // `\r\n` line of exactly the limit.
+                (_, None) if buffer.len() > self.max_frame_bytes + 1 => {
                     let bytes = buffer.len();
                     buffer.clear();
                     self.scanned = 0;
@@ -191,7 +196,10 @@ impl FrameCodec {
         if buffer.is_empty() {
             return None;
         }
-        let header_end = match find(buffer, b"\r\n\r\n") {
+        // Only the first 8 KiB may hold the header block, whether it
+        // arrived in one read or many.
+        let searched = &buffer[..buffer.len().min(MAX_HEADER_BYTES + 4)];
+        let header_end = match find(searched, b"\r\n\r\n") {
             Some(at) => at,
             None if buffer.len() > MAX_HEADER_BYTES => {
                 return Some(self.fail("header block without an end (\\r\\n\\r\\n) in 8 KiB"));

@@ -51,6 +51,10 @@ pub const OUTGOING_QUEUE: usize = 256;
 /// Events per `events/appended` notification during a replay.
 const REPLAY_PAGE: usize = 1000;
 
+/// Methods that never touch the store, answered on the connection's own
+/// task: each hop between threads costs more than these methods do.
+const INLINE: &[&str] = &[Initialize::NAME, Ping::NAME, DaemonStatusMethod::NAME];
+
 /// Methods without side effects: a cancel abandons them at once. A write
 /// is cancelled only if it has not started; once started it finishes and
 /// its real result is returned, so a cancel never half-applies anything.
@@ -234,6 +238,21 @@ impl Connection {
             }
             Parsed::Single(Incoming::Request(request)) if request.method == CancelRequest::NAME => {
                 self.cancel(&request);
+            }
+            Parsed::Single(Incoming::Request(request))
+                if !request.is_notification() && INLINE.contains(&request.method.as_str()) =>
+            {
+                // Answered right here: no store, no task, no thread hop.
+                let id = request.id.clone().unwrap_or(Value::Null);
+                let response =
+                    match self
+                        .service
+                        .dispatch(&self.context, &request.method, request.params)
+                    {
+                        Ok(result) => Response::ok(id, result),
+                        Err(error) => Response::error(id, error),
+                    };
+                self.send(response.to_value()).await;
             }
             Parsed::Single(Incoming::Request(request)) => {
                 // Registered before the task starts, so a cancel sent right
