@@ -9,6 +9,7 @@
 //! - `secrets`: secrets, models and bindings; nothing ever printed.
 //! - `errors`: bad input, unknown ids, schema checks, exit codes.
 //! - `crash`: SIGKILLed writers and concurrent writers.
+//! - `snapshots`: workspace snapshots, restore, rewind and fork with files.
 
 mod util;
 
@@ -17,4 +18,5 @@ mod errors;
 mod events;
 mod quickstart;
 mod secrets;
+mod snapshots;
 mod time_travel;

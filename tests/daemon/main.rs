@@ -7,6 +7,7 @@
 //! - `streams`: `events/watch` replay and live delivery, many clients,
 //!   lagging watchers.
 //! - `lifecycle`: SIGTERM, kill -9, restarts, the CLI through a daemon.
+//! - `snapshots`: workspace snapshots over JSON-RPC, with the daemon's watcher.
 //! - `examples`: the example scripts in `examples/`, run for real.
 
 mod support;
@@ -14,4 +15,5 @@ mod support;
 mod conformance;
 mod examples;
 mod lifecycle;
+mod snapshots;
 mod streams;

@@ -45,9 +45,72 @@ pub enum Command {
     /// Store and read versioned artifacts of a conversation.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Snapshot a conversation's workspace, compare snapshots, restore one.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Pick a conversation up: head, last turn, workspace drift.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Remove snapshot objects no live conversation can reach.
+    Gc,
     /// Run the daemon (JSON-RPC over a Unix socket, or stdio), or ask about
     /// a running one.
     Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Snapshot the conversation's workspace now.
+    Take(ConversationRef),
+    /// List the snapshots on the conversation's history, newest first.
+    List {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show what changed: between two snapshots, or since one (the latest
+    /// by default) on disk.
+    Diff {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// A snapshot commit (or prefix) or its event id; the latest when
+        /// absent.
+        #[arg(long)]
+        from: Option<String>,
+        /// Likewise; the workspace on disk when absent.
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the unified diff, not just the paths.
+        #[arg(long)]
+        diff: bool,
+    },
+    /// Restore the workspace to a snapshot; only differing paths are
+    /// written, after a safety snapshot.
+    Restore {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// A snapshot commit (or prefix) or its event id.
+        snapshot: String,
+        /// Overwrite changes made since the latest snapshot (the safety
+        /// snapshot keeps them).
+        #[arg(long)]
+        force: bool,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run, also print the unified diff.
+        #[arg(long)]
+        diff: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Report the head, the last turn and its status, and the workspace
+    /// drift since the last snapshot.
+    Resume(ConversationRef),
 }
 
 /// `exo daemon`: runs the daemon in the foreground unless a subcommand
@@ -205,6 +268,10 @@ pub enum ConversationCommand {
         /// The fork's slug.
         #[arg(long)]
         slug: Option<String>,
+        /// Materialise the fork point's snapshot into this new directory and
+        /// bind the fork to it.
+        #[arg(long, value_name = "NEW_DIR")]
+        workspace: Option<PathBuf>,
     },
     /// Move the conversation's head to an earlier event, or forward again to
     /// one it rewound away from.
@@ -217,6 +284,13 @@ pub enum ConversationCommand {
         /// Fail with a conflict unless the head is this event.
         #[arg(long, value_name = "EVENT_ID")]
         expected_head: Option<EventId>,
+        /// Rewind only the conversation; leave the workspace's files alone.
+        #[arg(long)]
+        no_files: bool,
+        /// Overwrite workspace changes made since the latest snapshot (a
+        /// safety snapshot keeps them).
+        #[arg(long)]
+        force: bool,
     },
 }
 

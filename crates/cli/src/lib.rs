@@ -28,8 +28,9 @@ use exo_store::OpenMode;
 use serde_json::{json, Value};
 
 use crate::args::{
-    AgentCommand, ArtifactCommand, BindingCommand, Cli, Command, ConversationCommand, DaemonArgs,
-    DaemonCommand, ModelCommand, ScopeArgs, SecretCommand, SecretKindArg,
+    AgentCommand, ArtifactCommand, BindingCommand, Cli, Command, ConversationCommand,
+    ConversationRef, DaemonArgs, DaemonCommand, ModelCommand, ScopeArgs, SecretCommand,
+    SecretKindArg, SessionCommand, SnapshotCommand,
 };
 use crate::backend::Backend;
 use crate::render::{binding_line, event_line, table};
@@ -143,6 +144,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(command) => model(backend, &out, command),
         Command::Binding(command) => binding(backend, &out, command),
         Command::Artifact(command) => artifact(backend, &out, command),
+        Command::Snapshot(command) => snapshot(backend, &out, command),
+        Command::Session(SessionCommand::Resume(target)) => resume(backend, &out, target),
+        Command::Gc => {
+            let (value, report) = backend.call_as::<GcResult>(Gc::NAME, json!({}))?;
+            out.emit(&value, || {
+                format!(
+                    "gc: {} workspaces, {} objects kept of {}, {} bytes freed",
+                    report.workspaces,
+                    report.objects_after,
+                    report.objects_before,
+                    report.bytes_freed
+                )
+            })
+        }
         Command::Daemon(_) => unreachable!("handled above"),
     }
 }
@@ -150,8 +165,11 @@ fn run(cli: Cli) -> Result<()> {
 fn daemon(root: &std::path::Path, out: &Out, args: DaemonArgs) -> Result<()> {
     match args.command {
         None => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // The async side only moves bytes: one thread, so a request
+            // never wakes a second core. Store work runs on a small,
+            // bounded blocking pool (the store is serialised anyway).
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .max_blocking_threads(4)
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
@@ -463,10 +481,13 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
             name,
             at,
             slug,
+            workspace,
         } => {
+            // Resolved here: a daemon's working directory is not ours.
+            let workspace = workspace.map(|dir| absolute(&dir)).transpose()?;
             let request = params(
                 json!({ "agent": target.agent, "conversation": target.conversation }),
-                json!({ "at": at, "name": name, "slug": slug }),
+                json!({ "at": at, "name": name, "slug": slug, "workspace": workspace }),
             );
             let (value, fork) = backend.call_as::<Conversation>(ConversationFork::NAME, request)?;
             out.emit(&value, || {
@@ -485,19 +506,30 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
             target,
             to,
             expected_head,
+            no_files,
+            force,
         } => {
             let request = params(
-                json!({ "agent": target.agent, "conversation": target.conversation, "to": to }),
-                json!({ "expected_head": expected_head }),
+                json!({ "agent": target.agent, "conversation": target.conversation, "to": to, "force": force }),
+                json!({ "expected_head": expected_head, "files": if no_files { Some(false) } else { None } }),
             );
             let (value, outcome) =
                 backend.call_as::<RewindResult>(ConversationRewind::NAME, request)?;
-            out.emit(&value, || match &outcome.event {
-                Some(event) => format!(
-                    "rewound {} to {to}; recorded {} (head)",
-                    outcome.conversation.slug, event.id
-                ),
-                None => format!("{} is already at {to}", outcome.conversation.slug),
+            out.emit(&value, || {
+                let mut lines = vec![match &outcome.event {
+                    Some(event) => format!(
+                        "rewound {} to {to}; recorded {} (head)",
+                        outcome.conversation.slug, event.id
+                    ),
+                    None => format!("{} is already at {to}", outcome.conversation.slug),
+                }];
+                if let Some(files) = &outcome.files {
+                    lines.push(restore_summary(files));
+                }
+                lines.join(
+                    "
+",
+                )
             })
         }
     }
@@ -881,4 +913,175 @@ fn artifact(backend: &mut Backend, out: &Out, command: ArtifactCommand) -> Resul
             })
         }
     }
+}
+
+/// An absolute form of a path the caller gave, for a daemon whose working
+/// directory is not ours (the path need not exist yet).
+fn absolute(path: &std::path::Path) -> Result<String> {
+    Ok(std::path::absolute(path)
+        .with_context(|| format!("resolving {}", path.display()))?
+        .display()
+        .to_string())
+}
+
+/// Text for what a restore did.
+fn restore_summary(result: &RestoreResult) -> String {
+    let verb = if result.written {
+        "restored"
+    } else {
+        "would restore"
+    };
+    let mut lines = vec![format!(
+        "{verb} files to snapshot {} ({} paths)",
+        render::short(&result.snapshot),
+        result.changes.len()
+    )];
+    lines.extend(
+        result
+            .changes
+            .iter()
+            .map(|change| format!("  {:<12} {}", change.change, change.path)),
+    );
+    if !result.conflicts.is_empty() {
+        lines.push(format!(
+            "refused without --force: changed since the latest snapshot: {}",
+            result
+                .conflicts
+                .iter()
+                .map(|c| c.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(safety) = &result.safety {
+        if let exo_core::EventData::WorkspaceSnapshot { commit, .. } = &safety.data {
+            lines.push(format!(
+                "safety snapshot {} (restore it to undo)",
+                render::short(commit)
+            ));
+        }
+    }
+    if let Some(diff) = &result.diff {
+        lines.push(diff.trim_end().to_string());
+    }
+    lines.join("\n")
+}
+
+fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Result<()> {
+    match command {
+        SnapshotCommand::Take(target) => {
+            let request = json!({ "agent": target.agent, "conversation": target.conversation });
+            let (value, taken) = backend.call_as::<SnapshotResult>(SnapshotTake::NAME, request)?;
+            out.emit(&value, || {
+                format!(
+                    "{}  {}",
+                    taken.event.id,
+                    render::event_summary(&taken.event.data)
+                )
+            })
+        }
+        SnapshotCommand::List { target, limit } => {
+            let request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation }),
+                json!({ "limit": limit }),
+            );
+            let (value, list) =
+                backend.call_as::<SnapshotList>(SnapshotListMethod::NAME, request)?;
+            out.emit(&value, || {
+                list.snapshots
+                    .iter()
+                    .map(event_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        SnapshotCommand::Diff {
+            target,
+            from,
+            to,
+            diff,
+        } => {
+            let request = params(
+                json!({ "agent": target.agent, "conversation": target.conversation, "unified": diff }),
+                json!({ "from": from, "to": to }),
+            );
+            let (value, result) =
+                backend.call_as::<SnapshotDiff>(SnapshotDiffMethod::NAME, request)?;
+            out.emit(&value, || {
+                if let Some(diff) = &result.diff {
+                    return diff.trim_end().to_string();
+                }
+                result
+                    .changes
+                    .iter()
+                    .map(|change| format!("{:<12} {}", change.change, change.path))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        SnapshotCommand::Restore {
+            target,
+            snapshot,
+            force,
+            dry_run,
+            diff,
+        } => {
+            let request = json!({
+                "agent": target.agent,
+                "conversation": target.conversation,
+                "snapshot": snapshot,
+                "force": force,
+                "dry_run": dry_run,
+                "unified": diff,
+            });
+            let (value, result) =
+                backend.call_as::<RestoreResult>(SnapshotRestore::NAME, request)?;
+            out.emit(&value, || restore_summary(&result))
+        }
+    }
+}
+
+fn resume(backend: &mut Backend, out: &Out, target: ConversationRef) -> Result<()> {
+    let request = json!({ "agent": target.agent, "conversation": target.conversation });
+    let (value, resumed) = backend.call_as::<ResumeResult>(SessionResume::NAME, request)?;
+    out.emit(&value, || {
+        let conv = &resumed.conversation;
+        let mut lines = vec![
+            format!("{} ({}), {} events", conv.slug, conv.id, conv.length),
+            format!("head: {}", event_line(&resumed.head)),
+        ];
+        match &resumed.last_turn {
+            Some(turn) => lines.push(format!(
+                "last turn: {} {}",
+                turn.id,
+                turn.status
+                    .map_or("in progress".to_string(), |status| status.to_string())
+            )),
+            None => lines.push("last turn: none".to_string()),
+        }
+        if let Some(snapshot) = &resumed.snapshot {
+            lines.push(format!(
+                "snapshot: {}",
+                render::event_summary(&snapshot.data)
+            ));
+        }
+        match &resumed.drift {
+            Some(drift) if drift.is_empty() => {
+                lines.push("workspace: unchanged since the snapshot".to_string())
+            }
+            Some(drift) => {
+                lines.push(format!(
+                    "workspace: {} paths changed since the snapshot",
+                    drift.len()
+                ));
+                lines.extend(
+                    drift
+                        .iter()
+                        .map(|change| format!("  {:<12} {}", change.change, change.path)),
+                );
+            }
+            None => {}
+        }
+        lines.join("\n")
+    })
 }

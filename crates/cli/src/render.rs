@@ -94,7 +94,34 @@ pub fn event_summary(data: &EventData) -> String {
         EventData::Rewound {
             from_event,
             to_event,
-        } => format!("from {from_event} to {to_event}"),
+            snapshot,
+        } => match snapshot {
+            Some(snapshot) => format!(
+                "from {from_event} to {to_event}; files at {}",
+                short(snapshot)
+            ),
+            None => format!("from {from_event} to {to_event}"),
+        },
+        EventData::WorkspaceSnapshot {
+            commit,
+            reason,
+            added,
+            modified,
+            deleted,
+            skipped,
+            ..
+        } => {
+            let skipped = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} skipped", skipped.len())
+            };
+            format!(
+                "{} {}: +{added} ~{modified} -{deleted}{skipped}",
+                format!("{reason:?}").to_lowercase(),
+                short(commit)
+            )
+        }
         EventData::SecretSet { name, .. } | EventData::SecretDeleted { name } => name.clone(),
         EventData::BindingSet { binding } => format!("{} {}", binding.kind(), binding.name()),
         EventData::BindingDeleted { binding_kind, name } => format!("{binding_kind} {name}"),
@@ -104,6 +131,11 @@ pub fn event_summary(data: &EventData) -> String {
         } => format!("{custom_type} {payload}"),
     };
     one_line(&summary, 120)
+}
+
+/// The first 12 characters of a commit id.
+pub fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
 }
 
 /// Collapses whitespace to single spaces and cuts at `max` characters.

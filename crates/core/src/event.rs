@@ -128,6 +128,36 @@ pub enum SessionEndReason {
     Interrupted,
 }
 
+/// Why a workspace snapshot was taken.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotReason {
+    /// At the start of a turn.
+    TurnStart,
+    /// At the end of a turn.
+    TurnEnd,
+    /// Asked for (`exo snapshot take`, `snapshot/take`).
+    Manual,
+    /// Before a restore or rewind, so that it can be undone.
+    Safety,
+    /// After a restore or rewind: the files now match this snapshot.
+    Restore,
+    /// The first snapshot of a fork's new workspace.
+    Fork,
+}
+
+/// A file a snapshot left out for its size.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SkippedFile {
+    /// Its workspace-relative path (lossy UTF-8 for names that are not).
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// Who speaks in a message.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -231,13 +261,15 @@ pub enum EventKind {
     BindingSet,
     /// A conversation-scoped binding was removed.
     BindingDeleted,
+    /// The conversation's workspace was snapshotted (or restored).
+    WorkspaceSnapshot,
     /// Anything an executor wants to record, under a namespaced type.
     Custom,
 }
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::ConversationCreated,
         EventKind::SessionStarted,
         EventKind::SessionEnded,
@@ -254,6 +286,7 @@ impl EventKind {
         EventKind::SecretDeleted,
         EventKind::BindingSet,
         EventKind::BindingDeleted,
+        EventKind::WorkspaceSnapshot,
         EventKind::Custom,
     ];
 
@@ -276,6 +309,7 @@ impl EventKind {
             EventKind::SecretDeleted => "secret_deleted",
             EventKind::BindingSet => "binding_set",
             EventKind::BindingDeleted => "binding_deleted",
+            EventKind::WorkspaceSnapshot => "workspace_snapshot",
             EventKind::Custom => "custom",
         }
     }
@@ -412,6 +446,10 @@ pub enum EventData {
         from_event: EventId,
         /// The event the head moved to; this event follows it.
         to_event: EventId,
+        /// The workspace snapshot the files were restored to, when they
+        /// were.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
     },
     /// A conversation-scoped secret was set. Never carries the value.
     SecretSet {
@@ -436,6 +474,28 @@ pub enum EventData {
         binding_kind: BindingKind,
         /// The binding's name.
         name: String,
+    },
+    /// The conversation's workspace as it was on disk: a commit in the
+    /// workspace's shadow store. Also recorded after a restore, naming the
+    /// snapshot the files now match.
+    WorkspaceSnapshot {
+        /// The workspace directory.
+        workspace: String,
+        /// The snapshot's commit id.
+        commit: String,
+        /// Its tree id.
+        tree: String,
+        /// Why it was taken.
+        reason: SnapshotReason,
+        /// Paths added since the previous snapshot of this workspace.
+        added: u64,
+        /// Paths modified since then.
+        modified: u64,
+        /// Paths deleted since then.
+        deleted: u64,
+        /// Files left out for their size.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        skipped: Vec<SkippedFile>,
     },
     /// Anything else, under a namespaced type such as `myexec.compaction`.
     Custom {
@@ -468,6 +528,7 @@ impl EventData {
             EventData::SecretDeleted { .. } => EventKind::SecretDeleted,
             EventData::BindingSet { .. } => EventKind::BindingSet,
             EventData::BindingDeleted { .. } => EventKind::BindingDeleted,
+            EventData::WorkspaceSnapshot { .. } => EventKind::WorkspaceSnapshot,
             EventData::Custom { .. } => EventKind::Custom,
         }
     }

@@ -175,6 +175,11 @@ pub struct ConversationForkParams {
     /// The fork's slug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
+    /// Materialise the fork point's workspace snapshot into this new (or
+    /// empty) directory and bind the fork to it, so both branches can go on
+    /// side by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 /// `conversation/rewind` params.
@@ -189,6 +194,14 @@ pub struct ConversationRewindParams {
     /// Fail with `conflict` unless the head is this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_head: Option<EventId>,
+    /// Restore the workspace to the snapshot in effect at `to` (default
+    /// true; false rewinds only the conversation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<bool>,
+    /// Overwrite workspace changes made since the latest snapshot (a safety
+    /// snapshot keeps them).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `conversation/rewind` result.
@@ -198,6 +211,10 @@ pub struct RewindResult {
     pub conversation: Conversation,
     /// The `rewound` event, or null when the head already was the target.
     pub event: Option<Event>,
+    /// What happened to the workspace's files, when the conversation has a
+    /// workspace and `files` was not false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<RestoreResult>,
 }
 
 /// `conversation/append` params.
@@ -625,6 +642,151 @@ pub struct BindingList {
     pub bindings: Vec<BindingEntry>,
 }
 
+// -------------------------------------------------------------- snapshots
+
+/// A path that differs between two states of a workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PathChange {
+    /// Workspace-relative path (lossy UTF-8 for names that are not).
+    pub path: String,
+    /// `added`, `modified`, `deleted` or `mode_changed`.
+    pub change: String,
+}
+
+/// `snapshot/take` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotResult {
+    /// The `workspace_snapshot` event recorded.
+    pub event: Event,
+    /// Whether every file was examined (rather than only the ones a watcher
+    /// saw change).
+    pub full_scan: bool,
+}
+
+/// `snapshot/list` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotListParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// At most this many, newest first; 100 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `snapshot/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotList {
+    /// `workspace_snapshot` events on the history, newest first.
+    pub snapshots: Vec<Event>,
+}
+
+/// `snapshot/diff` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotDiffParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// A snapshot commit, or the id of a `workspace_snapshot` event; the
+    /// latest snapshot on the history when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Likewise; the workspace as it is on disk now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Include a unified diff.
+    #[serde(default)]
+    pub unified: bool,
+}
+
+/// `snapshot/diff` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotDiff {
+    /// The `from` commit.
+    pub from: String,
+    /// The `to` commit, or null for the workspace on disk.
+    pub to: Option<String>,
+    /// What differs.
+    pub changes: Vec<PathChange>,
+    /// The unified diff, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// `snapshot/restore` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotRestoreParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// A snapshot commit, or the id of a `workspace_snapshot` event.
+    pub snapshot: String,
+    /// Overwrite changes made since the latest snapshot (a safety snapshot
+    /// keeps them).
+    #[serde(default)]
+    pub force: bool,
+    /// Report what would change; write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Include a unified diff of what changes.
+    #[serde(default)]
+    pub unified: bool,
+}
+
+/// What a restore did (or would do).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RestoreResult {
+    /// The snapshot restored to.
+    pub snapshot: String,
+    /// The paths written or removed (or that would be).
+    pub changes: Vec<PathChange>,
+    /// False for a dry run.
+    pub written: bool,
+    /// For a dry run without `force`: paths changed on disk since the
+    /// latest snapshot, which a real restore would refuse to overwrite.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<PathChange>,
+    /// The safety snapshot taken first, so the restore can be undone.
+    pub safety: Option<Event>,
+    /// The `workspace_snapshot` event recording the restored state.
+    pub event: Option<Event>,
+    /// The unified diff, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// `session/resume` result: what a client needs to pick a conversation up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResumeResult {
+    /// The conversation (an open turn whose process died is closed first).
+    pub conversation: Conversation,
+    /// Its head event.
+    pub head: Event,
+    /// The last turn and how it ended.
+    pub last_turn: Option<Turn>,
+    /// The snapshot in effect at the head.
+    pub snapshot: Option<Event>,
+    /// Paths changed in the workspace since that snapshot, while no agent
+    /// was running (null when the conversation has no workspace).
+    pub drift: Option<Vec<PathChange>>,
+}
+
+/// `gc` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GcResult {
+    /// Shadow stores examined.
+    pub workspaces: u64,
+    /// Objects before.
+    pub objects_before: u64,
+    /// Objects after.
+    pub objects_after: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+}
+
 // ------------------------------------------------------------ the table
 
 macro_rules! methods {
@@ -718,6 +880,18 @@ methods! {
     TurnFinish = "turn/finish" (TurnFinishParams) -> TurnFinishResult;
     /// Reads a turn's record.
     TurnGet = "turn/get" (TurnParams) -> Turn;
+    /// Reports head, last turn and workspace drift, to pick a conversation up.
+    SessionResume = "session/resume" (ConversationRef) -> ResumeResult;
+    /// Snapshots the conversation's workspace now.
+    SnapshotTake = "snapshot/take" (ConversationRef) -> SnapshotResult;
+    /// Lists the workspace snapshots on the history.
+    SnapshotListMethod = "snapshot/list" (SnapshotListParams) -> SnapshotList;
+    /// Compares two snapshots, or a snapshot and the workspace.
+    SnapshotDiffMethod = "snapshot/diff" (SnapshotDiffParams) -> SnapshotDiff;
+    /// Restores the workspace to a snapshot, conflict-safe.
+    SnapshotRestore = "snapshot/restore" (SnapshotRestoreParams) -> RestoreResult;
+    /// Removes snapshot objects no live conversation can reach.
+    Gc = "gc" (Empty) -> GcResult;
     /// Reads a page of a conversation's history.
     EventsList = "events/list" (EventsListParams) -> EventPage;
     /// Reads one event.

@@ -6,7 +6,7 @@ use exo_core::{Binding, BindingKind, ContentPart, EventData, Role, SecretValue};
 use exo_protocol::methods::*;
 use exo_protocol::{ErrorCode, ErrorData, Method, PROTOCOL_VERSION};
 use exo_rpc::ErrorObject;
-use exo_store::{EventQuery, ForkOptions};
+use exo_store::EventQuery;
 use serde_json::{json, Value};
 
 use crate::convert::{self, rpc_error, simple_error, store_error};
@@ -204,32 +204,8 @@ impl Service {
                     store.delete_conversation(&params.agent, &params.conversation),
                 )?))
             }
-            ConversationFork::NAME => {
-                let params = parse::<ConversationFork>(params)?;
-                let options = ForkOptions {
-                    at: params.at,
-                    name: params.name,
-                    slug: params.slug,
-                };
-                reply(convert::conversation(&checked(store.fork(
-                    &params.agent,
-                    &params.conversation,
-                    options,
-                ))?))
-            }
-            ConversationRewind::NAME => {
-                let params = parse::<ConversationRewind>(params)?;
-                let outcome = checked(store.rewind(
-                    &params.agent,
-                    &params.conversation,
-                    params.to,
-                    params.expected_head,
-                ))?;
-                reply(RewindResult {
-                    conversation: convert::conversation(&outcome.conversation),
-                    event: outcome.event.as_ref().map(exo_protocol::Event::from),
-                })
-            }
+            ConversationFork::NAME => reply(self.fork(parse::<ConversationFork>(params)?)?),
+            ConversationRewind::NAME => reply(self.rewind(parse::<ConversationRewind>(params)?)?),
             ConversationAppend::NAME => {
                 let params = parse::<ConversationAppend>(params)?;
                 let events = input_events(params.events)?;
@@ -261,7 +237,24 @@ impl Service {
                     usage: None,
                     model: None,
                 };
-                let handle = checked(store.begin_turn(&params.agent, &params.conversation, input))?;
+                // The turn-start snapshot is recorded in the same transaction as
+                // turn_started; its objects are durable before that commits.
+                let conversation =
+                    checked(store.conversation(&params.agent, &params.conversation))?;
+                if let Some(turn) = conversation.open_turn {
+                    return Err(store_error(exo_store::Error::Busy(format!(
+                        "turn {turn} is already in progress in conversation {}",
+                        conversation.slug
+                    ))));
+                }
+                let extra =
+                    self.turn_snapshot(&conversation, exo_core::SnapshotReason::TurnStart)?;
+                let handle = checked(store.begin_turn_with(
+                    &params.agent,
+                    &params.conversation,
+                    input,
+                    extra,
+                ))?;
                 connection
                     .turns
                     .lock()
@@ -289,7 +282,16 @@ impl Service {
             }
             TurnFinish::NAME => {
                 let params = parse::<TurnFinish>(params)?;
-                let status = checked(store.finish_turn(params.turn, params.status))?;
+                let record = checked(store.turn(params.turn))?;
+                let extra = match record.status {
+                    // Already ended: finish is idempotent and records nothing.
+                    Some(_) => Vec::new(),
+                    None => {
+                        let conversation = checked(store.conversation_by_id(record.conversation))?;
+                        self.turn_snapshot(&conversation, exo_core::SnapshotReason::TurnEnd)?
+                    }
+                };
+                let status = checked(store.finish_turn_with(params.turn, params.status, extra))?;
                 connection
                     .turns
                     .lock()
@@ -304,6 +306,21 @@ impl Service {
                 store.turn(parse::<TurnGet>(params)?.turn),
             )?)),
 
+            SessionResume::NAME => reply(self.resume(parse::<SessionResume>(params)?)?),
+            SnapshotTake::NAME => reply(self.snapshot_take(parse::<SnapshotTake>(params)?)?),
+            SnapshotListMethod::NAME => {
+                reply(self.snapshot_list(parse::<SnapshotListMethod>(params)?)?)
+            }
+            SnapshotDiffMethod::NAME => {
+                reply(self.snapshot_diff(parse::<SnapshotDiffMethod>(params)?)?)
+            }
+            SnapshotRestore::NAME => {
+                reply(self.snapshot_restore(parse::<SnapshotRestore>(params)?)?)
+            }
+            Gc::NAME => {
+                parse::<Gc>(params)?;
+                reply(self.gc()?)
+            }
             EventsList::NAME => {
                 let params = parse::<EventsList>(params)?;
                 let limit = match params.limit {

@@ -18,6 +18,7 @@ pub mod daemon;
 mod handlers;
 mod hub;
 pub mod server;
+mod workspace;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub struct Service {
 
 struct Inner {
     store: Store,
+    /// Workspace shadow stores (and, in a daemon, their watchers).
+    workspaces: workspace::Workspaces,
     hub: Arc<Hub>,
     key: Mutex<Option<exo_secrets::Key>>,
     socket: Option<PathBuf>,
@@ -74,8 +77,10 @@ impl Service {
             let publish = Arc::clone(&hub);
             store.set_commit_listener(Some(Arc::new(move |events| publish.publish(events))));
         }
+        let workspaces = workspace::Workspaces::new(store.root().to_path_buf(), watch);
         Service {
             inner: Arc::new(Inner {
+                workspaces,
                 store,
                 hub,
                 key: Mutex::new(None),

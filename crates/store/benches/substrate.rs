@@ -92,7 +92,12 @@ struct Plan {
 
 impl Plan {
     fn from_env() -> Plan {
-        let quick = std::env::var("EXO_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        // `cargo test --all-targets` runs benches without `--bench`: a quick
+        // smoke run then, so the test suite never builds a 1M-event store in
+        // a debug build.
+        let under_test = !std::env::args().any(|arg| arg == "--bench");
+        let quick =
+            under_test || std::env::var("EXO_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         if quick {
             Plan {
                 quick,
@@ -654,10 +659,8 @@ fn fork(store: &Store, history: &History, n: usize) -> BenchResult<Duration> {
     let options = ForkOptions {
         at: Some(history.middle),
         name: None,
-        // An explicit slug: without one, fork probes `<slug>-fork`,
-        // `-fork-2`, `-fork-3`, ... one query each, so it would slow down
-        // with every run.
         slug: Some(format!("{}-fork-{n}", history.slug)),
+        workspace: None,
     };
     let (elapsed, forked) = timed(|| store.fork(AGENT, &history.slug, options));
     assert_eq!(forked?.forked_from.map(|(_, at)| at), Some(history.middle));
@@ -920,13 +923,19 @@ fn main() -> BenchResult<()> {
     );
 
     report.print_table(&plan);
-    let out = output_path();
-    if let Some(parent) = out.parent() {
-        fs::create_dir_all(parent)?;
+    // A smoke run under `cargo test` keeps earlier results unless asked to
+    // write (EXO_BENCH_OUT).
+    let smoke = !std::env::args().any(|arg| arg == "--bench")
+        && std::env::var_os("EXO_BENCH_OUT").is_none();
+    if !smoke {
+        let out = output_path();
+        if let Some(parent) = out.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let json = serde_json::to_string_pretty(&report.to_json(&plan, &store_dir))?;
+        fs::write(&out, json + "\n")?;
+        println!("results written to {}", out.display());
     }
-    let json = serde_json::to_string_pretty(&report.to_json(&plan, &store_dir))?;
-    fs::write(&out, json + "\n")?;
-    println!("results written to {}", out.display());
     // Close the store (ending the bench's session) before removing its files.
     drop(probe);
     drop(store);

@@ -91,6 +91,9 @@ pub struct ForkOptions {
     /// The fork's slug; derived from the name when `None` (with a numeric
     /// suffix when no name was given and the slug is taken).
     pub slug: Option<String>,
+    /// The fork's workspace directory (which must exist); the source's
+    /// when `None`.
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 const CONVERSATION_COLUMNS: &str =
@@ -542,6 +545,11 @@ impl Store {
         if let Some(slug) = &options.slug {
             validate_slug(slug)?;
         }
+        let workspace = options
+            .workspace
+            .as_deref()
+            .map(canonical_workspace)
+            .transpose()?;
         let source = self.conversation(agent, conversation)?;
         self.inner.write(|tx| {
             let source = self.inner.load_conversation(tx, source.id)?;
@@ -569,7 +577,7 @@ impl Store {
                 &name,
                 Some((branch, seq, at)),
                 Some((source.id, at)),
-                source.workspace.as_deref(),
+                workspace.as_deref().or(source.workspace.as_deref()),
                 |_| EventData::Forked {
                     from_conversation: source.id,
                     from_event: at,

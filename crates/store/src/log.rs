@@ -664,6 +664,97 @@ impl Store {
         })
     }
 
+    /// The newest event of `kind` in the history that ends at `at` (the
+    /// head when `None`): for `at` on an abandoned branch, that branch's
+    /// history. "The workspace snapshot in effect at event E" is this with
+    /// `kind = workspace_snapshot`.
+    pub fn latest_at(
+        &self,
+        agent: &str,
+        conversation: &str,
+        at: Option<EventId>,
+        kind: EventKind,
+    ) -> Result<Option<Event>> {
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.read(|tx| {
+            let conv = self.inner.load_conversation(tx, conv.id)?;
+            let (branch, seq) = match at {
+                Some(at) => self.inner.reachable(tx, &conv, at)?,
+                None => (conv.branch, conv.head_seq),
+            };
+            let chain = self.inner.chain(tx, branch, seq)?;
+            let mut statement = tx.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE branch = ?1 AND kind = ?2 AND seq BETWEEN ?3 AND ?4
+                 ORDER BY seq DESC LIMIT 1"
+            ))?;
+            for segment in &chain {
+                let conversation = self.inner.branch(tx, segment.branch)?.conversation;
+                let found = statement
+                    .query_row(
+                        params![segment.branch, kind.as_str(), segment.start, segment.end],
+                        |row| Ok(event_from_row(row, conversation)),
+                    )
+                    .optional()?;
+                if let Some(event) = found {
+                    return event.map(Some);
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Records an event exo makes on the conversation's behalf outside a
+    /// turn. Only `workspace_snapshot` is accepted: every other kind exo
+    /// records has its own operation.
+    pub fn record(&self, agent: &str, conversation: &str, data: EventData) -> Result<Event> {
+        check_recordable(&data)?;
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.write(|tx| {
+            let mut conv = self.inner.load_conversation(tx, conv.id)?;
+            let mut events = self.inner.append(tx, &mut conv, [NewEvent::plain(data)])?;
+            Ok(events.pop().expect("one event appended"))
+        })
+    }
+
+    /// Every workspace snapshot (workspace, commit) that a live
+    /// conversation can still reach: on its branches and on the branches
+    /// their histories continue. What `exo gc` must keep.
+    pub fn reachable_snapshots(&self) -> Result<Vec<(String, String)>> {
+        self.inner.read(|tx| {
+            let mut statement = tx.prepare_cached(
+                "WITH RECURSIVE live(id) AS (
+                     SELECT b.id FROM branches b JOIN conversations c ON c.id = b.conversation
+                     WHERE c.deleted_at IS NULL
+                     UNION
+                     SELECT b.parent FROM branches b JOIN live ON b.id = live.id WHERE b.parent IS NOT NULL
+                 )
+                 SELECT DISTINCT body FROM events WHERE kind = 'workspace_snapshot' AND branch IN live",
+            )?;
+            let bodies = statement.query_map([], |row| row.get::<_, String>(0))?;
+            let mut found = Vec::new();
+            for body in bodies {
+                if let Ok(EventData::WorkspaceSnapshot { workspace, commit, .. }) = serde_json::from_str(&body?) {
+                    found.push((workspace, commit));
+                }
+            }
+            found.sort();
+            found.dedup();
+            Ok(found)
+        })
+    }
+
+    /// Every workspace that has ever been snapshotted in this store.
+    pub fn snapshot_workspaces(&self) -> Result<Vec<String>> {
+        self.inner.read(|tx| {
+            let mut statement =
+                tx.prepare_cached("SELECT DISTINCT json_extract(body, '$.workspace') FROM events WHERE kind = 'workspace_snapshot'")?;
+            let rows = statement.query_map([], |row| row.get::<_, Option<String>>(0))?;
+            let mut workspaces: Vec<String> = rows.filter_map(|row| row.ok().flatten()).collect();
+            workspaces.sort();
+            Ok(workspaces)
+        })
+    }
+
     /// Reads one event the conversation can reach: on its history or on a
     /// branch it rewound away from.
     pub fn event(&self, agent: &str, conversation: &str, id: EventId) -> Result<Event> {
@@ -684,6 +775,19 @@ impl Store {
         conversation: &str,
         to: EventId,
         expected_head: Option<EventId>,
+    ) -> Result<RewindOutcome> {
+        self.rewind_with(agent, conversation, to, expected_head, None)
+    }
+
+    /// [`Store::rewind`], recording in the `rewound` event the workspace
+    /// snapshot the files were restored to.
+    pub fn rewind_with(
+        &self,
+        agent: &str,
+        conversation: &str,
+        to: EventId,
+        expected_head: Option<EventId>,
+        snapshot: Option<String>,
     ) -> Result<RewindOutcome> {
         let conv = self.conversation(agent, conversation)?;
         self.inner.write(|tx| {
@@ -715,6 +819,7 @@ impl Store {
                 [NewEvent::plain(EventData::Rewound {
                     from_event: from,
                     to_event: to,
+                    snapshot,
                 })],
             )?;
             Ok(RewindOutcome {
@@ -732,6 +837,18 @@ pub(crate) fn check_head(conv: &Conversation, expected: Option<EventId>) -> Resu
             actual: conv.head,
         }),
         _ => Ok(()),
+    }
+}
+
+/// Events exo records on a caller's behalf through [`Store::record`] and
+/// the `_with` turn operations.
+pub(crate) fn check_recordable(data: &EventData) -> Result<()> {
+    match data {
+        EventData::WorkspaceSnapshot { .. } => Ok(()),
+        other => Err(Error::Invalid(format!(
+            "kind {} cannot be recorded this way",
+            other.kind()
+        ))),
     }
 }
 

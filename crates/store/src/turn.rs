@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::identity::Conversation;
-use crate::log::{check_appendable, check_head, NewEvent};
+use crate::log::{check_appendable, check_head, check_recordable, NewEvent};
 use crate::{id_column, Inner, Store};
 
 /// A session this process opened, and the lock proving it is alive.
@@ -335,6 +335,22 @@ impl Store {
         conversation: &str,
         input: EventData,
     ) -> Result<TurnHandle> {
+        self.begin_turn_with(agent, conversation, input, Vec::new())
+    }
+
+    /// [`Store::begin_turn`], recording `extra` events (a turn-start
+    /// `workspace_snapshot`) between `turn_started` and the input, in the
+    /// same transaction.
+    pub fn begin_turn_with(
+        &self,
+        agent: &str,
+        conversation: &str,
+        input: EventData,
+        extra: Vec<EventData>,
+    ) -> Result<TurnHandle> {
+        for data in &extra {
+            check_recordable(data)?;
+        }
         match &input {
             EventData::Message {
                 role: Role::User, ..
@@ -406,6 +422,11 @@ impl Store {
                 session: Some(session),
                 turn: Some(turn),
             });
+            events.extend(extra.into_iter().map(|data| NewEvent {
+                data,
+                session: Some(session),
+                turn: Some(turn),
+            }));
             events.push(NewEvent {
                 data: input,
                 session: Some(session),
@@ -482,6 +503,21 @@ impl Store {
     /// Ends a turn with `status`. Idempotent: if the turn has already ended,
     /// nothing is written and the recorded status is returned.
     pub fn finish_turn(&self, turn: TurnId, status: TurnStatus) -> Result<TurnStatus> {
+        self.finish_turn_with(turn, status, Vec::new())
+    }
+
+    /// [`Store::finish_turn`], recording `extra` events (a turn-end
+    /// `workspace_snapshot`) just before `turn_ended`, in the same
+    /// transaction. Nothing is recorded if the turn had already ended.
+    pub fn finish_turn_with(
+        &self,
+        turn: TurnId,
+        status: TurnStatus,
+        extra: Vec<EventData>,
+    ) -> Result<TurnStatus> {
+        for data in &extra {
+            check_recordable(data)?;
+        }
         let info = self.inner.read(|tx| self.inner.turn_info(tx, turn))?;
         if let Some(recorded) = info.status {
             return Ok(recorded);
@@ -506,6 +542,18 @@ impl Store {
                 return Err(Error::Corrupt(format!(
                     "turn {turn} is open but not its conversation's open turn"
                 )));
+            }
+            if !extra.is_empty() {
+                let session = Some(info.session);
+                self.inner.append(
+                    tx,
+                    &mut conv,
+                    extra.into_iter().map(|data| NewEvent {
+                        data,
+                        session,
+                        turn: Some(turn),
+                    }),
+                )?;
             }
             self.inner.end_turn(tx, &mut conv, turn, status)?;
             Ok(status)

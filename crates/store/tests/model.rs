@@ -468,6 +468,7 @@ fn run(ops: &[Op]) {
                     at: option,
                     name: Some(slug.clone()),
                     slug: Some(slug.clone()),
+                    workspace: None,
                 };
                 let fork = store.fork(AGENT, &source.slug, options).unwrap();
                 assert_eq!(fork.forked_from, Some((source.id, at)));
@@ -650,6 +651,7 @@ fn rewind(store: &Store, model: &mut Model, c: usize, snapshot: Vec<EventId>) {
     let data = EventData::Rewound {
         from_event: from,
         to_event: to,
+        snapshot: None,
     };
     assert_eq!(marker.data, data);
     assert_eq!(marker.conversation, conv.id);

@@ -29,6 +29,7 @@ fn fork_at(
                 at,
                 name: Some(format!("Fork {slug}")),
                 slug: Some(slug.to_string()),
+                workspace: None,
             },
         )
         .unwrap()
@@ -207,7 +208,8 @@ fn rewind_records_the_move_and_redo_restores_the_abandoned_head() {
         rewound.data,
         EventData::Rewound {
             from_event: old_head,
-            to_event: target
+            to_event: target,
+            snapshot: None,
         }
     );
     assert_eq!(outcome.conversation.head, rewound.id);
@@ -244,7 +246,8 @@ fn rewind_records_the_move_and_redo_restores_the_abandoned_head() {
         redo.data,
         EventData::Rewound {
             from_event: second_head,
-            to_event: old_head
+            to_event: old_head,
+            snapshot: None,
         }
     );
     let redone = history(&store, AGENT, "a");

@@ -1,0 +1,801 @@
+//! Workspace snapshots in the service: which shadow store serves a
+//! conversation, watchers while the daemon runs, and the operations that
+//! keep files and conversation in step: turn start/end snapshots, restore
+//! (conflict-safe, undoable), rewind with files, fork into a new directory,
+//! resume, gc.
+//!
+//! Every restore first checks that the workspace has not changed since the
+//! latest snapshot exo knows of (someone else's work), then takes and
+//! records a safety snapshot, then writes only the paths that differ, then
+//! records a `workspace_snapshot {reason: restore}` naming the snapshot the
+//! files now match. So every restore can itself be undone.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use exo_core::{EventData, EventKind, SkippedFile, SnapshotReason};
+use exo_protocol::methods::PathChange;
+use exo_protocol::{ErrorCode, ErrorData};
+use exo_rpc::ErrorObject;
+use exo_snapshot::{ChangeKind, RestoreOptions, ScanHint, Shadow, Watcher};
+use exo_store::{Conversation, Store};
+
+use crate::convert::{rpc_error, simple_error, store_error};
+
+/// One workspace's shadow store, and its watcher in a daemon.
+struct Entry {
+    shadow: Shadow,
+    watcher: Option<Watcher>,
+}
+
+/// The shadow stores this process has open.
+pub(crate) struct Workspaces {
+    root: PathBuf,
+    /// Whether to keep shadows (and their watchers) open between requests:
+    /// true in the daemon, false in a one-shot CLI process.
+    keep_open: bool,
+    open: Mutex<HashMap<PathBuf, Arc<Mutex<Entry>>>>,
+}
+
+/// A resolved snapshot: its event's data.
+pub(crate) struct SnapshotRef {
+    pub commit: String,
+    pub tree: String,
+}
+
+pub(crate) fn snapshot_error(err: exo_snapshot::Error) -> ErrorObject {
+    match err {
+        exo_snapshot::Error::Conflict { ref paths } => rpc_error(
+            ErrorCode::Conflict,
+            err.to_string(),
+            ErrorData {
+                key: Some(
+                    paths
+                        .iter()
+                        .map(|p| p.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                ..ErrorData::default()
+            },
+        ),
+        exo_snapshot::Error::NotFound(_) => simple_error(ErrorCode::NotFound, err.to_string()),
+        exo_snapshot::Error::Busy(_) => simple_error(ErrorCode::Busy, err.to_string()),
+        other => simple_error(ErrorCode::Internal, other.to_string()),
+    }
+}
+
+pub(crate) fn changes(changes: &[exo_snapshot::Change]) -> Vec<PathChange> {
+    changes
+        .iter()
+        .map(|change| PathChange {
+            path: change.path.to_string_lossy().into_owned(),
+            change: match change.kind {
+                ChangeKind::Added => "added",
+                ChangeKind::Modified => "modified",
+                ChangeKind::Deleted => "deleted",
+                ChangeKind::ModeChanged => "mode_changed",
+            }
+            .to_string(),
+        })
+        .collect()
+}
+
+impl Workspaces {
+    pub fn new(root: PathBuf, keep_open: bool) -> Workspaces {
+        Workspaces {
+            root,
+            keep_open,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` with the workspace's shadow (and watcher hint source).
+    fn with<T>(
+        &self,
+        workspace: &Path,
+        f: impl FnOnce(&mut Shadow, &mut Option<Watcher>) -> Result<T, ErrorObject>,
+    ) -> Result<T, ErrorObject> {
+        if !self.keep_open {
+            let mut shadow = Shadow::open(&self.root, workspace, exo_snapshot::Options::default())
+                .map_err(snapshot_error)?;
+            return f(&mut shadow, &mut None);
+        }
+        let entry = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            match open.get(workspace) {
+                Some(entry) => Arc::clone(entry),
+                None => {
+                    let shadow =
+                        Shadow::open(&self.root, workspace, exo_snapshot::Options::default())
+                            .map_err(snapshot_error)?;
+                    let watcher = match Watcher::new(workspace, &self.root) {
+                        Ok(watcher) => Some(watcher),
+                        Err(err) => {
+                            tracing::warn!(workspace = %workspace.display(), %err, "no watcher; every snapshot scans fully");
+                            None
+                        }
+                    };
+                    let entry = Arc::new(Mutex::new(Entry { shadow, watcher }));
+                    open.insert(workspace.to_path_buf(), Arc::clone(&entry));
+                    entry
+                }
+            }
+        };
+        let mut entry = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let Entry { shadow, watcher } = &mut *entry;
+        f(shadow, watcher)
+    }
+
+    fn hint(watcher: &mut Option<Watcher>) -> ScanHint {
+        match watcher {
+            Some(watcher) => watcher.take_hint(),
+            None => ScanHint::Full,
+        }
+    }
+
+    /// Snapshots a workspace now: the event to record, and whether every
+    /// file was examined. The snapshot's objects are durable when this
+    /// returns.
+    pub fn take(
+        &self,
+        workspace: &str,
+        reason: SnapshotReason,
+    ) -> Result<(EventData, bool), ErrorObject> {
+        self.with(Path::new(workspace), |shadow, watcher| {
+            let hint = Workspaces::hint(watcher);
+            let snapshot = shadow.snapshot(hint).map_err(snapshot_error)?;
+            let data = snapshot_event(
+                workspace,
+                &snapshot.commit,
+                &snapshot.tree,
+                reason,
+                &snapshot,
+            );
+            Ok((data, snapshot.full_scan))
+        })
+    }
+
+    /// Paths changed on disk since `base`.
+    pub fn drift(&self, workspace: &str, base: &str) -> Result<Vec<PathChange>, ErrorObject> {
+        self.with(Path::new(workspace), |shadow, _| {
+            Ok(changes(
+                &shadow.drift(&base.to_string()).map_err(snapshot_error)?,
+            ))
+        })
+    }
+
+    /// Changes between two snapshots (`to = None`: the workspace now), and
+    /// optionally a unified diff.
+    pub fn diff(
+        &self,
+        workspace: &str,
+        from: &str,
+        to: Option<&str>,
+        unified: bool,
+    ) -> Result<(Vec<PathChange>, Option<String>), ErrorObject> {
+        self.with(Path::new(workspace), |shadow, watcher| {
+            let from = from.to_string();
+            match to {
+                Some(to) => {
+                    let to = to.to_string();
+                    let listed = changes(&shadow.diff(&from, &to).map_err(snapshot_error)?);
+                    let diff = if unified {
+                        Some(shadow.unified_diff(&from, &to).map_err(snapshot_error)?)
+                    } else {
+                        None
+                    };
+                    Ok((listed, diff))
+                }
+                None if !unified => {
+                    Ok((changes(&shadow.drift(&from).map_err(snapshot_error)?), None))
+                }
+                None => {
+                    // A unified diff against the disk needs the disk as a
+                    // tree: snapshot it (without recording an event).
+                    let now = shadow
+                        .snapshot(Workspaces::hint(watcher))
+                        .map_err(snapshot_error)?;
+                    let listed = changes(&shadow.diff(&from, &now.commit).map_err(snapshot_error)?);
+                    Ok((
+                        listed,
+                        Some(
+                            shadow
+                                .unified_diff(&from, &now.commit)
+                                .map_err(snapshot_error)?,
+                        ),
+                    ))
+                }
+            }
+        })
+    }
+
+    /// Materialises a snapshot into a new directory.
+    pub fn materialize(
+        &self,
+        workspace: &str,
+        commit: &str,
+        dir: &Path,
+    ) -> Result<(), ErrorObject> {
+        self.with(Path::new(workspace), |shadow, _| {
+            shadow
+                .materialize(&commit.to_string(), dir)
+                .map_err(snapshot_error)
+        })
+    }
+
+    /// Removes what no live conversation reaches, shadow by shadow.
+    pub fn gc(&self, store: &Store) -> Result<exo_protocol::methods::GcResult, ErrorObject> {
+        let reachable = store.reachable_snapshots().map_err(store_error)?;
+        let workspaces = store.snapshot_workspaces().map_err(store_error)?;
+        let mut result = exo_protocol::methods::GcResult {
+            workspaces: 0,
+            objects_before: 0,
+            objects_after: 0,
+            bytes_freed: 0,
+        };
+        for workspace in workspaces {
+            let keep: Vec<String> = reachable
+                .iter()
+                .filter(|(w, _)| *w == workspace)
+                .map(|(_, commit)| commit.clone())
+                .collect();
+            if !Path::new(&workspace).is_dir() && keep.is_empty() {
+                continue;
+            }
+            let report = self.with(Path::new(&workspace), |shadow, _| {
+                shadow.gc(&keep).map_err(snapshot_error)
+            })?;
+            result.workspaces += 1;
+            result.objects_before += report.objects_before;
+            result.objects_after += report.objects_after;
+            result.bytes_freed += report.bytes_freed;
+        }
+        Ok(result)
+    }
+
+    /// Restores `conversation`'s workspace to `target`: conflict check,
+    /// safety snapshot (recorded), restore, and, with `record_restore`, a
+    /// `restore` snapshot event naming `target`. A rewind passes false: its
+    /// `rewound` event names the snapshot, and the safety snapshot stays the
+    /// last event of the timeline it leaves, so redo brings it back. A dry
+    /// run only reports.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &self,
+        store: &Store,
+        conversation: &Conversation,
+        workspace: &str,
+        target: &SnapshotRef,
+        force: bool,
+        dry_run: bool,
+        unified: bool,
+        record_restore: bool,
+    ) -> Result<exo_protocol::methods::RestoreResult, ErrorObject> {
+        let (agent, conv) = (conversation.agent.to_string(), conversation.id.to_string());
+        self.with(Path::new(workspace), |shadow, watcher| {
+            let target_commit = target.commit.clone();
+            let expected = shadow.last();
+            // A real restore refuses (listing the paths) if the workspace
+            // changed since the latest snapshot exo knows of, unless forced;
+            // a dry run reports those paths instead.
+            let planned = shadow
+                .restore(
+                    &target_commit,
+                    expected.as_ref(),
+                    RestoreOptions {
+                        force: force || dry_run,
+                        dry_run: true,
+                    },
+                )
+                .map_err(snapshot_error)?;
+            let conflicts = match (&expected, dry_run && !force) {
+                (Some(expected), true) => changes(&shadow.drift(expected).map_err(snapshot_error)?),
+                _ => Vec::new(),
+            };
+            let diff = if unified {
+                let now = shadow
+                    .snapshot(Workspaces::hint(watcher))
+                    .map_err(snapshot_error)?;
+                Some(
+                    shadow
+                        .unified_diff(&now.commit, &target_commit)
+                        .map_err(snapshot_error)?,
+                )
+            } else {
+                None
+            };
+            if dry_run {
+                return Ok(exo_protocol::methods::RestoreResult {
+                    snapshot: target.commit.clone(),
+                    changes: changes(&planned.changes),
+                    written: false,
+                    conflicts,
+                    safety: None,
+                    event: None,
+                    diff,
+                });
+            }
+            // The safety snapshot keeps whatever is on disk now, forced-over
+            // changes included.
+            let safety = shadow
+                .snapshot(Workspaces::hint(watcher))
+                .map_err(snapshot_error)?;
+            let safety_event = store
+                .record(
+                    &agent,
+                    &conv,
+                    snapshot_event(
+                        workspace,
+                        &safety.commit,
+                        &safety.tree,
+                        SnapshotReason::Safety,
+                        &safety,
+                    ),
+                )
+                .map_err(store_error)?;
+            let report = shadow
+                .restore(
+                    &target_commit,
+                    Some(&safety.commit),
+                    RestoreOptions {
+                        force: true,
+                        dry_run: false,
+                    },
+                )
+                .map_err(snapshot_error)?;
+            let listed = changes(&report.changes);
+            let (added, modified, deleted) = counts(&report.changes);
+            let restored = if record_restore {
+                let data = EventData::WorkspaceSnapshot {
+                    workspace: workspace.to_string(),
+                    commit: target.commit.clone(),
+                    tree: target.tree.clone(),
+                    reason: SnapshotReason::Restore,
+                    added,
+                    modified,
+                    deleted,
+                    skipped: Vec::new(),
+                };
+                Some(store.record(&agent, &conv, data).map_err(store_error)?)
+            } else {
+                None
+            };
+            Ok(exo_protocol::methods::RestoreResult {
+                snapshot: target.commit.clone(),
+                changes: listed,
+                written: true,
+                conflicts: Vec::new(),
+                safety: Some(exo_protocol::Event::from(&safety_event)),
+                event: restored.as_ref().map(exo_protocol::Event::from),
+                diff,
+            })
+        })
+    }
+}
+
+fn counts(changes: &[exo_snapshot::Change]) -> (u64, u64, u64) {
+    let count =
+        |kind: fn(&ChangeKind) -> bool| changes.iter().filter(|c| kind(&c.kind)).count() as u64;
+    (
+        count(|k| matches!(k, ChangeKind::Added)),
+        count(|k| matches!(k, ChangeKind::Modified | ChangeKind::ModeChanged)),
+        count(|k| matches!(k, ChangeKind::Deleted)),
+    )
+}
+
+fn snapshot_event(
+    workspace: &str,
+    commit: &str,
+    tree: &str,
+    reason: SnapshotReason,
+    snapshot: &exo_snapshot::Snapshot,
+) -> EventData {
+    EventData::WorkspaceSnapshot {
+        workspace: workspace.to_string(),
+        commit: commit.to_string(),
+        tree: tree.to_string(),
+        reason,
+        added: snapshot.added,
+        modified: snapshot.modified,
+        deleted: snapshot.deleted,
+        skipped: snapshot
+            .skipped
+            .iter()
+            .map(|skipped| SkippedFile {
+                path: skipped.path.to_string_lossy().into_owned(),
+                size: skipped.size,
+            })
+            .collect(),
+    }
+}
+
+/// Finds the snapshot a caller names: a commit id (or its prefix of at
+/// least 7 characters) recorded on the conversation's history, or the id
+/// of a `workspace_snapshot` event it can reach.
+pub(crate) fn resolve_snapshot(
+    store: &Store,
+    agent: &str,
+    conversation: &str,
+    name: &str,
+) -> Result<SnapshotRef, ErrorObject> {
+    if let Ok(event_id) = name.parse::<exo_core::EventId>() {
+        let event = store
+            .event(agent, conversation, event_id)
+            .map_err(store_error)?;
+        return match event.data {
+            EventData::WorkspaceSnapshot { commit, tree, .. } => Ok(SnapshotRef { commit, tree }),
+            other => Err(simple_error(
+                ErrorCode::InvalidParams,
+                format!(
+                    "event {event_id} is a {} event, not a workspace snapshot",
+                    other.kind()
+                ),
+            )),
+        };
+    }
+    if name.len() < 7 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(simple_error(
+            ErrorCode::InvalidParams,
+            format!("{name:?} is neither a snapshot commit nor an event id"),
+        ));
+    }
+    let mut query = exo_store::EventQuery {
+        desc: true,
+        limit: exo_store::MAX_PAGE,
+        kind: Some(EventKind::WorkspaceSnapshot),
+        ..Default::default()
+    };
+    loop {
+        let page = store
+            .events(agent, conversation, &query)
+            .map_err(store_error)?;
+        for event in &page.events {
+            if let EventData::WorkspaceSnapshot { commit, tree, .. } = &event.data {
+                if commit.starts_with(&name.to_ascii_lowercase()) {
+                    return Ok(SnapshotRef {
+                        commit: commit.clone(),
+                        tree: tree.clone(),
+                    });
+                }
+            }
+        }
+        match page.next_cursor {
+            Some(cursor) => query.before = Some(cursor),
+            None => break,
+        }
+    }
+    Err(rpc_error(
+        ErrorCode::NotFound,
+        format!("snapshot {name:?} not found in conversation {conversation}"),
+        ErrorData {
+            what: Some("snapshot".into()),
+            key: Some(name.to_string()),
+            ..ErrorData::default()
+        },
+    ))
+}
+
+/// The snapshot in effect at `at` (the head when `None`).
+pub(crate) fn snapshot_at(
+    store: &Store,
+    agent: &str,
+    conversation: &str,
+    at: Option<exo_core::EventId>,
+) -> Result<Option<(exo_core::Event, SnapshotRef)>, ErrorObject> {
+    let event = store
+        .latest_at(agent, conversation, at, EventKind::WorkspaceSnapshot)
+        .map_err(store_error)?;
+    Ok(event.and_then(|event| match &event.data {
+        EventData::WorkspaceSnapshot { commit, tree, .. } => {
+            let found = SnapshotRef {
+                commit: commit.clone(),
+                tree: tree.clone(),
+            };
+            Some((event, found))
+        }
+        _ => None,
+    }))
+}
+
+impl crate::Service {
+    fn workspaces(&self) -> &Workspaces {
+        &self.inner.workspaces
+    }
+
+    /// The conversation and its workspace, or `invalid_params` naming what
+    /// is missing.
+    fn with_workspace(
+        &self,
+        agent: &str,
+        conversation: &str,
+    ) -> Result<(Conversation, String), ErrorObject> {
+        let conv = self
+            .store()
+            .conversation(agent, conversation)
+            .map_err(store_error)?;
+        match conv.workspace.clone() {
+            Some(workspace) => Ok((conv, workspace)),
+            None => Err(simple_error(
+                ErrorCode::InvalidParams,
+                format!(
+                    "conversation {} has no workspace; create it with --workspace DIR (or `workspace` in conversation/create)",
+                    conv.slug
+                ),
+            )),
+        }
+    }
+
+    /// The turn-start snapshot to record with `turn/begin`, if the
+    /// conversation has a workspace.
+    pub(crate) fn turn_snapshot(
+        &self,
+        conversation: &Conversation,
+        reason: SnapshotReason,
+    ) -> Result<Vec<EventData>, ErrorObject> {
+        match &conversation.workspace {
+            Some(workspace) => Ok(vec![self.workspaces().take(workspace, reason)?.0]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub(crate) fn snapshot_take(
+        &self,
+        params: exo_protocol::ConversationRef,
+    ) -> Result<exo_protocol::methods::SnapshotResult, ErrorObject> {
+        let (conv, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
+        let (data, full_scan) = self.workspaces().take(&workspace, SnapshotReason::Manual)?;
+        let event = self
+            .store()
+            .record(&conv.agent.to_string(), &conv.id.to_string(), data)
+            .map_err(store_error)?;
+        Ok(exo_protocol::methods::SnapshotResult {
+            event: exo_protocol::Event::from(&event),
+            full_scan,
+        })
+    }
+
+    pub(crate) fn snapshot_list(
+        &self,
+        params: exo_protocol::methods::SnapshotListParams,
+    ) -> Result<exo_protocol::methods::SnapshotList, ErrorObject> {
+        let limit = match params.limit {
+            None => exo_store::DEFAULT_PAGE,
+            Some(limit @ 1..=10_000) => limit as usize,
+            Some(_) => {
+                return Err(simple_error(
+                    ErrorCode::InvalidParams,
+                    "limit must be between 1 and 10000",
+                ))
+            }
+        };
+        let query = exo_store::EventQuery {
+            desc: true,
+            limit,
+            kind: Some(EventKind::WorkspaceSnapshot),
+            ..Default::default()
+        };
+        let page = self
+            .store()
+            .events(&params.agent, &params.conversation, &query)
+            .map_err(store_error)?;
+        Ok(exo_protocol::methods::SnapshotList {
+            snapshots: crate::convert::events(&page.events),
+        })
+    }
+
+    pub(crate) fn snapshot_diff(
+        &self,
+        params: exo_protocol::methods::SnapshotDiffParams,
+    ) -> Result<exo_protocol::methods::SnapshotDiff, ErrorObject> {
+        let (_, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
+        let from = match &params.from {
+            Some(name) => {
+                resolve_snapshot(self.store(), &params.agent, &params.conversation, name)?.commit
+            }
+            None => snapshot_at(self.store(), &params.agent, &params.conversation, None)?
+                .map(|(_, found)| found.commit)
+                .ok_or_else(|| {
+                    simple_error(
+                        ErrorCode::NotFound,
+                        "the conversation has no snapshot yet; take one with `exo snapshot take`",
+                    )
+                })?,
+        };
+        let to = match &params.to {
+            Some(name) => Some(
+                resolve_snapshot(self.store(), &params.agent, &params.conversation, name)?.commit,
+            ),
+            None => None,
+        };
+        let (changes, diff) =
+            self.workspaces()
+                .diff(&workspace, &from, to.as_deref(), params.unified)?;
+        Ok(exo_protocol::methods::SnapshotDiff {
+            from,
+            to,
+            changes,
+            diff,
+        })
+    }
+
+    pub(crate) fn snapshot_restore(
+        &self,
+        params: exo_protocol::methods::SnapshotRestoreParams,
+    ) -> Result<exo_protocol::methods::RestoreResult, ErrorObject> {
+        let (conv, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
+        if let Some(turn) = conv.open_turn {
+            return Err(simple_error(
+                ErrorCode::Busy,
+                format!(
+                    "turn {turn} is in progress in conversation {}; finish it before restoring",
+                    conv.slug
+                ),
+            ));
+        }
+        let target = resolve_snapshot(
+            self.store(),
+            &params.agent,
+            &params.conversation,
+            &params.snapshot,
+        )?;
+        self.workspaces().restore(
+            self.store(),
+            &conv,
+            &workspace,
+            &target,
+            params.force,
+            params.dry_run,
+            params.unified,
+            true,
+        )
+    }
+
+    /// `conversation/rewind`: restores the files to the snapshot in effect
+    /// at the target first (unless `files: false`), then moves the head.
+    pub(crate) fn rewind(
+        &self,
+        params: exo_protocol::methods::ConversationRewindParams,
+    ) -> Result<exo_protocol::methods::RewindResult, ErrorObject> {
+        let store = self.store();
+        let conv = store
+            .conversation(&params.agent, &params.conversation)
+            .map_err(store_error)?;
+        let mut files = None;
+        let mut restored = None;
+        if let (Some(workspace), true) = (&conv.workspace, params.files.unwrap_or(true)) {
+            // Refuse what the store would refuse before touching any file.
+            if let Some(expected) = params.expected_head {
+                if expected != conv.head {
+                    return Err(store_error(exo_store::Error::HeadConflict {
+                        expected,
+                        actual: conv.head,
+                    }));
+                }
+            }
+            if let Some(turn) = conv.open_turn {
+                return Err(store_error(exo_store::Error::Busy(format!(
+                    "turn {turn} is in progress in conversation {}; finish it before rewinding",
+                    conv.slug
+                ))));
+            }
+            if params.to != conv.head {
+                if let Some((_, target)) =
+                    snapshot_at(store, &params.agent, &params.conversation, Some(params.to))?
+                {
+                    let result = self.workspaces().restore(
+                        store,
+                        &conv,
+                        workspace,
+                        &target,
+                        params.force,
+                        false,
+                        false,
+                        false,
+                    )?;
+                    restored = Some(target.commit.clone());
+                    files = Some(result);
+                }
+            }
+        }
+        let outcome = store
+            .rewind_with(
+                &params.agent,
+                &params.conversation,
+                params.to,
+                params.expected_head,
+                restored,
+            )
+            .map_err(store_error)?;
+        Ok(exo_protocol::methods::RewindResult {
+            conversation: crate::convert::conversation(&outcome.conversation),
+            event: outcome.event.as_ref().map(exo_protocol::Event::from),
+            files,
+        })
+    }
+
+    /// `conversation/fork`; with `workspace`, materialises the fork point's
+    /// snapshot into that directory, binds the fork to it and records the
+    /// fork's first snapshot there.
+    pub(crate) fn fork(
+        &self,
+        params: exo_protocol::methods::ConversationForkParams,
+    ) -> Result<exo_protocol::Conversation, ErrorObject> {
+        let store = self.store();
+        let mut options = exo_store::ForkOptions {
+            at: params.at,
+            name: params.name,
+            slug: params.slug,
+            workspace: None,
+        };
+        if let Some(dir) = &params.workspace {
+            let (source, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
+            let at = params.at.unwrap_or(source.head);
+            let (_, snapshot) = snapshot_at(store, &params.agent, &params.conversation, Some(at))?
+                .ok_or_else(|| {
+                    simple_error(
+                        ErrorCode::NotFound,
+                        "there is no workspace snapshot at the fork point to materialise",
+                    )
+                })?;
+            let dir = PathBuf::from(dir);
+            self.workspaces()
+                .materialize(&workspace, &snapshot.commit, &dir)?;
+            options.workspace = Some(dir);
+        }
+        let fork = store
+            .fork(&params.agent, &params.conversation, options)
+            .map_err(store_error)?;
+        if let (Some(workspace), true) = (&fork.workspace, params.workspace.is_some()) {
+            let (data, _) = self.workspaces().take(workspace, SnapshotReason::Fork)?;
+            store
+                .record(&fork.agent.to_string(), &fork.id.to_string(), data)
+                .map_err(store_error)?;
+        }
+        let fork = store.conversation_by_id(fork.id).map_err(store_error)?;
+        Ok(crate::convert::conversation(&fork))
+    }
+
+    pub(crate) fn resume(
+        &self,
+        params: exo_protocol::ConversationRef,
+    ) -> Result<exo_protocol::methods::ResumeResult, ErrorObject> {
+        let store = self.store();
+        let conv = store
+            .conversation(&params.agent, &params.conversation)
+            .map_err(store_error)?;
+        let (agent, id) = (conv.agent.to_string(), conv.id.to_string());
+        let head = store.event(&agent, &id, conv.head).map_err(store_error)?;
+        let last_turn = match store
+            .latest_at(&agent, &id, None, EventKind::TurnStarted)
+            .map_err(store_error)?
+        {
+            Some(started) => match started.turn {
+                Some(turn) => Some(crate::convert::turn(
+                    &store.turn(turn).map_err(store_error)?,
+                )),
+                None => None,
+            },
+            None => None,
+        };
+        let snapshot = snapshot_at(store, &agent, &id, None)?;
+        let drift = match (&conv.workspace, &snapshot) {
+            (Some(workspace), Some((_, found))) => {
+                Some(self.workspaces().drift(workspace, &found.commit)?)
+            }
+            _ => None,
+        };
+        Ok(exo_protocol::methods::ResumeResult {
+            conversation: crate::convert::conversation(&conv),
+            head: exo_protocol::Event::from(&head),
+            last_turn,
+            snapshot: snapshot.map(|(event, _)| exo_protocol::Event::from(&event)),
+            drift,
+        })
+    }
+
+    pub(crate) fn gc(&self) -> Result<exo_protocol::methods::GcResult, ErrorObject> {
+        self.workspaces().gc(self.store())
+    }
+}

@@ -1,0 +1,519 @@
+//! Workspace snapshots through the CLI, on real directories: changes made
+//! by shell commands captured and rewound, the user's edits never
+//! clobbered, redo, forks into new directories, the user's own repository
+//! untouched, gc, and a snapshot killed half-way.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::util::{message, Env};
+
+/// Every file under `dir` (not following links): path → (mode, content or
+/// link target). Empty directories are left out, as git does.
+fn tree(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                files.insert(
+                    relative,
+                    (0o120000, target.to_string_lossy().as_bytes().to_vec()),
+                );
+            } else if meta.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(
+                    relative,
+                    (
+                        meta.permissions().mode() & 0o777,
+                        std::fs::read(&path).unwrap(),
+                    ),
+                );
+            }
+        }
+    }
+    files
+}
+
+fn sh(dir: &Path, script: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+struct Setup {
+    env: Env,
+    workspace: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let env = Env::new();
+        let workspace = env.dir().join("ws");
+        std::fs::create_dir(&workspace).unwrap();
+        env.ok(&["agent", "create", "A", "--slug", "a"]);
+        env.ok(&[
+            "conversation",
+            "create",
+            "a",
+            "C",
+            "--slug",
+            "c",
+            "--workspace",
+            workspace.to_str().unwrap(),
+        ]);
+        Setup { env, workspace }
+    }
+
+    /// Takes a snapshot; returns the event's id and the commit.
+    fn take(&self) -> (String, String) {
+        let taken = self.env.json(&["snapshot", "take", "a", "c"]);
+        (
+            taken["event"]["id"].as_str().unwrap().to_string(),
+            taken["event"]["commit"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+#[test]
+fn shell_made_changes_are_captured_and_rewound_then_redone() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(
+        ws,
+        "mkdir -p src && echo 'fn main() {}' > src/main.rs && printf 'v1' > notes.txt",
+    );
+    let (first, _) = setup.take();
+    let at_first = tree(ws);
+    assert_eq!(
+        env.append("a", "c", &[message("now change things")]).code,
+        0
+    );
+    sh(ws, "echo 'changed' >> src/main.rs && rm notes.txt && printf '#!/bin/sh\\n' > run.sh && chmod +x run.sh && ln -s src/main.rs link && mkdir -p deep/er && : > deep/er/empty");
+    let (second, _) = setup.take();
+    let at_second = tree(ws);
+    assert_ne!(at_first, at_second);
+    let event = env.json(&["conversation", "event", "a", "c", &second]);
+    assert_eq!(event["kind"], "workspace_snapshot");
+    assert_eq!(event["reason"], "manual");
+    assert_eq!(
+        (
+            event["added"].as_u64(),
+            event["modified"].as_u64(),
+            event["deleted"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1))
+    );
+
+    // Rewind to the first snapshot: the files follow the conversation.
+    let rewound = env.json(&["conversation", "rewind", "a", "c", "--to", &first]);
+    assert_eq!(tree(ws), at_first);
+    assert_eq!(rewound["event"]["snapshot"], rewound["files"]["snapshot"]);
+    assert!(rewound["files"]["changes"].as_array().unwrap().len() >= 5);
+    // Redo: rewind forward to the abandoned snapshot.
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &second]);
+    assert_eq!(tree(ws), at_second);
+    // And undo once more: unlimited depth.
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &first]);
+    assert_eq!(tree(ws), at_first);
+}
+
+#[test]
+fn the_users_edits_are_never_clobbered() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(ws, "echo original > file.txt");
+    let (first, _) = setup.take();
+    sh(ws, "echo agent > file.txt");
+    setup.take();
+    // The user edits after the latest snapshot.
+    sh(
+        ws,
+        "echo 'my own work' > mine.txt && echo 'user edit' >> file.txt",
+    );
+    let head_before = env.json(&["conversation", "show", "a", "c"])["head"].clone();
+    let err = env.fails(&["conversation", "rewind", "a", "c", "--to", &first]);
+    assert!(
+        err.contains("file.txt") && err.contains("mine.txt") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        env.json(&["conversation", "show", "a", "c"])["head"],
+        head_before,
+        "nothing moved"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("mine.txt")).unwrap(),
+        "my own work\n"
+    );
+
+    // A dry run says what would change, and what is in the way.
+    let dry = env.json(&["snapshot", "restore", "a", "c", &first, "--dry-run"]);
+    assert_eq!(dry["written"], false);
+    assert!(dry["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["path"] == "mine.txt"));
+    let with_diff = env
+        .ok(&[
+            "snapshot",
+            "restore",
+            "a",
+            "c",
+            &first,
+            "--dry-run",
+            "--diff",
+        ])
+        .stdout;
+    assert!(
+        with_diff.contains("-user edit") || with_diff.contains("+original"),
+        "{with_diff}"
+    );
+    assert!(ws.join("mine.txt").exists(), "a dry run writes nothing");
+
+    // --force goes ahead, after a safety snapshot that keeps the user's work.
+    let forced = env.json(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--force",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("file.txt")).unwrap(),
+        "original\n"
+    );
+    assert!(!ws.join("mine.txt").exists());
+    // The safety snapshot is the last event of the timeline the rewind
+    // left: redo (rewinding back to it) brings the user's work back.
+    let safety = forced["files"]["safety"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        forced["event"]["from_event"].as_str(),
+        Some(safety.as_str())
+    );
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &safety]);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("mine.txt")).unwrap(),
+        "my own work\n"
+    );
+    assert!(std::fs::read_to_string(ws.join("file.txt"))
+        .unwrap()
+        .contains("user edit"));
+
+    let resume = env.json(&["session", "resume", "a", "c"]);
+    assert_eq!(resume["drift"], serde_json::json!([]));
+    sh(ws, "echo later > later.txt");
+    let resume = env.json(&["session", "resume", "a", "c"]);
+    assert_eq!(resume["drift"][0]["path"], "later.txt");
+    assert_eq!(resume["drift"][0]["change"], "added");
+}
+
+#[test]
+fn rewind_without_files_and_only_differing_paths_written() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(ws, "echo a > a && echo b > b && echo c > c");
+    let (first, _) = setup.take();
+    sh(ws, "echo changed > b");
+    setup.take();
+    let untouched = std::fs::metadata(ws.join("a")).unwrap();
+    let before = tree(ws);
+    env.ok(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--no-files",
+    ]);
+    assert_eq!(tree(ws), before, "--no-files leaves the files");
+    let events = env.events("a", "c");
+    assert!(events.last().unwrap()["snapshot"].is_null());
+
+    let restored = env.json(&["snapshot", "restore", "a", "c", &first]);
+    let paths: Vec<&str> = restored["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["b"], "only the differing path is written");
+    let after = std::fs::metadata(ws.join("a")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (untouched.ino(), untouched.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
+}
+
+#[test]
+fn fork_into_a_new_directory_goes_on_side_by_side() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(ws, "echo start > shared.txt");
+    let (first, _) = setup.take();
+    sh(ws, "echo later > shared.txt");
+    setup.take();
+    let other = env.dir().join("other-branch");
+    let fork = env.json(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--at",
+        &first,
+        "--slug",
+        "f",
+        "--workspace",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fork["workspace"],
+        std::fs::canonicalize(&other).unwrap().display().to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(other.join("shared.txt")).unwrap(),
+        "start\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("shared.txt")).unwrap(),
+        "later\n",
+        "the source is untouched"
+    );
+    let events = env.events("a", "f");
+    assert_eq!(events.last().unwrap()["reason"], "fork");
+    // Both go on independently.
+    sh(&other, "echo fork-only > fork.txt");
+    env.ok(&["snapshot", "take", "a", "f"]);
+    assert!(!ws.join("fork.txt").exists());
+    let err = env.fails(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--slug",
+        "g",
+        "--workspace",
+        other.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not empty") || err.contains("exists"), "{err}");
+}
+
+/// Hashes every file under a `.git` directory: path, mode and content.
+fn git_dir_hash(git: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    tree(git)
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir.parent().unwrap())
+        .env("GIT_AUTHOR_NAME", "User")
+        .env("GIT_AUTHOR_EMAIL", "user@example.com")
+        .env("GIT_COMMITTER_NAME", "User")
+        .env("GIT_COMMITTER_EMAIL", "user@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_users_repository_is_never_touched() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    git(ws, &["init", "-q", "-b", "main"]);
+    sh(
+        ws,
+        "echo tracked > tracked.txt && echo 'ignored.log' > .gitignore && echo noise > ignored.log",
+    );
+    git(ws, &["add", "tracked.txt", ".gitignore"]);
+    git(ws, &["commit", "-q", "-m", "first"]);
+    sh(ws, "echo stashed >> tracked.txt");
+    git(ws, &["stash", "-q"]);
+    sh(ws, "echo staged > staged.txt");
+    git(ws, &["add", "staged.txt"]);
+    sh(
+        ws,
+        "echo untracked > untracked.txt && mkdir -p .git/hooks && true",
+    );
+    let git_before = git_dir_hash(&ws.join(".git"));
+    let status_before = git(ws, &["status", "--porcelain"]);
+
+    let (first, _) = setup.take();
+    let captured = env.json(&["conversation", "event", "a", "c", &first]);
+    assert_eq!(captured["skipped"], Value::Null);
+    sh(
+        ws,
+        "echo agent > tracked.txt && rm untracked.txt && echo more > new.txt",
+    );
+    let (second, _) = setup.take();
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &first]);
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &second]);
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &first]);
+    env.ok(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--slug",
+        "f",
+        "--workspace",
+        env.dir().join("copy").to_str().unwrap(),
+    ]);
+
+    assert_eq!(
+        git_dir_hash(&ws.join(".git")),
+        git_before,
+        "the user's .git is byte-for-byte the same"
+    );
+    assert_eq!(git(ws, &["status", "--porcelain"]), status_before);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("untracked.txt")).unwrap(),
+        "untracked\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("ignored.log")).unwrap(),
+        "noise\n",
+        "ignored files are left alone"
+    );
+    // The fork got the files but no repository.
+    let copy = env.dir().join("copy");
+    assert!(
+        copy.join("tracked.txt").exists()
+            && !copy.join(".git").exists()
+            && !copy.join("ignored.log").exists()
+    );
+}
+
+#[test]
+fn gc_frees_what_no_conversation_reaches() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "Scratch",
+        "--slug",
+        "scratch",
+        "--workspace",
+        ws.to_str().unwrap(),
+    ]);
+    let mut kept = Vec::new();
+    for n in 0..5 {
+        std::fs::write(ws.join("data.bin"), vec![n as u8; 200_000]).unwrap();
+        kept.push(setup.take().1);
+    }
+    for n in 0..5 {
+        std::fs::write(ws.join("data.bin"), vec![100 + n as u8; 200_000]).unwrap();
+        env.ok(&["snapshot", "take", "a", "scratch"]);
+    }
+    env.ok(&["conversation", "delete", "a", "scratch"]);
+    let report = env.json(&["gc"]);
+    assert!(report["bytes_freed"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["objects_after"].as_u64().unwrap() < report["objects_before"].as_u64().unwrap());
+    // Everything the live conversation reaches is still there.
+    for commit in &kept {
+        let restored = env.json(&["snapshot", "restore", "a", "c", commit, "--dry-run"]);
+        assert_eq!(restored["snapshot"], commit.as_str());
+    }
+    env.ok(&["snapshot", "restore", "a", "c", &kept[0], "--force"]);
+    assert_eq!(
+        std::fs::read(ws.join("data.bin")).unwrap(),
+        vec![0u8; 200_000]
+    );
+    // Once what the restore wrote is packed too, gc has nothing left to
+    // free: the store does not grow while the content does not change.
+    env.json(&["gc"]);
+    for _ in 0..3 {
+        env.ok(&["snapshot", "take", "a", "c"]);
+        env.json(&["gc"]);
+    }
+    let steady = env.json(&["gc"]);
+    assert_eq!(steady["bytes_freed"], 0, "{steady}");
+}
+
+#[test]
+fn a_snapshot_killed_half_way_leaves_no_dangling_event() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    for dir in 0..20 {
+        let dir = ws.join(format!("d{dir}"));
+        std::fs::create_dir(&dir).unwrap();
+        for file in 0..50 {
+            std::fs::write(
+                dir.join(format!("f{file}.txt")),
+                format!("{dir:?} {file} {}", "x".repeat(2000)),
+            )
+            .unwrap();
+        }
+    }
+    for round in 0..8u64 {
+        std::fs::write(
+            ws.join(format!("d{round}/f0.txt")),
+            format!("round {round}"),
+        )
+        .unwrap();
+        let mut child = env
+            .command(&["snapshot", "take", "a", "c"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(round * 7 % 40));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Every snapshot any event names is whole: materialising the last one
+    // reads every object, and every recorded one can be diffed.
+    let snapshots = env.json(&["snapshot", "list", "a", "c"]);
+    for snapshot in snapshots["snapshots"].as_array().unwrap() {
+        let commit = snapshot["commit"].as_str().unwrap();
+        env.ok(&["snapshot", "diff", "a", "c", "--from", commit]);
+    }
+    let (last, _) = setup.take();
+    let copy = env.dir().join("copy");
+    env.ok(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--at",
+        &last,
+        "--slug",
+        "f",
+        "--workspace",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(tree(&copy), tree(ws));
+}
