@@ -39,6 +39,18 @@ fn invalid(message: impl Into<String>) -> ErrorObject {
     simple_error(ErrorCode::InvalidParams, message)
 }
 
+/// The result of an append: the events and the new head.
+fn appended_result(appended: &[exo_core::Event]) -> Handled {
+    let head = appended
+        .last()
+        .map(|event| event.id)
+        .expect("a non-empty batch was appended");
+    reply(AppendResult {
+        events: convert::events(appended),
+        head,
+    })
+}
+
 /// Parses caller events (`conversation append` lines).
 fn input_events(values: Vec<Value>) -> Result<Vec<EventData>, ErrorObject> {
     if values.is_empty() {
@@ -215,14 +227,7 @@ impl Service {
                     events,
                     params.expected_head,
                 ))?;
-                let head = appended
-                    .last()
-                    .map(|event| event.id)
-                    .expect("a non-empty batch was appended");
-                reply(AppendResult {
-                    events: convert::events(&appended),
-                    head,
-                })
+                appended_result(&appended)
             }
 
             TurnBegin::NAME => {
@@ -271,14 +276,7 @@ impl Service {
                 let events = input_events(params.events)?;
                 let appended =
                     checked(store.append_to_turn(params.turn, events, params.expected_head))?;
-                let head = appended
-                    .last()
-                    .map(|event| event.id)
-                    .expect("a non-empty batch was appended");
-                reply(AppendResult {
-                    events: convert::events(&appended),
-                    head,
-                })
+                appended_result(&appended)
             }
             TurnFinish::NAME => {
                 let params = parse::<TurnFinish>(params)?;
