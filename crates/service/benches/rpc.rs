@@ -990,6 +990,57 @@ fn bench_turns(
     Ok((turns.stats(), fsyncs.stats()))
 }
 
+/// Fan-out latency of `events/watch`: three watchers on the socket, one
+/// writer appending one event at a time. A sample is the time from sending
+/// the append to the last of the three watchers reading its notification,
+/// so it bounds commit-to-delivery from above (it includes the commit's
+/// fsync, which the reference column, a paired fsync, shows). Every
+/// watcher must see every event, in order.
+fn bench_watch(
+    socket: &Path,
+    writer: &mut Client,
+    probe: &mut FsyncProbe,
+    plan: &Plan,
+) -> BenchResult<(Stats, Stats)> {
+    let head = writer.call(
+        "conversation/get",
+        json!({"agent": AGENT, "conversation": CONVERSATION}),
+    )?["head"]
+        .clone();
+    let mut watchers = Vec::new();
+    for _ in 0..3 {
+        let mut watcher = Client::socket(socket)?;
+        watcher.call(
+            "events/watch",
+            json!({"agent": AGENT, "conversation": CONVERSATION, "after": head}),
+        )?;
+        watchers.push(watcher);
+    }
+    let warmup = plan.warmup.clamp(1, 10);
+    let (mut delivered, mut fsyncs) = (Series::new(warmup), Series::new(warmup));
+    for n in 0..warmup + plan.turns {
+        fsyncs.push(probe.fsync()?);
+        let event = json!({"kind": "custom", "type": "bench.watch", "payload": {"n": n}});
+        let start = Instant::now();
+        let appended = writer.call(
+            "conversation/append",
+            json!({"agent": AGENT, "conversation": CONVERSATION, "events": [event]}),
+        )?;
+        let id = appended["head"].clone();
+        let mut last = Duration::ZERO;
+        for watcher in &mut watchers {
+            watcher.read_line()?;
+            let notification: Value = serde_json::from_slice(&watcher.line)?;
+            if notification["params"]["events"][0]["id"] != id {
+                return Err(format!("a watcher saw {notification} instead of {id}").into());
+            }
+            last = last.max(start.elapsed());
+        }
+        delivered.push(last);
+    }
+    Ok((delivered.stats(), fsyncs.stats()))
+}
+
 // ------------------------------------------------------------------ main
 
 fn main() -> BenchResult<()> {
@@ -1068,6 +1119,19 @@ fn main() -> BenchResult<()> {
         "socket.turn_begin",
         "socket turn/begin (durable)",
         turns,
+        "fsync",
+        None,
+    );
+
+    eprintln!(
+        "socket: events/watch fan-out to 3 watchers ({} events)",
+        plan.turns
+    );
+    let watch = bench_watch(&socket, &mut exo_client, &mut probe, &plan)?;
+    report.latency(
+        "socket.watch",
+        "append to 3 watchers notified",
+        watch,
         "fsync",
         None,
     );
