@@ -1,0 +1,279 @@
+//! The scripted model: no network, it replays a JSON script of responses,
+//! one per model call, in order. It is for tests and the offline demo, and
+//! ignores the request entirely (model name, history and tools alike).
+//!
+//! # Format
+//!
+//! ```json
+//! {
+//!   "chunk_size": 8,
+//!   "delay_ms": 0,
+//!   "responses": [
+//!     {"text": "Let me look.", "tool_calls": [{"name": "shell", "arguments": {"command": "ls"}}]},
+//!     {"reasoning": "The listing shows...", "text": "There are two files.",
+//!      "usage": {"input_tokens": 120, "output_tokens": 9}},
+//!     {"error": {"status": 429, "message": "slow down"}}
+//!   ]
+//! }
+//! ```
+//!
+//! Top level:
+//!
+//! - `responses` (required): the answers, the first for the first call.
+//! - `chunk_size` (optional): stream text and reasoning in deltas of this
+//!   many characters; without it each is one delta.
+//! - `delay_ms` (optional): a pause before each delta, so the offline demo
+//!   looks alive; cancellation cuts it short.
+//!
+//! Each response:
+//!
+//! - `text`, `reasoning` (optional strings): streamed as [`Delta::Text`] and
+//!   [`Delta::Reasoning`], reasoning first.
+//! - `tool_calls` (optional): `{"name", "arguments"?, "call_id"?}`, each
+//!   announced with [`Delta::ToolCall`] after the text. `arguments` is any
+//!   JSON (default `{}`); `call_id` defaults to `call_<response>_<call>`,
+//!   both counted from 1.
+//! - `usage` (optional): `{"input_tokens", "output_tokens",
+//!   "cached_input_tokens"?}`.
+//! - `stop` (optional): `end_turn`, `tool_use`, `max_tokens` or any word;
+//!   default `tool_use` when there are tool calls, else `end_turn`.
+//! - `chunk_size`, `delay_ms` (optional): override the top level's.
+//! - `error` (optional): `{"status"?, "kind"?, "message"}`: the call fails,
+//!   with [`Error::Http`] when `status` is given, else [`Error::Provider`]
+//!   (kind default `scripted`). Nothing streams.
+//!
+//! Unknown fields are refused, so a typo fails when the client is built. A
+//! call after the last response fails with [`Error::ScriptExhausted`]; the
+//! responses are not reused. Clones of a [`crate::Client`] share their
+//! place in the script.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Delta, Error, Partial, Response, ScriptSource, Stop, ToolCallOut, Usage};
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Script {
+    responses: Vec<ScriptedResponse>,
+    #[serde(default)]
+    chunk_size: Option<usize>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ScriptedResponse {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ScriptedCall>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    stop: Option<String>,
+    #[serde(default)]
+    chunk_size: Option<usize>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    error: Option<ScriptedError>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ScriptedCall {
+    name: String,
+    #[serde(default = "empty_object")]
+    arguments: Value,
+    #[serde(default)]
+    call_id: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ScriptedError {
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    kind: Option<String>,
+    message: String,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// A loaded script and the place reached in it.
+#[derive(Clone, Debug)]
+pub(crate) struct Player {
+    script: Arc<Script>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Player {
+    /// Loads and checks a script.
+    pub(crate) fn load(source: &ScriptSource) -> Result<Player, Error> {
+        let script: Script = match source {
+            ScriptSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    Error::Config(format!("cannot read script {}: {err}", path.display()))
+                })?;
+                serde_json::from_str(&text).map_err(|err| {
+                    Error::Config(format!("invalid script {}: {err}", path.display()))
+                })?
+            }
+            ScriptSource::Inline(value) => Script::deserialize(value)
+                .map_err(|err| Error::Config(format!("invalid script: {err}")))?,
+        };
+        if script.chunk_size == Some(0) || script.responses.iter().any(|r| r.chunk_size == Some(0))
+        {
+            return Err(Error::Config(
+                "invalid script: chunk_size must be at least 1".into(),
+            ));
+        }
+        Ok(Player {
+            script: Arc::new(script),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// How many responses the script has.
+    pub(crate) fn len(&self) -> usize {
+        self.script.responses.len()
+    }
+
+    /// Plays the next response.
+    pub(crate) async fn play(
+        &self,
+        cancel: &CancellationToken,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<Response, Error> {
+        let index = self.next.fetch_add(1, Ordering::SeqCst);
+        let Some(response) = self.script.responses.get(index) else {
+            return Err(Error::ScriptExhausted {
+                responses: self.len(),
+            });
+        };
+        if let Some(error) = &response.error {
+            return Err(match error.status {
+                Some(status) => Error::Http {
+                    status,
+                    message: error.message.clone(),
+                },
+                None => Error::Provider {
+                    kind: error.kind.clone().unwrap_or_else(|| "scripted".into()),
+                    message: error.message.clone(),
+                },
+            });
+        }
+        let chunk_size = response.chunk_size.or(self.script.chunk_size);
+        let delay = Duration::from_millis(response.delay_ms.or(self.script.delay_ms).unwrap_or(0));
+        let mut partial = Partial::default();
+        let mut deltas: Vec<Delta> = Vec::new();
+        if let Some(reasoning) = &response.reasoning {
+            deltas.extend(chunks(reasoning, chunk_size).map(Delta::Reasoning));
+        }
+        deltas.extend(chunks(&response.text, chunk_size).map(Delta::Text));
+        let calls: Vec<ToolCallOut> = response
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(call_index, call)| ToolCallOut {
+                call_id: call
+                    .call_id
+                    .clone()
+                    .unwrap_or_else(|| format!("call_{}_{}", index + 1, call_index + 1)),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            })
+            .collect();
+        deltas.extend(calls.iter().map(|call| Delta::ToolCall {
+            call_id: call.call_id.clone(),
+            name: call.name.clone(),
+        }));
+        let mut announced = 0;
+        for delta in deltas {
+            if !delay.is_zero() {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            if cancel.is_cancelled() {
+                partial.tool_calls = calls[..announced].to_vec();
+                return Ok(partial.into_response(Stop::Cancelled));
+            }
+            match delta {
+                Delta::Text(text) => partial.text(&text, on_delta),
+                Delta::Reasoning(text) => partial.reasoning(&text, on_delta),
+                call @ Delta::ToolCall { .. } => {
+                    announced += 1;
+                    on_delta(call);
+                }
+            }
+        }
+        partial.tool_calls = calls;
+        partial.usage = response.usage.clone();
+        let stop = match response.stop.as_deref() {
+            None if partial.tool_calls.is_empty() => Stop::EndTurn,
+            None => Stop::ToolUse,
+            Some("end_turn") => Stop::EndTurn,
+            Some("tool_use") => Stop::ToolUse,
+            Some("max_tokens") => Stop::MaxTokens,
+            Some(other) => Stop::Other(other.to_string()),
+        };
+        Ok(partial.into_response(stop))
+    }
+}
+
+/// `text` in pieces of `size` characters (never splitting one), or whole.
+fn chunks(text: &str, size: Option<usize>) -> impl Iterator<Item = String> + '_ {
+    let size = size.unwrap_or(usize::MAX).max(1);
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest
+            .char_indices()
+            .nth(size)
+            .map_or(rest.len(), |(at, _)| at);
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_by_characters() {
+        assert_eq!(
+            chunks("héllo wörld", Some(4)).collect::<Vec<_>>(),
+            ["héll", "o wö", "rld"]
+        );
+        assert_eq!(chunks("abc", None).collect::<Vec<_>>(), ["abc"]);
+        assert_eq!(chunks("", Some(2)).count(), 0);
+    }
+
+    #[test]
+    fn unknown_fields_and_zero_chunks_are_refused() {
+        let typo = serde_json::json!({"responses": [{"txt": "hi"}]});
+        let err = Player::load(&ScriptSource::Inline(typo)).unwrap_err();
+        assert!(err.to_string().contains("unknown field `txt`"), "{err}");
+        let zero = serde_json::json!({"chunk_size": 0, "responses": []});
+        assert!(Player::load(&ScriptSource::Inline(zero)).is_err());
+    }
+}
