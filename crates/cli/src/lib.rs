@@ -956,8 +956,9 @@ fn restore_summary(result: &RestoreResult) -> String {
     if let Some(safety) = &result.safety {
         if let exo_core::EventData::WorkspaceSnapshot { commit, .. } = &safety.data {
             lines.push(format!(
-                "safety snapshot {} (restore it to undo)",
-                render::short(commit)
+                "safety snapshot {} is event {}: restore it (after a rewind: rewind back to it) to undo",
+                render::short(commit),
+                safety.id
             ));
         }
     }
