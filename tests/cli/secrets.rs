@@ -79,6 +79,18 @@ fn env_argument_that_looks_like_a_key_is_refused_without_echo() {
             run.stderr
         );
     }
+    // A value typed as an argument is refused, never echoed.
+    let stray = env.run_with(
+        &["secret", "set", "openai", "sk-live-typed-by-mistake"],
+        b"",
+        &[("EXO_ENCRYPTION_KEY", KEY_A)],
+    );
+    crate::util::assert_one_line_failure(&stray, &["secret", "set"]);
+    assert!(
+        !stray.stderr.contains("sk-live-typed-by-mistake"),
+        "{}",
+        stray.stderr
+    );
     let unset = env.run_with(
         &["secret", "set", "openai", "--env", "NOT_SET_ANYWHERE"],
         b"",

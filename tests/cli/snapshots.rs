@@ -148,6 +148,9 @@ fn the_users_edits_are_never_clobbered() {
         ws,
         "echo 'my own work' > mine.txt && echo 'user edit' >> file.txt",
     );
+    // Looking at the edit (a diff against the disk snapshots it without
+    // recording it) does not make it fair game.
+    env.ok(&["snapshot", "diff", "a", "c", "--diff"]);
     let head_before = env.json(&["conversation", "show", "a", "c"])["head"].clone();
     let err = env.fails(&["conversation", "rewind", "a", "c", "--to", &first]);
     assert!(
@@ -237,6 +240,41 @@ fn rewind_without_files_and_only_differing_paths_written() {
     let (env, ws) = (&setup.env, &setup.workspace);
     sh(ws, "echo a > a && echo b > b && echo c > c");
     let (first, _) = setup.take();
+    sh(ws, "echo changed > b");
+    setup.take();
+    // A rewind with files honours --expected-head (checked before any
+    // file is touched) and still restores the files.
+    let head = env.json(&["conversation", "show", "a", "c"])["head"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = env.fails(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--expected-head",
+        &first,
+    ]);
+    assert!(err.contains("conflict"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("b")).unwrap(),
+        "changed\n",
+        "a refused rewind touches no file"
+    );
+    env.ok(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--expected-head",
+        &head,
+    ]);
+    assert_eq!(std::fs::read_to_string(ws.join("b")).unwrap(), "b\n");
     sh(ws, "echo changed > b");
     setup.take();
     let untouched = std::fs::metadata(ws.join("a")).unwrap();
@@ -461,6 +499,23 @@ fn gc_frees_what_no_conversation_reaches() {
     }
     let steady = env.json(&["gc"]);
     assert_eq!(steady["bytes_freed"], 0, "{steady}");
+    // A workspace that is gone does not stop gc for the others.
+    let gone = env.dir().join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "Gone",
+        "--slug",
+        "gone",
+        "--workspace",
+        gone.to_str().unwrap(),
+    ]);
+    std::fs::write(gone.join("x"), "x").unwrap();
+    env.ok(&["snapshot", "take", "a", "gone"]);
+    std::fs::remove_dir_all(&gone).unwrap();
+    env.json(&["gc"]);
 }
 
 #[test]

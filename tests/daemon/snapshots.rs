@@ -191,3 +191,49 @@ fn the_daemon_watcher_makes_snapshots_incremental_and_exact() {
     assert_eq!(error["code"], -32602);
     assert!(error["message"].as_str().unwrap().contains("no workspace"));
 }
+
+#[test]
+fn gc_racing_snapshots_never_drops_a_recorded_one() {
+    let root = Root::new();
+    let workspace = root.dir.path().join("ws");
+    std::fs::create_dir(&workspace).unwrap();
+    let daemon = root.daemon();
+    let mut setup = daemon.connect();
+    setup.ok("agent/create", json!({"name": "A", "slug": "a"}));
+    setup.ok(
+        "conversation/create",
+        json!({"agent": "a", "name": "C", "slug": "c", "workspace": workspace}),
+    );
+    let snapshots = {
+        let mut conn = daemon.connect();
+        let workspace = workspace.clone();
+        std::thread::spawn(move || {
+            for n in 0..30 {
+                std::fs::write(workspace.join("file.txt"), format!("content {n}")).unwrap();
+                conn.ok("snapshot/take", json!({"agent": "a", "conversation": "c"}));
+            }
+        })
+    };
+    let collector = {
+        let mut conn = daemon.connect();
+        std::thread::spawn(move || {
+            for _ in 0..30 {
+                conn.ok("gc", json!({}));
+            }
+        })
+    };
+    snapshots.join().unwrap();
+    collector.join().unwrap();
+    // Every snapshot an event names is still whole, and gc still succeeds.
+    let listed = setup.ok(
+        "snapshot/list",
+        json!({"agent": "a", "conversation": "c", "limit": 100}),
+    );
+    for snapshot in listed["snapshots"].as_array().unwrap() {
+        setup.ok(
+            "snapshot/diff",
+            json!({"agent": "a", "conversation": "c", "from": snapshot["commit"]}),
+        );
+    }
+    setup.ok("gc", json!({}));
+}

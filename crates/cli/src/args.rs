@@ -312,6 +312,10 @@ pub enum SecretCommand {
     Set {
         /// The secret's name.
         name: String,
+        /// Catches a value typed as an argument, so that it is refused
+        /// without being echoed.
+        #[arg(hide = true)]
+        stray: Option<String>,
         /// Read the value from this environment variable (its name, e.g.
         /// OPENAI_API_KEY).
         #[arg(long, value_name = "VAR", conflicts_with = "value")]

@@ -584,11 +584,15 @@ fn secret(backend: &mut Backend, out: &Out, command: SecretCommand) -> Result<()
     match command {
         SecretCommand::Set {
             name,
+            stray,
             env,
             value,
             kind,
             scope,
         } => {
+            if stray.is_some() {
+                bail!("secret values are not taken as arguments: use --env VAR, --value V or stdin; the argument was not stored or echoed");
+            }
             if let Some(var) = &env {
                 if looks_like_secret(var) {
                     bail!("--env takes the NAME of an environment variable (like OPENAI_API_KEY), and this argument looks like a secret value; it was not stored or echoed");

@@ -173,22 +173,39 @@ impl Key {
                         .create(dir)
                         .map_err(io)?;
                 }
-                let mut file = match fs::OpenOptions::new()
+                // Written whole to a private temporary file, made durable,
+                // then linked into place: another process sees either no
+                // key file or a complete one, never an empty one.
+                let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+                let text = Zeroizing::new(format!("{}\n", hex::encode(key.0.as_ref())));
+                let written = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .open(path)
-                {
-                    Ok(file) => file,
+                    .open(&temporary)
+                    .and_then(|mut file| {
+                        file.write_all(text.as_bytes())?;
+                        file.sync_all()
+                    });
+                if let Err(err) = written {
+                    let _ = fs::remove_file(&temporary);
+                    return Err(io(err));
+                }
+                let linked = fs::hard_link(&temporary, path);
+                let _ = fs::remove_file(&temporary);
+                match linked {
+                    Ok(()) => {}
                     // Another process created it first: use theirs.
                     Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                         return Key::load_file(path, false);
                     }
                     Err(err) => return Err(io(err)),
-                };
-                let text = Zeroizing::new(format!("{}\n", hex::encode(key.0.as_ref())));
-                file.write_all(text.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
+                }
+                if let Some(dir) = path.parent() {
+                    fs::File::open(dir)
+                        .and_then(|dir| dir.sync_all())
+                        .map_err(io)?;
+                }
                 Ok(Some((key, KeySource::CreatedFile(path.to_path_buf()))))
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -252,14 +252,18 @@ impl Service {
                         conversation.slug
                     ))));
                 }
-                let extra =
-                    self.turn_snapshot(&conversation, exo_core::SnapshotReason::TurnStart)?;
-                let handle = checked(store.begin_turn_with(
-                    &params.agent,
-                    &params.conversation,
-                    input,
-                    extra,
-                ))?;
+                let handle = self.with_turn_snapshot(
+                    &conversation,
+                    exo_core::SnapshotReason::TurnStart,
+                    |extra| {
+                        checked(store.begin_turn_with(
+                            &params.agent,
+                            &params.conversation,
+                            input,
+                            extra,
+                        ))
+                    },
+                )?;
                 connection
                     .turns
                     .lock()
@@ -281,15 +285,22 @@ impl Service {
             TurnFinish::NAME => {
                 let params = parse::<TurnFinish>(params)?;
                 let record = checked(store.turn(params.turn))?;
-                let extra = match record.status {
+                let status = match record.status {
                     // Already ended: finish is idempotent and records nothing.
-                    Some(_) => Vec::new(),
+                    Some(_) => {
+                        checked(store.finish_turn_with(params.turn, params.status, Vec::new()))?
+                    }
                     None => {
                         let conversation = checked(store.conversation_by_id(record.conversation))?;
-                        self.turn_snapshot(&conversation, exo_core::SnapshotReason::TurnEnd)?
+                        self.with_turn_snapshot(
+                            &conversation,
+                            exo_core::SnapshotReason::TurnEnd,
+                            |extra| {
+                                checked(store.finish_turn_with(params.turn, params.status, extra))
+                            },
+                        )?
                     }
                 };
-                let status = checked(store.finish_turn_with(params.turn, params.status, extra))?;
                 connection
                     .turns
                     .lock()

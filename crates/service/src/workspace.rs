@@ -135,14 +135,17 @@ impl Workspaces {
         }
     }
 
-    /// Snapshots a workspace now: the event to record, and whether every
-    /// file was examined. The snapshot's objects are durable when this
-    /// returns.
-    pub fn take(
+    /// Snapshots a workspace now and hands `record` the event to record
+    /// (and whether every file was examined). `record` runs while the
+    /// shadow is still locked, so `gc` (which reads what to keep under the
+    /// same lock) can never drop a snapshot whose event is being recorded.
+    /// The snapshot's objects are durable before `record` runs.
+    pub fn take<T>(
         &self,
         workspace: &str,
         reason: SnapshotReason,
-    ) -> Result<(EventData, bool), ErrorObject> {
+        record: impl FnOnce(EventData, bool) -> Result<T, ErrorObject>,
+    ) -> Result<T, ErrorObject> {
         self.with(Path::new(workspace), |shadow, watcher| {
             let hint = Workspaces::hint(watcher);
             let snapshot = shadow.snapshot(hint).map_err(snapshot_error)?;
@@ -153,7 +156,7 @@ impl Workspaces {
                 reason,
                 &snapshot,
             );
-            Ok((data, snapshot.full_scan))
+            record(data, snapshot.full_scan)
         })
     }
 
@@ -225,9 +228,10 @@ impl Workspaces {
         })
     }
 
-    /// Removes what no live conversation reaches, shadow by shadow.
+    /// Removes what no live conversation reaches, shadow by shadow. What
+    /// to keep is read under each shadow's lock, after any snapshot being
+    /// taken there has been recorded.
     pub fn gc(&self, store: &Store) -> Result<exo_protocol::methods::GcResult, ErrorObject> {
-        let reachable = store.reachable_snapshots().map_err(store_error)?;
         let workspaces = store.snapshot_workspaces().map_err(store_error)?;
         let mut result = exo_protocol::methods::GcResult {
             workspaces: 0,
@@ -236,15 +240,25 @@ impl Workspaces {
             bytes_freed: 0,
         };
         for workspace in workspaces {
-            let keep: Vec<String> = reachable
-                .iter()
-                .filter(|(w, _)| *w == workspace)
-                .map(|(_, commit)| commit.clone())
-                .collect();
-            if !Path::new(&workspace).is_dir() && keep.is_empty() {
+            if !Path::new(&workspace).is_dir() {
+                tracing::warn!(%workspace, "workspace is gone; its snapshots are left as they are");
                 continue;
             }
             let report = self.with(Path::new(&workspace), |shadow, _| {
+                let reachable = store.reachable_snapshots().map_err(store_error)?;
+                // Also the newest snapshot recorded for the workspace, even
+                // by a deleted conversation: it is what exo last knew the
+                // files to be, the baseline of every restore's conflict check.
+                let latest = store
+                    .latest_workspace_snapshot(&workspace)
+                    .map_err(store_error)?;
+                let keep: Vec<String> = reachable
+                    .into_iter()
+                    .filter(|(w, _)| *w == workspace)
+                    .map(|(_, commit)| commit)
+                    .chain(latest)
+                    .filter(|commit| shadow.contains(commit))
+                    .collect();
                 shadow.gc(&keep).map_err(snapshot_error)
             })?;
             result.workspaces += 1;
@@ -274,9 +288,15 @@ impl Workspaces {
         record_restore: bool,
     ) -> Result<exo_protocol::methods::RestoreResult, ErrorObject> {
         let (agent, conv) = (conversation.agent.to_string(), conversation.id.to_string());
+        // The newest snapshot recorded for this workspace is what exo last
+        // knew the files to be; anything else on disk is someone else's
+        // work. (Not the shadow's own last snapshot: a diff against the disk
+        // snapshots it without recording anything.)
+        let expected = store
+            .latest_workspace_snapshot(workspace)
+            .map_err(store_error)?;
         self.with(Path::new(workspace), |shadow, watcher| {
             let target_commit = target.commit.clone();
-            let expected = shadow.last();
             // A real restore refuses (listing the paths) if the workspace
             // changed since the latest snapshot exo knows of, unless forced;
             // a dry run reports those paths instead.
@@ -373,6 +393,21 @@ impl Workspaces {
             })
         })
     }
+}
+
+/// Added, modified (content or mode) and deleted counts of listed changes.
+fn counts_of(changes: &[PathChange]) -> (u64, u64, u64) {
+    let count = |names: &[&str]| {
+        changes
+            .iter()
+            .filter(|c| names.contains(&c.change.as_str()))
+            .count() as u64
+    };
+    (
+        count(&["added"]),
+        count(&["modified", "mode_changed"]),
+        count(&["deleted"]),
+    )
 }
 
 fn counts(changes: &[exo_snapshot::Change]) -> (u64, u64, u64) {
@@ -529,14 +564,20 @@ impl crate::Service {
 
     /// The turn-start snapshot to record with `turn/begin`, if the
     /// conversation has a workspace.
-    pub(crate) fn turn_snapshot(
+    ///
+    /// `record` gets the events to record with the turn (the snapshot, or
+    /// nothing without a workspace) and runs while the shadow is locked.
+    pub(crate) fn with_turn_snapshot<T>(
         &self,
         conversation: &Conversation,
         reason: SnapshotReason,
-    ) -> Result<Vec<EventData>, ErrorObject> {
+        record: impl FnOnce(Vec<EventData>) -> Result<T, ErrorObject>,
+    ) -> Result<T, ErrorObject> {
         match &conversation.workspace {
-            Some(workspace) => Ok(vec![self.workspaces().take(workspace, reason)?.0]),
-            None => Ok(Vec::new()),
+            Some(workspace) => self
+                .workspaces()
+                .take(workspace, reason, |data, _| record(vec![data])),
+            None => record(Vec::new()),
         }
     }
 
@@ -545,11 +586,15 @@ impl crate::Service {
         params: exo_protocol::ConversationRef,
     ) -> Result<exo_protocol::methods::SnapshotResult, ErrorObject> {
         let (conv, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
-        let (data, full_scan) = self.workspaces().take(&workspace, SnapshotReason::Manual)?;
-        let event = self
-            .store()
-            .record(&conv.agent.to_string(), &conv.id.to_string(), data)
-            .map_err(store_error)?;
+        let (event, full_scan) =
+            self.workspaces()
+                .take(&workspace, SnapshotReason::Manual, |data, full_scan| {
+                    let event = self
+                        .store()
+                        .record(&conv.agent.to_string(), &conv.id.to_string(), data)
+                        .map_err(store_error)?;
+                    Ok((event, full_scan))
+                })?;
         Ok(exo_protocol::methods::SnapshotResult {
             event: exo_protocol::Event::from(&event),
             full_scan,
@@ -699,15 +744,55 @@ impl crate::Service {
                 }
             }
         }
+        // The safety snapshot just recorded is the head now: the caller's
+        // expected head was checked before any file was touched, and a
+        // writer slipping in since still makes this a conflict.
+        let expected_head = match files.as_ref().and_then(|result| result.safety.as_ref()) {
+            Some(safety) => Some(safety.id),
+            None => params.expected_head,
+        };
         let outcome = store
             .rewind_with(
                 &params.agent,
                 &params.conversation,
                 params.to,
-                params.expected_head,
-                restored,
+                expected_head,
+                restored.clone(),
             )
             .map_err(store_error)?;
+        // After the `rewound` event, record what the files now match, so
+        // the log and the next restore's conflict check both know it.
+        if let (Some(workspace), Some(commit), Some(result)) =
+            (&conv.workspace, &restored, files.as_mut())
+        {
+            let tree = snapshot_at(store, &params.agent, &params.conversation, Some(params.to))?
+                .map(|(_, found)| found.tree)
+                .unwrap_or_default();
+            let (added, modified, deleted) = counts_of(&result.changes);
+            let data = EventData::WorkspaceSnapshot {
+                workspace: workspace.clone(),
+                commit: commit.clone(),
+                tree,
+                reason: SnapshotReason::Restore,
+                added,
+                modified,
+                deleted,
+                skipped: Vec::new(),
+            };
+            let event = store
+                .record(&params.agent, &params.conversation, data)
+                .map_err(store_error)?;
+            result.event = Some(exo_protocol::Event::from(&event));
+        }
+        let outcome = match &restored {
+            Some(_) => exo_store::RewindOutcome {
+                conversation: store
+                    .conversation_by_id(outcome.conversation.id)
+                    .map_err(store_error)?,
+                event: outcome.event,
+            },
+            None => outcome,
+        };
         Ok(exo_protocol::methods::RewindResult {
             conversation: crate::convert::conversation(&outcome.conversation),
             event: outcome.event.as_ref().map(exo_protocol::Event::from),
@@ -748,10 +833,12 @@ impl crate::Service {
             .fork(&params.agent, &params.conversation, options)
             .map_err(store_error)?;
         if let (Some(workspace), true) = (&fork.workspace, params.workspace.is_some()) {
-            let (data, _) = self.workspaces().take(workspace, SnapshotReason::Fork)?;
-            store
-                .record(&fork.agent.to_string(), &fork.id.to_string(), data)
-                .map_err(store_error)?;
+            self.workspaces()
+                .take(workspace, SnapshotReason::Fork, |data, _| {
+                    store
+                        .record(&fork.agent.to_string(), &fork.id.to_string(), data)
+                        .map_err(store_error)
+                })?;
         }
         let fork = store.conversation_by_id(fork.id).map_err(store_error)?;
         Ok(crate::convert::conversation(&fork))

@@ -170,6 +170,9 @@ impl Inner {
     /// connection so that listeners see commits in order.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
+        // Events a panicking write left behind were rolled back with it:
+        // they must never reach the listener.
+        lock(&self.pending).clear();
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = f(&tx)?;

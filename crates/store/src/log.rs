@@ -743,6 +743,24 @@ impl Store {
         })
     }
 
+    /// The commit of the newest `workspace_snapshot` recorded for
+    /// `workspace`, by any conversation, on any branch: what exo last knew
+    /// the files to be. A restore refuses to overwrite anything that
+    /// differs from it.
+    pub fn latest_workspace_snapshot(&self, workspace: &str) -> Result<Option<String>> {
+        self.inner.read(|tx| {
+            let mut statement = tx.prepare_cached(
+                "SELECT json_extract(body, '$.commit') FROM events
+                 WHERE kind = 'workspace_snapshot' AND json_extract(body, '$.workspace') = ?1
+                 ORDER BY rowid DESC LIMIT 1",
+            )?;
+            Ok(statement
+                .query_row([workspace], |row| row.get::<_, Option<String>>(0))
+                .optional()?
+                .flatten())
+        })
+    }
+
     /// Every workspace that has ever been snapshotted in this store.
     pub fn snapshot_workspaces(&self) -> Result<Vec<String>> {
         self.inner.read(|tx| {

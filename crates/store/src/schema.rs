@@ -82,6 +82,8 @@ CREATE TABLE events (
 CREATE INDEX events_kind ON events(branch, kind, seq);
 CREATE INDEX events_session ON events(session, branch, seq) WHERE session IS NOT NULL;
 CREATE INDEX events_turn ON events(turn, branch, seq) WHERE turn IS NOT NULL;
+-- The newest workspace snapshot recorded for a workspace, in commit order.
+CREATE INDEX events_workspace_snapshots ON events(rowid) WHERE kind = 'workspace_snapshot';
 
 -- Values that resolve as of a conversation's head (artifact versions,
 -- conversation-scoped secrets and bindings): derived from the events that
