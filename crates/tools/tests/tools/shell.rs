@@ -263,7 +263,10 @@ async fn a_process_that_left_the_group_does_not_hold_the_call() {
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    assert!(has_setsid, "this test needs setsid (util-linux, essential on Debian)");
+    assert!(
+        has_setsid,
+        "this test needs setsid (util-linux, essential on Debian)"
+    );
     let started = Instant::now();
     // The escaped process keeps stdout open; the call returns after the
     // drain grace anyway, with what was written.
