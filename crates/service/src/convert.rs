@@ -24,7 +24,7 @@ pub fn conversation(conversation: &exo_store::Conversation) -> Conversation {
         slug: conversation.slug.clone(),
         name: conversation.name.clone(),
         head: conversation.head,
-        length: conversation.len(),
+        length: conversation.length(),
         forked_from: conversation
             .forked_from
             .map(|(conversation, event)| ForkedFrom {

@@ -366,7 +366,7 @@ impl Workspaces {
                 )
                 .map_err(snapshot_error)?;
             let listed = changes(&report.changes);
-            let (added, modified, deleted) = counts(&report.changes);
+            let (added, modified, deleted) = counts(&listed);
             let restored = if record_restore {
                 let data = EventData::WorkspaceSnapshot {
                     workspace: workspace.to_string(),
@@ -396,7 +396,7 @@ impl Workspaces {
 }
 
 /// Added, modified (content or mode) and deleted counts of listed changes.
-fn counts_of(changes: &[PathChange]) -> (u64, u64, u64) {
+fn counts(changes: &[PathChange]) -> (u64, u64, u64) {
     let count = |names: &[&str]| {
         changes
             .iter()
@@ -407,16 +407,6 @@ fn counts_of(changes: &[PathChange]) -> (u64, u64, u64) {
         count(&["added"]),
         count(&["modified", "mode_changed"]),
         count(&["deleted"]),
-    )
-}
-
-fn counts(changes: &[exo_snapshot::Change]) -> (u64, u64, u64) {
-    let count =
-        |kind: fn(&ChangeKind) -> bool| changes.iter().filter(|c| kind(&c.kind)).count() as u64;
-    (
-        count(|k| matches!(k, ChangeKind::Added)),
-        count(|k| matches!(k, ChangeKind::Modified | ChangeKind::ModeChanged)),
-        count(|k| matches!(k, ChangeKind::Deleted)),
     )
 }
 
@@ -768,7 +758,7 @@ impl crate::Service {
             let tree = snapshot_at(store, &params.agent, &params.conversation, Some(params.to))?
                 .map(|(_, found)| found.tree)
                 .unwrap_or_default();
-            let (added, modified, deleted) = counts_of(&result.changes);
+            let (added, modified, deleted) = counts(&result.changes);
             let data = EventData::WorkspaceSnapshot {
                 workspace: workspace.clone(),
                 commit: commit.clone(),

@@ -626,7 +626,7 @@ fn build_history(store: &Store, slug: &str, events: usize, plan: &Plan) -> Bench
         }
     }
     let conversation = store.conversation(AGENT, slug)?;
-    assert_eq!(conversation.len(), events as u64 + 1);
+    assert_eq!(conversation.length(), events as u64 + 1);
     assert_eq!(Some(conversation.head), head);
     Ok(History {
         slug: slug.to_string(),

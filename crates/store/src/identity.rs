@@ -71,13 +71,8 @@ pub struct Conversation {
 
 impl Conversation {
     /// How many events its history holds.
-    pub fn len(&self) -> u64 {
+    pub fn length(&self) -> u64 {
         (self.head_seq + 1) as u64
-    }
-
-    /// Never true: every history starts with `conversation_created`.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 

@@ -149,11 +149,6 @@ impl Store {
     pub fn set_commit_listener(&self, listener: Option<CommitListener>) {
         *lock(&self.inner.listener) = listener;
     }
-
-    /// The schema version of the open store.
-    pub fn schema_version(&self) -> i64 {
-        SCHEMA_VERSION
-    }
 }
 
 impl Inner {

@@ -274,7 +274,7 @@ impl Inner {
                 new.turn.as_ref().map(|t| t.as_bytes()),
                 body,
             ])?;
-            if let Some((ns, key, version, value)) = history_value(&new.data) {
+            if let Some((ns, key, version, value)) = implied_history_value(&new.data) {
                 insert_value.execute(params![ns, key, conv.branch, seq, version, value])?;
             }
             conv.head_seq = seq;
@@ -538,7 +538,9 @@ pub(crate) struct HistoryValue {
 }
 
 /// The `history_values` row an event implies, if any.
-fn history_value(data: &EventData) -> Option<(&'static str, String, Option<i64>, Option<String>)> {
+fn implied_history_value(
+    data: &EventData,
+) -> Option<(&'static str, String, Option<i64>, Option<String>)> {
     match data {
         EventData::ArtifactWritten {
             path,

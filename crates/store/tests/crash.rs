@@ -160,7 +160,7 @@ fn acknowledged_batches_survive_sigkill_and_no_batch_is_torn() {
         let events = history(&store, AGENT, CONV);
         let conv = store.conversation(AGENT, CONV).unwrap();
         assert_eq!(
-            conv.len(),
+            conv.length(),
             events.len() as u64,
             "the head's depth matches the history"
         );

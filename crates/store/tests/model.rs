@@ -286,7 +286,7 @@ fn check_conversation(store: &Store, model: &Model, conv: &ConvModel, page: Opti
     assert_eq!(row.id, conv.id);
     assert_eq!(row.head, conv.head(), "{}: head", conv.slug);
     assert_eq!(
-        row.len(),
+        row.length(),
         conv.history.len() as u64,
         "{}: length",
         conv.slug
@@ -472,7 +472,7 @@ fn run(ops: &[Op]) {
                 };
                 let fork = store.fork(AGENT, &source.slug, options).unwrap();
                 assert_eq!(fork.forked_from, Some((source.id, at)));
-                assert_eq!(fork.len(), prefix.len() as u64 + 1);
+                assert_eq!(fork.length(), prefix.len() as u64 + 1);
                 let marker = store.event(AGENT, &slug, fork.head).unwrap();
                 let data = EventData::Forked {
                     from_conversation: source.id,
@@ -656,7 +656,7 @@ fn rewind(store: &Store, model: &mut Model, c: usize, snapshot: Vec<EventId>) {
     assert_eq!(marker.data, data);
     assert_eq!(marker.conversation, conv.id);
     assert_eq!(outcome.conversation.head, marker.id);
-    assert_eq!(outcome.conversation.len(), snapshot.len() as u64 + 1);
+    assert_eq!(outcome.conversation.length(), snapshot.len() as u64 + 1);
     model.record(&marker, Some(data), None);
     let conv = &mut model.convs[c];
     let old = std::mem::replace(&mut conv.history, snapshot);

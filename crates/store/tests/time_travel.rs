@@ -73,7 +73,7 @@ fn fork_shares_events_with_their_ids_and_times() {
     );
     assert_eq!(marker.conversation, fork.id);
     assert_eq!(fork.head, marker.id);
-    assert_eq!(fork.len(), b.len() as u64);
+    assert_eq!(fork.length(), b.len() as u64);
     assert_eq!(fork.forked_from, Some((source.id, a.last().unwrap().id)));
     // Each shared event reads the same through either conversation.
     for event in &a {
@@ -220,7 +220,7 @@ fn rewind_records_the_move_and_redo_restores_the_abandoned_head() {
     );
     assert_eq!(&after[..3], &original[..3]);
     let conv = store.conversation(AGENT, "a").unwrap();
-    assert_eq!((conv.head, conv.len()), (rewound.id, 4));
+    assert_eq!((conv.head, conv.length()), (rewound.id, 4));
     // Nothing was deleted: the abandoned events are still readable.
     for event in &original[3..] {
         assert_eq!(&store.event(AGENT, "a", event.id).unwrap(), event);
