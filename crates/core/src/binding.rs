@@ -67,6 +67,10 @@ pub enum Provider {
     /// Anthropic Messages API.
     #[serde(rename = "anthropic")]
     Anthropic,
+    /// No network: replays a JSON script of responses, named by a
+    /// `file://` base URL. For tests and the offline demo.
+    #[serde(rename = "scripted")]
+    Scripted,
 }
 
 impl Provider {
@@ -76,15 +80,18 @@ impl Provider {
             Provider::OpenAi => "openai",
             Provider::OpenAiChat => "openai-chat",
             Provider::Anthropic => "anthropic",
+            Provider::Scripted => "scripted",
         }
     }
 
     /// The vendor's default base URL, following each vendor's SDK: the
-    /// OpenAI kinds include `/v1`, Anthropic is the bare host.
-    pub fn default_base_url(self) -> &'static str {
+    /// OpenAI kinds include `/v1`, Anthropic is the bare host. A scripted
+    /// model has none: its base URL names its script.
+    pub fn default_base_url(self) -> Option<&'static str> {
         match self {
-            Provider::OpenAi | Provider::OpenAiChat => "https://api.openai.com/v1",
-            Provider::Anthropic => "https://api.anthropic.com",
+            Provider::OpenAi | Provider::OpenAiChat => Some("https://api.openai.com/v1"),
+            Provider::Anthropic => Some("https://api.anthropic.com"),
+            Provider::Scripted => None,
         }
     }
 }
@@ -102,8 +109,9 @@ impl FromStr for Provider {
             "openai" => Ok(Provider::OpenAi),
             "openai-chat" => Ok(Provider::OpenAiChat),
             "anthropic" => Ok(Provider::Anthropic),
+            "scripted" => Ok(Provider::Scripted),
             _ => Err(ValidationError::new(format!(
-                "unknown provider {s:?}: expected openai, openai-chat or anthropic"
+                "unknown provider {s:?}: expected openai, openai-chat, anthropic or scripted"
             ))),
         }
     }
@@ -243,13 +251,16 @@ impl Binding {
             }
             Binding::Model {
                 name,
+                provider,
                 base_url,
                 upstream,
                 secret,
-                ..
             } => {
                 validate_name("model", name)?;
-                validate_url(base_url)?;
+                match provider {
+                    Provider::Scripted => validate_script_url(base_url)?,
+                    _ => validate_url(base_url)?,
+                }
                 if upstream.is_empty() || upstream.len() > 256 {
                     return Err(ValidationError::new(
                         "upstream model name must be 1-256 characters",
@@ -274,6 +285,16 @@ fn validate_url(url: &str) -> Result<(), ValidationError> {
         Err(ValidationError::new(format!(
             "invalid URL {url:?}: expected http:// or https://"
         )))
+    }
+}
+
+/// A scripted model's base URL: `file://` and an absolute path.
+fn validate_script_url(url: &str) -> Result<(), ValidationError> {
+    match url.strip_prefix("file://") {
+        Some(path) if path.starts_with('/') && url.len() <= 4096 => Ok(()),
+        _ => Err(ValidationError::new(format!(
+            "invalid script URL {url:?}: a scripted model's base URL is file:// and an absolute path"
+        ))),
     }
 }
 

@@ -38,16 +38,6 @@ impl Kind {
     }
 }
 
-impl From<Provider> for Kind {
-    fn from(provider: Provider) -> Kind {
-        match provider {
-            Provider::OpenAi => Kind::OpenAi,
-            Provider::OpenAiChat => Kind::OpenAiChat,
-            Provider::Anthropic => Kind::Anthropic,
-        }
-    }
-}
-
 /// Where a scripted model's script comes from.
 #[derive(Clone, PartialEq, Debug)]
 pub enum ScriptSource {
@@ -129,9 +119,26 @@ impl Endpoint {
         }
     }
 
-    /// An endpoint for a provider at its vendor's default base URL.
+    /// An endpoint for a provider at its vendor's default base URL (a
+    /// scripted provider has none: its script is empty).
     pub fn for_provider(provider: Provider) -> Endpoint {
-        Endpoint::new(provider.into(), provider.default_base_url())
+        Endpoint::for_binding(provider, provider.default_base_url().unwrap_or(""))
+    }
+
+    /// The endpoint a model binding names: the provider's wire API at
+    /// `base_url`. For [`Provider::Scripted`] the base URL is `file://`
+    /// and the script's absolute path.
+    pub fn for_binding(provider: Provider, base_url: &str) -> Endpoint {
+        let kind = match provider {
+            Provider::OpenAi => Kind::OpenAi,
+            Provider::OpenAiChat => Kind::OpenAiChat,
+            Provider::Anthropic => Kind::Anthropic,
+            Provider::Scripted => {
+                let path = base_url.strip_prefix("file://").unwrap_or(base_url);
+                return Endpoint::scripted(ScriptSource::File(PathBuf::from(path)));
+            }
+        };
+        Endpoint::new(kind, base_url)
     }
 
     /// A scripted endpoint.

@@ -454,13 +454,20 @@ impl Service {
             ModelRegister::NAME => {
                 let params = parse::<ModelRegister>(params)?;
                 let provider = params.provider.unwrap_or(exo_core::Provider::OpenAi);
+                let base_url = match (params.base_url, provider.default_base_url()) {
+                    (Some(url), _) => url,
+                    (None, Some(default)) => default.to_string(),
+                    (None, None) => {
+                        return Err(invalid(format!(
+                            "a {provider} model needs a base URL: file:// and the script's absolute path"
+                        )))
+                    }
+                };
                 let binding = Binding::Model {
                     upstream: params.upstream.unwrap_or_else(|| params.name.clone()),
                     name: params.name,
                     provider,
-                    base_url: params
-                        .base_url
-                        .unwrap_or_else(|| provider.default_base_url().to_string()),
+                    base_url,
                     secret: params.secret,
                 };
                 self.set_binding(&params.scope, binding)
