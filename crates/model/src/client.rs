@@ -16,7 +16,8 @@ use crate::{Delta, Endpoint, Error, Kind, Request, Response};
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// A model client for one [`Endpoint`]. Cheap to clone; clones share the
-/// connection pool (and a scripted model's place in its script).
+/// connection pool (a scripted model has no state to share: each call's
+/// history picks its response).
 #[derive(Clone)]
 pub struct Client {
     backend: Backend,
@@ -129,7 +130,7 @@ impl Client {
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Response, Error> {
         match &self.backend {
-            Backend::Scripted(player) => player.play(cancel, on_delta).await,
+            Backend::Scripted(player) => player.play(request, cancel, on_delta).await,
             Backend::Http(http) => {
                 let transport = &http.transport;
                 match http.wire {

@@ -41,10 +41,14 @@ pub enum Error {
         /// Its message, one line, truncated.
         message: String,
     },
-    /// The scripted model was called more times than its script has
-    /// responses.
-    #[error("scripted model: the script has {responses} responses and all are used")]
+    /// The scripted model was asked for a response past its script's last:
+    /// the request already holds as many model responses as the script has,
+    /// or more.
+    #[error("scripted model: response {wanted} wanted, but the script has {responses}")]
     ScriptExhausted {
+        /// The response the call needed, counted from 1: one more than the
+        /// model responses already in the request.
+        wanted: usize,
         /// How many responses the script has.
         responses: usize,
     },
@@ -231,9 +235,17 @@ mod tests {
             timeout.to_string(),
             "model API timed out: the stream sent nothing within 1.5s"
         );
-        assert!(!Error::ScriptExhausted { responses: 2 }.retryable());
+        assert!(!Error::ScriptExhausted {
+            wanted: 3,
+            responses: 2,
+        }
+        .retryable());
         assert_eq!(
-            Error::ScriptExhausted { responses: 2 }.code(),
+            Error::ScriptExhausted {
+                wanted: 3,
+                responses: 2,
+            }
+            .code(),
             "script_exhausted"
         );
     }

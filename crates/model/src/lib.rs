@@ -7,7 +7,8 @@
 //!   also spoken by OpenRouter, Ollama, vLLM and llama.cpp servers.
 //! - [`Kind::Anthropic`]: the Anthropic Messages API (`POST {base}/v1/messages`).
 //! - [`Kind::Scripted`]: no network; replays a JSON script of responses, for
-//!   tests and the offline demo (see [`scripted`]'s format section).
+//!   tests and the offline demo, answering each call by how many model
+//!   responses its history already holds (see [`scripted`]).
 //!
 //! A call takes the conversation as the model sees it ([`Request`]: a list
 //! of [`Item`]s, the tools and the instructions), streams the answer over

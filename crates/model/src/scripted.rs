@@ -1,6 +1,8 @@
-//! The scripted model: no network, it replays a JSON script of responses,
-//! one per model call, in order. It is for tests and the offline demo, and
-//! ignores the request entirely (model name, history and tools alike).
+//! The scripted model: no network, it replays a JSON script of responses.
+//! It is for tests and the offline demo. Which response answers a call
+//! depends only on the call's history (see "Choosing the response"), so a
+//! replay is the same in every process, and after a rewind or a fork the
+//! script carries on from that point of the history.
 //!
 //! # Format
 //!
@@ -19,7 +21,9 @@
 //!
 //! Top level:
 //!
-//! - `responses` (required): the answers, the first for the first call.
+//! - `responses` (required): the answers, in conversation order: the first
+//!   answers the conversation's first model call, the second the call after
+//!   one answer, and so on.
 //! - `chunk_size` (optional): stream text and reasoning in deltas of this
 //!   many characters; without it each is one delta.
 //! - `delay_ms` (optional): a pause before each delta, so the offline demo
@@ -42,12 +46,27 @@
 //!   with [`Error::Http`] when `status` is given, else [`Error::Provider`]
 //!   (kind default `scripted`). Nothing streams.
 //!
-//! Unknown fields are refused, so a typo fails when the client is built. A
-//! call after the last response fails with [`Error::ScriptExhausted`]; the
-//! responses are not reused. Clones of a [`crate::Client`] share their
-//! place in the script.
+//! Unknown fields are refused, so a typo fails when the client is built.
+//!
+//! # Choosing the response
+//!
+//! A call is answered by response `N` (counted from 0), where `N` is the
+//! number of model responses already in the request's
+//! [`items`](crate::Request::items). A model response is a run of
+//! consecutive assistant items: [`Item::Message`]s with [`Role::Assistant`]
+//! and [`Item::ToolCall`]s. Any other item (a user or system message, a
+//! tool result) ends a run. So the first call of a conversation gets the
+//! first response, the call after one answered round of tool calls the
+//! second, and so on.
+//!
+//! Nothing else of the request is read (not the model name, the tools or
+//! the instructions), and the client keeps no state: the same request
+//! always gets the same response, whichever process or [`crate::Client`]
+//! sends it. That includes an error response, which a retry meets again;
+//! the script moves on only when the history holds one more answer. A call
+//! whose `N` is past the last response fails with
+//! [`Error::ScriptExhausted`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +74,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Delta, Error, Partial, Response, ScriptSource, Stop, ToolCallOut, Usage};
+use crate::{
+    Delta, Error, Item, Partial, Request, Response, Role, ScriptSource, Stop, ToolCallOut, Usage,
+};
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -112,11 +133,11 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-/// A loaded script and the place reached in it.
+/// A loaded script. It holds no place in the script: each call's history
+/// says which response it gets.
 #[derive(Clone, Debug)]
 pub(crate) struct Player {
     script: Arc<Script>,
-    next: Arc<AtomicUsize>,
 }
 
 impl Player {
@@ -142,7 +163,6 @@ impl Player {
         }
         Ok(Player {
             script: Arc::new(script),
-            next: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -151,15 +171,17 @@ impl Player {
         self.script.responses.len()
     }
 
-    /// Plays the next response.
+    /// Plays the response for `request`'s place in the conversation.
     pub(crate) async fn play(
         &self,
+        request: &Request,
         cancel: &CancellationToken,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Response, Error> {
-        let index = self.next.fetch_add(1, Ordering::SeqCst);
+        let index = model_responses(&request.items);
         let Some(response) = self.script.responses.get(index) else {
             return Err(Error::ScriptExhausted {
+                wanted: index + 1,
                 responses: self.len(),
             });
         };
@@ -234,6 +256,27 @@ impl Player {
         };
         Ok(partial.into_response(stop))
     }
+}
+
+/// How many model responses `items` holds: the runs of consecutive
+/// assistant messages and tool calls, which any other item ends.
+fn model_responses(items: &[Item]) -> usize {
+    let mut responses = 0;
+    let mut in_response = false;
+    for item in items {
+        let from_model = matches!(
+            item,
+            Item::Message {
+                role: Role::Assistant,
+                ..
+            } | Item::ToolCall { .. }
+        );
+        if from_model && !in_response {
+            responses += 1;
+        }
+        in_response = from_model;
+    }
+    responses
 }
 
 /// `text` in pieces of `size` characters (never splitting one), or whole.

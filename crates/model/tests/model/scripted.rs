@@ -1,7 +1,9 @@
-//! The scripted model: replays a JSON script, offline.
+//! The scripted model: replays a JSON script, offline, answering each call
+//! by its place in the conversation.
 
 use exo_model::{
-    CancellationToken, Client, Delta, Endpoint, Error, ScriptSource, Stop, ToolCallOut, Usage,
+    CancellationToken, Client, Delta, Endpoint, Error, Item, Request, Role, ScriptSource, Stop,
+    ToolCallOut, Usage,
 };
 use serde_json::json;
 
@@ -12,8 +14,57 @@ fn scripted(script: serde_json::Value) -> Client {
     Client::new(Endpoint::scripted(ScriptSource::Inline(script))).unwrap()
 }
 
+/// A request with these items.
+fn request(items: Vec<Item>) -> Request {
+    Request {
+        model: "test-model".into(),
+        items,
+        ..Request::default()
+    }
+}
+
+fn user(text: &str) -> Item {
+    Item::text(Role::User, text)
+}
+
+fn system(text: &str) -> Item {
+    Item::text(Role::System, text)
+}
+
+fn assistant(text: &str) -> Item {
+    Item::text(Role::Assistant, text)
+}
+
+fn tool_call(call_id: &str) -> Item {
+    Item::ToolCall {
+        call_id: call_id.into(),
+        name: "shell".into(),
+        arguments: json!({"command": "ls"}),
+    }
+}
+
+fn tool_result(call_id: &str) -> Item {
+    Item::ToolResult {
+        call_id: call_id.into(),
+        output: "a.txt".into(),
+        is_error: false,
+    }
+}
+
+/// `hello_request` after `rounds` answered rounds of one tool call each.
+fn after_rounds(rounds: usize) -> Request {
+    let mut items = vec![user("Say hello.")];
+    for round in 1..=rounds {
+        let call_id = format!("call_{round}");
+        items.push(assistant("Let me look."));
+        items.push(tool_call(&call_id));
+        items.push(tool_result(&call_id));
+    }
+    request(items)
+}
+
 #[tokio::test]
-async fn replays_responses_in_order_then_runs_out() {
+async fn answers_by_place_in_the_conversation() {
     let client = scripted(json!({
         "chunk_size": 4,
         "responses": [
@@ -22,61 +73,71 @@ async fn replays_responses_in_order_then_runs_out() {
                 {"name": "read", "call_id": "mine"},
             ]},
             {"reasoning": "Two files.", "text": "Done ✓", "chunk_size": 100,
+             "tool_calls": [{"name": "shell"}],
              "usage": {"input_tokens": 120, "output_tokens": 9, "cached_input_tokens": 100}},
             {"text": "cut off", "stop": "max_tokens"},
         ],
     }));
     let cancel = CancellationToken::new();
-    let request = hello_request();
 
-    let (first, deltas) = call(&client, &request, &cancel).await;
-    assert_eq!(
-        deltas,
-        vec![
-            Delta::Text("Let ".into()),
-            Delta::Text("me l".into()),
-            Delta::Text("ook.".into()),
-            Delta::ToolCall {
-                call_id: "call_1_1".into(),
-                name: "shell".into()
-            },
-            Delta::ToolCall {
-                call_id: "mine".into(),
-                name: "read".into()
-            },
-        ]
-    );
-    let first = first.unwrap();
-    assert_eq!(first.text, "Let me look.");
-    assert_eq!(
-        first.tool_calls,
-        vec![
-            ToolCallOut {
-                call_id: "call_1_1".into(),
-                name: "shell".into(),
-                arguments: json!({"command": "ls"}),
-            },
-            ToolCallOut {
-                call_id: "mine".into(),
-                name: "read".into(),
-                arguments: json!({}),
-            },
-        ]
-    );
-    assert_eq!(first.stop, Stop::ToolUse);
-    assert_eq!(first.usage, None);
+    // The first call of a conversation gets the first response, and the
+    // same request again gets it again: the client keeps no place.
+    for _ in 0..2 {
+        let (first, deltas) = call(&client, &hello_request(), &cancel).await;
+        assert_eq!(
+            deltas,
+            vec![
+                Delta::Text("Let ".into()),
+                Delta::Text("me l".into()),
+                Delta::Text("ook.".into()),
+                Delta::ToolCall {
+                    call_id: "call_1_1".into(),
+                    name: "shell".into()
+                },
+                Delta::ToolCall {
+                    call_id: "mine".into(),
+                    name: "read".into()
+                },
+            ]
+        );
+        let first = first.unwrap();
+        assert_eq!(first.text, "Let me look.");
+        assert_eq!(
+            first.tool_calls,
+            vec![
+                ToolCallOut {
+                    call_id: "call_1_1".into(),
+                    name: "shell".into(),
+                    arguments: json!({"command": "ls"}),
+                },
+                ToolCallOut {
+                    call_id: "mine".into(),
+                    name: "read".into(),
+                    arguments: json!({}),
+                },
+            ]
+        );
+        assert_eq!(first.stop, Stop::ToolUse);
+        assert_eq!(first.usage, None);
+    }
 
-    let (second, deltas) = call(&client, &request, &cancel).await;
+    // After one answered round, the second; its default call ids count
+    // from its own number.
+    let (second, deltas) = call(&client, &after_rounds(1), &cancel).await;
     assert_eq!(
         deltas,
         vec![
             Delta::Reasoning("Two files.".into()),
-            Delta::Text("Done ✓".into())
+            Delta::Text("Done ✓".into()),
+            Delta::ToolCall {
+                call_id: "call_2_1".into(),
+                name: "shell".into()
+            },
         ]
     );
     let second = second.unwrap();
     assert_eq!(second.reasoning.as_deref(), Some("Two files."));
-    assert_eq!(second.stop, Stop::EndTurn);
+    assert_eq!(second.stop, Stop::ToolUse);
     assert_eq!(
         second.usage,
         Some(Usage {
@@ -86,19 +147,130 @@ async fn replays_responses_in_order_then_runs_out() {
         })
     );
 
-    // A clone shares the place in the script.
-    let (third, _) = call(&client.clone(), &request, &cancel).await;
-    assert_eq!(third.unwrap().stop, Stop::MaxTokens);
+    // After two, the third, from a fresh client as from a clone: a new
+    // process replaying the conversation gets the same answer.
+    for client in [
+        client.clone(),
+        scripted(json!({"responses": [{}, {}, {"stop": "max_tokens"}]})),
+    ] {
+        let (third, _) = call(&client, &after_rounds(2), &cancel).await;
+        assert_eq!(third.unwrap().stop, Stop::MaxTokens);
+    }
 
-    let (fourth, deltas) = call(&client, &request, &cancel).await;
-    let error = fourth.unwrap_err();
-    assert_eq!(error, Error::ScriptExhausted { responses: 3 });
+    // A rewind to an earlier point of the history picks up from there.
+    let (again, _) = call(&client, &after_rounds(1), &cancel).await;
+    assert_eq!(again.unwrap().text, "Done ✓");
+}
+
+#[tokio::test]
+async fn a_model_response_is_a_run_of_assistant_items() {
+    let client = scripted(json!({"responses": [
+        {"text": "r1"}, {"text": "r2"}, {"text": "r3"}, {"text": "r4"},
+    ]}));
+    let cancel = CancellationToken::new();
+    let cases: Vec<(&str, Vec<Item>, &str)> = vec![
+        ("no items", vec![], "r1"),
+        ("a user message", vec![user("hi")], "r1"),
+        (
+            "system and user messages",
+            vec![system("Be brief."), user("hi"), system("Really.")],
+            "r1",
+        ),
+        ("one answer", vec![user("hi"), assistant("hello")], "r2"),
+        (
+            "text and tool calls are one answer",
+            vec![
+                user("hi"),
+                assistant("Looking."),
+                tool_call("a"),
+                tool_call("b"),
+                tool_result("a"),
+                tool_result("b"),
+            ],
+            "r2",
+        ),
+        (
+            "consecutive assistant messages are one answer",
+            vec![user("hi"), assistant("one"), assistant("two")],
+            "r2",
+        ),
+        (
+            "a user message between assistant messages",
+            vec![
+                user("hi"),
+                assistant("hello"),
+                user("and?"),
+                assistant("and so"),
+            ],
+            "r3",
+        ),
+        (
+            "tool results separate runs of tool calls",
+            vec![
+                user("hi"),
+                tool_call("a"),
+                tool_result("a"),
+                tool_call("b"),
+                tool_result("b"),
+                tool_call("c"),
+                tool_result("c"),
+            ],
+            "r4",
+        ),
+        (
+            "a system message separates assistant messages",
+            vec![assistant("one"), system("note"), assistant("two")],
+            "r3",
+        ),
+    ];
+    for (case, items, expected) in cases {
+        let (result, _) = call(&client, &request(items), &cancel).await;
+        assert_eq!(result.unwrap().text, expected, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn runs_out_after_the_last_response() {
+    let client = scripted(json!({"responses": [{"text": "one"}, {"text": "two"}]}));
+    let cancel = CancellationToken::new();
+    let (result, _) = call(&client, &after_rounds(1), &cancel).await;
+    assert_eq!(result.unwrap().text, "two");
+
+    let (result, deltas) = call(&client, &after_rounds(2), &cancel).await;
+    let error = result.unwrap_err();
+    assert_eq!(
+        error,
+        Error::ScriptExhausted {
+            wanted: 3,
+            responses: 2
+        }
+    );
     assert_eq!(
         error.to_string(),
-        "scripted model: the script has 3 responses and all are used"
+        "scripted model: response 3 wanted, but the script has 2"
     );
     assert_eq!(error.code(), "script_exhausted");
+    assert!(!error.retryable());
     assert!(deltas.is_empty());
+
+    let (result, _) = call(&client, &after_rounds(5), &cancel).await;
+    assert_eq!(
+        result.unwrap_err(),
+        Error::ScriptExhausted {
+            wanted: 6,
+            responses: 2
+        }
+    );
+
+    let empty = scripted(json!({"responses": []}));
+    let (result, _) = call(&empty, &hello_request(), &cancel).await;
+    assert_eq!(
+        result.unwrap_err(),
+        Error::ScriptExhausted {
+            wanted: 1,
+            responses: 0
+        }
+    );
 }
 
 #[tokio::test]
@@ -109,19 +281,24 @@ async fn scripted_errors() {
         {"text": "recovered"},
     ]}));
     let cancel = CancellationToken::new();
-    let (result, _) = call(&client, &hello_request(), &cancel).await;
-    assert_eq!(
-        result.unwrap_err(),
-        Error::Http {
-            status: 429,
-            message: "slow down".into()
-        }
-    );
-    let (result, _) = call(&client, &hello_request(), &cancel).await;
+    // An error answers its place every time: a retry of the same request
+    // meets it again.
+    for _ in 0..2 {
+        let (result, deltas) = call(&client, &hello_request(), &cancel).await;
+        assert_eq!(
+            result.unwrap_err(),
+            Error::Http {
+                status: 429,
+                message: "slow down".into()
+            }
+        );
+        assert!(deltas.is_empty());
+    }
+    let (result, _) = call(&client, &after_rounds(1), &cancel).await;
     let error = result.unwrap_err();
     assert!(error.retryable());
     assert_eq!(error.to_string(), "model API error: overloaded_error: busy");
-    let (result, _) = call(&client, &hello_request(), &cancel).await;
+    let (result, _) = call(&client, &after_rounds(2), &cancel).await;
     assert_eq!(result.unwrap().text, "recovered");
 }
 
