@@ -29,9 +29,17 @@
 //! its root, absolute paths must lie inside it, a `..` that would leave it is
 //! refused, and symlinks are resolved, so neither a symlink nor a symlinked
 //! directory can lead a read or a write outside ("path escapes the
-//! workspace"). Nothing is ever written inside a `.git` directory. The
-//! `shell` tool is not confined this way: it runs in the workspace root but
-//! can do whatever the user running exo can (sandboxing is a separate
+//! workspace"). Nothing is ever written inside a `.git` directory.
+//!
+//! exo's own state directory (its store, secrets, locks and snapshot
+//! repositories) may lie inside the workspace; declared with
+//! [`Workspace::protect`], it is out of bounds for every file tool:
+//! `read_file`, `write_file` and `edit_file` refuse a path in it, directly or
+//! through a symlink ("refusing to touch exo's state directory"), and
+//! `list_files` and `grep` skip it.
+//!
+//! The `shell` tool is not confined this way: it runs in the workspace root
+//! but can do whatever the user running exo can (sandboxing is a separate
 //! concern).
 //!
 //! # Environment

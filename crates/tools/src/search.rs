@@ -6,6 +6,8 @@
 //! included, every `.git` is skipped, symlinks are not followed, and
 //! entries come in path order (sorted by name within each directory, which
 //! is the order of `Path`'s `Ord`), so stopping at the cap is deterministic.
+//! The workspace's protected directories are skipped like `.git`, and a
+//! scope inside one is refused.
 //! No ignore rule from above the workspace root, and not the user's global
 //! excludes file, applies (as in `exo-snapshot`).
 //!
@@ -196,9 +198,11 @@ impl Scope {
     }
 }
 
-/// A walk of a scope with the ignore rules described in the module docs.
+/// A walk of a scope with the ignore rules described in the module docs,
+/// never entering a protected directory.
 fn walk(workspace: &Workspace, scope: &Scope) -> Walk {
     let above = Arc::new(AncestorRules::read(workspace.root(), &scope.path));
+    let workspace = workspace.clone();
     let mut builder = WalkBuilder::new(&scope.path);
     builder
         .hidden(false)
@@ -213,7 +217,7 @@ fn walk(workspace: &Workspace, scope: &Scope) -> Walk {
         .sort_by_file_name(|a, b| a.cmp(b))
         .filter_entry(move |entry| {
             // The scope itself (depth 0) is never filtered.
-            if is_git_dir_name(entry.file_name()) {
+            if is_git_dir_name(entry.file_name()) || workspace.is_protected(entry.path()) {
                 return false;
             }
             let is_dir = entry

@@ -9,6 +9,12 @@
 //! to be created, the nearest existing ancestor is resolved instead. Tools
 //! only ever touch the resolved path, which has no symlink left in it.
 //!
+//! A workspace may also have protected directories ([`Workspace::protect`]):
+//! exo's state directory, which often lies inside the workspace. Both
+//! resolving steps refuse a path whose real location is inside one, so no
+//! file tool reads or writes there, and the walks of `list_files` and `grep`
+//! skip them.
+//!
 //! Checking then using a path leaves a window in which another process
 //! could swap a directory for a symlink. The write path narrows it: the
 //! final open refuses to follow a symlink (`O_NOFOLLOW`, `O_EXCL`), and the
@@ -32,6 +38,10 @@ pub struct Workspace {
     /// paths under it are accepted too, for a root reached through a
     /// symlink (as `/tmp` is on macOS).
     given_root: PathBuf,
+    /// Directories inside the root that no file tool may touch, canonical
+    /// (or, for one that does not exist yet, its nearest existing ancestor
+    /// canonical and the rest appended). Never the root itself.
+    protected: Vec<PathBuf>,
 }
 
 impl Workspace {
@@ -55,7 +65,32 @@ impl Workspace {
         Ok(Workspace {
             root: canonical,
             given_root,
+            protected: Vec::new(),
         })
+    }
+
+    /// The same workspace with `directory` protected: `read_file`,
+    /// `write_file` and `edit_file` refuse any path whose real location
+    /// (symlinks resolved) is in it, with the one-line error
+    /// `refusing to touch exo's state directory: <path>`, and `list_files`
+    /// and `grep` neither walk it nor accept it, or anything in it, as their
+    /// `path`. It is meant for exo's state directory (its store, secrets,
+    /// locks and snapshot repositories), which the message names.
+    ///
+    /// `directory` should be absolute; a relative one is taken from the
+    /// root. Symlinks in it are resolved now if it exists; it need not
+    /// exist yet, and is protected once created. A directory that is not
+    /// inside the root (outside it, the root itself, or one of its
+    /// ancestors) is ignored: protecting it would either change nothing or
+    /// leave nothing to work on. The `shell` tool is not confined, so it is
+    /// not kept out either.
+    pub fn protect(mut self, directory: &Path) -> Workspace {
+        let absolute = normalize_absolute(&self.root.join(directory));
+        let resolved = canonicalize_what_exists(&absolute);
+        if resolved != self.root && resolved.starts_with(&self.root) {
+            self.protected.push(resolved);
+        }
+        self
     }
 
     /// The workspace root, canonical (absolute, symlinks resolved).
@@ -108,11 +143,12 @@ impl Workspace {
     }
 
     /// Resolves an existing path for reading: its canonical form, which must
-    /// lie inside the root.
+    /// lie inside the root and outside every protected directory.
     pub(crate) fn resolve_existing(&self, named: &Named) -> Result<PathBuf, String> {
         match fs::canonicalize(self.root.join(&named.relative)) {
-            Ok(canonical) if canonical.starts_with(&self.root) => Ok(canonical),
-            Ok(_) => Err(escapes(&named.display)),
+            Ok(canonical) if !canonical.starts_with(&self.root) => Err(escapes(&named.display)),
+            Ok(canonical) if self.is_protected(&canonical) => Err(protected(&named.display)),
+            Ok(canonical) => Ok(canonical),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 Err(format!("{} does not exist", named.display))
             }
@@ -126,7 +162,7 @@ impl Workspace {
     /// must lie inside the root; the missing components are appended to it.
     /// A dangling symlink on the way is refused (writing through it would
     /// create its target, wherever that is), and so is any path inside a
-    /// `.git` directory or naming one.
+    /// protected or a `.git` directory, or naming one.
     pub(crate) fn resolve_for_write(&self, named: &Named) -> Result<WriteTarget, String> {
         let mut existing = self.root.join(&named.relative);
         let mut missing: Vec<OsString> = Vec::new();
@@ -171,6 +207,9 @@ impl Workspace {
         for name in missing.iter().rev() {
             path.push(name);
         }
+        if self.is_protected(&path) {
+            return Err(protected(&named.display));
+        }
         let inside = path.strip_prefix(&self.root).unwrap_or(Path::new(""));
         if inside
             .components()
@@ -203,6 +242,20 @@ impl Workspace {
         Ok(WriteTarget { path, exists })
     }
 
+    /// Whether a path with no symlink left in it is a protected directory
+    /// or lies inside one. Components compare without regard to ASCII case,
+    /// as a case-insensitive file system would take them.
+    pub(crate) fn is_protected(&self, path: &Path) -> bool {
+        self.protected.iter().any(|directory| {
+            let mut components = path.components();
+            directory.components().all(|expected| {
+                components.next().is_some_and(|found| {
+                    found.as_os_str().eq_ignore_ascii_case(expected.as_os_str())
+                })
+            })
+        })
+    }
+
     /// A canonical path inside the root, as a model should see it: relative
     /// to the root, with `/` between components, `.` for the root itself.
     pub(crate) fn display(&self, canonical: &Path) -> String {
@@ -233,6 +286,35 @@ pub(crate) struct WriteTarget {
 /// The message for a path that leaves the workspace.
 fn escapes(path: &str) -> String {
     format!("path escapes the workspace: {path}")
+}
+
+/// The message for a path inside a protected directory.
+fn protected(path: &str) -> String {
+    format!("refusing to touch exo's state directory: {path}")
+}
+
+/// An absolute, normalized path with symlinks resolved as far as it exists:
+/// its nearest existing ancestor canonical, the missing components appended.
+fn canonicalize_what_exists(path: &Path) -> PathBuf {
+    let mut existing = path.to_owned();
+    let mut missing: Vec<OsString> = Vec::new();
+    loop {
+        if let Ok(canonical) = fs::canonicalize(&existing) {
+            let mut resolved = canonical;
+            for name in missing.iter().rev() {
+                resolved.push(name);
+            }
+            return resolved;
+        }
+        match existing.file_name() {
+            Some(name) => {
+                missing.push(name.to_owned());
+                existing.pop();
+            }
+            // Not even `/` resolves: keep the path as it is.
+            None => return path.to_owned(),
+        }
+    }
 }
 
 /// Removes `.` and resolves `..` lexically in an absolute path (`..` at the

@@ -5,6 +5,7 @@
 //! - `schema`: specs, argument validation, access.
 //! - `files`: read_file, write_file, edit_file.
 //! - `confine`: paths that try to leave the workspace or write into `.git`.
+//! - `protect`: protected directories (exo's state directory).
 //! - `search`: list_files and grep.
 //! - `shell`: exit codes, timeouts, process groups, output caps, cancellation.
 //! - `env`: the shell's scrubbed environment (the only test that changes
@@ -13,6 +14,7 @@
 mod confine;
 mod env;
 mod files;
+mod protect;
 mod schema;
 mod search;
 mod shell;
