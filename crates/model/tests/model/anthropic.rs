@@ -1,12 +1,13 @@
 //! The Anthropic Messages API (`anthropic`).
 
+use exo_fake_model::{event, MockResponse, MockServer};
 use exo_model::{
     CancellationToken, ContentPart, Delta, Error, Item, Kind, Role, Stop, ToolCallOut, Usage,
 };
 use serde_json::{json, Value};
 
 use crate::common::{self, call, client, history_request, quick_options, Fixture, KEY, LIMIT};
-use crate::support::{event, within, MockResponse, MockServer};
+use crate::support::within;
 
 pub const FIXTURE: Fixture = Fixture {
     kind: Kind::Anthropic,

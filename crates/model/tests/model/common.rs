@@ -4,13 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use exo_fake_model::{MockResponse, MockServer};
 use exo_model::{
     CancellationToken, Client, ClientOptions, ContentPart, Delta, Endpoint, Error, Item, Kind,
     Request, Response, Role, Stop, TimeoutPhase, ToolSpec,
 };
 use serde_json::json;
 
-use crate::support::{within, MockResponse, MockServer};
+use crate::support::within;
 
 /// The key every test uses; it must never show in an error or `Debug`.
 pub const KEY: &str = "sk-test-0123456789-DO-NOT-LEAK";
@@ -199,11 +200,11 @@ pub async fn retry_after_ms_is_honoured(fixture: &Fixture) {
 /// 500 on every attempt: the error carries the status and the provider's
 /// message, after exactly `max_retries` retries.
 pub async fn server_errors_exhaust_retries(fixture: &Fixture) {
-    let server = MockServer::start(vec![MockResponse::json(
+    let on_fire = MockResponse::json(
         500,
         json!({"error": {"message": "the server\nis on fire", "type": "server_error"}}),
-    )])
-    .await;
+    );
+    let server = MockServer::start(vec![on_fire; 3]).await;
     let mut options = quick_options();
     options.max_retries = 2;
     let client = client(fixture, &server, options);
@@ -299,7 +300,7 @@ pub async fn cancellation_mid_stream(fixture: &Fixture) {
     assert!(response.tool_calls.is_empty());
     assert_eq!(*deltas.lock().unwrap(), vec![Delta::Text("Hel".into())]);
     assert!(
-        server.client_went_away(LIMIT).await,
+        server.wait_for_disconnects(1, LIMIT).await,
         "the server still streams to a cancelled client"
     );
 }
@@ -351,7 +352,7 @@ pub async fn idle_stream_times_out(fixture: &Fixture) {
     );
     assert_eq!(deltas, vec![Delta::Text("Hel".into())]);
     assert_eq!(server.requests().len(), 1, "a broken stream is not retried");
-    assert!(server.client_went_away(LIMIT).await);
+    assert!(server.wait_for_disconnects(1, LIMIT).await);
 }
 
 /// A stream that closes before its end is a retryable transport error.

@@ -1,6 +1,6 @@
 //! exo-model's integration tests. Each HTTP kind runs against a real local
-//! server ([`support::MockServer`]) that speaks its exact wire format and
-//! streams in timed chunks; the behaviour they share (retries,
+//! server (`exo_fake_model::MockServer`) that speaks its exact wire format
+//! and streams in timed chunks; the behaviour they share (retries,
 //! cancellation, timeouts, key hygiene) lives in [`common`] and runs once
 //! per kind.
 //!

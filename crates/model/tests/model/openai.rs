@@ -1,10 +1,11 @@
 //! The OpenAI Responses API (`openai`).
 
+use exo_fake_model::{event, MockResponse, MockServer};
 use exo_model::{CancellationToken, Delta, Error, Kind, Stop, ToolCallOut, Usage};
 use serde_json::{json, Value};
 
 use crate::common::{self, call, client, history_request, quick_options, Fixture, KEY, LIMIT};
-use crate::support::{event, within, MockResponse, MockServer};
+use crate::support::within;
 
 pub const FIXTURE: Fixture = Fixture {
     kind: Kind::OpenAi,

@@ -1,10 +1,11 @@
 //! OpenAI Chat Completions (`openai-chat`).
 
+use exo_fake_model::{data, MockResponse, MockServer};
 use exo_model::{CancellationToken, Delta, Error, Kind, Stop, ToolCallOut, Usage};
 use serde_json::{json, Value};
 
 use crate::common::{self, call, client, history_request, quick_options, Fixture, KEY, LIMIT};
-use crate::support::{data, within, MockResponse, MockServer};
+use crate::support::within;
 
 pub const FIXTURE: Fixture = Fixture {
     kind: Kind::OpenAiChat,
