@@ -1,10 +1,13 @@
 //! The Anthropic Messages API (`anthropic`).
 
-use exo_fake_model::{event, MockResponse, MockServer};
+use exo_fake_model::anthropic::{
+    block_delta, block_start, block_stop, message_delta, message_start, message_stop, ping,
+};
+use exo_fake_model::{event, Completion, Finish, MockResponse, MockServer, Wire};
 use exo_model::{
     CancellationToken, ContentPart, Delta, Error, Item, Kind, Role, Stop, ToolCallOut, Usage,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::{self, call, client, history_request, quick_options, Fixture, KEY, LIMIT};
 use crate::support::within;
@@ -13,78 +16,11 @@ pub const FIXTURE: Fixture = Fixture {
     kind: Kind::Anthropic,
     path: "/v1/messages",
     base: base_url,
-    text_events,
-    opening_events,
+    wire: Wire::Anthropic,
 };
 
 fn base_url(server: &str) -> String {
     server.to_string()
-}
-
-fn message_start(usage: Value) -> String {
-    event(
-        "message_start",
-        json!({"type": "message_start", "message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "content": [],
-            "model": "test-model", "stop_reason": null, "stop_sequence": null, "usage": usage,
-        }}),
-    )
-}
-
-fn block_start(index: u64, block: Value) -> String {
-    event(
-        "content_block_start",
-        json!({"type": "content_block_start", "index": index, "content_block": block}),
-    )
-}
-
-fn block_delta(index: u64, delta: Value) -> String {
-    event(
-        "content_block_delta",
-        json!({"type": "content_block_delta", "index": index, "delta": delta}),
-    )
-}
-
-fn block_stop(index: u64) -> String {
-    event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": index}),
-    )
-}
-
-fn message_delta(stop_reason: &str, usage: Value) -> String {
-    event(
-        "message_delta",
-        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": usage}),
-    )
-}
-
-fn message_stop() -> String {
-    event("message_stop", json!({"type": "message_stop"}))
-}
-
-fn opening_events(text: &str) -> Vec<String> {
-    vec![
-        message_start(json!({"input_tokens": 5, "output_tokens": 1})),
-        block_start(0, json!({"type": "text", "text": ""})),
-        block_delta(0, json!({"type": "text_delta", "text": text})),
-    ]
-}
-
-fn text_events(parts: &[&str]) -> Vec<String> {
-    let mut events = vec![
-        message_start(json!({"input_tokens": 5, "output_tokens": 1})),
-        block_start(0, json!({"type": "text", "text": ""})),
-    ];
-    events.extend(
-        parts
-            .iter()
-            .map(|part| block_delta(0, json!({"type": "text_delta", "text": part}))),
-    );
-    events.push(block_stop(0));
-    events.push(message_delta("end_turn", json!({"output_tokens": 2})));
-    events.push(message_stop());
-    events
 }
 
 crate::common_tests!(FIXTURE);
@@ -98,7 +34,7 @@ async fn exact_request_and_streamed_response() {
             "cache_read_input_tokens": 1024,
             "output_tokens": 1,
         })),
-        event("ping", json!({"type": "ping"})),
+        ping(),
         block_start(0, json!({"type": "thinking", "thinking": ""})),
         block_delta(
             0,
@@ -254,7 +190,7 @@ async fn default_max_tokens_and_merging() {
         ],
         ..Default::default()
     };
-    let server = MockServer::start(vec![MockResponse::sse(&text_events(&["ok"]))]).await;
+    let server = MockServer::start(vec![FIXTURE.text_answer(&["ok"])]).await;
     let client = client(&FIXTURE, &server, quick_options());
     let (result, _) = within(LIMIT, call(&client, &request, &CancellationToken::new())).await;
     assert_eq!(result.unwrap().text, "ok");
@@ -308,10 +244,10 @@ async fn an_error_event_is_a_provider_error() {
 
 #[tokio::test]
 async fn max_tokens_stop() {
-    let mut events = text_events(&["The answer is"]);
-    let at = events.len() - 2;
-    events[at] = message_delta("max_tokens", json!({"output_tokens": 16}));
-    let server = MockServer::start(vec![MockResponse::sse(&events)]).await;
+    let answer = Completion::deltas(["The answer is"])
+        .with_usage(5, 16)
+        .with_finish(Finish::MaxTokens);
+    let server = MockServer::start(vec![FIXTURE.wire.response(&answer.into())]).await;
     let client = client(&FIXTURE, &server, quick_options());
     let (result, _) = within(
         LIMIT,

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use exo_fake_model::{MockResponse, MockServer};
+use exo_fake_model::{Answer, Completion, MockResponse, MockServer, Wire};
 use exo_model::{
     CancellationToken, Client, ClientOptions, ContentPart, Delta, Endpoint, Error, Item, Kind,
     Request, Response, Role, Stop, TimeoutPhase, ToolSpec,
@@ -26,11 +26,22 @@ pub struct Fixture {
     pub path: &'static str,
     /// The base URL for a server at `http://127.0.0.1:port`.
     pub base: fn(&str) -> String,
-    /// A complete streamed answer with these text deltas.
-    pub text_events: fn(&[&str]) -> Vec<String>,
-    /// The opening of an answer: everything up to and including one text
-    /// delta, without the end.
-    pub opening_events: fn(&str) -> Vec<String>,
+    /// The wire the fake server speaks to it.
+    pub wire: Wire,
+}
+
+impl Fixture {
+    /// A complete streamed answer with exactly these text deltas.
+    pub fn text_answer(&self, deltas: &[&str]) -> MockResponse {
+        let completion = Completion::deltas(deltas.iter().copied());
+        self.wire.response(&Answer::Complete(completion))
+    }
+
+    /// The opening of an answer, up to one text delta, then the stream's
+    /// end without the answer's end.
+    pub fn truncated_answer(&self, text: &str) -> MockResponse {
+        MockResponse::sse(&self.wire.opening_events(&[text]))
+    }
 }
 
 /// Options with quick backoff, for tests that retry.
@@ -151,7 +162,7 @@ pub async fn retries_429_honouring_retry_after(fixture: &Fixture) {
     let server = MockServer::start(vec![
         rate_limited().header("retry-after", "0"),
         rate_limited().header("retry-after", "1"),
-        MockResponse::sse(&(fixture.text_events)(&["Hel", "lo"])),
+        fixture.text_answer(&["Hel", "lo"]),
     ])
     .await;
     let mut options = ClientOptions::default();
@@ -182,7 +193,7 @@ pub async fn retry_after_ms_is_honoured(fixture: &Fixture) {
         MockResponse::json(503, json!({"error": {"message": "busy"}}))
             .header("retry-after", "120")
             .header("retry-after-ms", "20"),
-        MockResponse::sse(&(fixture.text_events)(&["ok"])),
+        fixture.text_answer(&["ok"]),
     ])
     .await;
     let mut options = ClientOptions::default();
@@ -274,10 +285,7 @@ pub async fn should_retry_header_is_honoured(fixture: &Fixture) {
 /// Cancelling after the first delta returns the partial text, marked
 /// cancelled, and drops the connection.
 pub async fn cancellation_mid_stream(fixture: &Fixture) {
-    let server = MockServer::start(vec![
-        MockResponse::sse(&(fixture.opening_events)("Hel")).then_stall()
-    ])
-    .await;
+    let server = MockServer::start(vec![fixture.wire.response(&Answer::opening("Hel"))]).await;
     let client = client(fixture, &server, ClientOptions::default());
     let cancel = CancellationToken::new();
     let deltas = Arc::new(Mutex::new(Vec::new()));
@@ -331,10 +339,7 @@ pub async fn cancellation_during_backoff(fixture: &Fixture) {
 /// A stream that goes quiet fails with an idle timeout, after delivering
 /// what did arrive.
 pub async fn idle_stream_times_out(fixture: &Fixture) {
-    let server = MockServer::start(vec![
-        MockResponse::sse(&(fixture.opening_events)("Hel")).then_stall()
-    ])
-    .await;
+    let server = MockServer::start(vec![fixture.wire.response(&Answer::opening("Hel"))]).await;
     let mut options = ClientOptions::default();
     options.idle_timeout = Duration::from_millis(300);
     let client = client(fixture, &server, options);
@@ -357,7 +362,7 @@ pub async fn idle_stream_times_out(fixture: &Fixture) {
 
 /// A stream that closes before its end is a retryable transport error.
 pub async fn truncated_stream_is_an_error(fixture: &Fixture) {
-    let server = MockServer::start(vec![MockResponse::sse(&(fixture.opening_events)("Hel"))]).await;
+    let server = MockServer::start(vec![fixture.truncated_answer("Hel")]).await;
     let client = client(fixture, &server, ClientOptions::default());
     let (result, _) = within(
         LIMIT,

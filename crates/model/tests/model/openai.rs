@@ -1,6 +1,7 @@
 //! The OpenAI Responses API (`openai`).
 
-use exo_fake_model::{event, MockResponse, MockServer};
+use exo_fake_model::openai::{completed, created, text_delta};
+use exo_fake_model::{event, MockResponse, MockServer, Wire};
 use exo_model::{CancellationToken, Delta, Error, Kind, Stop, ToolCallOut, Usage};
 use serde_json::{json, Value};
 
@@ -11,44 +12,11 @@ pub const FIXTURE: Fixture = Fixture {
     kind: Kind::OpenAi,
     path: "/v1/responses",
     base: base_url,
-    text_events,
-    opening_events,
+    wire: Wire::OpenAi,
 };
 
 fn base_url(server: &str) -> String {
     format!("{server}/v1/")
-}
-
-fn created() -> String {
-    event(
-        "response.created",
-        json!({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}}),
-    )
-}
-
-fn text_delta(text: &str) -> String {
-    event(
-        "response.output_text.delta",
-        json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": text}),
-    )
-}
-
-fn completed(usage: Value) -> String {
-    event(
-        "response.completed",
-        json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "usage": usage}}),
-    )
-}
-
-fn opening_events(text: &str) -> Vec<String> {
-    vec![created(), text_delta(text)]
-}
-
-fn text_events(parts: &[&str]) -> Vec<String> {
-    let mut events = vec![created()];
-    events.extend(parts.iter().map(|part| text_delta(part)));
-    events.push(completed(json!({"input_tokens": 5, "output_tokens": 2})));
-    events
 }
 
 crate::common_tests!(FIXTURE);
@@ -289,7 +257,7 @@ async fn invalid_argument_json_is_kept_as_text_and_sent_back_verbatim() {
 
 /// The body exo sends for `request`, captured by a server that answers.
 async fn request_body_of(request: &exo_model::Request) -> Value {
-    let server = MockServer::start(vec![MockResponse::sse(&text_events(&["ok"]))]).await;
+    let server = MockServer::start(vec![FIXTURE.text_answer(&["ok"])]).await;
     let client = client(&FIXTURE, &server, quick_options());
     let (result, _) = within(LIMIT, call(&client, request, &CancellationToken::new())).await;
     result.unwrap();

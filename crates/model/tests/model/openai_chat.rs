@@ -1,6 +1,7 @@
 //! OpenAI Chat Completions (`openai-chat`).
 
-use exo_fake_model::{data, MockResponse, MockServer};
+use exo_fake_model::openai_chat::{chunk, done, usage_chunk};
+use exo_fake_model::{data, MockResponse, MockServer, Wire};
 use exo_model::{CancellationToken, Delta, Error, Kind, Stop, ToolCallOut, Usage};
 use serde_json::{json, Value};
 
@@ -11,53 +12,11 @@ pub const FIXTURE: Fixture = Fixture {
     kind: Kind::OpenAiChat,
     path: "/v1/chat/completions",
     base: base_url,
-    text_events,
-    opening_events,
+    wire: Wire::OpenAiChat,
 };
 
 fn base_url(server: &str) -> String {
     format!("{server}/v1")
-}
-
-fn chunk(delta: Value, finish_reason: Value) -> String {
-    data(
-        &json!({
-            "id": "chatcmpl-1",
-            "object": "chat.completion.chunk",
-            "model": "test-model",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        })
-        .to_string(),
-    )
-}
-
-fn usage_chunk(usage: Value) -> String {
-    data(&json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": usage}).to_string())
-}
-
-fn opening_events(text: &str) -> Vec<String> {
-    vec![
-        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
-        chunk(json!({"content": text}), Value::Null),
-    ]
-}
-
-fn text_events(parts: &[&str]) -> Vec<String> {
-    let mut events = vec![chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    )];
-    events.extend(
-        parts
-            .iter()
-            .map(|part| chunk(json!({"content": part}), Value::Null)),
-    );
-    events.push(chunk(json!({}), json!("stop")));
-    events.push(usage_chunk(
-        json!({"prompt_tokens": 5, "completion_tokens": 2}),
-    ));
-    events.push(data("[DONE]"));
-    events
 }
 
 crate::common_tests!(FIXTURE);
@@ -92,7 +51,7 @@ async fn exact_request_and_streamed_response() {
             "total_tokens": 1245,
             "prompt_tokens_details": {"cached_tokens": 1024},
         })),
-        data("[DONE]"),
+        done(),
     ];
     let server = MockServer::start(vec![MockResponse::sse(&events)]).await;
     let client = client(&FIXTURE, &server, quick_options());
@@ -234,7 +193,7 @@ async fn length_is_max_tokens() {
     let events = vec![
         chunk(json!({"content": "The answer is"}), Value::Null),
         chunk(json!({}), json!("length")),
-        data("[DONE]"),
+        done(),
     ];
     let server = MockServer::start(vec![MockResponse::sse(&events)]).await;
     let client = client(&FIXTURE, &server, quick_options());
@@ -307,7 +266,7 @@ async fn repeated_tool_names_are_not_doubled() {
             Value::Null,
         ),
         chunk(json!({}), json!("tool_calls")),
-        data("[DONE]"),
+        done(),
     ];
     let server = MockServer::start(vec![MockResponse::sse(&events)]).await;
     let client = client(&FIXTURE, &server, quick_options());
