@@ -138,8 +138,9 @@ pub(crate) struct ServerState {
     disconnects: usize,
 }
 
-/// The queue, the record of requests and the disconnect count of one
-/// server.
+/// The queue, the record of requests and the disconnect count of one server,
+/// shared by the async [`MockServer`] and the blocking
+/// [`FakeModel`](crate::FakeModel).
 #[derive(Clone)]
 pub(crate) struct Handle {
     shared: Arc<Shared>,
@@ -190,6 +191,22 @@ impl Handle {
 
     pub(crate) fn disconnects(&self) -> usize {
         self.lock().disconnects
+    }
+
+    /// Waits, blocking the thread, until `done` holds; false if it did not
+    /// within `limit`.
+    pub(crate) fn wait_blocking(
+        &self,
+        limit: Duration,
+        done: impl Fn(&ServerState) -> bool,
+    ) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(state, limit, |state| !done(state))
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        done(&state)
     }
 
     /// Waits until `done` holds; false if it did not within `limit`.
@@ -297,6 +314,10 @@ impl MockServer {
     /// clients; false if that did not happen within `limit`.
     pub async fn wait_for_disconnects(&self, n: usize, limit: Duration) -> bool {
         self.handle.wait(limit, at_least_disconnects(n)).await
+    }
+
+    pub(crate) fn handle(&self) -> Handle {
+        self.handle.clone()
     }
 }
 
