@@ -6,6 +6,8 @@
 //!
 //! - `openai`, `openai_chat`, `anthropic`: one module per wire kind: the
 //!   exact request, the streamed response, kind-specific stops and errors.
+//! - `fake_model`: the fake server's answers, built once for every wire,
+//!   decode as the test said.
 //! - `scripted`: the offline replay model.
 //! - `config`: endpoint checks made before anything is sent.
 
@@ -16,6 +18,7 @@ mod common;
 
 mod anthropic;
 mod config;
+mod fake_model;
 mod openai;
 mod openai_chat;
 mod scripted;
