@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use exo_core::{EventId, EventKind, Provider, SessionId, TurnId};
+use exo_core::{ApprovalPolicy, EventId, EventKind, Provider, SessionId, TurnId};
 
 /// exo: durable agent sessions you can stop, resume, fork and rewind.
 #[derive(Debug, Parser)]
@@ -51,6 +51,9 @@ pub enum Command {
     /// Pick a conversation up: head, last turn, workspace drift.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Talk to an agent: an interactive session with its built-in executor.
+    #[command(subcommand)]
+    Chat(ChatCommand),
     /// Remove snapshot objects no live conversation can reach.
     Gc,
     /// Run the daemon (JSON-RPC over a Unix socket, or stdio), or ask about
@@ -103,6 +106,20 @@ pub enum SnapshotCommand {
         /// With --dry-run, also print the unified diff.
         #[arg(long)]
         diff: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// Read prompts (and /commands) line by line and run a turn for each,
+    /// streaming the answer. Ctrl-C cancels a running turn; Ctrl-D or /quit
+    /// leaves.
+    Repl {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// The most model calls one turn may make.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_rounds: Option<u32>,
     },
 }
 
@@ -173,6 +190,11 @@ pub enum AgentCommand {
         /// System instructions for its conversations.
         #[arg(long)]
         instructions: Option<String>,
+        /// Before a shell command or a file write: run it (auto), ask an
+        /// attached client (ask; denied when none can answer), or refuse
+        /// (deny).
+        #[arg(long, value_parser = parse_approval, default_value = "ask")]
+        approval: ApprovalPolicy,
         /// Slug to use instead of the derived one.
         #[arg(long)]
         slug: Option<String>,
@@ -272,6 +294,19 @@ pub enum ConversationCommand {
         /// bind the fork to it.
         #[arg(long, value_name = "NEW_DIR")]
         workspace: Option<PathBuf>,
+    },
+    /// Run one turn with the agent's built-in executor and print the answer
+    /// (--json: the turn's result and events). Without a terminal to ask,
+    /// calls the agent's policy would ask about are denied. Exits non-zero
+    /// unless the turn completes.
+    Send {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// The prompt; `-` reads it from stdin.
+        prompt: String,
+        /// The most model calls the turn may make.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_rounds: Option<u32>,
     },
     /// Move the conversation's head to an earlier event, or forward again to
     /// one it rewound away from.
@@ -392,6 +427,10 @@ pub enum ModelCommand {
         #[command(flatten)]
         scope: ScopeArgs,
     },
+}
+
+fn parse_approval(text: &str) -> Result<ApprovalPolicy, String> {
+    text.parse::<ApprovalPolicy>().map_err(|err| err.0)
 }
 
 fn parse_provider(text: &str) -> Result<Provider, String> {

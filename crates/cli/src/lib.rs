@@ -13,6 +13,7 @@
 
 mod args;
 mod backend;
+mod chat;
 mod render;
 
 use std::io::{IsTerminal, Read, Write};
@@ -21,14 +22,14 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use clap::Parser;
-use exo_core::EventData;
+use exo_core::{EventData, Provider};
 use exo_protocol::methods::*;
 use exo_protocol::{Agent, Artifact, BindingEntry, Conversation, Event, Method, Secret};
 use exo_store::OpenMode;
 use serde_json::{json, Value};
 
 use crate::args::{
-    AgentCommand, ArtifactCommand, BindingCommand, Cli, Command, ConversationCommand,
+    AgentCommand, ArtifactCommand, BindingCommand, ChatCommand, Cli, Command, ConversationCommand,
     ConversationRef, DaemonArgs, DaemonCommand, ModelCommand, ScopeArgs, SecretCommand,
     SecretKindArg, SessionCommand, SnapshotCommand,
 };
@@ -118,6 +119,24 @@ fn run(cli: Cli) -> Result<()> {
     let out = Out { json: cli.json };
     let command = match cli.command {
         Command::Daemon(args) => return daemon(&cli.root, &out, args),
+        // These hold a connection open for the turn's notifications.
+        Command::Chat(ChatCommand::Repl { target, max_rounds }) => {
+            return chat::repl(&cli.root, &target.agent, &target.conversation, max_rounds)
+        }
+        Command::Conversation(ConversationCommand::Send {
+            target,
+            prompt,
+            max_rounds,
+        }) => {
+            return chat::send(
+                &cli.root,
+                &out,
+                &target.agent,
+                &target.conversation,
+                prompt,
+                max_rounds,
+            )
+        }
         command => command,
     };
     // Commands that only read never create a store.
@@ -158,7 +177,7 @@ fn run(cli: Cli) -> Result<()> {
                 )
             })
         }
-        Command::Daemon(_) => unreachable!("handled above"),
+        Command::Daemon(_) | Command::Chat(_) => unreachable!("handled above"),
     }
 }
 
@@ -245,10 +264,11 @@ fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> 
             name,
             model,
             instructions,
+            approval,
             slug,
         } => {
             let request = params(
-                json!({ "name": name }),
+                json!({ "name": name, "approval": approval }),
                 json!({ "model": model, "instructions": instructions, "slug": slug }),
             );
             let (value, agent) = backend.call_as::<Agent>(AgentCreate::NAME, request)?;
@@ -301,6 +321,7 @@ fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> 
 
 fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) -> Result<()> {
     match command {
+        ConversationCommand::Send { .. } => unreachable!("handled in run"),
         ConversationCommand::Create {
             agent,
             name,
@@ -688,6 +709,16 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
             secret,
             scope,
         } => {
+            // A scripted model's base URL names its script: a plain path is
+            // taken from the current directory.
+            let base_url = match base_url {
+                Some(path) if provider == Provider::Scripted && !path.contains("://") => {
+                    let path = std::path::absolute(&path)
+                        .with_context(|| format!("resolving the script path {path}"))?;
+                    Some(format!("file://{}", path.display()))
+                }
+                other => other,
+            };
             let request = params(
                 json!({ "name": name, "provider": provider }),
                 params(

@@ -480,3 +480,50 @@ mod tests {
         }
     }
 }
+
+/// What an agent's executor does before a tool call that runs a command or
+/// writes a file (reads never ask). Set per agent (`approval` in its
+/// configuration); `ask` when unset.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalPolicy {
+    /// Run it.
+    Auto,
+    /// Ask an attached client; with none to ask, deny.
+    #[default]
+    Ask,
+    /// Refuse it; the model is told so.
+    Deny,
+}
+
+impl ApprovalPolicy {
+    /// The name as written on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalPolicy::Auto => "auto",
+            ApprovalPolicy::Ask => "ask",
+            ApprovalPolicy::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for ApprovalPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ApprovalPolicy {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ApprovalPolicy::Auto),
+            "ask" => Ok(ApprovalPolicy::Ask),
+            "deny" => Ok(ApprovalPolicy::Deny),
+            _ => Err(ValidationError::new(format!(
+                "unknown approval policy {s:?}: expected auto, ask or deny"
+            ))),
+        }
+    }
+}

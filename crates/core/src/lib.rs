@@ -11,7 +11,7 @@ mod event;
 mod ids;
 mod slug;
 
-pub use binding::{Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
+pub use binding::{ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
 pub use event::{
     ContentPart, Event, EventData, EventKind, Role, SessionEndReason, SkippedFile, SnapshotReason,
     Timestamp, TurnStatus, Usage,

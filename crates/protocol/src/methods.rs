@@ -2,7 +2,8 @@
 //! semantics and examples.
 
 use exo_core::{
-    Binding, BindingKind, ContentPart, EventId, EventKind, Provider, SessionId, TurnId, TurnStatus,
+    ApprovalPolicy, Binding, BindingKind, ContentPart, EventId, EventKind, Provider, SessionId,
+    TurnId, TurnStatus,
 };
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -115,6 +116,10 @@ pub struct AgentCreateParams {
     /// System instructions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
+    /// What the built-in executor does before a shell command or a file
+    /// write (default `ask`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
     /// A slug instead of the derived one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
@@ -312,6 +317,106 @@ pub struct TurnFinishResult {
 pub struct TurnParams {
     /// The turn.
     pub turn: TurnId,
+}
+
+/// `turn/run` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnRunParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The user's input.
+    pub input: TurnInput,
+    /// The most model calls the turn may make (default 32); reaching it
+    /// ends the turn `max_rounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<u32>,
+    /// Whether this caller answers `approval/request` notifications
+    /// (default true). When false, a call the agent's policy would ask
+    /// about is denied, and the model is told no one could approve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<bool>,
+}
+
+/// `turn/run` result: how the turn ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnRunResult {
+    /// The turn.
+    pub turn: TurnId,
+    /// Its session.
+    pub session: SessionId,
+    /// How it ended.
+    pub status: TurnStatus,
+    /// The text of the model's last message: the answer.
+    pub text: String,
+    /// Why it failed or stopped, for `failed` and `max_rounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every event the turn recorded, in order.
+    pub events: Vec<Event>,
+}
+
+/// `approval/respond` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalRespondParams {
+    /// The turn that asked.
+    pub turn: TurnId,
+    /// The tool call asked about.
+    pub call_id: String,
+    /// Run it (true) or refuse it (false).
+    pub approve: bool,
+}
+
+/// `turn/delta` notification params: a piece of the model's answer as it
+/// streams. Exactly one of the optional fields is present.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnDelta {
+    /// The turn.
+    pub turn: TurnId,
+    /// More answer text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// More reasoning text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// The model started a tool call (its arguments come with the
+    /// `tool_call` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<ToolCallStart>,
+}
+
+/// A tool call the model started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolCallStart {
+    /// The call's id.
+    pub call_id: String,
+    /// The tool.
+    pub name: String,
+}
+
+/// `turn/events` notification params: events a running turn recorded,
+/// as each batch commits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnEvents {
+    /// The turn.
+    pub turn: TurnId,
+    /// The events, in order.
+    pub events: Vec<Event>,
+}
+
+/// `approval/request` notification params: the turn waits until a client
+/// answers with `approval/respond` (or the turn is cancelled).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalRequest {
+    /// The turn.
+    pub turn: TurnId,
+    /// The tool call.
+    pub call_id: String,
+    /// The tool: `shell`, `write_file` or `edit_file`.
+    pub tool: String,
+    /// Its arguments, as the model sent them.
+    pub arguments: Value,
 }
 
 // ----------------------------------------------------------------- events
@@ -880,6 +985,13 @@ methods! {
     TurnFinish = "turn/finish" (TurnFinishParams) -> TurnFinishResult;
     /// Reads a turn's record.
     TurnGet = "turn/get" (TurnParams) -> Turn;
+    /// Runs a turn with the built-in executor; streams `turn/delta`,
+    /// `turn/events` and `approval/request` to the caller.
+    TurnRun = "turn/run" (TurnRunParams) -> TurnRunResult;
+    /// Cancels a running `turn/run` turn: it ends `cancelled`.
+    TurnCancel = "turn/cancel" (TurnParams) -> Empty;
+    /// Answers an `approval/request`.
+    ApprovalRespond = "approval/respond" (ApprovalRespondParams) -> Empty;
     /// Reports head, last turn and workspace drift, to pick a conversation up.
     SessionResume = "session/resume" (ConversationRef) -> ResumeResult;
     /// Snapshots the conversation's workspace now.
@@ -937,6 +1049,12 @@ notifications! {
     EventsAppendedNotification = "events/appended" (EventsAppended);
     /// Server to client: a watch fell behind and ended.
     EventsLaggedNotification = "events/lagged" (EventsLagged);
+    /// Server to client: a piece of a running turn's answer.
+    TurnDeltaNotification = "turn/delta" (TurnDelta);
+    /// Server to client: events a running turn recorded.
+    TurnEventsNotification = "turn/events" (TurnEvents);
+    /// Server to client: a turn asks whether a tool call may run.
+    ApprovalRequestNotification = "approval/request" (ApprovalRequest);
     /// Client to server: cancel a request in flight.
     CancelRequest = "$/cancelRequest" (CancelParams);
 }

@@ -2,7 +2,7 @@
 //! the daemon runs them on tokio's blocking pool.
 
 use base64::Engine;
-use exo_core::{Binding, BindingKind, ContentPart, EventData, Role, SecretValue};
+use exo_core::{Binding, BindingKind, EventData, Role, SecretValue};
 use exo_protocol::methods::*;
 use exo_protocol::{ErrorCode, ErrorData, Method, PROTOCOL_VERSION};
 use exo_rpc::ErrorObject;
@@ -74,7 +74,7 @@ impl Service {
         )
     }
 
-    fn key(&self) -> Result<exo_secrets::Key, ErrorObject> {
+    pub(crate) fn key(&self) -> Result<exo_secrets::Key, ErrorObject> {
         let mut cached = self.inner.key.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(key) = cached.as_ref() {
             return Ok(key.clone());
@@ -161,6 +161,9 @@ impl Service {
                 if let Some(instructions) = params.instructions {
                     config.insert("instructions".into(), json!(instructions));
                 }
+                if let Some(approval) = params.approval {
+                    config.insert("approval".into(), json!(approval));
+                }
                 match store.create_agent(&params.name, params.slug.as_deref(), config) {
                     Err(exo_store::Error::NotFound { what: "model", key }) => Err(rpc_error(
                         ErrorCode::NotFound,
@@ -232,38 +235,13 @@ impl Service {
 
             TurnBegin::NAME => {
                 let params = parse::<TurnBegin>(params)?;
-                let content = match params.input {
-                    TurnInput::Text(text) => vec![ContentPart::Text { text }],
-                    TurnInput::Parts(parts) => parts,
-                };
                 let input = EventData::Message {
                     role: Role::User,
-                    content,
+                    content: crate::turns::content(params.input),
                     usage: None,
                     model: None,
                 };
-                // The turn-start snapshot is recorded in the same transaction as
-                // turn_started; its objects are durable before that commits.
-                let conversation =
-                    checked(store.conversation(&params.agent, &params.conversation))?;
-                if let Some(turn) = conversation.open_turn {
-                    return Err(store_error(exo_store::Error::Busy(format!(
-                        "turn {turn} is already in progress in conversation {}",
-                        conversation.slug
-                    ))));
-                }
-                let handle = self.with_turn_snapshot(
-                    &conversation,
-                    exo_core::SnapshotReason::TurnStart,
-                    |extra| {
-                        checked(store.begin_turn_with(
-                            &params.agent,
-                            &params.conversation,
-                            input,
-                            extra,
-                        ))
-                    },
-                )?;
+                let handle = self.begin_turn(&params.agent, &params.conversation, input)?;
                 connection
                     .turns
                     .lock()
@@ -284,23 +262,7 @@ impl Service {
             }
             TurnFinish::NAME => {
                 let params = parse::<TurnFinish>(params)?;
-                let record = checked(store.turn(params.turn))?;
-                let status = match record.status {
-                    // Already ended: finish is idempotent and records nothing.
-                    Some(_) => {
-                        checked(store.finish_turn_with(params.turn, params.status, Vec::new()))?
-                    }
-                    None => {
-                        let conversation = checked(store.conversation_by_id(record.conversation))?;
-                        self.with_turn_snapshot(
-                            &conversation,
-                            exo_core::SnapshotReason::TurnEnd,
-                            |extra| {
-                                checked(store.finish_turn_with(params.turn, params.status, extra))
-                            },
-                        )?
-                    }
-                };
+                let status = self.finish_turn(params.turn, params.status)?;
                 connection
                     .turns
                     .lock()
@@ -311,6 +273,12 @@ impl Service {
                     status,
                 })
             }
+            TurnRun::NAME => Err(simple_error(
+                ErrorCode::MethodNotFound,
+                "turn/run streams notifications, so it is served on a connection (the daemon's socket or stdio)",
+            )),
+            TurnCancel::NAME => self.cancel_turn(parse::<TurnCancel>(params)?.turn),
+            ApprovalRespond::NAME => self.respond_approval(parse::<ApprovalRespond>(params)?),
             TurnGet::NAME => reply(convert::turn(&checked(
                 store.turn(parse::<TurnGet>(params)?.turn),
             )?)),
@@ -557,6 +525,48 @@ impl Service {
                 },
             )),
             other => reply(convert::binding(&checked(other)?)),
+        }
+    }
+
+    /// Begins a turn: the turn-start snapshot is recorded in the same
+    /// transaction as `turn_started`, its objects durable before that
+    /// commits.
+    pub(crate) fn begin_turn(
+        &self,
+        agent: &str,
+        conversation: &str,
+        input: EventData,
+    ) -> Result<exo_store::TurnHandle, ErrorObject> {
+        let store = self.store();
+        let record = checked(store.conversation(agent, conversation))?;
+        if let Some(turn) = record.open_turn {
+            return Err(store_error(exo_store::Error::Busy(format!(
+                "turn {turn} is already in progress in conversation {}",
+                record.slug
+            ))));
+        }
+        self.with_turn_snapshot(&record, exo_core::SnapshotReason::TurnStart, |extra| {
+            checked(store.begin_turn_with(agent, conversation, input, extra))
+        })
+    }
+
+    /// Ends a turn with its turn-end snapshot; idempotent (an ended turn
+    /// keeps its status and records nothing).
+    pub(crate) fn finish_turn(
+        &self,
+        turn: exo_core::TurnId,
+        status: exo_core::TurnStatus,
+    ) -> Result<exo_core::TurnStatus, ErrorObject> {
+        let store = self.store();
+        let record = checked(store.turn(turn))?;
+        match record.status {
+            Some(_) => checked(store.finish_turn_with(turn, status, Vec::new())),
+            None => {
+                let conversation = checked(store.conversation_by_id(record.conversation))?;
+                self.with_turn_snapshot(&conversation, exo_core::SnapshotReason::TurnEnd, |extra| {
+                    checked(store.finish_turn_with(turn, status, extra))
+                })
+            }
         }
     }
 

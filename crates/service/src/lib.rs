@@ -18,6 +18,7 @@ pub mod daemon;
 mod handlers;
 mod hub;
 pub mod server;
+mod turns;
 mod workspace;
 
 use std::collections::HashSet;
@@ -45,6 +46,10 @@ struct Inner {
     /// Workspace shadow stores (and, in a daemon, their watchers).
     workspaces: workspace::Workspaces,
     hub: Arc<Hub>,
+    /// Runs `turn/run` turns.
+    executor: Arc<dyn exo_executor::Executor>,
+    /// The turns running here, and the approvals they wait for.
+    running: turns::Running,
     key: Mutex<Option<exo_secrets::Key>>,
     socket: Option<PathBuf>,
     started: Instant,
@@ -83,6 +88,8 @@ impl Service {
                 workspaces,
                 store,
                 hub,
+                executor: Arc::new(exo_executor::Builtin::default()),
+                running: turns::Running::default(),
                 key: Mutex::new(None),
                 socket,
                 started: Instant::now(),
@@ -102,9 +109,11 @@ impl Service {
         self.dispatch(&ConnectionContext::default(), method, params)
     }
 
-    /// Asks the daemon to stop, as SIGTERM does.
+    /// Asks the daemon to stop, as SIGTERM does. Running turns are
+    /// cancelled: they end `cancelled`, keeping what they did.
     pub fn request_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+        self.inner.running.cancel_all();
     }
 
     /// Resolves when a shutdown has been requested.

@@ -53,7 +53,13 @@ const REPLAY_PAGE: usize = 1000;
 
 /// Methods that never touch the store, answered on the connection's own
 /// task: each hop between threads costs more than these methods do.
-const INLINE: &[&str] = &[Initialize::NAME, Ping::NAME, DaemonStatusMethod::NAME];
+const INLINE: &[&str] = &[
+    Initialize::NAME,
+    Ping::NAME,
+    DaemonStatusMethod::NAME,
+    TurnCancel::NAME,
+    ApprovalRespond::NAME,
+];
 
 /// Methods without side effects: a cancel abandons them at once. A write
 /// is cancelled only if it has not started; once started it finishes and
@@ -373,6 +379,7 @@ impl Connection {
                 Err(err) => Err(err),
             },
             EventsUnwatch::NAME => self.unwatch(request.params),
+            TurnRun::NAME => self.turn_run(request.params, &token).await,
             DaemonStop::NAME => {
                 tracing::info!("daemon/stop requested");
                 self.service.request_shutdown();
@@ -436,6 +443,50 @@ impl Connection {
                 format!("internal error: {err}"),
             ))
         })
+    }
+
+    /// `turn/run`: runs the turn on this task, forwarding its
+    /// notifications in order; the reply is sent after the last of them.
+    async fn turn_run(
+        self: &Arc<Self>,
+        params: Option<Value>,
+        token: &CancellationToken,
+    ) -> Result<Value, ErrorObject> {
+        let params: TurnRunParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
+            .map_err(|err| {
+                simple_error(
+                    ErrorCode::InvalidParams,
+                    format!("invalid params for {}: {err}", TurnRun::NAME),
+                )
+            })?;
+        let (notify, mut notifications) = mpsc::unbounded_channel::<Value>();
+        let gone = CancellationToken::new();
+        let connection = Arc::clone(self);
+        let reachable = gone.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    message = notifications.recv() => match message {
+                        Some(message) => connection.send(message).await,
+                        None => return,
+                    },
+                    () = connection.outgoing.closed() => {
+                        // No one left to tell: approvals waiting on this
+                        // client are denied rather than waited for. The
+                        // turn itself goes on; it is the daemon's.
+                        reachable.cancel();
+                        while notifications.recv().await.is_some() {}
+                        return;
+                    }
+                }
+            }
+        });
+        let result = self
+            .service
+            .run_turn(params, notify, gone, token.clone())
+            .await;
+        let _ = forwarder.await;
+        result
     }
 
     fn unwatch(&self, params: Option<Value>) -> Result<Value, ErrorObject> {

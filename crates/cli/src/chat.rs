@@ -1,0 +1,730 @@
+//! Talking to an agent: `exo conversation send` (one turn) and `exo chat
+//! repl` (many). Both call `turn/run` over a JSON-RPC connection, to the
+//! running daemon or to the service served in this process over an
+//! in-memory pipe, so they behave the same either way, and follow the
+//! turn's notifications: streamed text, recorded events, approval
+//! questions.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use exo_core::{ContentPart, EventData, Role, TurnStatus};
+use exo_protocol::methods::*;
+use exo_protocol::{Conversation, Event, Method, Notification};
+use exo_rpc::message::{self, Incoming, Parsed};
+use exo_rpc::ErrorObject;
+use exo_store::{OpenMode, Store};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::render::{event_line, one_line, short};
+use crate::Out;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, ErrorObject>>>>>;
+
+/// An asynchronous JSON-RPC connection to the service.
+struct Conn {
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
+    pending: Pending,
+    notifications: mpsc::UnboundedReceiver<(String, Value)>,
+    next_id: u64,
+    reader: JoinHandle<()>,
+    /// The in-process service, when no daemon runs.
+    server: Option<JoinHandle<()>>,
+}
+
+impl Conn {
+    /// Connects to the root's daemon if one runs, else serves the root's
+    /// store in this process.
+    async fn open(root: &Path) -> Result<Conn> {
+        if let Some(info) = exo_service::daemon::running(root) {
+            let stream = tokio::net::UnixStream::connect(&info.socket)
+                .await
+                .with_context(|| {
+                    format!(
+                        "a daemon (pid {}) holds {} but its socket {} does not answer",
+                        info.pid,
+                        root.display(),
+                        info.socket.display()
+                    )
+                })?;
+            let (reader, writer) = stream.into_split();
+            return Ok(Conn::over(reader, writer, None));
+        }
+        let service = exo_service::Service::embedded(Store::open(root, OpenMode::Existing)?);
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (server_reader, server_writer) = tokio::io::split(theirs);
+        let server = tokio::spawn(exo_service::server::serve_connection(
+            service,
+            server_reader,
+            server_writer,
+        ));
+        let (reader, writer) = tokio::io::split(ours);
+        Ok(Conn::over(reader, writer, Some(server)))
+    }
+
+    fn over(
+        reader: impl AsyncRead + Unpin + Send + 'static,
+        writer: impl AsyncWrite + Unpin + Send + 'static,
+        server: Option<JoinHandle<()>>,
+    ) -> Conn {
+        let pending: Pending = Arc::default();
+        let (notify, notifications) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_loop(reader, Arc::clone(&pending), notify));
+        Conn {
+            writer: Box::new(writer),
+            pending,
+            notifications,
+            next_id: 1,
+            reader,
+            server,
+        }
+    }
+
+    async fn write(&mut self, message: &Value) -> Result<()> {
+        let mut line = serde_json::to_vec(message)?;
+        line.push(b'\n');
+        self.writer
+            .write_all(&line)
+            .await
+            .context("writing to the service")?;
+        self.writer.flush().await.context("writing to the service")
+    }
+
+    /// Sends a request; its response arrives on the returned channel.
+    async fn start(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<(u64, oneshot::Receiver<Result<Value, ErrorObject>>)> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (answer, answered) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, answer);
+        self.write(&message::request(Value::from(id), method, params))
+            .await?;
+        Ok((id, answered))
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+        let (_, answered) = self.start(method, params).await?;
+        answered
+            .await
+            .map_err(|_| anyhow!("the connection to the service closed"))?
+            .map_err(|error| anyhow!(error.message))
+    }
+
+    async fn call_as<T: DeserializeOwned>(&mut self, method: &str, params: Value) -> Result<T> {
+        let value = self.call(method, params).await?;
+        serde_json::from_value(value)
+            .map_err(|err| anyhow!("unexpected result from {method}: {err}"))
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) -> Result<()> {
+        self.write(&message::notification(method, params)).await
+    }
+
+    /// Closes the connection; an in-process service finishes what it was
+    /// doing and closes the store.
+    async fn close(mut self) {
+        // Dropping one half of a split stream does not close it: shut the
+        // writing side down, so the service sees the end of input.
+        let _ = self.writer.shutdown().await;
+        drop(self.writer);
+        let _ = self.reader.await;
+        if let Some(server) = self.server {
+            let _ = server.await;
+        }
+    }
+}
+
+async fn read_loop(
+    reader: impl AsyncRead + Unpin,
+    pending: Pending,
+    notify: mpsc::UnboundedSender<(String, Value)>,
+) {
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match message::parse(&line) {
+            Parsed::Single(Incoming::Response(response)) => {
+                let waiting = response.id.as_u64().and_then(|id| {
+                    pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id)
+                });
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(response.outcome);
+                }
+            }
+            Parsed::Single(Incoming::Request(request)) => {
+                let _ = notify.send((request.method, request.params.unwrap_or(Value::Null)));
+            }
+            other => tracing::debug!(?other, "ignoring a message from the service"),
+        }
+    }
+    // Whoever waits for a response learns the connection closed.
+    pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// Lines typed on stdin, read on their own task so a turn can go on (and
+/// be cancelled) while nothing is typed.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (lines, receiver) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            if lines.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Where streamed output goes: answer text to stdout, everything about
+/// the turn (tool calls, results, approvals, errors) to stderr.
+#[derive(Default)]
+struct Screen {
+    /// Whether stdout has text not yet ended by a newline.
+    mid_line: bool,
+}
+
+impl Screen {
+    fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+        self.mid_line = !text.ends_with('\n');
+    }
+
+    fn end_line(&mut self) {
+        if self.mid_line {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(b"\n");
+            let _ = stdout.flush();
+            self.mid_line = false;
+        }
+    }
+
+    fn note(&mut self, line: &str) {
+        self.end_line();
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+
+    fn ask(&mut self, question: &str) {
+        self.end_line();
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "{question}");
+        let _ = stderr.flush();
+    }
+
+    fn events(&mut self, events: &[Event]) {
+        for event in events {
+            match &event.data {
+                EventData::ToolCall {
+                    name, arguments, ..
+                } => self.note(&format!("• {}", call_summary(name, arguments))),
+                EventData::ToolResult {
+                    output, is_error, ..
+                } => self.note(&format!("  {}", result_summary(output, *is_error))),
+                EventData::Error { message, .. } => self.note(&format!("error: {message}")),
+                EventData::Custom {
+                    custom_type,
+                    payload,
+                } if custom_type == exo_executor::APPROVAL_TYPE
+                    && payload["approved"] == json!(false)
+                    && payload["by"] != json!("user") =>
+                {
+                    let why = match payload["by"].as_str() {
+                        Some("policy") => "the agent's approval policy is deny",
+                        _ => "approval needed, and no terminal to ask",
+                    };
+                    self.note(&format!("  denied: {why}"));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `shell: ls -la`, `write_file: src/main.rs`, ...
+fn call_summary(name: &str, arguments: &Value) -> String {
+    let main = match name {
+        "shell" => arguments["command"].as_str(),
+        "grep" => arguments["pattern"].as_str(),
+        "list_files" => arguments["path"]
+            .as_str()
+            .or(arguments["pattern"].as_str())
+            .or(Some(".")),
+        _ => arguments["path"].as_str(),
+    };
+    match main {
+        Some(main) => format!("{name}: {}", one_line(main, 100)),
+        None => format!("{name} {}", one_line(&arguments.to_string(), 100)),
+    }
+}
+
+/// `exit 0`, `exit 1: <stderr>`, `ok`, `error: <message>`.
+fn result_summary(output: &Value, is_error: bool) -> String {
+    if let Some(exit) = output.get("exit_code") {
+        let stderr = output["stderr"].as_str().unwrap_or("").trim();
+        let status = match exit.as_i64() {
+            Some(code) => format!("exit {code}"),
+            None if output["timed_out"] == json!(true) => "timed out".to_owned(),
+            None if output["cancelled"] == json!(true) => "cancelled".to_owned(),
+            None => "killed".to_owned(),
+        };
+        return match (is_error, stderr.is_empty()) {
+            (true, false) => format!("{status}: {}", one_line(stderr, 100)),
+            _ => status,
+        };
+    }
+    match (is_error, output["error"].as_str()) {
+        (true, Some(error)) => format!("error: {}", one_line(error, 100)),
+        (true, None) => format!("error: {}", one_line(&output.to_string(), 100)),
+        (false, _) => "ok".to_owned(),
+    }
+}
+
+/// Who answers approval questions during a turn.
+enum Approver<'a> {
+    /// No one: `turn/run` is told so, and such calls are denied.
+    Nobody,
+    /// The next line typed (y or yes approves).
+    Lines(&'a mut mpsc::Receiver<String>),
+}
+
+/// Runs one turn, printing as it streams (unless `quiet`), cancelling it
+/// on Ctrl-C. Returns the turn's result.
+async fn run_turn(
+    conn: &mut Conn,
+    target: &Conversation,
+    input: String,
+    max_rounds: Option<u32>,
+    mut approver: Approver<'_>,
+    quiet: bool,
+) -> Result<TurnRunResult> {
+    let params = TurnRunParams {
+        agent: target.agent.to_string(),
+        conversation: target.id.to_string(),
+        input: TurnInput::Text(input),
+        max_rounds,
+        approvals: Some(!matches!(approver, Approver::Nobody)),
+    };
+    let (id, mut answered) = conn
+        .start(TurnRun::NAME, serde_json::to_value(params)?)
+        .await?;
+    let mut screen = Screen::default();
+    let mut cancelling = false;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut answered => break outcome,
+            Some((method, params)) = conn.notifications.recv() => {
+                if quiet && method != ApprovalRequestNotification::NAME {
+                    continue;
+                }
+                match method.as_str() {
+                    TurnDeltaNotification::NAME => {
+                        if let Ok(delta) = serde_json::from_value::<TurnDelta>(params) {
+                            screen.text(delta.text.as_deref().unwrap_or(""));
+                        }
+                    }
+                    TurnEventsNotification::NAME => {
+                        if let Ok(batch) = serde_json::from_value::<TurnEvents>(params) {
+                            screen.events(&batch.events);
+                        }
+                    }
+                    ApprovalRequestNotification::NAME => {
+                        let request: ApprovalRequest = serde_json::from_value(params)?;
+                        let approve = match &mut approver {
+                            Approver::Nobody => false,
+                            Approver::Lines(lines) => {
+                                screen.ask(&format!(
+                                    "allow {}? [y/N] ",
+                                    call_summary(&request.tool, &request.arguments)
+                                ));
+                                tokio::select! {
+                                    line = lines.recv() => matches!(
+                                        line.as_deref().map(|l| l.trim().to_ascii_lowercase()).as_deref(),
+                                        Some("y" | "yes")
+                                    ),
+                                    _ = tokio::signal::ctrl_c() => {
+                                        screen.note("^C cancelling the turn");
+                                        cancelling = true;
+                                        conn.notify(CancelRequest::NAME, json!({ "id": id })).await?;
+                                        false
+                                    }
+                                }
+                            }
+                        };
+                        let answer = ApprovalRespondParams {
+                            turn: request.turn,
+                            call_id: request.call_id,
+                            approve,
+                        };
+                        conn.notify(ApprovalRespond::NAME, serde_json::to_value(answer)?).await?;
+                    }
+                    _ => {}
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !cancelling => {
+                screen.note("^C cancelling the turn");
+                cancelling = true;
+                conn.notify(CancelRequest::NAME, json!({ "id": id })).await?;
+            }
+        }
+    };
+    screen.end_line();
+    let value = outcome
+        .map_err(|_| anyhow!("the connection to the service closed during the turn"))?
+        .map_err(|error| anyhow!(error.message))?;
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Why a turn that did not complete ended, in one line.
+fn turn_problem(result: &TurnRunResult) -> Option<String> {
+    match result.status {
+        TurnStatus::Completed => None,
+        status => Some(match &result.error {
+            Some(error) => format!("turn {status}: {error}"),
+            None => format!("turn {status}"),
+        }),
+    }
+}
+
+/// `exo conversation send`.
+pub(crate) fn send(
+    root: &Path,
+    out: &Out,
+    agent: &str,
+    conversation: &str,
+    prompt: String,
+    max_rounds: Option<u32>,
+) -> Result<()> {
+    // A prompt read from stdin leaves no terminal to answer approvals on.
+    let from_stdin = prompt == "-";
+    let prompt = if from_stdin {
+        let bytes = crate::read_stdin("the prompt")?;
+        String::from_utf8(bytes).context("the prompt on stdin is not UTF-8")?
+    } else {
+        prompt
+    };
+    if prompt.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+    let ask = !out.json && !from_stdin && std::io::stdin().is_terminal();
+    runtime()?.block_on(async {
+        let mut conn = Conn::open(root).await?;
+        let outcome = async {
+            let target: Conversation = conn
+                .call_as(
+                    ConversationGet::NAME,
+                    json!({ "agent": agent, "conversation": conversation }),
+                )
+                .await?;
+            let mut lines = ask.then(stdin_lines);
+            let approver = match lines.as_mut() {
+                Some(lines) => Approver::Lines(lines),
+                None => Approver::Nobody,
+            };
+            run_turn(&mut conn, &target, prompt, max_rounds, approver, out.json).await
+        }
+        .await;
+        conn.close().await;
+        let result = outcome?;
+        if out.json {
+            out.emit(&serde_json::to_value(&result)?, String::new)?;
+        }
+        match turn_problem(&result) {
+            Some(problem) => bail!(problem),
+            None => Ok(()),
+        }
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+        .context("starting the async runtime")
+}
+
+const HELP: &str = "\
+Type a prompt to run a turn; Ctrl-C cancels a running turn.
+  /history          the conversation so far
+  /events [N]       the last N events (20), with their ids
+  /rewind EVENT     move the conversation (and its files) back to EVENT
+  /fork [NAME]      fork the conversation here and continue in the fork
+  /snapshot         snapshot the workspace now
+  /diff             what changed in the workspace since the last snapshot
+  /quit             leave (also Ctrl-D)";
+
+/// `exo chat repl`.
+pub(crate) fn repl(
+    root: &Path,
+    agent: &str,
+    conversation: &str,
+    max_rounds: Option<u32>,
+) -> Result<()> {
+    let terminal = std::io::stdin().is_terminal();
+    runtime()?.block_on(async {
+        let mut conn = Conn::open(root).await?;
+        let outcome = repl_loop(&mut conn, agent, conversation, max_rounds, terminal).await;
+        conn.close().await;
+        outcome
+    })
+}
+
+async fn repl_loop(
+    conn: &mut Conn,
+    agent: &str,
+    conversation: &str,
+    max_rounds: Option<u32>,
+    terminal: bool,
+) -> Result<()> {
+    let mut target: Conversation = conn
+        .call_as(
+            ConversationGet::NAME,
+            json!({ "agent": agent, "conversation": conversation }),
+        )
+        .await?;
+    let mut screen = Screen::default();
+    if terminal {
+        screen.note(&format!(
+            "exo chat: {agent} / {}{}. /help lists commands.",
+            target.slug,
+            target
+                .workspace
+                .as_deref()
+                .map(|w| format!(" in {w}"))
+                .unwrap_or_default()
+        ));
+    }
+    let mut lines = stdin_lines();
+    loop {
+        if terminal {
+            screen.ask("› ");
+        }
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(line) = line else { break };
+        let line = line.trim().to_owned();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(command) = line.strip_prefix('/') {
+            match slash(conn, &mut target, command).await {
+                Ok(Some(text)) => screen.note(&text),
+                Ok(None) => break,
+                Err(err) => screen.note(&format!("error: {err:#}")),
+            }
+            continue;
+        }
+        match run_turn(
+            conn,
+            &target,
+            line,
+            max_rounds,
+            Approver::Lines(&mut lines),
+            false,
+        )
+        .await
+        {
+            Ok(result) => {
+                if let Some(problem) = turn_problem(&result) {
+                    screen.note(&problem);
+                }
+            }
+            // The REPL goes on: a refused turn (busy, misconfigured) is
+            // reported and the next prompt may work.
+            Err(err) => screen.note(&format!("error: {err:#}")),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a slash command; `None` means leave.
+async fn slash(
+    conn: &mut Conn,
+    target: &mut Conversation,
+    command: &str,
+) -> Result<Option<String>> {
+    let (name, argument) = match command.split_once(char::is_whitespace) {
+        Some((name, rest)) => (name, rest.trim()),
+        None => (command, ""),
+    };
+    let here = json!({ "agent": target.agent.to_string(), "conversation": target.id.to_string() });
+    let text = match name {
+        "quit" | "exit" | "q" => return Ok(None),
+        "help" | "?" => HELP.to_owned(),
+        "history" => {
+            let events = all_events(conn, &here).await?;
+            let lines: Vec<String> = events.iter().filter_map(history_line).collect();
+            if lines.is_empty() {
+                "(no messages yet)".to_owned()
+            } else {
+                lines.join("\n")
+            }
+        }
+        "events" => {
+            let limit: u32 = if argument.is_empty() {
+                20
+            } else {
+                argument
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| anyhow!("/events takes a count from 1 to 10000"))?
+            };
+            let mut params = here.clone();
+            params["desc"] = json!(true);
+            params["limit"] = json!(limit);
+            let page: EventPage = conn.call_as(EventsList::NAME, params).await?;
+            page.events
+                .iter()
+                .rev()
+                .map(event_line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        "rewind" => {
+            if argument.is_empty() {
+                bail!("/rewind takes an event id (see /events)");
+            }
+            let mut params = here.clone();
+            params["to"] = json!(argument);
+            let result: RewindResult = conn.call_as(ConversationRewind::NAME, params).await?;
+            *target = result.conversation;
+            let mut text = match &result.event {
+                Some(_) => format!("rewound to {argument}"),
+                None => format!("already at {argument}"),
+            };
+            if let Some(files) = &result.files {
+                text.push_str(&format!(
+                    "; workspace {} ({} files written)",
+                    if files.written {
+                        "restored"
+                    } else {
+                        "unchanged"
+                    },
+                    files.changes.len()
+                ));
+            }
+            text
+        }
+        "fork" => {
+            let mut params = here.clone();
+            if !argument.is_empty() {
+                params["name"] = json!(argument);
+            }
+            let fork: Conversation = conn.call_as(ConversationFork::NAME, params).await?;
+            let text = format!(
+                "forked {} as {}; continuing in the fork",
+                target.slug, fork.slug
+            );
+            *target = fork;
+            text
+        }
+        "snapshot" => {
+            let result: SnapshotResult = conn.call_as(SnapshotTake::NAME, here).await?;
+            match &result.event.data {
+                EventData::WorkspaceSnapshot {
+                    commit,
+                    added,
+                    modified,
+                    deleted,
+                    ..
+                } => format!(
+                    "snapshot {} (+{added} ~{modified} -{deleted})",
+                    short(commit)
+                ),
+                _ => "snapshot taken".to_owned(),
+            }
+        }
+        "diff" => {
+            let mut params = here.clone();
+            params["unified"] = json!(true);
+            let diff: SnapshotDiff = conn.call_as(SnapshotDiffMethod::NAME, params).await?;
+            match diff.diff.as_deref().map(str::trim_end) {
+                Some(text) if !text.is_empty() => text.to_owned(),
+                _ => "no changes since the last snapshot".to_owned(),
+            }
+        }
+        other => bail!("unknown command /{other}; /help lists them"),
+    };
+    Ok(Some(text))
+}
+
+async fn all_events(conn: &mut Conn, here: &Value) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
+    let mut after: Option<exo_core::EventId> = None;
+    loop {
+        let mut params = here.clone();
+        params["limit"] = json!(10_000);
+        if let Some(after) = after {
+            params["after"] = json!(after);
+        }
+        let page: EventPage = conn.call_as(EventsList::NAME, params).await?;
+        events.extend(page.events);
+        match page.next_cursor {
+            Some(next) => after = Some(next),
+            None => return Ok(events),
+        }
+    }
+}
+
+/// A message or tool call as one line of `/history`.
+fn history_line(event: &Event) -> Option<String> {
+    match &event.data {
+        EventData::Message { role, content, .. } => {
+            let text: Vec<&str> = content
+                .iter()
+                .filter_map(|part| match part {
+                    ContentPart::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if text.is_empty() {
+                return None;
+            }
+            let who = match role {
+                Role::User => "you",
+                Role::Assistant => "agent",
+                Role::System => "system",
+            };
+            Some(format!("{who}: {}", text.join("\n\n")))
+        }
+        EventData::ToolCall {
+            name, arguments, ..
+        } => Some(format!("  • {}", call_summary(name, arguments))),
+        EventData::TurnEnded { status } if *status != TurnStatus::Completed => {
+            Some(format!("  (turn {status})"))
+        }
+        _ => None,
+    }
+}

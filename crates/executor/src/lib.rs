@@ -1,0 +1,184 @@
+//! Executors: the policy layer that decides what a turn does.
+//!
+//! The substrate (store, snapshots, secrets) records; an executor decides:
+//! how the prompt is assembled, which model is called, which tools run and
+//! whether to ask first. An executor may be killed at any moment without
+//! losing anything, because everything it knows it reads from the
+//! [`Substrate`] and everything it does it records there.
+//!
+//! - [`Substrate`] is what an executor may ask of exo: the in-process form
+//!   of the JSON-RPC methods `turn/begin`, `turn/append`, `turn/finish` and
+//!   `events/list` that out-of-process executors (a TypeScript harness, the
+//!   Codex / Claude Code shims) use, plus the one thing only a trusted
+//!   process may do, resolving a model binding with its key.
+//! - [`Executor`] runs one turn against a substrate, telling an
+//!   [`Observer`] what happens as it happens (streamed text, recorded
+//!   events, approval questions).
+//! - [`Builtin`] is exo's own executor: a coding-agent loop over
+//!   `exo-model` and `exo-tools` (spec/executor.md).
+//!
+//! **Architecture Invariant:** this crate knows neither the store nor the
+//! protocol; the service implements [`Substrate`] and [`Observer`].
+
+mod builtin;
+mod prompt;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use exo_core::{ApprovalPolicy, ContentPart, ConversationId, Event, EventData, SessionId, TurnId};
+use exo_core::{EventId, TurnStatus};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+pub use builtin::{Builtin, DEFAULT_MAX_ROUNDS};
+pub use exo_model::{CancellationToken, Delta};
+pub use prompt::{instructions, items, APPROVAL_TYPE, COMPACTION_TYPE, INTERRUPTED_OUTPUT};
+
+/// A substrate failure, as the substrate reported it (the service keeps
+/// its JSON-RPC error inside, so codes survive the trip).
+pub type SubstrateError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a turn needs to know before it begins. Resolving it records
+/// nothing, so a misconfigured agent fails cleanly.
+#[derive(Debug)]
+pub struct Setup {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent's system instructions.
+    pub instructions: Option<String>,
+    /// What to do before shell commands and file writes.
+    pub approval: ApprovalPolicy,
+    /// The conversation's workspace; without one the model gets no tools.
+    pub workspace: Option<PathBuf>,
+    /// Directories inside the workspace no tool may touch (exo's own state).
+    pub protected: Vec<PathBuf>,
+    /// The model to call.
+    pub model: ModelAccess,
+}
+
+/// A resolved model binding.
+#[derive(Debug)]
+pub struct ModelAccess {
+    /// The binding's name (what the agent's configuration says).
+    pub name: String,
+    /// The model's name at the provider.
+    pub upstream: String,
+    /// Where and how to call it, key included.
+    pub endpoint: exo_model::Endpoint,
+}
+
+/// A turn begun: what `begin_turn` recorded.
+#[derive(Debug)]
+pub struct Begun {
+    /// The turn.
+    pub turn: TurnId,
+    /// Its session.
+    pub session: SessionId,
+    /// `session_started` (when it opened one), `turn_started`, the
+    /// turn-start snapshot and the input message.
+    pub events: Vec<Event>,
+}
+
+/// What an executor may ask of exo. Every method is blocking (a store
+/// transaction, a workspace snapshot); executors call them off the async
+/// threads.
+pub trait Substrate: Send + Sync {
+    /// Resolves the agent, the conversation and the agent's model binding
+    /// (revealing its key). Records nothing.
+    fn setup(&self, agent: &str, conversation: &str) -> Result<Setup, SubstrateError>;
+    /// The conversation's history (its current branch), after `after` or
+    /// from the start.
+    fn events(
+        &self,
+        conversation: ConversationId,
+        after: Option<EventId>,
+    ) -> Result<Vec<Event>, SubstrateError>;
+    /// Begins a turn: session, turn-start snapshot, input message, in one
+    /// transaction (as `turn/begin`).
+    fn begin_turn(
+        &self,
+        agent: &str,
+        conversation: &str,
+        input: EventData,
+    ) -> Result<Begun, SubstrateError>;
+    /// Appends events to the open turn, as one atomic batch.
+    fn append(&self, turn: TurnId, events: Vec<EventData>) -> Result<Vec<Event>, SubstrateError>;
+    /// Ends the turn with a turn-end snapshot (as `turn/finish`); returns
+    /// the status recorded (an earlier one if it had already ended).
+    fn finish_turn(&self, turn: TurnId, status: TurnStatus) -> Result<TurnStatus, SubstrateError>;
+}
+
+/// A tool call waiting for a client's approval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalAsk {
+    /// The turn.
+    pub turn: TurnId,
+    /// The call.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Its arguments.
+    pub arguments: Value,
+}
+
+/// Who follows a running turn. Calls come from the turn's task and must
+/// not block.
+pub trait Observer: Send + Sync {
+    /// A piece of the model's answer, as it streams.
+    fn delta(&self, turn: TurnId, delta: &Delta);
+    /// Events the turn recorded, as each batch commits.
+    fn recorded(&self, turn: TurnId, events: &[Event]);
+    /// Asks whether a tool call may run. Resolves to `Some(answer)`, or
+    /// `None` when there is no one to ask.
+    fn approve(&self, ask: ApprovalAsk) -> BoxFuture<'static, Option<bool>>;
+}
+
+/// One turn to run.
+#[derive(Clone, Debug)]
+pub struct TurnRequest {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The user's input.
+    pub input: Vec<ContentPart>,
+    /// The most model calls the turn may make.
+    pub max_rounds: Option<u32>,
+}
+
+/// How a turn ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The turn.
+    pub turn: TurnId,
+    /// Its session.
+    pub session: SessionId,
+    /// The status recorded.
+    pub status: TurnStatus,
+    /// The text of the model's last message.
+    pub text: String,
+    /// Why it failed or stopped early.
+    pub error: Option<String>,
+    /// Every event the turn recorded.
+    pub events: Vec<Event>,
+}
+
+/// Runs turns. The built-in executor is one; others (a harness module, a
+/// shim around another agent) plug in here.
+pub trait Executor: Send + Sync {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+
+    /// Runs one turn to its end. Fails only when the substrate does (before
+    /// the turn begins: nothing was recorded); model and tool failures end
+    /// the turn `failed` and are in its events. Cancelling `cancel` ends
+    /// the turn `cancelled`, keeping what streamed.
+    fn run_turn(
+        &self,
+        substrate: Arc<dyn Substrate>,
+        request: TurnRequest,
+        observer: Arc<dyn Observer>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Result<Outcome, SubstrateError>>;
+}

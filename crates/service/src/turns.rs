@@ -1,0 +1,453 @@
+//! `turn/run`: the built-in executor driven through the service. The
+//! service is the executor's [`Substrate`] (the same begin, append and
+//! finish as `turn/begin`, `turn/append`, `turn/finish`, plus the model's
+//! key, which never leaves this process), and each running turn has an
+//! [`Observer`] that turns deltas, recorded events and approval questions
+//! into notifications to the client that asked for the turn.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use exo_core::{
+    ApprovalPolicy, BindingKind, ContentPart, ConversationId, Event, EventData, EventId,
+    SecretValue, TurnId, TurnStatus,
+};
+use exo_executor::{
+    ApprovalAsk, Begun, CancellationToken, Delta, ModelAccess, Observer, Setup, Substrate,
+    SubstrateError, TurnRequest,
+};
+use exo_protocol::methods::*;
+use exo_protocol::{ErrorCode, Notification};
+use exo_rpc::ErrorObject;
+use futures_util::future::BoxFuture;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::convert::{self, simple_error, store_error};
+use crate::Service;
+
+/// The turns running in this process and the approvals they wait for.
+#[derive(Default)]
+pub(crate) struct Running {
+    turns: Mutex<HashMap<TurnId, CancellationToken>>,
+    approvals: Mutex<HashMap<(TurnId, String), oneshot::Sender<bool>>>,
+}
+
+impl Running {
+    /// Cancels every running turn (the daemon is stopping).
+    pub(crate) fn cancel_all(&self) {
+        for token in self
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            token.cancel();
+        }
+    }
+}
+
+/// A substrate failure carried back as the service's own error.
+fn to_substrate(error: ErrorObject) -> SubstrateError {
+    Box::new(error)
+}
+
+/// Reads a substrate or setup failure as a JSON-RPC error: the service's
+/// own errors keep their code, a bad model or workspace configuration is
+/// invalid params.
+fn from_substrate(error: SubstrateError) -> ErrorObject {
+    match error.downcast::<ErrorObject>() {
+        Ok(error) => *error,
+        Err(other) => {
+            let configuration =
+                other.is::<exo_model::Error>() || other.is::<exo_tools::ToolError>();
+            simple_error(
+                if configuration {
+                    ErrorCode::InvalidParams
+                } else {
+                    ErrorCode::Internal
+                },
+                other.to_string(),
+            )
+        }
+    }
+}
+
+impl Substrate for Service {
+    fn setup(&self, agent: &str, conversation: &str) -> Result<Setup, SubstrateError> {
+        self.turn_setup(agent, conversation).map_err(to_substrate)
+    }
+
+    fn events(
+        &self,
+        conversation: ConversationId,
+        after: Option<EventId>,
+    ) -> Result<Vec<Event>, SubstrateError> {
+        let store = self.store();
+        let record = store
+            .conversation_by_id(conversation)
+            .map_err(|err| to_substrate(store_error(err)))?;
+        let (agent, conversation) = (record.agent.to_string(), record.id.to_string());
+        let mut events = Vec::new();
+        let mut cursor = after;
+        loop {
+            let query = exo_store::EventQuery {
+                after: cursor,
+                limit: 10_000,
+                ..Default::default()
+            };
+            let page = store
+                .events(&agent, &conversation, &query)
+                .map_err(|err| to_substrate(store_error(err)))?;
+            events.extend(page.events);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(events),
+            }
+        }
+    }
+
+    fn begin_turn(
+        &self,
+        agent: &str,
+        conversation: &str,
+        input: EventData,
+    ) -> Result<Begun, SubstrateError> {
+        let handle = Service::begin_turn(self, agent, conversation, input).map_err(to_substrate)?;
+        Ok(Begun {
+            turn: handle.id(),
+            session: handle.session(),
+            events: handle.started_events().to_vec(),
+        })
+    }
+
+    fn append(&self, turn: TurnId, events: Vec<EventData>) -> Result<Vec<Event>, SubstrateError> {
+        self.store()
+            .append_to_turn(turn, events, None)
+            .map_err(|err| to_substrate(store_error(err)))
+    }
+
+    fn finish_turn(&self, turn: TurnId, status: TurnStatus) -> Result<TurnStatus, SubstrateError> {
+        Service::finish_turn(self, turn, status).map_err(to_substrate)
+    }
+}
+
+impl Service {
+    /// Resolves what a turn needs: the agent's instructions and approval
+    /// policy, the conversation's workspace, the model and its key.
+    fn turn_setup(&self, agent: &str, conversation: &str) -> Result<Setup, ErrorObject> {
+        let store = self.store();
+        let agent_record = store.agent(agent).map_err(store_error)?;
+        let record = store
+            .conversation(agent, conversation)
+            .map_err(store_error)?;
+        if let Some(turn) = record.open_turn {
+            return Err(store_error(exo_store::Error::Busy(format!(
+                "turn {turn} is already in progress in conversation {}",
+                record.slug
+            ))));
+        }
+        let invalid = |message: String| simple_error(ErrorCode::InvalidParams, message);
+        let model = agent_record.model().ok_or_else(|| {
+            invalid(format!(
+                "agent {} has no model; create it with `exo agent create NAME --model MODEL`",
+                agent_record.slug
+            ))
+        })?;
+        let approval = match agent_record.config.get("approval") {
+            None => ApprovalPolicy::default(),
+            Some(value) => value
+                .as_str()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "agent {} has an invalid approval policy {value}: expected auto, ask or deny",
+                        agent_record.slug
+                    ))
+                })?,
+        };
+        let instructions = agent_record
+            .config
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let scope = store
+            .scope(Some(agent), Some(conversation))
+            .map_err(store_error)?;
+        let binding = match store.resolve_binding(scope, BindingKind::Model, model) {
+            Err(exo_store::Error::NotFound { .. }) => {
+                return Err(convert::rpc_error(
+                    ErrorCode::NotFound,
+                    format!("model {model:?} not found; register it first with `exo model register {model}`"),
+                    exo_protocol::ErrorData {
+                        what: Some("model".into()),
+                        key: Some(model.to_owned()),
+                        ..Default::default()
+                    },
+                ))
+            }
+            other => other.map_err(store_error)?,
+        };
+        let exo_core::Binding::Model {
+            name,
+            provider,
+            base_url,
+            upstream,
+            secret,
+        } = binding.binding
+        else {
+            return Err(simple_error(
+                ErrorCode::Internal,
+                "a model binding is not a model",
+            ));
+        };
+        let mut endpoint = exo_model::Endpoint::for_binding(provider, &base_url);
+        if let Some(secret) = secret {
+            let key = self.key()?;
+            let (_, value) = store
+                .reveal_secret(scope, &secret, &key)
+                .map_err(store_error)?;
+            let token = match value {
+                SecretValue::ApiKey { value } => value,
+                SecretValue::Oauth { access_token, .. } => access_token,
+            };
+            endpoint = endpoint.with_api_key(token);
+        }
+        Ok(Setup {
+            conversation: record.id,
+            instructions,
+            approval,
+            workspace: record.workspace.map(Into::into),
+            protected: vec![store.root().to_path_buf()],
+            model: ModelAccess {
+                name,
+                upstream,
+                endpoint,
+            },
+        })
+    }
+
+    /// `turn/cancel`: cancels a turn running here.
+    pub(crate) fn cancel_turn(&self, turn: TurnId) -> Result<Value, ErrorObject> {
+        let running = self
+            .inner
+            .running
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match running.get(&turn) {
+            Some(token) => {
+                token.cancel();
+                Ok(json!({}))
+            }
+            None => Err(not_running("turn", turn.to_string())),
+        }
+    }
+
+    /// `approval/respond`: answers a question a running turn asked.
+    pub(crate) fn respond_approval(
+        &self,
+        params: ApprovalRespondParams,
+    ) -> Result<Value, ErrorObject> {
+        let waiting = self
+            .inner
+            .running
+            .approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(params.turn, params.call_id.clone()));
+        match waiting {
+            Some(answer) => {
+                // The turn may have been cancelled meanwhile; then no one
+                // is waiting, and that is fine.
+                let _ = answer.send(params.approve);
+                Ok(json!({}))
+            }
+            None => Err(not_running(
+                "approval",
+                format!("{}/{}", params.turn, params.call_id),
+            )),
+        }
+    }
+
+    /// Runs a turn with the executor, sending what happens as
+    /// notifications through `notify`. Returns once every notification
+    /// for the turn has been handed to `notify`'s receiver.
+    pub(crate) async fn run_turn(
+        &self,
+        params: TurnRunParams,
+        notify: mpsc::UnboundedSender<Value>,
+        gone: CancellationToken,
+        cancel: CancellationToken,
+    ) -> Result<Value, ErrorObject> {
+        let request = TurnRequest {
+            agent: params.agent,
+            conversation: params.conversation,
+            input: content(params.input),
+            max_rounds: params.max_rounds,
+        };
+        let observer = Arc::new(Notifier {
+            service: self.clone(),
+            notify,
+            can_ask: params.approvals.unwrap_or(true),
+            gone,
+            cancel: cancel.clone(),
+            turn: Mutex::new(None),
+        });
+        let executor = Arc::clone(&self.inner.executor);
+        let substrate: Arc<dyn Substrate> = Arc::new(self.clone());
+        let outcome = executor
+            .run_turn(substrate, request, observer, cancel)
+            .await
+            .map_err(from_substrate)?;
+        serde_json::to_value(TurnRunResult {
+            turn: outcome.turn,
+            session: outcome.session,
+            status: outcome.status,
+            text: outcome.text,
+            error: outcome.error,
+            events: convert::events(&outcome.events),
+        })
+        .map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))
+    }
+}
+
+fn not_running(what: &str, key: String) -> ErrorObject {
+    convert::rpc_error(
+        ErrorCode::NotFound,
+        format!("{what} {key} is not waiting here: no turn/run in this process has it"),
+        exo_protocol::ErrorData {
+            what: Some(what.into()),
+            key: Some(key),
+            ..Default::default()
+        },
+    )
+}
+
+/// A running turn's observer: notifications to the client that ran it.
+struct Notifier {
+    service: Service,
+    notify: mpsc::UnboundedSender<Value>,
+    can_ask: bool,
+    /// Fires when the client can no longer be reached.
+    gone: CancellationToken,
+    cancel: CancellationToken,
+    turn: Mutex<Option<TurnId>>,
+}
+
+impl Notifier {
+    fn send<N: Notification>(&self, params: N::Params) {
+        if let Ok(params) = serde_json::to_value(params) {
+            let _ = self
+                .notify
+                .send(exo_rpc::message::notification(N::NAME, params));
+        }
+    }
+}
+
+impl Observer for Notifier {
+    fn delta(&self, turn: TurnId, delta: &Delta) {
+        let mut params = TurnDelta {
+            turn,
+            text: None,
+            reasoning: None,
+            tool_call: None,
+        };
+        match delta {
+            Delta::Text(text) => params.text = Some(text.clone()),
+            Delta::Reasoning(text) => params.reasoning = Some(text.clone()),
+            Delta::ToolCall { call_id, name } => {
+                params.tool_call = Some(ToolCallStart {
+                    call_id: call_id.clone(),
+                    name: name.clone(),
+                })
+            }
+        }
+        self.send::<TurnDeltaNotification>(params);
+    }
+
+    fn recorded(&self, turn: TurnId, events: &[Event]) {
+        let mut registered = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        if registered.is_none() {
+            // The turn has begun: from now on `turn/cancel` can reach it.
+            *registered = Some(turn);
+            self.service
+                .inner
+                .running
+                .turns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(turn, self.cancel.clone());
+        }
+        if !events.is_empty() {
+            self.send::<TurnEventsNotification>(TurnEvents {
+                turn,
+                events: convert::events(events),
+            });
+        }
+    }
+
+    fn approve(&self, ask: ApprovalAsk) -> BoxFuture<'static, Option<bool>> {
+        if !self.can_ask || self.gone.is_cancelled() {
+            return Box::pin(async { None });
+        }
+        let (answer, answered) = oneshot::channel();
+        let key = (ask.turn, ask.call_id.clone());
+        self.service
+            .inner
+            .running
+            .approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), answer);
+        self.send::<ApprovalRequestNotification>(ApprovalRequest {
+            turn: ask.turn,
+            call_id: ask.call_id,
+            tool: ask.tool,
+            arguments: ask.arguments,
+        });
+        let gone = self.gone.clone();
+        let service = self.service.clone();
+        Box::pin(async move {
+            let answer = tokio::select! {
+                answer = answered => answer.ok(),
+                () = gone.cancelled() => None,
+            };
+            service
+                .inner
+                .running
+                .approvals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            answer
+        })
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        let Some(turn) = *self.turn.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return;
+        };
+        let running = &self.service.inner.running;
+        running
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&turn);
+        running
+            .approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(waiting, _), _| *waiting != turn);
+    }
+}
+
+/// The content of a turn's input.
+pub(crate) fn content(input: TurnInput) -> Vec<ContentPart> {
+    match input {
+        TurnInput::Text(text) => vec![ContentPart::Text { text }],
+        TurnInput::Parts(parts) => parts,
+    }
+}
