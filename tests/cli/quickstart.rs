@@ -14,12 +14,26 @@ fn quickstart_runs_as_written() {
         assert!(!run.stdout.contains(key_value) && !run.stderr.contains(key_value));
         run
     };
-    // The four commands of the quickstart, with the default root (.exo in
-    // the current directory).
+    // The commands of the quickstart, with the default root (.exo in the
+    // current directory). The REPL is left at once: no model is called.
     run(&["secret", "set", "openai", "--env", "OPENAI_API_KEY"]);
     run(&["model", "register", "gpt-5.4", "--secret", "openai"]);
     run(&["agent", "create", "--model", "gpt-5.4", "Sandbox Example"]);
-    run(&["conversation", "create", "sandbox-example", "Local Dev"]);
+    run(&[
+        "conversation",
+        "create",
+        "sandbox-example",
+        "Local Dev",
+        "--workspace",
+        ".",
+    ]);
+    let repl = env.run_with(
+        &["chat", "repl", "sandbox-example", "local-dev"],
+        b"/help\n/quit\n",
+        &[],
+    );
+    assert_eq!(repl.code, 0, "{}", repl.stderr);
+    assert!(repl.stderr.contains("/rewind EVENT"), "{}", repl.stderr);
 
     assert!(
         env.dir().join(".exo/exo.db").exists(),
@@ -39,6 +53,13 @@ fn quickstart_runs_as_written() {
     let conv = env.json(&["conversation", "show", "sandbox-example", "local-dev"]);
     assert_eq!(conv["slug"], "local-dev");
     assert_eq!(conv["length"], 1);
+    assert_eq!(
+        conv["workspace"],
+        std::fs::canonicalize(env.dir())
+            .unwrap()
+            .display()
+            .to_string()
+    );
     let events = env.events("sandbox-example", "local-dev");
     assert_eq!(events[0]["kind"], "conversation_created");
     assert_eq!(events[0]["name"], "Local Dev");

@@ -193,8 +193,9 @@ pub enum AgentCommand {
         /// Before a shell command or a file write: run it (auto), ask an
         /// attached client (ask; denied when none can answer), or refuse
         /// (deny).
-        #[arg(long, value_parser = parse_approval, default_value = "ask")]
-        approval: ApprovalPolicy,
+        /// [default: ask]
+        #[arg(long, value_parser = parse_approval)]
+        approval: Option<ApprovalPolicy>,
         /// Slug to use instead of the derived one.
         #[arg(long)]
         slug: Option<String>,
