@@ -91,3 +91,46 @@ fn root_comes_from_flag_then_env() {
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(list["agents"][0]["slug"], "flagged");
 }
+
+/// The README's main command, `scripts/demo`, run with this build's binary:
+/// a scripted agent codes across three turns, then rewind, fork, resume.
+#[test]
+fn the_demo_runs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo");
+    let output = std::process::Command::new("bash")
+        .arg(&demo)
+        .env("EXO_BIN", env!("CARGO_BIN_EXE_exo"))
+        .env("TMPDIR", scratch.path())
+        .env_remove("EXO_ROOT")
+        .env_remove("EXO_ENCRYPTION_KEY")
+        .output()
+        .expect("run scripts/demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // The three turns' answers, and the tools they ran.
+    for answer in [
+        "greet.sh is written: `sh greet.sh exo` prints \"Hello, exo.\"",
+        "Done: it now prints \"HELLO, exo!\"",
+        "README.md explains how to run it.",
+    ] {
+        assert!(stdout.contains(answer), "{answer:?} missing:\n{stdout}");
+    }
+    assert!(stderr.contains("• edit_file: greet.sh"), "{stderr}");
+    // The rewind restored turn 1's files: the greeting is quiet again and
+    // the README is gone; the redo brings it back.
+    let after_rewind = stdout
+        .split("== rewind to the end of turn 1")
+        .nth(1)
+        .unwrap();
+    let rewound = after_rewind.split("== fork").next().unwrap();
+    assert!(
+        rewound.contains("echo \"Hello, ${1:-world}.\""),
+        "{rewound}"
+    );
+    assert!(rewound.contains("README.md\n(absent)"), "{rewound}");
+    // The fork holds turn 2's files and its resumed turn wrote a README.
+    let fork = after_rewind.split("== fork").nth(1).unwrap();
+    assert!(fork.contains("shout/README.md\n# greet"), "{fork}");
+}

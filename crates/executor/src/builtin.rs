@@ -118,7 +118,6 @@ impl Builtin {
             None => None,
         };
         let conversation_id = setup.conversation;
-        let history = blocking(&substrate, move |s| s.events(conversation_id, None)).await?;
 
         let input = EventData::Message {
             role: Role::User,
@@ -139,14 +138,14 @@ impl Builtin {
             events: begun.events,
         };
 
-        let mut items = prompt::items(&history);
-        items.push(Item::Message {
-            role: Role::User,
-            content: request.input,
-        });
         let max_rounds = request.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1);
-        let looped = self
-            .rounds(
+        let looped = async {
+            // Read after the turn began, so the history ends with this
+            // turn's input and nothing another writer added just before is
+            // missed.
+            let history = blocking(&substrate, move |s| s.events(conversation_id, None)).await?;
+            let items = prompt::items(&history);
+            self.rounds(
                 &setup,
                 &client,
                 workspace.as_ref(),
@@ -155,7 +154,9 @@ impl Builtin {
                 max_rounds,
                 &cancel,
             )
-            .await;
+            .await
+        }
+        .await;
         let ending = match looped {
             Ok(ending) => ending,
             Err(err) => {
