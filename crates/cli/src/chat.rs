@@ -435,7 +435,7 @@ pub(crate) fn send(
         bail!("the prompt is empty");
     }
     let ask = !out.json && !from_stdin && std::io::stdin().is_terminal();
-    runtime()?.block_on(async {
+    run_async(async {
         let mut conn = Conn::open(root).await?;
         let outcome = async {
             let target: Conversation = conn
@@ -464,12 +464,18 @@ pub(crate) fn send(
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+/// Runs the command on a runtime of its own. The runtime is then left
+/// without waiting for its blocking threads: one may be stuck reading a
+/// terminal that will never send another line.
+fn run_async<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
         .build()
-        .context("starting the async runtime")
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(work);
+    runtime.shutdown_background();
+    outcome
 }
 
 const HELP: &str = "\
@@ -490,7 +496,7 @@ pub(crate) fn repl(
     max_rounds: Option<u32>,
 ) -> Result<()> {
     let terminal = std::io::stdin().is_terminal();
-    runtime()?.block_on(async {
+    run_async(async {
         let mut conn = Conn::open(root).await?;
         let outcome = repl_loop(&mut conn, agent, conversation, max_rounds, terminal).await;
         conn.close().await;
