@@ -279,9 +279,18 @@ impl Service {
             )),
             TurnCancel::NAME => self.cancel_turn(parse::<TurnCancel>(params)?.turn),
             ApprovalRespond::NAME => self.respond_approval(parse::<ApprovalRespond>(params)?),
-            TurnGet::NAME => reply(convert::turn(&checked(
-                store.turn(parse::<TurnGet>(params)?.turn),
-            )?)),
+            TurnGet::NAME => {
+                let turn = parse::<TurnGet>(params)?.turn;
+                let mut record = checked(store.turn(turn))?;
+                // A turn left open by a dead process is closed as
+                // interrupted when its conversation is opened: open it, so
+                // that such a turn is not reported as still running.
+                if record.status.is_none() && store.conversation_by_id(record.conversation).is_ok()
+                {
+                    record = checked(store.turn(turn))?;
+                }
+                reply(convert::turn(&record))
+            }
 
             SessionResume::NAME => reply(self.resume(parse::<SessionResume>(params)?)?),
             SnapshotTake::NAME => reply(self.snapshot_take(parse::<SnapshotTake>(params)?)?),
