@@ -94,6 +94,10 @@ struct Connection {
     in_flight: Mutex<HashMap<String, CancellationToken>>,
     watches: Mutex<HashMap<u64, tokio::task::JoinHandle<()>>>,
     next_watch: AtomicU64,
+    /// Fires when the peer can send nothing more (it closed the
+    /// connection, or its bytes were unreadable): no answer to an approval
+    /// question can come from it.
+    peer_done: CancellationToken,
 }
 
 /// Serves one connection until the peer closes it, it sends unrecoverable
@@ -116,6 +120,7 @@ where
         in_flight: Mutex::new(HashMap::new()),
         watches: Mutex::new(HashMap::new()),
         next_watch: AtomicU64::new(1),
+        peer_done: CancellationToken::new(),
     });
     let mut frames = FramedRead::new(reader, FrameCodec::new(exo_rpc::DEFAULT_MAX_FRAME_BYTES));
     loop {
@@ -124,9 +129,13 @@ where
             () = service.shutdown_requested() => break,
         };
         let frame = match frame {
-            None => break,
+            None => {
+                connection.peer_done.cancel();
+                break;
+            }
             Some(Err(err)) => {
                 tracing::debug!(%err, "connection read failed");
+                connection.peer_done.cancel();
                 break;
             }
             Some(Ok(frame)) => frame,
@@ -154,6 +163,7 @@ where
                 connection
                     .send(Response::error(Value::Null, error).to_value())
                     .await;
+                connection.peer_done.cancel();
                 break;
             }
         }
@@ -460,7 +470,9 @@ impl Connection {
                 )
             })?;
         let (notify, mut notifications) = mpsc::unbounded_channel::<Value>();
-        let gone = CancellationToken::new();
+        // A client that has stopped sending cannot answer approvals, even
+        // if it still reads; on shutdown the turn is cancelled instead.
+        let gone = self.peer_done.child_token();
         let connection = Arc::clone(self);
         let reachable = gone.clone();
         let forwarder = tokio::spawn(async move {
