@@ -9,6 +9,8 @@
 //! - `lifecycle`: SIGTERM, kill -9, restarts, the CLI through a daemon.
 //! - `snapshots`: workspace snapshots over JSON-RPC, with the daemon's watcher.
 //! - `examples`: the example scripts in `examples/`, run for real.
+//! - `turns`: `turn/run` against a fake model API: streamed notifications,
+//!   refusals that record nothing, where the API key goes, stdio.
 
 mod support;
 
@@ -17,3 +19,4 @@ mod examples;
 mod lifecycle;
 mod snapshots;
 mod streams;
+mod turns;

@@ -1,5 +1,6 @@
-//! Test support: a real `exo daemon` process and clients that speak to it
-//! over its socket or its stdio, in either framing.
+//! Test support: a real `exo daemon` process, clients that speak to it
+//! over its socket or its stdio, in either framing, and what turns run
+//! against a fake model API need.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -78,10 +79,18 @@ impl Root {
 
     /// Starts `exo daemon` and waits until its socket answers.
     pub fn daemon(&self) -> Daemon {
+        self.daemon_with(&[], &[])
+    }
+
+    /// Starts `exo daemon ARGS` with extra environment variables and waits
+    /// until its socket answers.
+    pub fn daemon_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let child = exo()
             .arg("--root")
             .arg(self.path())
             .arg("daemon")
+            .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -231,6 +240,14 @@ impl Conn {
         }
     }
 
+    /// Closes the connection; for `exo daemon --stdio`, closes its stdin and
+    /// waits for the process to exit.
+    pub fn close(self) -> Option<std::process::ExitStatus> {
+        let Conn { writer, _child, .. } = self;
+        drop(writer);
+        _child.map(|mut child| wait_with_timeout(&mut child))
+    }
+
     /// Sends a message, reporting (rather than panicking on) a connection
     /// the daemon has dropped.
     pub fn try_send(&mut self, message: &Value) -> std::io::Result<()> {
@@ -268,7 +285,8 @@ impl Conn {
 
     /// Reads one frame and parses it.
     pub fn recv(&mut self) -> Value {
-        self.try_recv().expect("the daemon closed the connection")
+        self.try_recv()
+            .expect("the daemon closed the connection, or sent nothing for a long time")
     }
 
     /// Reads one frame, or `None` at end of stream.
@@ -312,10 +330,33 @@ impl Conn {
 
     /// Sends a request and waits for its response, queueing notifications.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, params);
+        self.response(&id)
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        self.response(&json!(id))
+        json!(id)
+    }
+
+    /// Reads messages (queued notifications first) until one satisfies
+    /// `done`; returns them all, that one last.
+    pub fn read_until(&mut self, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
+        let mut read = Vec::new();
+        loop {
+            let message = match self.notifications.pop_front() {
+                Some(queued) => queued,
+                None => self.recv(),
+            };
+            let last = done(&message);
+            read.push(message);
+            if last {
+                return read;
+            }
+        }
     }
 
     /// Waits for the response with this id, queueing notifications.
@@ -390,6 +431,20 @@ impl Conn {
     }
 }
 
+/// Reads watch notifications until `count` events have arrived for
+/// `watch`; returns the events.
+pub fn watched_events(conn: &mut Conn, watch: u64, count: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        let notification = conn.notification();
+        assert_eq!(notification["method"], "events/appended", "{notification}");
+        assert_eq!(notification["params"]["watch"], watch);
+        events.extend(notification["params"]["events"].as_array().unwrap().clone());
+    }
+    assert_eq!(events.len(), count, "more events than expected");
+    events
+}
+
 /// The ids of a conversation's whole history.
 pub fn history_ids(conn: &mut Conn, agent: &str, conversation: &str) -> Vec<String> {
     let mut ids = Vec::new();
@@ -416,4 +471,135 @@ pub fn history_ids(conn: &mut Conn, agent: &str, conversation: &str) -> Vec<Stri
 
 pub fn message(text: &str) -> Value {
     json!({"kind": "message", "role": "user", "content": text})
+}
+
+// ----------------------------------------------------------------- turns
+
+/// A workspace directory next to the root, for conversations whose model
+/// gets tools.
+pub fn workspace(root: &Root) -> PathBuf {
+    let workspace = root.dir.path().join("ws");
+    std::fs::create_dir_all(&workspace).unwrap();
+    workspace
+}
+
+/// Registers model `fake` served by `model` (its key in secret `fake-key`
+/// when `key` is given), creates agent `a` using it with `approval`, and
+/// conversation `c` bound to `workspace`.
+pub fn agent_with_model(
+    conn: &mut Conn,
+    model: &exo_fake_model::FakeModel,
+    key: Option<&str>,
+    approval: &str,
+    workspace: &Path,
+) {
+    let mut register = json!({
+        "name": "fake",
+        "provider": model.wire().name(),
+        "base_url": model.base_url(),
+        "upstream": "fake-upstream",
+    });
+    if let Some(key) = key {
+        conn.ok("secret/set", json!({"name": "fake-key", "value": key}));
+        register["secret"] = json!("fake-key");
+    }
+    conn.ok("model/register", register);
+    conn.ok(
+        "agent/create",
+        json!({"name": "A", "slug": "a", "model": "fake", "approval": approval}),
+    );
+    conn.ok(
+        "conversation/create",
+        json!({"agent": "a", "name": "C", "slug": "c", "workspace": workspace}),
+    );
+}
+
+/// What a client saw of one `turn/run`: the notifications that came before
+/// its response, and the response.
+pub struct Seen {
+    pub notifications: Vec<Value>,
+    pub response: Value,
+}
+
+impl Seen {
+    /// Splits what was read up to and including the response with `id`.
+    pub fn new(mut read: Vec<Value>, id: &Value) -> Seen {
+        let response = read.pop().expect("a response");
+        assert_eq!(&response["id"], id, "{response}");
+        for notification in &read {
+            assert!(
+                notification.get("method").is_some(),
+                "a message before the response that is not a notification: {notification}"
+            );
+        }
+        Seen {
+            notifications: read,
+            response,
+        }
+    }
+
+    /// The result; panics on an error response.
+    pub fn result(&self) -> &Value {
+        match self.response.get("result") {
+            Some(result) => result,
+            None => panic!("turn/run failed: {}", self.response),
+        }
+    }
+
+    /// The params of every notification with this method, in order.
+    pub fn params(&self, method: &str) -> Vec<&Value> {
+        self.notifications
+            .iter()
+            .filter(|n| n["method"] == method)
+            .map(|n| &n["params"])
+            .collect()
+    }
+
+    /// The streamed answer text, joined.
+    pub fn streamed_text(&self) -> String {
+        self.params("turn/delta")
+            .iter()
+            .filter_map(|params| params["text"].as_str())
+            .collect()
+    }
+
+    /// The events of every `turn/events` notification, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.params("turn/events")
+            .iter()
+            .flat_map(|params| params["events"].as_array().unwrap().clone())
+            .collect()
+    }
+}
+
+impl Conn {
+    /// Runs `turn/run` to its response, answering nothing.
+    pub fn run_turn(&mut self, params: Value) -> Seen {
+        let id = self.request("turn/run", params);
+        let read = self.read_until(|message| message.get("id") == Some(&id));
+        Seen::new(read, &id)
+    }
+
+    /// The number of events in the conversation's history.
+    pub fn length(&mut self, agent: &str, conversation: &str) -> u64 {
+        self.ok(
+            "conversation/get",
+            json!({"agent": agent, "conversation": conversation}),
+        )["length"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// The events of `kind` among `events`.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// The `kind` of each event.
+pub fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
 }
