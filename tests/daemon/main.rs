@@ -11,9 +11,12 @@
 //! - `examples`: the example scripts in `examples/`, run for real.
 //! - `turns`: `turn/run` against a fake model API: streamed notifications,
 //!   refusals that record nothing, where the API key goes, stdio.
+//! - `approvals`: `approval/request` and `approval/respond` across
+//!   connections; callers that cannot answer.
 
 mod support;
 
+mod approvals;
 mod conformance;
 mod examples;
 mod lifecycle;

@@ -445,6 +445,23 @@ pub fn watched_events(conn: &mut Conn, watch: u64, count: usize) -> Vec<Value> {
     events
 }
 
+/// Reads watch notifications for `watch` until an event satisfies `done`;
+/// returns the events up to and including it.
+pub fn watched_until(conn: &mut Conn, watch: u64, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let notification = conn.notification();
+        assert_eq!(notification["method"], "events/appended", "{notification}");
+        assert_eq!(notification["params"]["watch"], watch);
+        for event in notification["params"]["events"].as_array().unwrap() {
+            events.push(event.clone());
+            if done(event) {
+                return events;
+            }
+        }
+    }
+}
+
 /// The ids of a conversation's whole history.
 pub fn history_ids(conn: &mut Conn, agent: &str, conversation: &str) -> Vec<String> {
     let mut ids = Vec::new();
