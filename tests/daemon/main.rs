@@ -13,10 +13,13 @@
 //!   refusals that record nothing, where the API key goes, stdio.
 //! - `approvals`: `approval/request` and `approval/respond` across
 //!   connections; callers that cannot answer.
+//! - `cancellation`: `turn/cancel` and `$/cancelRequest` while the model
+//!   streams or a shell command runs.
 
 mod support;
 
 mod approvals;
+mod cancellation;
 mod conformance;
 mod examples;
 mod lifecycle;

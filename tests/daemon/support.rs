@@ -462,6 +462,25 @@ pub fn watched_until(conn: &mut Conn, watch: u64, done: impl Fn(&Value) -> bool)
     }
 }
 
+/// Waits until `done` holds, failing the test after [`TIMEOUT`].
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    let output = Command::new("ps")
+        .args(["-o", "stat=", "-p", &pid.to_string()])
+        .output()
+        .expect("run ps");
+    let state = String::from_utf8_lossy(&output.stdout);
+    output.status.success() && !state.trim().is_empty() && !state.trim().starts_with('Z')
+}
+
 /// The ids of a conversation's whole history.
 pub fn history_ids(conn: &mut Conn, agent: &str, conversation: &str) -> Vec<String> {
     let mut ids = Vec::new();
@@ -597,6 +616,18 @@ impl Conn {
         Seen::new(read, &id)
     }
 
+    /// Reads a running `turn/run`'s notifications until the model has
+    /// streamed `text`; returns what was read.
+    pub fn until_streamed(&mut self, text: &str) -> Vec<Value> {
+        let mut streamed = String::new();
+        self.read_until(|message| {
+            if message["method"] == "turn/delta" {
+                streamed.push_str(message["params"]["text"].as_str().unwrap_or(""));
+            }
+            streamed == text
+        })
+    }
+
     /// The number of events in the conversation's history.
     pub fn length(&mut self, agent: &str, conversation: &str) -> u64 {
         self.ok(
@@ -619,4 +650,38 @@ pub fn kinds(events: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// A shell command for the model to call that writes its pid to
+/// `sleeper.pid` in the workspace, then sleeps far longer than any wait in
+/// these tests, so a turn that ends while it runs ended because of
+/// something else.
+pub const SLEEPER: &str = "echo $$ > sleeper.tmp && mv sleeper.tmp sleeper.pid && exec sleep 600";
+
+/// The process a [`SLEEPER`] call started, killed on drop if it still runs
+/// (a daemon killed with -9 leaves it behind).
+pub struct Sleeper {
+    pub pid: u32,
+}
+
+impl Sleeper {
+    /// Waits until the command in `workspace` has started.
+    pub fn started(workspace: &Path) -> Sleeper {
+        let file = workspace.join("sleeper.pid");
+        wait_until("the shell command has started", || file.exists());
+        let pid = std::fs::read_to_string(&file).unwrap();
+        Sleeper {
+            pid: pid.trim().parse().unwrap(),
+        }
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        if alive(self.pid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
 }
