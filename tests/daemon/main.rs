@@ -15,6 +15,8 @@
 //!   connections; callers that cannot answer.
 //! - `cancellation`: `turn/cancel` and `$/cancelRequest` while the model
 //!   streams or a shell command runs.
+//! - `turn_lifecycle`: kill -9 and SIGTERM with a turn running, and the
+//!   turn after.
 
 mod support;
 
@@ -25,4 +27,5 @@ mod examples;
 mod lifecycle;
 mod snapshots;
 mod streams;
+mod turn_lifecycle;
 mod turns;
