@@ -148,6 +148,13 @@ impl Shadow {
         let repo = if dir.join("HEAD").exists() {
             Repository::open_bare(&dir)?
         } else {
+            // A process killed while initialising (before HEAD exists) may
+            // have left git's lock files behind, which would refuse every
+            // later attempt. We hold the shadow's lock: nobody else is
+            // writing them.
+            for stale in ["config.lock", "HEAD.lock"] {
+                let _ = fs::remove_file(dir.join(stale));
+            }
             let mut init = RepositoryInitOptions::new();
             init.bare(true).no_reinit(false).mkdir(true);
             let repo = Repository::init_opts(&dir, &init)?;

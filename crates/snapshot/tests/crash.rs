@@ -172,3 +172,19 @@ fn killed_snapshots_are_complete_or_never_reported() {
     let mut shadow = fixture.shadow();
     shadow.snapshot(ScanHint::Full).unwrap();
 }
+
+/// A process killed while creating the shadow repository (before HEAD was
+/// written, with git's config lock held) does not leave it unopenable.
+#[test]
+fn a_shadow_whose_creation_was_killed_opens() {
+    let fixture = Fixture::new();
+    fixture.write("a.txt", "a\n");
+    let dir = fixture.shadow().dir().to_path_buf();
+    // What a kill while `git init` writes the config leaves: no HEAD yet,
+    // no config, its lock file taken.
+    std::fs::remove_file(dir.join("HEAD")).unwrap();
+    std::fs::rename(dir.join("config"), dir.join("config.lock")).unwrap();
+    let mut shadow = fixture.shadow();
+    let snapshot = shadow.snapshot(ScanHint::Full).unwrap();
+    assert!(shadow.contains(&snapshot.commit));
+}
