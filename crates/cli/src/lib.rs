@@ -85,7 +85,12 @@ fn init_tracing(log_file: Option<&std::path::Path>) -> Result<()> {
                 .try_init();
         }
         None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
+            // Colours only for a terminal: a redirected stderr (a log
+            // file, a pipe, a test) gets plain lines.
+            let _ = builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .try_init();
         }
     }
     Ok(())
