@@ -5,7 +5,7 @@
 //! turn's notifications: streamed text, recorded events, approval
 //! questions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -206,6 +206,13 @@ fn stdin_lines() -> mpsc::Receiver<String> {
 struct Screen {
     /// Whether stdout has text not yet ended by a newline.
     mid_line: bool,
+    /// Tool calls recorded but not shown yet. A model may ask for several
+    /// calls at once, and the executor runs them one after another: each
+    /// is shown when the one before it has its result, so what follows a
+    /// call's line (its approval, its result) is always about that call.
+    waiting_calls: VecDeque<String>,
+    /// Whether the last call shown still waits for its result.
+    call_running: bool,
 }
 
 impl Screen {
@@ -245,10 +252,15 @@ impl Screen {
             match &event.data {
                 EventData::ToolCall {
                     name, arguments, ..
-                } => self.note(&format!("• {}", call_summary(name, arguments))),
+                } => self
+                    .waiting_calls
+                    .push_back(format!("• {}", call_summary(name, arguments))),
                 EventData::ToolResult {
                     output, is_error, ..
-                } => self.note(&format!("  {}", result_summary(output, *is_error))),
+                } => {
+                    self.note(&format!("  {}", result_summary(output, *is_error)));
+                    self.call_running = false;
+                }
                 EventData::Error { message, .. } => self.note(&format!("error: {message}")),
                 EventData::Custom {
                     custom_type,
@@ -264,6 +276,12 @@ impl Screen {
                     self.note(&format!("  denied: {why}"));
                 }
                 _ => {}
+            }
+            if !self.call_running {
+                if let Some(call) = self.waiting_calls.pop_front() {
+                    self.note(&call);
+                    self.call_running = true;
+                }
             }
         }
     }
