@@ -384,10 +384,18 @@ async fn run_turn(
                                     call_summary(&request.tool, &request.arguments)
                                 ));
                                 tokio::select! {
-                                    line = lines.recv() => matches!(
-                                        line.as_deref().map(|l| l.trim().to_ascii_lowercase()).as_deref(),
-                                        Some("y" | "yes")
-                                    ),
+                                    line = lines.recv() => {
+                                        // A terminal echoes the answer as it is typed;
+                                        // a line read from a pipe is not echoed, so
+                                        // echo it to end the question's line.
+                                        if !std::io::stdin().is_terminal() {
+                                            screen.note(line.as_deref().unwrap_or(""));
+                                        }
+                                        matches!(
+                                            line.as_deref().map(|l| l.trim().to_ascii_lowercase()).as_deref(),
+                                            Some("y" | "yes")
+                                        )
+                                    }
                                     _ = tokio::signal::ctrl_c() => {
                                         screen.note("^C cancelling the turn");
                                         cancelling = true;
