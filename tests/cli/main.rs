@@ -3,6 +3,8 @@
 //! values), so the CLI's wire format is tested apart from the code that
 //! writes it.
 //!
+//! - `agent`: turns of the built-in executor (`conversation send`)
+//!   against a fake model server, once per wire.
 //! - `quickstart`: the README's quickstart, exactly.
 //! - `events`: `conversation events` and `conversation append`.
 //! - `time_travel`: fork and rewind through the CLI, with artifacts.
@@ -13,6 +15,7 @@
 
 mod util;
 
+mod agent;
 mod crash;
 mod errors;
 mod events;

@@ -142,12 +142,17 @@ impl Env {
     /// Every byte under the root (database, WAL, lock files), for
     /// "never on disk" checks.
     pub fn root_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for entry in walk(&self.root()) {
-            bytes.extend(std::fs::read(entry).unwrap_or_default());
-        }
-        bytes
+        bytes_under(&self.root())
     }
+}
+
+/// Every byte of every file under `dir`, concatenated.
+pub fn bytes_under(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in walk(dir) {
+        bytes.extend(std::fs::read(entry).unwrap_or_default());
+    }
+    bytes
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
