@@ -64,6 +64,7 @@ macro_rules! for_each_wire {
         )*
     };
 }
+pub(crate) use for_each_wire;
 
 /// An exo root with a model served by a fake server, an agent using it and
 /// a conversation `coder/work` bound to a workspace directory.

@@ -5,6 +5,7 @@
 //!
 //! - `agent`: turns of the built-in executor (`conversation send`)
 //!   against a fake model server, once per wire.
+//! - `repl`: `chat repl` in line mode: approvals and slash commands.
 //! - `quickstart`: the README's quickstart, exactly.
 //! - `events`: `conversation events` and `conversation append`.
 //! - `time_travel`: fork and rewind through the CLI, with artifacts.
@@ -20,6 +21,7 @@ mod crash;
 mod errors;
 mod events;
 mod quickstart;
+mod repl;
 mod secrets;
 mod snapshots;
 mod time_travel;
