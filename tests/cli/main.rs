@@ -6,6 +6,7 @@
 //! - `agent`: turns of the built-in executor (`conversation send`)
 //!   against a fake model server, once per wire.
 //! - `repl`: `chat repl` in line mode: approvals and slash commands.
+//! - `scripted`: the scripted provider, replaying by history.
 //! - `quickstart`: the README's quickstart, exactly.
 //! - `events`: `conversation events` and `conversation append`.
 //! - `time_travel`: fork and rewind through the CLI, with artifacts.
@@ -22,6 +23,7 @@ mod errors;
 mod events;
 mod quickstart;
 mod repl;
+mod scripted;
 mod secrets;
 mod snapshots;
 mod time_travel;
