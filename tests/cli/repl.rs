@@ -160,11 +160,9 @@ fn slash_commands() {
     let diff_at = stderr.find("-one\n+edited\n").expect(stderr);
     let snapshot_at = stderr.find("snapshot ").expect(stderr);
     assert!(diff_at < snapshot_at, "{stderr}");
-    // FIXME: the snapshot should count a.txt as modified (+0 ~1 -0). The
-    // unified `/diff` before it snapshots the disk without recording it
-    // (Workspaces::diff in crates/service/src/workspace.rs), which moves the
-    // shadow's last snapshot, and counts are taken against that one.
-    assert!(stderr.contains(" (+0 ~0 -0)\n"), "{stderr}");
+    // The `/diff` before it compared against the disk without taking a
+    // snapshot, so the snapshot still counts a.txt as modified.
+    assert!(stderr.contains(" (+0 ~1 -0)\n"), "{stderr}");
     assert!(
         stderr[snapshot_at..].contains("no changes since the last snapshot\n"),
         "{stderr}"

@@ -196,18 +196,15 @@ impl Workspaces {
                 }
                 None => {
                     // A unified diff against the disk needs the disk as a
-                    // tree: snapshot it (without recording an event).
+                    // commit, taken without moving the shadow's last
+                    // snapshot (the next one's counts stay right).
                     let now = shadow
-                        .snapshot(Workspaces::hint(watcher))
+                        .peek(Workspaces::hint(watcher))
                         .map_err(snapshot_error)?;
-                    let listed = changes(&shadow.diff(&from, &now.commit).map_err(snapshot_error)?);
+                    let listed = changes(&shadow.diff(&from, &now).map_err(snapshot_error)?);
                     Ok((
                         listed,
-                        Some(
-                            shadow
-                                .unified_diff(&from, &now.commit)
-                                .map_err(snapshot_error)?,
-                        ),
+                        Some(shadow.unified_diff(&from, &now).map_err(snapshot_error)?),
                     ))
                 }
             }
@@ -316,11 +313,11 @@ impl Workspaces {
             };
             let diff = if unified {
                 let now = shadow
-                    .snapshot(Workspaces::hint(watcher))
+                    .peek(Workspaces::hint(watcher))
                     .map_err(snapshot_error)?;
                 Some(
                     shadow
-                        .unified_diff(&now.commit, &target_commit)
+                        .unified_diff(&now, &target_commit)
                         .map_err(snapshot_error)?,
                 )
             } else {

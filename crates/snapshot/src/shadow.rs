@@ -282,6 +282,21 @@ impl Shadow {
         })
     }
 
+    /// A commit of the workspace as it is on disk, for comparing against,
+    /// without taking a snapshot: [`Shadow::last`] does not move, so the
+    /// next snapshot still counts its changes from the last one, and the
+    /// commit is not made durable (nothing may record it).
+    pub fn peek(&mut self, hint: ScanHint) -> Result<Oid, Error> {
+        self.scan(&hint)?;
+        let tree = self.build_tree()?;
+        let commit = match (self.state.last, self.last_tree_id()) {
+            (Some(last), Some(last_tree)) if last_tree == tree => last,
+            _ => self.write_commit(tree)?,
+        };
+        self.flush_batch()?;
+        Ok(commit.to_string())
+    }
+
     /// Paths that differ between the workspace now and snapshot `base`,
     /// without recording a snapshot: blobs may be written, `last` does not
     /// move. Always walks the whole workspace (re-hashing only files whose

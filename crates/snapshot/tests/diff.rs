@@ -111,3 +111,26 @@ fn drift_reports_without_recording() {
     drop(shadow);
     assert_eq!(fixture.shadow().last(), Some(first.commit));
 }
+
+/// `peek` gives the disk as a commit to compare against without taking a
+/// snapshot: the next snapshot still counts from the last one.
+#[test]
+fn peeking_does_not_move_the_last_snapshot() {
+    let fixture = Fixture::new();
+    fixture.write("a.txt", "one\n");
+    let mut shadow = fixture.shadow();
+    let first = shadow.snapshot(ScanHint::Full).unwrap();
+    assert_eq!(shadow.peek(ScanHint::Full).unwrap(), first.commit);
+    fixture.write("a.txt", "two\n");
+    let now = shadow.peek(ScanHint::Full).unwrap();
+    assert_eq!(
+        shadow.diff(&first.commit, &now).unwrap(),
+        vec![change("a.txt", ChangeKind::Modified)]
+    );
+    assert_eq!(
+        shadow.last().map(|oid| oid.to_string()),
+        Some(first.commit.clone())
+    );
+    let second = shadow.snapshot(ScanHint::Full).unwrap();
+    assert_eq!((second.added, second.modified, second.deleted), (0, 1, 0));
+}
