@@ -261,20 +261,6 @@ impl Screen {
                     self.note(&format!("  {}", result_summary(output, *is_error)));
                     self.call_running = false;
                 }
-                EventData::Error { message, .. } => self.note(&format!("error: {message}")),
-                EventData::Custom {
-                    custom_type,
-                    payload,
-                } if custom_type == exo_executor::APPROVAL_TYPE
-                    && payload["approved"] == json!(false)
-                    && payload["by"] != json!("user") =>
-                {
-                    let why = match payload["by"].as_str() {
-                        Some("policy") => "the agent's approval policy is deny",
-                        _ => "approval needed, and no terminal to ask",
-                    };
-                    self.note(&format!("  denied: {why}"));
-                }
                 _ => {}
             }
             if !self.call_running {
