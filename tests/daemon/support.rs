@@ -434,15 +434,30 @@ impl Conn {
 /// Reads watch notifications until `count` events have arrived for
 /// `watch`; returns the events.
 pub fn watched_events(conn: &mut Conn, watch: u64, count: usize) -> Vec<Value> {
+    watched(conn, watch, count).0
+}
+
+/// Reads watch notifications for `watch` until `count` events have
+/// arrived; returns them, and the text of the `turn/delta` notifications
+/// that came with them (a running turn's answer as it streamed).
+pub fn watched(conn: &mut Conn, watch: u64, count: usize) -> (Vec<Value>, String) {
     let mut events = Vec::new();
+    let mut text = String::new();
     while events.len() < count {
         let notification = conn.notification();
-        assert_eq!(notification["method"], "events/appended", "{notification}");
-        assert_eq!(notification["params"]["watch"], watch);
-        events.extend(notification["params"]["events"].as_array().unwrap().clone());
+        assert_eq!(notification["params"]["watch"], watch, "{notification}");
+        match notification["method"].as_str() {
+            Some("turn/delta") => {
+                text.push_str(notification["params"]["text"].as_str().unwrap_or(""))
+            }
+            Some("events/appended") => {
+                events.extend(notification["params"]["events"].as_array().unwrap().clone())
+            }
+            _ => panic!("unexpected notification {notification}"),
+        }
     }
     assert_eq!(events.len(), count, "more events than expected");
-    events
+    (events, text)
 }
 
 /// Reads watch notifications for `watch` until an event satisfies `done`;
@@ -451,8 +466,11 @@ pub fn watched_until(conn: &mut Conn, watch: u64, done: impl Fn(&Value) -> bool)
     let mut events = Vec::new();
     loop {
         let notification = conn.notification();
+        assert_eq!(notification["params"]["watch"], watch, "{notification}");
+        if notification["method"] == "turn/delta" {
+            continue;
+        }
         assert_eq!(notification["method"], "events/appended", "{notification}");
-        assert_eq!(notification["params"]["watch"], watch);
         for event in notification["params"]["events"].as_array().unwrap() {
             events.push(event.clone());
             if done(event) {

@@ -7,8 +7,8 @@ use exo_fake_model::{Completion, FakeModel, HttpError, Wire};
 use serde_json::{json, Value};
 
 use crate::support::{
-    agent_with_model, history_ids, kinds, of_kind, watched_events, workspace, Conn, Framing, Root,
-    Seen,
+    agent_with_model, history_ids, kinds, of_kind, watched, watched_events, workspace, Conn,
+    Framing, Root, Seen,
 };
 
 fn turn(input: &str) -> Value {
@@ -30,14 +30,26 @@ fn turn_run_streams_deltas_and_events_before_its_response() {
     let daemon = root.daemon();
     let mut conn = daemon.connect();
     agent_with_model(&mut conn, &model, None, "ask", &workspace);
-    let before = history_ids(&mut conn, "a", "c");
     let mut watcher = daemon.connect();
+    let start = history_ids(&mut conn, "a", "c");
     let watch = watcher.ok(
         "events/watch",
-        json!({"agent": "a", "conversation": "c", "after": before.last().unwrap()}),
+        json!({"agent": "a", "conversation": "c", "after": start.last().unwrap()}),
     )["watch"]
         .as_u64()
         .unwrap();
+    // Deltas are not replayed: a watcher sees those sent once it is
+    // subscribed. Two marks make sure it is: the second was appended after
+    // the first was delivered, so it comes from the read-and-subscribe
+    // step or live, never from a replay page.
+    for mark in ["first", "second"] {
+        conn.ok(
+            "conversation/append",
+            json!({"agent": "a", "conversation": "c", "events": [{"kind": "custom", "type": "test.mark", "payload": mark}]}),
+        );
+        assert_eq!(watched_events(&mut watcher, watch, 1)[0]["payload"], mark);
+    }
+    let before = history_ids(&mut conn, "a", "c");
 
     let seen = conn.run_turn(turn("What do the notes say?"));
     let result = seen.result();
@@ -125,9 +137,11 @@ fn turn_run_streams_deltas_and_events_before_its_response() {
     conn.ok("ping", json!({}));
     assert!(conn.notifications.is_empty(), "{:?}", conn.notifications);
 
-    // Another client watching the conversation saw the same events; the
-    // history holds them.
-    assert_eq!(watched_events(&mut watcher, watch, events.len()), events);
+    // Another client watching the conversation saw the same events, and
+    // the answer streaming; the history holds the events.
+    let (watched_events, watched_text) = watched(&mut watcher, watch, events.len());
+    assert_eq!(watched_events, events);
+    assert_eq!(watched_text, "Let me read them. The notes say hello.");
     let history = history_ids(&mut conn, "a", "c");
     let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(history[before.len()..], ids);

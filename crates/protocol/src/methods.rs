@@ -369,11 +369,16 @@ pub struct ApprovalRespondParams {
 }
 
 /// `turn/delta` notification params: a piece of the model's answer as it
-/// streams. Exactly one of the optional fields is present.
+/// streams, to the client running the turn and to the conversation's
+/// watchers. Exactly one of `text`, `reasoning` and `tool_call` is present.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TurnDelta {
     /// The turn.
     pub turn: TurnId,
+    /// For a watcher of the turn's conversation (`events/watch`): the
+    /// watch. Absent for the client that runs the turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<u64>,
     /// More answer text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,

@@ -1,27 +1,35 @@
 //! The watch hub: one broadcast channel per watched conversation, fed by
-//! the store's commit listener in commit order.
+//! the store's commit listener in commit order, and by running turns with
+//! their streamed text.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use exo_core::{ConversationId, Event};
+use exo_protocol::methods::TurnDelta;
 use tokio::sync::broadcast;
 
-/// How many commits a watcher may fall behind before it is told it lagged.
+/// How many messages a watcher may fall behind before it is told it lagged.
 pub const WATCH_BUFFER: usize = 1024;
 
-/// A batch of events of one conversation, as committed.
-pub type Batch = Arc<Vec<Event>>;
+/// What a watcher receives.
+#[derive(Clone, Debug)]
+pub enum Published {
+    /// A batch of events of one conversation, as committed.
+    Events(Arc<Vec<Event>>),
+    /// A piece of a running turn's answer (not an event: never replayed).
+    Delta(Arc<TurnDelta>),
+}
 
 /// The per-conversation channels.
 #[derive(Default)]
 pub struct Hub {
-    channels: Mutex<HashMap<ConversationId, broadcast::Sender<Batch>>>,
+    channels: Mutex<HashMap<ConversationId, broadcast::Sender<Published>>>,
 }
 
 impl Hub {
-    /// Subscribes to a conversation's future commits.
-    pub fn subscribe(&self, conversation: ConversationId) -> broadcast::Receiver<Batch> {
+    /// Subscribes to a conversation's future commits and deltas.
+    pub fn subscribe(&self, conversation: ConversationId) -> broadcast::Receiver<Published> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels
             .entry(conversation)
@@ -32,7 +40,6 @@ impl Hub {
     /// Publishes committed events. Called by the store's commit listener,
     /// under the store's lock: it must not block.
     pub fn publish(&self, events: &[Event]) {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let mut start = 0;
         while start < events.len() {
             let conversation = events[start].conversation;
@@ -40,13 +47,26 @@ impl Hub {
                 .iter()
                 .position(|event| event.conversation != conversation)
                 .map_or(events.len(), |offset| start + offset);
-            if let Some(sender) = channels.get(&conversation) {
-                if sender.send(Arc::new(events[start..end].to_vec())).is_err() {
-                    // No receivers left: forget the channel.
-                    channels.remove(&conversation);
-                }
-            }
+            self.send(
+                conversation,
+                Published::Events(Arc::new(events[start..end].to_vec())),
+            );
             start = end;
+        }
+    }
+
+    /// Publishes a running turn's delta to the conversation's watchers.
+    pub fn publish_delta(&self, conversation: ConversationId, delta: TurnDelta) {
+        self.send(conversation, Published::Delta(Arc::new(delta)));
+    }
+
+    fn send(&self, conversation: ConversationId, message: Published) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = channels.get(&conversation) {
+            if sender.send(message).is_err() {
+                // No receivers left: forget the channel.
+                channels.remove(&conversation);
+            }
         }
     }
 }

@@ -42,6 +42,7 @@ use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::{self, simple_error, store_error};
+use crate::hub::Published;
 use crate::{ConnectionContext, Service};
 
 /// Requests one connection may have running at once.
@@ -668,9 +669,18 @@ impl Connection {
         }
         loop {
             match receiver.recv().await {
-                Ok(batch) => {
+                Ok(Published::Events(batch)) => {
                     cursor = batch.last().map(|event| event.id).or(cursor);
                     self.notify_appended(watch, conversation, &batch).await;
+                }
+                Ok(Published::Delta(delta)) => {
+                    let mut params = TurnDelta::clone(&delta);
+                    params.watch = Some(watch);
+                    self.send(message::notification(
+                        TurnDeltaNotification::NAME,
+                        serde_json::to_value(params).expect("serializes"),
+                    ))
+                    .await;
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::info!(watch, missed, "watcher fell behind");

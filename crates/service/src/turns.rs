@@ -293,6 +293,7 @@ impl Service {
             gone,
             cancel: cancel.clone(),
             turn: Mutex::new(None),
+            conversation: Mutex::new(None),
         });
         let executor = Arc::clone(&self.inner.executor);
         let substrate: Arc<dyn Substrate> = Arc::new(self.clone());
@@ -333,6 +334,8 @@ struct Notifier {
     gone: CancellationToken,
     cancel: CancellationToken,
     turn: Mutex<Option<TurnId>>,
+    /// The conversation, once the turn has begun.
+    conversation: Mutex<Option<ConversationId>>,
 }
 
 impl Notifier {
@@ -349,6 +352,7 @@ impl Observer for Notifier {
     fn delta(&self, turn: TurnId, delta: &Delta) {
         let mut params = TurnDelta {
             turn,
+            watch: None,
             text: None,
             reasoning: None,
             tool_call: None,
@@ -363,12 +367,24 @@ impl Observer for Notifier {
                 })
             }
         }
+        if let Some(conversation) = *self.conversation.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.service
+                .inner
+                .hub
+                .publish_delta(conversation, params.clone());
+        }
         self.send::<TurnDeltaNotification>(params);
     }
 
     fn recorded(&self, turn: TurnId, events: &[Event]) {
         let mut registered = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         if registered.is_none() {
+            // The turn's events name its conversation: its watchers get
+            // the deltas too.
+            if let Some(event) = events.first() {
+                *self.conversation.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(event.conversation);
+            }
             // The turn has begun: from now on `turn/cancel` can reach it.
             *registered = Some(turn);
             self.service
