@@ -21,6 +21,7 @@ mod agent;
 mod crash;
 mod errors;
 mod events;
+mod guards;
 mod quickstart;
 mod repl;
 mod scripted;

@@ -275,6 +275,18 @@ fn refused_turns_record_nothing_and_notify_nothing() {
             "turn/run",
         ),
         (json!([]), -32602, "invalid_params", "turn/run"),
+        (
+            json!({"agent": "a", "conversation": "c", "input": "hi", "max_rounds": 0}),
+            -32602,
+            "invalid_params",
+            "max_rounds must be at least 1",
+        ),
+        (
+            json!({"agent": "a", "conversation": "c", "input": "  "}),
+            -32602,
+            "invalid_params",
+            "input must not be empty",
+        ),
     ];
     for (params, code, name, words) in cases {
         let seen = conn.run_turn(params.clone());

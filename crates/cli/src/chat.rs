@@ -129,6 +129,11 @@ impl Conn {
             .map_err(|err| anyhow!("unexpected result from {method}: {err}"))
     }
 
+    /// Whether the service has closed the connection (the daemon stopped).
+    fn is_closed(&self) -> bool {
+        self.reader.is_finished()
+    }
+
     async fn notify(&mut self, method: &str, params: Value) -> Result<()> {
         self.write(&message::notification(method, params)).await
     }
@@ -320,6 +325,31 @@ enum Approver<'a> {
     Lines(&'a mut mpsc::Receiver<String>),
 }
 
+/// Ctrl-C, as a stream: made once, so a press while nothing waits for it
+/// is kept for the next wait, not lost.
+fn interrupts() -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")
+}
+
+/// Ctrl-C during a turn: the first cancels it; a second, if the turn has
+/// still not ended, leaves at once (the turn is then closed as
+/// interrupted, or, in a daemon, cancelled when it notices).
+async fn interrupted(
+    conn: &mut Conn,
+    id: u64,
+    screen: &mut Screen,
+    cancelling: &mut bool,
+) -> Result<()> {
+    if *cancelling {
+        screen.note("^C again: leaving");
+        std::process::exit(130);
+    }
+    screen.note("^C cancelling the turn (again to leave)");
+    *cancelling = true;
+    conn.notify(CancelRequest::NAME, json!({ "id": id })).await
+}
+
 /// Runs one turn, printing as it streams (unless `quiet`), cancelling it
 /// on Ctrl-C. Returns the turn's result.
 async fn run_turn(
@@ -329,6 +359,7 @@ async fn run_turn(
     max_rounds: Option<u32>,
     mut approver: Approver<'_>,
     quiet: bool,
+    ctrl_c: &mut tokio::signal::unix::Signal,
 ) -> Result<TurnRunResult> {
     let params = TurnRunParams {
         agent: target.agent.to_string(),
@@ -342,7 +373,7 @@ async fn run_turn(
         .await?;
     let mut screen = Screen::default();
     let mut cancelling = false;
-    let outcome = loop {
+    let outcome = 'turn: loop {
         tokio::select! {
             outcome = &mut answered => break outcome,
             Some((method, params)) = conn.notifications.recv() => {
@@ -365,6 +396,12 @@ async fn run_turn(
                         let approve = match &mut approver {
                             Approver::Nobody => false,
                             Approver::Lines(lines) => {
+                                let terminal = std::io::stdin().is_terminal();
+                                if terminal {
+                                    // Lines typed before the question was
+                                    // asked are not its answer.
+                                    while lines.try_recv().is_ok() {}
+                                }
                                 screen.ask(&format!(
                                     "allow {}? [y/N] ",
                                     call_summary(&request.tool, &request.arguments)
@@ -374,7 +411,7 @@ async fn run_turn(
                                         // A terminal echoes the answer as it is typed;
                                         // a line read from a pipe is not echoed, so
                                         // echo it to end the question's line.
-                                        if !std::io::stdin().is_terminal() {
+                                        if !terminal {
                                             screen.note(line.as_deref().unwrap_or(""));
                                         }
                                         matches!(
@@ -382,10 +419,14 @@ async fn run_turn(
                                             Some("y" | "yes")
                                         )
                                     }
-                                    _ = tokio::signal::ctrl_c() => {
-                                        screen.note("^C cancelling the turn");
-                                        cancelling = true;
-                                        conn.notify(CancelRequest::NAME, json!({ "id": id })).await?;
+                                    // The turn ended while it asked (cancelled
+                                    // elsewhere, or the daemon stopped).
+                                    outcome = &mut answered => {
+                                        screen.note("");
+                                        break 'turn outcome;
+                                    }
+                                    _ = ctrl_c.recv() => {
+                                        interrupted(conn, id, &mut screen, &mut cancelling).await?;
                                         false
                                     }
                                 }
@@ -401,11 +442,7 @@ async fn run_turn(
                     _ => {}
                 }
             }
-            _ = tokio::signal::ctrl_c(), if !cancelling => {
-                screen.note("^C cancelling the turn");
-                cancelling = true;
-                conn.notify(CancelRequest::NAME, json!({ "id": id })).await?;
-            }
+            _ = ctrl_c.recv() => interrupted(conn, id, &mut screen, &mut cancelling).await?,
         }
     };
     screen.end_line();
@@ -461,7 +498,17 @@ pub(crate) fn send(
                 Some(lines) => Approver::Lines(lines),
                 None => Approver::Nobody,
             };
-            run_turn(&mut conn, &target, prompt, max_rounds, approver, out.json).await
+            let mut ctrl_c = interrupts()?;
+            run_turn(
+                &mut conn,
+                &target,
+                prompt,
+                max_rounds,
+                approver,
+                out.json,
+                &mut ctrl_c,
+            )
+            .await
         }
         .await;
         conn.close().await;
@@ -542,13 +589,17 @@ async fn repl_loop(
         ));
     }
     let mut lines = stdin_lines();
+    let mut ctrl_c = interrupts()?;
     loop {
+        if conn.is_closed() {
+            bail!("the connection to the service closed");
+        }
         if terminal {
             screen.ask("› ");
         }
         let line = tokio::select! {
             line = lines.recv() => line,
-            _ = tokio::signal::ctrl_c() => None,
+            _ = ctrl_c.recv() => None,
         };
         let Some(line) = line else { break };
         let line = line.trim().to_owned();
@@ -570,6 +621,7 @@ async fn repl_loop(
             max_rounds,
             Approver::Lines(&mut lines),
             false,
+            &mut ctrl_c,
         )
         .await
         {

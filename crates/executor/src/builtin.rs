@@ -299,6 +299,25 @@ impl Builtin {
                     is_error: output.is_error,
                 }])
                 .await?;
+                if output.broken {
+                    // The tool could not run at all: not the model's doing,
+                    // so the turn fails rather than going on.
+                    let message = format!(
+                        "the {} tool could not run: {}",
+                        call.name,
+                        output.output["error"].as_str().unwrap_or("unknown error")
+                    );
+                    let mut batch = not_run(&calls[index + 1..], "not run: an earlier tool failed");
+                    batch.push(EventData::Error {
+                        message: message.clone(),
+                        code: Some("tool".to_owned()),
+                    });
+                    turn.record(batch).await?;
+                    return Ok(Ending {
+                        status: TurnStatus::Failed,
+                        error: Some(message),
+                    });
+                }
                 items.push(Item::ToolResult {
                     call_id: call.call_id.clone(),
                     output: prompt::output_text(&output.output),
@@ -307,14 +326,7 @@ impl Builtin {
                 if cancel.is_cancelled() {
                     // The rest of the calls answered as cancelled, so the
                     // history stays paired.
-                    let rest: Vec<EventData> = calls[index + 1..]
-                        .iter()
-                        .map(|call| EventData::ToolResult {
-                            call_id: call.call_id.clone(),
-                            output: ToolOutput::error("cancelled before it ran").output,
-                            is_error: true,
-                        })
-                        .collect();
+                    let rest = not_run(&calls[index + 1..], "cancelled before it ran");
                     if !rest.is_empty() {
                         turn.record(rest).await?;
                     }
@@ -351,6 +363,12 @@ impl Builtin {
                 "no workspace is bound to this conversation, so no tool can run",
             ));
         };
+        if !workspace.root().is_dir() {
+            return Ok(ToolOutput::broken(format!(
+                "the workspace {} is gone",
+                workspace.root().display()
+            )));
+        }
         let parsed = match exo_tools::parse(&call.name, &call.arguments) {
             Ok(parsed) => parsed,
             Err(err) => return Ok(ToolOutput::error(err.to_string())),
@@ -396,6 +414,18 @@ impl Builtin {
         }
         Ok(exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await)
     }
+}
+
+/// Results for calls that will not run, so the history stays paired.
+fn not_run(calls: &[exo_model::ToolCallOut], why: &str) -> Vec<EventData> {
+    calls
+        .iter()
+        .map(|call| EventData::ToolResult {
+            call_id: call.call_id.clone(),
+            output: ToolOutput::error(why).output,
+            is_error: true,
+        })
+        .collect()
 }
 
 /// The assistant's message for a response: reasoning and text, with usage

@@ -572,9 +572,28 @@ impl Service {
             Some(_) => checked(store.finish_turn_with(turn, status, Vec::new())),
             None => {
                 let conversation = checked(store.conversation_by_id(record.conversation))?;
-                self.with_turn_snapshot(&conversation, exo_core::SnapshotReason::TurnEnd, |extra| {
-                    checked(store.finish_turn_with(turn, status, extra))
-                })
+                let snapshotted = self.with_turn_snapshot(
+                    &conversation,
+                    exo_core::SnapshotReason::TurnEnd,
+                    |extra| checked(store.finish_turn_with(turn, status, extra)),
+                );
+                match snapshotted {
+                    Ok(status) => Ok(status),
+                    Err(error) => {
+                        // The turn-end snapshot failed (the workspace is gone
+                        // or unreadable): the turn still ends, saying why, or
+                        // the conversation would stay busy. (When the finish
+                        // itself failed, it fails again here, and that error
+                        // is returned.)
+                        tracing::warn!(%turn, error = %error.message, "turn-end snapshot failed");
+                        let note = EventData::Error {
+                            message: format!("turn-end snapshot failed: {}", error.message),
+                            code: Some("snapshot".to_owned()),
+                        };
+                        let _ = store.append_to_turn(turn, vec![note], None);
+                        checked(store.finish_turn_with(turn, status, Vec::new()))
+                    }
+                }
             }
         }
     }

@@ -20,6 +20,7 @@ use exo_protocol::methods::*;
 use exo_protocol::{ErrorCode, Notification};
 use exo_rpc::ErrorObject;
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,21 +30,62 @@ use crate::Service;
 /// The turns running in this process and the approvals they wait for.
 #[derive(Default)]
 pub(crate) struct Running {
+    /// Turns that have begun, for `turn/cancel`.
     turns: Mutex<HashMap<TurnId, CancellationToken>>,
     approvals: Mutex<HashMap<(TurnId, String), oneshot::Sender<bool>>>,
+    /// Every `turn/run` in progress, begun or still setting up, for
+    /// shutdown.
+    runs: Mutex<Runs>,
+}
+
+#[derive(Default)]
+struct Runs {
+    stopping: bool,
+    next: u64,
+    tokens: HashMap<u64, CancellationToken>,
 }
 
 impl Running {
-    /// Cancels every running turn (the daemon is stopping).
+    /// Cancels every running turn and refuses new ones: the daemon is
+    /// stopping.
     pub(crate) fn cancel_all(&self) {
-        for token in self
-            .turns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.stopping = true;
+        for token in runs.tokens.values() {
             token.cancel();
         }
+    }
+
+    /// Registers a `turn/run`, unless the daemon is stopping; the guard
+    /// unregisters it.
+    fn register(&self, cancel: &CancellationToken) -> Result<RunGuard<'_>, ErrorObject> {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if runs.stopping {
+            return Err(simple_error(
+                ErrorCode::Busy,
+                "the daemon is stopping: no new turns",
+            ));
+        }
+        let id = runs.next;
+        runs.next += 1;
+        runs.tokens.insert(id, cancel.clone());
+        Ok(RunGuard { running: self, id })
+    }
+}
+
+struct RunGuard<'a> {
+    running: &'a Running,
+    id: u64,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.running
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .remove(&self.id);
     }
 }
 
@@ -218,7 +260,7 @@ impl Service {
             instructions,
             approval,
             workspace: record.workspace.map(Into::into),
-            protected: vec![store.root().to_path_buf()],
+            protected: protected_dirs(store.root()),
             model: ModelAccess {
                 name,
                 upstream,
@@ -280,10 +322,28 @@ impl Service {
         gone: CancellationToken,
         cancel: CancellationToken,
     ) -> Result<Value, ErrorObject> {
+        if params.max_rounds == Some(0) {
+            return Err(simple_error(
+                ErrorCode::InvalidParams,
+                "max_rounds must be at least 1",
+            ));
+        }
+        let input = content(params.input);
+        let empty = input.iter().all(|part| match part {
+            ContentPart::Text { text } => text.trim().is_empty(),
+            _ => false,
+        });
+        if empty {
+            return Err(simple_error(
+                ErrorCode::InvalidParams,
+                "input must not be empty",
+            ));
+        }
+        let _registered = self.inner.running.register(&cancel)?;
         let request = TurnRequest {
             agent: params.agent,
             conversation: params.conversation,
-            input: content(params.input),
+            input,
             max_rounds: params.max_rounds,
         };
         let observer = Arc::new(Notifier {
@@ -297,10 +357,27 @@ impl Service {
         });
         let executor = Arc::clone(&self.inner.executor);
         let substrate: Arc<dyn Substrate> = Arc::new(self.clone());
-        let outcome = executor
-            .run_turn(substrate, request, observer, cancel)
-            .await
-            .map_err(from_substrate)?;
+        let watched = Arc::clone(&observer);
+        let run = executor.run_turn(substrate, request, observer, cancel);
+        let outcome = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(outcome) => outcome.map_err(from_substrate)?,
+            Err(_) => {
+                // A bug in the executor must not leave the turn open (the
+                // conversation would stay busy) nor the caller unanswered.
+                let begun = *watched.turn.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(turn) = begun {
+                    let service = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        service.finish_turn(turn, TurnStatus::Failed)
+                    })
+                    .await;
+                }
+                return Err(simple_error(
+                    ErrorCode::Internal,
+                    "internal error: the executor panicked; the turn was closed as failed",
+                ));
+            }
+        };
         serde_json::to_value(TurnRunResult {
             turn: outcome.turn,
             session: outcome.session,
@@ -311,6 +388,22 @@ impl Service {
         })
         .map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))
     }
+}
+
+/// What no tool may touch: exo's root (its store, locks and snapshots) and
+/// the directory of the encryption key file, as absolute paths (a relative
+/// root is relative to this process, not to the workspace).
+fn protected_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![std::fs::canonicalize(root)
+        .or_else(|_| std::path::absolute(root))
+        .unwrap_or_else(|_| root.to_path_buf())];
+    if let Some(key_dir) = exo_secrets::default_key_file()
+        .ok()
+        .and_then(|file| file.parent().map(std::path::Path::to_path_buf))
+    {
+        dirs.push(key_dir);
+    }
+    dirs
 }
 
 fn not_running(what: &str, key: String) -> ErrorObject {

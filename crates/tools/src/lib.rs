@@ -167,7 +167,7 @@ pub async fn run(
                 Ok(output) => output,
                 // Only a panic inside the tool gets here; the model still
                 // gets an answer it can read.
-                Err(join_error) => ToolOutput::error(format!(
+                Err(join_error) => ToolOutput::broken(format!(
                     "internal error: the {name} tool {}",
                     if join_error.is_panic() {
                         "panicked"

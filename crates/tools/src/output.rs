@@ -16,6 +16,10 @@ pub struct ToolOutput {
     pub output: Value,
     /// Whether the call failed (the model should read `output` and react).
     pub is_error: bool,
+    /// Whether the tool could not run at all (it panicked, or the shell
+    /// could not start, as when the workspace is gone): not something the
+    /// model did wrong. An executor should end the turn as failed.
+    pub broken: bool,
 }
 
 impl ToolOutput {
@@ -28,6 +32,16 @@ impl ToolOutput {
         ToolOutput {
             output: json!({ "error": message.into() }),
             is_error: true,
+            broken: false,
+        }
+    }
+
+    /// A tool that could not run at all (see [`ToolOutput::broken`]), with
+    /// the same shape as [`ToolOutput::error`].
+    pub fn broken(message: impl Into<String>) -> ToolOutput {
+        ToolOutput {
+            broken: true,
+            ..ToolOutput::error(message)
         }
     }
 
@@ -36,6 +50,7 @@ impl ToolOutput {
         ToolOutput {
             output,
             is_error: false,
+            broken: false,
         }
     }
 
@@ -44,6 +59,7 @@ impl ToolOutput {
         ToolOutput {
             output: json!({ "error": "cancelled", "cancelled": true }),
             is_error: true,
+            broken: false,
         }
     }
 }

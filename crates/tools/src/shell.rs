@@ -60,7 +60,7 @@ pub(crate) async fn run(
         return ToolOutput::error("command must not be empty");
     }
     if let Some((name, _)) = env.iter().find(|(name, _)| !valid_variable_name(name)) {
-        return ToolOutput::error(format!(
+        return ToolOutput::broken(format!(
             "internal error: invalid environment variable name {name:?}"
         ));
     }
@@ -85,7 +85,7 @@ pub(crate) async fn run(
     let mut child = match shell.spawn() {
         Ok(child) => child,
         Err(error) => {
-            return ToolOutput::error(format!("cannot start {SHELL}: {}", io_message(&error)))
+            return ToolOutput::broken(format!("cannot start {SHELL}: {}", io_message(&error)))
         }
     };
     let mut group = ProcessGroup::of(child.id());
@@ -137,6 +137,7 @@ pub(crate) async fn run(
 
     ToolOutput {
         is_error: exit_code != Some(0),
+        broken: false,
         output: json!({
             "exit_code": exit_code,
             "stdout": stdout,
