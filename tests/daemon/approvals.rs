@@ -9,12 +9,9 @@ use exo_fake_model::{Completion, FakeModel, Wire};
 use serde_json::{json, Value};
 
 use crate::support::{
-    agent_with_model, history_ids, of_kind, watched_until, workspace, Conn, Daemon, Root, Seen,
+    agent_with_model, history_ids, live_watch, of_kind, turn, watched_until, workspace, Conn,
+    Daemon, Root, Seen,
 };
-
-fn turn(input: &str) -> Value {
-    json!({"agent": "a", "conversation": "c", "input": input})
-}
 
 /// A daemon, a fake model and agent `a` (approval `ask`) with conversation
 /// `c` on a workspace.
@@ -298,4 +295,42 @@ fn a_caller_that_leaves_gets_its_waiting_call_denied_and_the_turn_goes_on() {
     );
     assert!(!asking.workspace.join("made.txt").exists());
     assert_eq!(asking.model.requests().len(), 2);
+}
+
+/// A client watching the conversation (an editor showing it) is asked too,
+/// with its watch's id, and its answer counts.
+#[test]
+fn a_watcher_is_asked_and_may_answer() {
+    let asking = Asking::new();
+    asking.model.push(echo_into("call_w", "watched.txt"));
+    asking.model.push(Completion::text("Done."));
+    let mut runner = asking.daemon.connect();
+    let mut watcher = asking.daemon.connect();
+    let watch = live_watch(&mut runner, &mut watcher);
+
+    let id = runner.request("turn/run", turn("Write a file."));
+    let from_watcher = loop {
+        let notification = watcher.notification();
+        assert_eq!(notification["params"]["watch"], watch, "{notification}");
+        if notification["method"] == "approval/request" {
+            break notification["params"].clone();
+        }
+    };
+    assert_eq!(from_watcher["call_id"], "call_w");
+    assert_eq!(from_watcher["tool"], "shell");
+    assert!(!asking.workspace.join("watched.txt").exists());
+    watcher.ok(
+        "approval/respond",
+        json!({"turn": from_watcher["turn"], "call_id": "call_w", "approve": true}),
+    );
+    let read = runner.read_until(|m| m.get("id") == Some(&id));
+    let seen = Seen::new(read, &id);
+    assert_eq!(seen.result()["status"], "completed", "{}", seen.result());
+    // The runner was asked the same question, without a watch id.
+    let asked = seen.params("approval/request");
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].get("watch").is_none(), "{}", asked[0]);
+    assert_eq!(asked[0]["turn"], from_watcher["turn"]);
+    assert!(asking.workspace.join("watched.txt").exists());
+    assert_eq!(decisions(&seen.events())[0]["by"], "user");
 }

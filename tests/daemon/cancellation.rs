@@ -7,14 +7,11 @@ use exo_fake_model::{Answer, Completion, FakeModel, Wire};
 use serde_json::{json, Value};
 
 use crate::support::{
-    agent_with_model, alive, of_kind, wait_until, workspace, Root, Seen, Sleeper, SLEEPER, TIMEOUT,
+    agent_with_model, alive, of_kind, turn, wait_until, workspace, Root, Seen, Sleeper, SLEEPER,
+    TIMEOUT,
 };
 
 const PARTIAL: &str = "The first half of an answer that never";
-
-fn turn(input: &str) -> Value {
-    json!({"agent": "a", "conversation": "c", "input": input})
-}
 
 /// Checks a turn cancelled while the model streamed [`PARTIAL`].
 fn assert_cancelled_with_partial_text(seen: &Seen, model: &FakeModel) {

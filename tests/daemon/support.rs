@@ -450,6 +450,7 @@ pub fn watched(conn: &mut Conn, watch: u64, count: usize) -> (Vec<Value>, String
             Some("turn/delta") => {
                 text.push_str(notification["params"]["text"].as_str().unwrap_or(""))
             }
+            Some("approval/request") => {}
             Some("events/appended") => {
                 events.extend(notification["params"]["events"].as_array().unwrap().clone())
             }
@@ -467,7 +468,7 @@ pub fn watched_until(conn: &mut Conn, watch: u64, done: impl Fn(&Value) -> bool)
     loop {
         let notification = conn.notification();
         assert_eq!(notification["params"]["watch"], watch, "{notification}");
-        if notification["method"] == "turn/delta" {
+        if ["turn/delta", "approval/request"].contains(&notification["method"].as_str().unwrap()) {
             continue;
         }
         assert_eq!(notification["method"], "events/appended", "{notification}");
@@ -702,4 +703,32 @@ impl Drop for Sleeper {
                 .status();
         }
     }
+}
+
+/// `turn/run` params for agent `a`, conversation `c`.
+pub fn turn(input: &str) -> Value {
+    json!({"agent": "a", "conversation": "c", "input": input})
+}
+
+/// Starts a watch on `a/c` from its head and returns once it is certainly
+/// subscribed to live messages (deltas and approval questions are never
+/// replayed, so a test of them needs this). Two marks are appended through
+/// `writer`: the second is appended after the first was delivered, so it
+/// comes from the read-and-subscribe step or live, never a replay page.
+pub fn live_watch(writer: &mut Conn, watcher: &mut Conn) -> u64 {
+    let head = history_ids(writer, "a", "c");
+    let watch = watcher.ok(
+        "events/watch",
+        json!({"agent": "a", "conversation": "c", "after": head.last().unwrap()}),
+    )["watch"]
+        .as_u64()
+        .unwrap();
+    for mark in ["first", "second"] {
+        writer.ok(
+            "conversation/append",
+            json!({"agent": "a", "conversation": "c", "events": [{"kind": "custom", "type": "test.mark", "payload": mark}]}),
+        );
+        assert_eq!(watched_events(watcher, watch, 1)[0]["payload"], mark);
+    }
+    watch
 }

@@ -7,13 +7,9 @@ use exo_fake_model::{Answer, Completion, FakeModel, Wire};
 use serde_json::{json, Value};
 
 use crate::support::{
-    agent_with_model, alive, history_ids, kinds, of_kind, wait_until, watched_until, workspace,
-    Conn, Root, Seen, Sleeper, SLEEPER, TIMEOUT,
+    agent_with_model, alive, history_ids, kinds, of_kind, turn, wait_until, watched_until,
+    workspace, Conn, Root, Seen, Sleeper, SLEEPER, TIMEOUT,
 };
-
-fn turn(input: &str) -> Value {
-    json!({"agent": "a", "conversation": "c", "input": input})
-}
 
 /// Watches conversation `c` of agent `a` from its current head.
 fn watch_from_head(conn: &mut Conn) -> u64 {

@@ -7,13 +7,9 @@ use exo_fake_model::{Completion, FakeModel, HttpError, Wire};
 use serde_json::{json, Value};
 
 use crate::support::{
-    agent_with_model, history_ids, kinds, of_kind, watched, watched_events, workspace, Conn,
-    Framing, Root, Seen,
+    agent_with_model, history_ids, kinds, live_watch, of_kind, turn, watched, watched_events,
+    workspace, Conn, Framing, Root, Seen,
 };
-
-fn turn(input: &str) -> Value {
-    json!({"agent": "a", "conversation": "c", "input": input})
-}
 
 #[test]
 fn turn_run_streams_deltas_and_events_before_its_response() {
@@ -31,24 +27,7 @@ fn turn_run_streams_deltas_and_events_before_its_response() {
     let mut conn = daemon.connect();
     agent_with_model(&mut conn, &model, None, "ask", &workspace);
     let mut watcher = daemon.connect();
-    let start = history_ids(&mut conn, "a", "c");
-    let watch = watcher.ok(
-        "events/watch",
-        json!({"agent": "a", "conversation": "c", "after": start.last().unwrap()}),
-    )["watch"]
-        .as_u64()
-        .unwrap();
-    // Deltas are not replayed: a watcher sees those sent once it is
-    // subscribed. Two marks make sure it is: the second was appended after
-    // the first was delivered, so it comes from the read-and-subscribe
-    // step or live, never from a replay page.
-    for mark in ["first", "second"] {
-        conn.ok(
-            "conversation/append",
-            json!({"agent": "a", "conversation": "c", "events": [{"kind": "custom", "type": "test.mark", "payload": mark}]}),
-        );
-        assert_eq!(watched_events(&mut watcher, watch, 1)[0]["payload"], mark);
-    }
+    let watch = live_watch(&mut conn, &mut watcher);
     let before = history_ids(&mut conn, "a", "c");
 
     let seen = conn.run_turn(turn("What do the notes say?"));

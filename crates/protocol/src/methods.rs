@@ -410,12 +410,17 @@ pub struct TurnEvents {
     pub events: Vec<Event>,
 }
 
-/// `approval/request` notification params: the turn waits until a client
+/// `approval/request` notification params, to the client running the turn
+/// and to the conversation's watchers: the turn waits until one of them
 /// answers with `approval/respond` (or the turn is cancelled).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ApprovalRequest {
     /// The turn.
     pub turn: TurnId,
+    /// For a watcher of the turn's conversation (`events/watch`): the
+    /// watch. Absent for the client that runs the turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<u64>,
     /// The tool call.
     pub call_id: String,
     /// The tool: `shell`, `write_file` or `edit_file`.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use exo_core::{ConversationId, Event};
-use exo_protocol::methods::TurnDelta;
+use exo_protocol::methods::{ApprovalRequest, TurnDelta};
 use tokio::sync::broadcast;
 
 /// How many messages a watcher may fall behind before it is told it lagged.
@@ -19,6 +19,8 @@ pub enum Published {
     Events(Arc<Vec<Event>>),
     /// A piece of a running turn's answer (not an event: never replayed).
     Delta(Arc<TurnDelta>),
+    /// A running turn asks whether a call may run (never replayed).
+    Approval(Arc<ApprovalRequest>),
 }
 
 /// The per-conversation channels.
@@ -58,6 +60,12 @@ impl Hub {
     /// Publishes a running turn's delta to the conversation's watchers.
     pub fn publish_delta(&self, conversation: ConversationId, delta: TurnDelta) {
         self.send(conversation, Published::Delta(Arc::new(delta)));
+    }
+
+    /// Publishes a running turn's approval question to the conversation's
+    /// watchers.
+    pub fn publish_approval(&self, conversation: ConversationId, request: ApprovalRequest) {
+        self.send(conversation, Published::Approval(Arc::new(request)));
     }
 
     fn send(&self, conversation: ConversationId, message: Published) {

@@ -682,6 +682,15 @@ impl Connection {
                     ))
                     .await;
                 }
+                Ok(Published::Approval(request)) => {
+                    let mut params = ApprovalRequest::clone(&request);
+                    params.watch = Some(watch);
+                    self.send(message::notification(
+                        ApprovalRequestNotification::NAME,
+                        serde_json::to_value(params).expect("serializes"),
+                    ))
+                    .await;
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::info!(watch, missed, "watcher fell behind");
                     return self.lagged(watch, conversation, cursor).await;

@@ -509,12 +509,22 @@ impl Observer for Notifier {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.clone(), answer);
-        self.send::<ApprovalRequestNotification>(ApprovalRequest {
+        let request = ApprovalRequest {
             turn: ask.turn,
+            watch: None,
             call_id: ask.call_id,
             tool: ask.tool,
             arguments: ask.arguments,
-        });
+        };
+        // Watchers of the conversation (an editor showing it) may answer
+        // too; the first answer counts.
+        if let Some(conversation) = *self.conversation.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.service
+                .inner
+                .hub
+                .publish_approval(conversation, request.clone());
+        }
+        self.send::<ApprovalRequestNotification>(request);
         let gone = self.gone.clone();
         let service = self.service.clone();
         Box::pin(async move {
