@@ -1328,3 +1328,41 @@ fn ctrl_c_cancels_a_turn_and_keeps_what_streamed(wire: Wire) {
     assert_eq!(text_of(&turn[3]), "Thinking about it");
     assert_eq!(turn[5]["status"], "cancelled");
 }
+
+for_each_wire!(a_compaction_replaces_the_history_before_it);
+
+/// A compaction event pointing at a summary artifact: the next request
+/// carries the summary instead of what came before, while the log keeps
+/// everything.
+fn a_compaction_replaces_the_history_before_it(wire: Wire) {
+    let fixture = Fixture::new(wire, "auto");
+    fixture.model.push(Completion::text("First answer."));
+    fixture.send_ok("work", "First question");
+    let summary = fixture.env.dir().join("summary.md");
+    std::fs::write(&summary, "We discussed the first question.").unwrap();
+    fixture.ok(&[
+        "artifact",
+        "put",
+        "coder",
+        "work",
+        "summaries/1.md",
+        summary.to_str().unwrap(),
+    ]);
+    let compaction = json!({"kind": "custom", "type": "exo.compaction", "payload": {"artifact": "summaries/1.md"}});
+    let appended = fixture.run_with(
+        &["conversation", "append", "coder", "work"],
+        format!("{compaction}\n").as_bytes(),
+    );
+    assert_eq!(appended.code, 0, "{}", appended.stderr);
+    fixture.model.push(Completion::text("Second answer."));
+    fixture.send_ok("work", "Second question");
+    assert_eq!(
+        transcript(wire, &fixture.request(1).body),
+        [
+            "user: A summary of the conversation so far:\n\nWe discussed the first question.",
+            "user: Second question",
+        ]
+    );
+    let messages = of_kind(&fixture.events("work"), "message").len();
+    assert_eq!(messages, 4, "the log keeps every message");
+}

@@ -143,8 +143,14 @@ impl Builtin {
             // Read after the turn began, so the history ends with this
             // turn's input and nothing another writer added just before is
             // missed.
-            let history = blocking(&substrate, move |s| s.events(conversation_id, None)).await?;
-            let items = prompt::items(&history);
+            let items = blocking(&substrate, move |s| {
+                let history = s.events(conversation_id, None)?;
+                Ok(prompt::items(&history, |path, version| {
+                    let bytes = s.artifact(conversation_id, path, version).ok()?;
+                    String::from_utf8(bytes).ok()
+                }))
+            })
+            .await?;
             self.rounds(
                 &setup,
                 &client,

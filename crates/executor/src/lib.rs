@@ -102,6 +102,14 @@ pub trait Substrate: Send + Sync {
         conversation: &str,
         input: EventData,
     ) -> Result<Begun, SubstrateError>;
+    /// An artifact's bytes as of the conversation's head (its latest
+    /// version, or `version`).
+    fn artifact(
+        &self,
+        conversation: ConversationId,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Vec<u8>, SubstrateError>;
     /// Appends events to the open turn, as one atomic batch.
     fn append(&self, turn: TurnId, events: Vec<EventData>) -> Result<Vec<Event>, SubstrateError>;
     /// Ends the turn with a turn-end snapshot (as `turn/finish`); returns

@@ -8,8 +8,10 @@ use exo_core::{Event, EventData, Role};
 use exo_model::Item;
 use serde_json::Value;
 
-/// The `custom` event type of a compaction: its payload's `summary`
-/// replaces everything before it in the prompt (the events stay).
+/// The `custom` event type of a compaction: the summary it points at
+/// replaces everything before it in the prompt (the events stay). Its
+/// payload is `{"summary": TEXT}`, or `{"artifact": PATH, "version"?: N}`
+/// naming an artifact of the conversation that holds the summary.
 pub const COMPACTION_TYPE: &str = "exo.compaction";
 
 /// The `custom` event type recording an approval decision.
@@ -45,7 +47,14 @@ pub fn instructions(agent: Option<&str>, workspace: Option<&Path>) -> String {
 /// recorded result gets [`INTERRUPTED_OUTPUT`] right after its response,
 /// and a result without its call is left out, since every provider
 /// requires calls and results to pair.
-pub fn items(history: &[Event]) -> Vec<Item> {
+///
+/// `artifact(path, version)` reads a compaction's summary artifact; a
+/// compaction whose summary cannot be read is skipped (the history before
+/// it stays in the prompt).
+pub fn items(
+    history: &[Event],
+    mut artifact: impl FnMut(&str, Option<u64>) -> Option<String>,
+) -> Vec<Item> {
     let mut items = Vec::new();
     for event in history {
         match &event.data {
@@ -75,7 +84,19 @@ pub fn items(history: &[Event]) -> Vec<Item> {
                 custom_type,
                 payload,
             } if custom_type == COMPACTION_TYPE => {
-                if let Some(summary) = payload.get("summary").and_then(Value::as_str) {
+                let summary = match (payload.get("summary"), payload.get("artifact")) {
+                    (Some(Value::String(summary)), _) => Some(summary.clone()),
+                    (_, Some(Value::String(path))) => {
+                        let version = payload.get("version").and_then(Value::as_u64);
+                        let read = artifact(path, version);
+                        if read.is_none() {
+                            tracing::warn!(%path, "compaction summary artifact unreadable; compaction skipped");
+                        }
+                        read
+                    }
+                    _ => None,
+                };
+                if let Some(summary) = summary {
                     items.clear();
                     items.push(Item::text(
                         Role::User,
@@ -194,7 +215,7 @@ mod tests {
             result("a"),
             text(Role::User, "again"),
         ];
-        let items = items(&history);
+        let items = items(&history, |_, _| None);
         assert_eq!(items.len(), 6);
         assert_eq!(
             items[4],
@@ -210,7 +231,7 @@ mod tests {
     #[test]
     fn a_trailing_dangling_call_is_answered_too_and_orphan_results_dropped() {
         let history = [text(Role::User, "go"), result("zzz"), call("a")];
-        let items = items(&history);
+        let items = items(&history, |_, _| None);
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[1], Item::ToolCall { call_id, .. } if call_id == "a"));
         assert!(
@@ -229,7 +250,7 @@ mod tests {
             }),
             text(Role::User, "new"),
         ];
-        let items = items(&history);
+        let items = items(&history, |_, _| None);
         assert_eq!(
             items,
             vec![
@@ -240,6 +261,39 @@ mod tests {
                 Item::text(Role::User, "new"),
             ]
         );
+    }
+
+    #[test]
+    fn a_compaction_may_point_at_an_artifact() {
+        let compaction = |payload| {
+            event(EventData::Custom {
+                custom_type: COMPACTION_TYPE.into(),
+                payload,
+            })
+        };
+        let history = [
+            text(Role::User, "old"),
+            compaction(json!({"artifact": "notes/summary.md", "version": 2})),
+            text(Role::User, "new"),
+        ];
+        let mut asked = Vec::new();
+        let items = items(&history, |path, version| {
+            asked.push((path.to_owned(), version));
+            Some("the gist".to_owned())
+        });
+        assert_eq!(asked, [("notes/summary.md".to_owned(), Some(2))]);
+        assert_eq!(
+            items[0],
+            Item::text(
+                Role::User,
+                "A summary of the conversation so far:\n\nthe gist"
+            )
+        );
+        assert_eq!(items.len(), 2);
+        // An unreadable summary leaves the history as it was.
+        let kept = super::items(&history, |_, _| None);
+        assert_eq!(kept[0], Item::text(Role::User, "old"));
+        assert_eq!(kept.len(), 2);
     }
 
     #[test]
@@ -256,7 +310,10 @@ mod tests {
                 payload: json!({}),
             }),
         ];
-        assert_eq!(items(&history), vec![Item::text(Role::User, "hi")]);
+        assert_eq!(
+            items(&history, |_, _| None),
+            vec![Item::text(Role::User, "hi")]
+        );
     }
 
     #[test]

@@ -163,6 +163,25 @@ impl Substrate for Service {
         })
     }
 
+    fn artifact(
+        &self,
+        conversation: ConversationId,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Vec<u8>, SubstrateError> {
+        let store = self.store();
+        let read = store.conversation_by_id(conversation).and_then(|record| {
+            store.get_artifact(
+                &record.agent.to_string(),
+                &record.id.to_string(),
+                path,
+                version,
+            )
+        });
+        read.map(|(_, bytes)| bytes)
+            .map_err(|err| to_substrate(store_error(err)))
+    }
+
     fn append(&self, turn: TurnId, events: Vec<EventData>) -> Result<Vec<Event>, SubstrateError> {
         self.store()
             .append_to_turn(turn, events, None)
