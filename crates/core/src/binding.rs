@@ -291,7 +291,13 @@ fn validate_url(url: &str) -> Result<(), ValidationError> {
 /// A scripted model's base URL: `file://` and an absolute path.
 fn validate_script_url(url: &str) -> Result<(), ValidationError> {
     match url.strip_prefix("file://") {
-        Some(path) if path.starts_with('/') && url.len() <= 4096 => Ok(()),
+        Some(path)
+            if path.starts_with('/')
+                && url.len() <= 4096
+                && !url.chars().any(char::is_control) =>
+        {
+            Ok(())
+        }
         _ => Err(ValidationError::new(format!(
             "invalid script URL {url:?}: a scripted model's base URL is file:// and an absolute path"
         ))),
@@ -430,9 +436,6 @@ mod tests {
             "file:///tmp/demo.json",
             "file:///home/me/exo demo/script.json",
             "file:///",
-            // FIXME: http URLs refuse whitespace and control characters,
-            // script URLs take them.
-            "file:///tmp/demo\n.json",
         ] {
             model(Provider::Scripted, url)
                 .validate()
@@ -448,6 +451,7 @@ mod tests {
             "/tmp/demo.json",
             "FILE:///tmp/demo.json",
             "https://example.com/demo.json",
+            "file:///tmp/demo\n.json",
             too_long.as_str(),
         ] {
             let err = model(Provider::Scripted, url).validate().unwrap_err();
