@@ -146,7 +146,7 @@ impl Fixture {
         fixture
     }
 
-    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+    pub fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut all = vec!["--root", self.root.to_str().unwrap()];
         all.extend_from_slice(args);
         all

@@ -252,3 +252,42 @@ fn slash_commands() {
         .iter()
         .any(|event| event["kind"] == "message" && text_of(event) == "Carry on"));
 }
+
+/// A REPL whose daemon goes away says so and exits 1, rather than
+/// reporting a broken pipe for every line that follows.
+#[test]
+fn the_repl_leaves_when_its_daemon_stops() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    let daemon = fixture.daemon();
+    let mut child = fixture
+        .env
+        .command(&fixture.args(&["chat", "repl", "coder", "work"]))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // The REPL is connected once it has answered a command.
+    stdin.write_all(b"/help\n").unwrap();
+    let mut line = String::new();
+    while !line.contains("/quit") {
+        line.clear();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "the REPL ended");
+    }
+    fixture.stop(daemon);
+    stdin.write_all(b"/events\n/events\n/events\n").unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.trim_end()
+            .ends_with("exo: the connection to the service closed"),
+        "{rest}"
+    );
+}
