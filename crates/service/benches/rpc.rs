@@ -12,6 +12,7 @@
 //! | `ping` round trip, socket and stdio | one request in flight; p50 and p99 | exo p50 ≤ 1.5 × floor p50 |
 //! | throughput, socket and stdio | `ping`s pipelined on one connection, 100 in flight; responses per second | exo ≥ 0.5 × floor |
 //! | durable `turn/begin` over the socket | `turn/begin` timed, `turn/finish` untimed; each turn preceded by one probe fsync (100 B + `sync_all`) on the store's filesystem | reported, as a ratio to the paired fsync |
+//! | `turn/run` over the socket | a whole turn of the built-in executor on a scripted one-line answer, beside `turn/begin` + `turn/finish` (the substrate's floor for a turn) in alternation | reported, as a ratio to the floor |
 //!
 //! - **Socket.** `exo --root <tmp>/socket daemon`; the floor is a thread per
 //!   connection on a Unix socket in this process.
@@ -990,6 +991,60 @@ fn bench_turns(
     Ok((turns.stats(), fsyncs.stats()))
 }
 
+/// The built-in executor's cost for a turn: `turn/run` of an agent on a
+/// scripted model answering one line (no network, no tools), beside the
+/// substrate's own floor for a turn, `turn/begin` then `turn/finish`, in
+/// alternation. Neither conversation has a workspace, so neither takes
+/// snapshots. What `turn/run` adds: resolving the agent and model, reading
+/// the history into a prompt, the model call, recording the answer, and the
+/// notifications.
+fn bench_turn_run(client: &mut Client, dir: &Path, plan: &Plan) -> BenchResult<(Stats, Stats)> {
+    let warmup = plan.warmup.clamp(1, 10);
+    let answers: Vec<Value> = (0..warmup + plan.turns)
+        .map(|n| json!({"text": format!("answer {n}")}))
+        .collect();
+    let script = dir.join("script.json");
+    fs::write(&script, json!({ "responses": answers }).to_string())?;
+    client.call(
+        "model/register",
+        json!({"name": "scripted", "provider": "scripted", "base_url": format!("file://{}", script.display())}),
+    )?;
+    client.call(
+        "agent/create",
+        json!({"name": "Runner", "slug": "runner", "model": "scripted", "approval": "auto"}),
+    )?;
+    client.call(
+        "conversation/create",
+        json!({"agent": "runner", "name": "Run", "slug": "run"}),
+    )?;
+    let (mut runs, mut floors) = (Series::new(warmup), Series::new(warmup));
+    for n in 0..warmup + plan.turns {
+        let input = format!("turn {n}");
+        let start = Instant::now();
+        let begun = client.call(
+            "turn/begin",
+            json!({"agent": AGENT, "conversation": CONVERSATION, "input": input}),
+        )?;
+        let turn = begun
+            .get("turn")
+            .cloned()
+            .ok_or("turn/begin returned no turn")?;
+        client.call("turn/finish", json!({"turn": turn, "status": "completed"}))?;
+        floors.push(start.elapsed());
+
+        let start = Instant::now();
+        let ran = client.call(
+            "turn/run",
+            json!({"agent": "runner", "conversation": "run", "input": input}),
+        )?;
+        runs.push(start.elapsed());
+        if ran["status"] != "completed" {
+            return Err(format!("turn/run ended {}", ran["status"]).into());
+        }
+    }
+    Ok((runs.stats(), floors.stats()))
+}
+
 /// Fan-out latency of `events/watch`: three watchers on the socket, one
 /// writer appending one event at a time. A sample is the time from sending
 /// the append to the last of the three watchers reading its notification,
@@ -1120,6 +1175,19 @@ fn main() -> BenchResult<()> {
         "socket turn/begin (durable)",
         turns,
         "fsync",
+        None,
+    );
+
+    eprintln!(
+        "socket: turn/run with a scripted model ({} turns)",
+        plan.turns
+    );
+    let runs = bench_turn_run(&mut exo_client, tmp.path(), &plan)?;
+    report.latency(
+        "socket.turn_run",
+        "socket turn/run vs begin+finish",
+        runs,
+        "floor",
         None,
     );
 
