@@ -33,7 +33,7 @@ use serde_json::Value;
 
 pub use builtin::{Builtin, DEFAULT_MAX_ROUNDS};
 pub use exo_model::{CancellationToken, Delta};
-pub use prompt::{instructions, items, APPROVAL_TYPE, COMPACTION_TYPE, INTERRUPTED_OUTPUT};
+pub use prompt::{APPROVAL_TYPE, COMPACTION_TYPE, INTERRUPTED_OUTPUT};
 
 /// A substrate failure, as the substrate reported it (the service keeps
 /// its JSON-RPC error inside, so codes survive the trip).
@@ -60,8 +60,6 @@ pub struct Setup {
 /// A resolved model binding.
 #[derive(Debug)]
 pub struct ModelAccess {
-    /// The binding's name (what the agent's configuration says).
-    pub name: String,
     /// The model's name at the provider.
     pub upstream: String,
     /// Where and how to call it, key included.

@@ -250,11 +250,11 @@ impl Service {
             other => other.map_err(store_error)?,
         };
         let exo_core::Binding::Model {
-            name,
             provider,
             base_url,
             upstream,
             secret,
+            ..
         } = binding.binding
         else {
             return Err(simple_error(
@@ -280,11 +280,7 @@ impl Service {
             approval,
             workspace: record.workspace.map(Into::into),
             protected: protected_dirs(store.root()),
-            model: ModelAccess {
-                name,
-                upstream,
-                endpoint,
-            },
+            model: ModelAccess { upstream, endpoint },
         })
     }
 
