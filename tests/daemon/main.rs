@@ -7,6 +7,8 @@
 //! - `streams`: `events/watch` replay and live delivery, many clients,
 //!   lagging watchers.
 //! - `lifecycle`: SIGTERM, kill -9, restarts, the CLI through a daemon.
+//! - `roots`: who serves a root: sockets a daemon must not take, a daemon
+//!   of another root, a daemon starting while a command uses the store.
 //! - `snapshots`: workspace snapshots over JSON-RPC, with the daemon's watcher.
 //! - `examples`: the example scripts in `examples/`, run for real.
 //! - `turns`: `turn/run` against a fake model API: streamed notifications,
@@ -25,6 +27,7 @@ mod cancellation;
 mod conformance;
 mod examples;
 mod lifecycle;
+mod roots;
 mod snapshots;
 mod streams;
 mod turn_lifecycle;

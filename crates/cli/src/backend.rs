@@ -25,8 +25,12 @@ pub enum Failure {
 }
 
 pub enum Backend {
-    /// The service in this process.
-    Embedded(Service),
+    /// The service in this process, and the root's in-process claim, held
+    /// until the service is gone (fields drop in order).
+    Embedded {
+        service: Service,
+        _claim: exo_service::daemon::InProcessGuard,
+    },
     /// A running daemon, over its socket.
     Daemon(Client<UnixStream, UnixStream>),
 }
@@ -35,31 +39,25 @@ impl Backend {
     /// Connects to the root's daemon if one runs, else opens the store
     /// in-process (`mode` says whether a missing store may be created).
     pub fn open(root: &Path, mode: OpenMode) -> anyhow::Result<Backend> {
-        if let Some(info) = exo_service::daemon::running(root) {
-            match UnixStream::connect(&info.socket)
-                .and_then(|stream| Ok((stream.try_clone()?, stream)))
-            {
-                Ok((reader, writer)) => {
-                    tracing::debug!(socket = %info.socket.display(), "using the running daemon");
-                    return Ok(Backend::Daemon(Client::new(reader, writer)));
-                }
-                Err(err) => anyhow::bail!(
-                    "a daemon (pid {}) holds {} but its socket {} does not answer: {err}",
-                    info.pid,
-                    root.display(),
-                    info.socket.display()
-                ),
+        match exo_service::daemon::access(root, mode == OpenMode::Create)? {
+            exo_service::daemon::Access::Daemon(info, stream) => {
+                tracing::debug!(socket = %info.socket.display(), "using the running daemon");
+                let reader = stream.try_clone()?;
+                Ok(Backend::Daemon(Client::new(reader, stream)))
             }
+            exo_service::daemon::Access::InProcess(claim) => Ok(Backend::Embedded {
+                service: Service::embedded(Store::open(root, mode)?),
+                _claim: claim,
+            }),
         }
-        Ok(Backend::Embedded(Service::embedded(Store::open(
-            root, mode,
-        )?)))
     }
 
     /// Calls a method.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Failure> {
         match self {
-            Backend::Embedded(service) => service.call(method, Some(params)).map_err(Failure::Rpc),
+            Backend::Embedded { service, .. } => {
+                service.call(method, Some(params)).map_err(Failure::Rpc)
+            }
             Backend::Daemon(client) => client.call(method, params).map_err(|err| match err {
                 CallError::Rpc(error) => Failure::Rpc(error),
                 other => Failure::Transport(other.to_string()),

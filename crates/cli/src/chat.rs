@@ -37,26 +37,23 @@ struct Conn {
     reader: JoinHandle<()>,
     /// The in-process service, when no daemon runs.
     server: Option<JoinHandle<()>>,
+    /// The root's in-process claim, kept until the connection is closed.
+    _guard: Option<exo_service::daemon::InProcessGuard>,
 }
 
 impl Conn {
     /// Connects to the root's daemon if one runs, else serves the root's
     /// store in this process.
     async fn open(root: &Path) -> Result<Conn> {
-        if let Some(info) = exo_service::daemon::running(root) {
-            let stream = tokio::net::UnixStream::connect(&info.socket)
-                .await
-                .with_context(|| {
-                    format!(
-                        "a daemon (pid {}) holds {} but its socket {} does not answer",
-                        info.pid,
-                        root.display(),
-                        info.socket.display()
-                    )
-                })?;
-            let (reader, writer) = stream.into_split();
-            return Ok(Conn::over(reader, writer, None));
-        }
+        let guard = match exo_service::daemon::access(root, false)? {
+            exo_service::daemon::Access::Daemon(_, stream) => {
+                stream.set_nonblocking(true)?;
+                let stream = tokio::net::UnixStream::from_std(stream)?;
+                let (reader, writer) = stream.into_split();
+                return Ok(Conn::over(reader, writer, None, None));
+            }
+            exo_service::daemon::Access::InProcess(guard) => guard,
+        };
         let service = exo_service::Service::embedded(Store::open(root, OpenMode::Existing)?);
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (server_reader, server_writer) = tokio::io::split(theirs);
@@ -66,13 +63,14 @@ impl Conn {
             server_writer,
         ));
         let (reader, writer) = tokio::io::split(ours);
-        Ok(Conn::over(reader, writer, Some(server)))
+        Ok(Conn::over(reader, writer, Some(server), Some(guard)))
     }
 
     fn over(
         reader: impl AsyncRead + Unpin + Send + 'static,
         writer: impl AsyncWrite + Unpin + Send + 'static,
         server: Option<JoinHandle<()>>,
+        guard: Option<exo_service::daemon::InProcessGuard>,
     ) -> Conn {
         let pending: Pending = Arc::default();
         let (notify, notifications) = mpsc::unbounded_channel();
@@ -84,6 +82,7 @@ impl Conn {
             next_id: 1,
             reader,
             server,
+            _guard: guard,
         }
     }
 

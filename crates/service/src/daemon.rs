@@ -1,11 +1,14 @@
 //! The daemon process: one per root.
 //!
 //! - **Lock.** `<root>/daemon.lock` is held with an exclusive `flock` for the
-//!   daemon's life and holds `{"pid", "socket"}`; a second daemon finds it
-//!   locked and names the first.
+//!   daemon's life and holds `{"pid", "socket"}` once the socket is bound; a
+//!   second daemon finds it locked and names the first. Processes using the
+//!   store in-process hold it shared ([`access`]); a starting daemon waits
+//!   for them, so its watchers see every commit.
 //! - **Socket.** `<root>/exo.sock`, created under umask 0177 (so mode 0600
 //!   from the start) and chmodded again; a peer whose uid differs from the
-//!   daemon's is refused.
+//!   daemon's is refused. Only a stale socket (nobody answers) is ever
+//!   removed to bind, and only our own at shutdown.
 //! - **stdio.** `exo daemon --stdio` serves one client on stdin/stdout. When
 //!   another daemon already runs on the root, it relays the bytes to that
 //!   daemon's socket instead, so an editor's stdio client shares live
@@ -38,6 +41,11 @@ pub const LOCK_FILE: &str = "daemon.lock";
 pub const MAX_CONNECTIONS: u64 = 1024;
 /// How long a shutdown waits for running requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a starting daemon waits for processes using the store in-process.
+pub const IN_PROCESS_WAIT: Duration = Duration::from_secs(30);
+/// How long a client waits for a daemon that holds the root to answer (it
+/// may be starting).
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +59,44 @@ pub enum DaemonError {
         pid: u32,
         /// Its socket.
         socket: String,
+    },
+    /// A daemon holds the root but its socket does not answer.
+    #[error("a daemon (pid {pid}) holds {root} but its socket {socket} does not answer: {why}")]
+    NotAnswering {
+        /// The root.
+        root: String,
+        /// The daemon's pid (0 if unknown).
+        pid: u32,
+        /// Its socket.
+        socket: String,
+        /// What failed.
+        why: String,
+    },
+    /// The socket named for a root is served by a daemon of another root.
+    #[error("the daemon listening on {socket} serves {served}, not {root}")]
+    WrongRoot {
+        /// The socket.
+        socket: String,
+        /// The root it serves.
+        served: String,
+        /// The root asked for.
+        root: String,
+    },
+    /// Processes using the store without a daemon did not finish in time.
+    #[error("other processes still use the store at {root} without a daemon (waited {waited} s)")]
+    InUse {
+        /// The root.
+        root: String,
+        /// Seconds waited.
+        waited: u64,
+    },
+    /// The socket path is taken by something this daemon must not remove.
+    #[error("{path} {why}")]
+    SocketTaken {
+        /// The socket path asked for.
+        path: String,
+        /// What is there: "is not a socket", "is in use by another daemon".
+        why: &'static str,
     },
     /// The store could not be opened.
     #[error(transparent)]
@@ -95,18 +141,173 @@ pub fn socket_path(root: &Path) -> PathBuf {
     root.join(SOCKET_FILE)
 }
 
-/// The daemon running on `root`, if any: its lock is held.
-pub fn running(root: &Path) -> Option<DaemonInfo> {
-    let mut file = File::open(root.join(LOCK_FILE)).ok()?;
+/// Who holds a root's daemon lock.
+enum Holder {
+    /// Nobody.
+    Nobody,
+    /// Processes using the store in-process (shared).
+    InProcess,
+    /// A daemon (exclusive); its details once it answers.
+    Daemon(Option<DaemonInfo>),
+}
+
+fn probe(root: &Path) -> Holder {
+    let Ok(mut file) = File::open(root.join(LOCK_FILE)) else {
+        return Holder::Nobody;
+    };
     match file.try_lock_shared() {
-        Ok(()) => None,
+        Ok(()) => {
+            // Another shared holder would make an exclusive attempt fail.
+            match file.try_lock() {
+                Ok(()) => Holder::Nobody,
+                Err(_) => Holder::InProcess,
+            }
+        }
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
-            file.read_to_string(&mut text).ok()?;
-            serde_json::from_str(&text).ok()
+            let info = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| serde_json::from_str(&text).ok());
+            Holder::Daemon(info)
         }
-        Err(TryLockError::Error(_)) => None,
+        Err(TryLockError::Error(_)) => Holder::Nobody,
     }
+}
+
+/// The daemon running on `root`, if any: its lock is held and it has said
+/// where it listens.
+pub fn running(root: &Path) -> Option<DaemonInfo> {
+    match probe(root) {
+        Holder::Daemon(info) => info,
+        _ => None,
+    }
+}
+
+/// How a process reaches a root's store.
+#[derive(Debug)]
+pub enum Access {
+    /// A daemon serves the root: a connection to it, checked to serve this
+    /// root.
+    Daemon(DaemonInfo, std::os::unix::net::UnixStream),
+    /// No daemon runs: use the store in this process, and keep the guard
+    /// until done with it, so that no daemon starts meanwhile (its watchers
+    /// would miss this process's commits).
+    InProcess(InProcessGuard),
+}
+
+/// A shared hold on a root's daemon lock; see [`Access::InProcess`].
+#[derive(Debug)]
+pub struct InProcessGuard {
+    _lock: Option<File>,
+}
+
+/// Connects to the daemon serving `root`, or claims the root for use in
+/// this process when none runs. A daemon that holds the root but does not
+/// answer yet (it is starting) is waited for, briefly. With `create`, a
+/// missing root is created; without, a missing root is left to the store
+/// to report.
+pub fn access(root: &Path, create: bool) -> Result<Access, DaemonError> {
+    if !root.exists() {
+        if !create {
+            return Ok(Access::InProcess(InProcessGuard { _lock: None }));
+        }
+        exo_store::create_root(root)?;
+    }
+    let canonical =
+        std::fs::canonicalize(root).map_err(io(format!("resolving {}", root.display())))?;
+    let lock_path = canonical.join(LOCK_FILE);
+    let deadline = std::time::Instant::now() + ANSWER_WAIT;
+    let mut last_failure = None;
+    loop {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+        {
+            Ok(file) => file,
+            // A root this user may read but not write: nothing can be
+            // written there in-process either, and no daemon of ours runs.
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Ok(Access::InProcess(InProcessGuard { _lock: None }))
+            }
+            Err(err) => return Err(io(format!("opening {}", lock_path.display()))(err)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => return Ok(Access::InProcess(InProcessGuard { _lock: Some(file) })),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(err)) => {
+                return Err(io(format!("locking {}", lock_path.display()))(err))
+            }
+        }
+        drop(file);
+        if let Holder::Daemon(Some(info)) = probe(&canonical) {
+            match std::os::unix::net::UnixStream::connect(&info.socket) {
+                Ok(stream) => {
+                    check_serves(&stream, &info, &canonical)?;
+                    return Ok(Access::Daemon(info, stream));
+                }
+                Err(err) => last_failure = Some((info, err)),
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(match last_failure {
+                Some((info, err)) => DaemonError::NotAnswering {
+                    root: canonical.display().to_string(),
+                    pid: info.pid,
+                    socket: info.socket.display().to_string(),
+                    why: err.to_string(),
+                },
+                None => DaemonError::NotAnswering {
+                    root: canonical.display().to_string(),
+                    pid: 0,
+                    socket: socket_path(&canonical).display().to_string(),
+                    why: "it has not said where it listens".to_string(),
+                },
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asks the daemon at the other end which root it serves: a socket path
+/// can name another root's daemon (taken over, or given by hand).
+fn check_serves(
+    stream: &std::os::unix::net::UnixStream,
+    info: &DaemonInfo,
+    root: &Path,
+) -> Result<(), DaemonError> {
+    let failed = |why: String| DaemonError::NotAnswering {
+        root: root.display().to_string(),
+        pid: info.pid,
+        socket: info.socket.display().to_string(),
+        why,
+    };
+    let reader = stream.try_clone().map_err(|err| failed(err.to_string()))?;
+    let writer = stream.try_clone().map_err(|err| failed(err.to_string()))?;
+    let _ = stream.set_read_timeout(Some(ANSWER_WAIT));
+    let mut client = exo_rpc::client::Client::new(reader, writer);
+    let status = client
+        .call(
+            <exo_protocol::methods::DaemonStatusMethod as exo_protocol::Method>::NAME,
+            serde_json::json!({}),
+        )
+        .map_err(|err| failed(err.to_string()))?;
+    let _ = stream.set_read_timeout(None);
+    let served = status
+        .get("root")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    if Path::new(served) != root {
+        return Err(DaemonError::WrongRoot {
+            socket: info.socket.display().to_string(),
+            served: served.to_string(),
+            root: root.display().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs the daemon until it is told to stop.
@@ -131,41 +332,67 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .truncate(false)
         .open(&lock_path)
         .map_err(io(format!("opening {}", lock_path.display())))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            if options.stdio {
-                if let Some(info) = running(&options.root) {
+    // In-process users of the store (commands run while no daemon was up)
+    // hold the lock shared: wait for them, so that every commit the
+    // daemon's watchers are told about is one the daemon made.
+    let waited_since = std::time::Instant::now();
+    let mut said_waiting = false;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(err)) => {
+                return Err(io(format!("locking {}", lock_path.display()))(err))
+            }
+        }
+        match probe(&options.root) {
+            Holder::Daemon(Some(info)) => {
+                if options.stdio {
                     tracing::info!(pid = info.pid, "relaying stdio to the running daemon");
                     return relay_stdio(&info.socket).await;
                 }
+                return Err(DaemonError::AlreadyRunning {
+                    root: options.root.display().to_string(),
+                    pid: info.pid,
+                    socket: info.socket.display().to_string(),
+                });
             }
-            let info = running(&options.root);
-            return Err(DaemonError::AlreadyRunning {
+            // Another daemon is starting: it will say where it listens.
+            Holder::Daemon(None) if !options.stdio => {
+                return Err(DaemonError::AlreadyRunning {
+                    root: options.root.display().to_string(),
+                    pid: 0,
+                    socket: socket.display().to_string(),
+                });
+            }
+            _ => {}
+        }
+        if waited_since.elapsed() > IN_PROCESS_WAIT {
+            return Err(DaemonError::InUse {
                 root: options.root.display().to_string(),
-                pid: info.as_ref().map_or(0, |info| info.pid),
-                socket: info.map_or_else(
-                    || socket.display().to_string(),
-                    |info| info.socket.display().to_string(),
-                ),
+                waited: IN_PROCESS_WAIT.as_secs(),
             });
         }
-        Err(TryLockError::Error(err)) => {
-            return Err(io(format!("locking {}", lock_path.display()))(err))
+        if !said_waiting {
+            tracing::info!(root = %options.root.display(), "waiting for processes using the store without a daemon");
+            said_waiting = true;
         }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // Stale details of an earlier daemon must not be read as ours; they
+    // are written once the socket answers.
+    lock.set_len(0).map_err(io("writing the lock file"))?;
+
+    let store = Store::open(&options.root, OpenMode::Create)?;
+    let service = Service::daemon(store, Some(socket.clone()));
+    let (listener, socket_id) = bind(&socket)?;
     let info = DaemonInfo {
         pid: std::process::id(),
         socket: socket.clone(),
     };
-    lock.set_len(0).map_err(io("writing the lock file"))?;
     lock.write_all(serde_json::to_string(&info).expect("serializes").as_bytes())
         .and_then(|()| lock.sync_all())
         .map_err(io("writing the lock file"))?;
-
-    let store = Store::open(&options.root, OpenMode::Create)?;
-    let service = Service::daemon(store, Some(socket.clone()));
-    let listener = bind(&socket)?;
     tracing::info!(root = %options.root.display(), socket = %socket.display(), pid = info.pid, "exo daemon listening");
 
     let tracker = TaskTracker::new();
@@ -228,7 +455,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         tracker.spawn(serve_connection(service.clone(), reader, writer));
     }
     drop(listener);
-    let _ = std::fs::remove_file(&socket);
+    // Only our own socket: the path may have been taken over since (the
+    // file removed by hand and bound again by someone else).
+    if std::fs::symlink_metadata(&socket).is_ok_and(|metadata| file_id(&metadata) == socket_id) {
+        let _ = std::fs::remove_file(&socket);
+    }
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
         .await
@@ -244,12 +475,46 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
-    // We hold the root's lock, so a socket file left here is stale.
-    match std::fs::remove_file(socket) {
-        Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+fn file_id(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+/// Binds the socket; returns the listener and the socket file's identity.
+fn bind(socket: &Path) -> Result<(UnixListener, (u64, u64)), DaemonError> {
+    // Holding our root's lock says nothing about this path: `--socket` may
+    // name any file, or another root's live socket. Only a socket nobody
+    // answers on is stale and may go.
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(socket) {
+        Ok(metadata) if metadata.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(socket) {
+                Ok(_) => {
+                    return Err(DaemonError::SocketTaken {
+                        path: socket.display().to_string(),
+                        why: "is in use by another daemon",
+                    })
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    match std::fs::remove_file(socket) {
+                        Ok(()) => {
+                            tracing::info!(socket = %socket.display(), "removed a stale socket")
+                        }
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => return Err(io(format!("removing {}", socket.display()))(err)),
+                    }
+                }
+                Err(err) => return Err(io(format!("checking {}", socket.display()))(err)),
+            }
+        }
+        Ok(_) => {
+            return Err(DaemonError::SocketTaken {
+                path: socket.display().to_string(),
+                why: "exists and is not a socket",
+            })
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(io(format!("removing {}", socket.display()))(err)),
+        Err(err) => return Err(io(format!("checking {}", socket.display()))(err)),
     }
     let length = socket.as_os_str().len();
     if length >= 108 {
@@ -266,7 +531,9 @@ fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
     let listener = bound.map_err(io(format!("binding {}", socket.display())))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io(format!("chmod {}", socket.display())))?;
-    Ok(listener)
+    let metadata =
+        std::fs::symlink_metadata(socket).map_err(io(format!("checking {}", socket.display())))?;
+    Ok((listener, file_id(&metadata)))
 }
 
 async fn wait_for_signal() {
