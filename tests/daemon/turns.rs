@@ -387,6 +387,72 @@ fn a_model_nobody_listens_for_fails_the_turn() {
         .all(|m| m["role"] == "user"));
 }
 
+#[test]
+fn a_script_that_is_a_fifo_never_freezes_the_daemon() {
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("script.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut daemon = root.daemon();
+    let mut conn = daemon.connect();
+    conn.ok(
+        "model/register",
+        json!({"name": "piped", "provider": "scripted", "base_url": format!("file://{}", fifo.display())}),
+    );
+    conn.ok(
+        "agent/create",
+        json!({"name": "A", "slug": "a", "model": "piped"}),
+    );
+    conn.ok(
+        "conversation/create",
+        json!({"agent": "a", "name": "C", "slug": "c"}),
+    );
+    let before = conn.length("a", "c");
+    // Nobody ever writes to the FIFO: the turn is refused, at once, and
+    // records nothing.
+    let error = conn.err("turn/run", turn("Hello"));
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("not a regular file"), "{error}");
+    assert_eq!(conn.length("a", "c"), before);
+    // Endless or huge scripts are refused as well, without reading them whole.
+    let huge = dir.path().join("huge.json");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(17 << 20).unwrap();
+    for (name, path, why) in [
+        (
+            "zero",
+            std::path::PathBuf::from("/dev/zero"),
+            "not a regular file",
+        ),
+        ("huge", huge, "limit"),
+    ] {
+        conn.ok(
+            "model/register",
+            json!({"name": name, "provider": "scripted", "base_url": format!("file://{}", path.display())}),
+        );
+        conn.ok(
+            "agent/create",
+            json!({"name": name, "slug": name, "model": name}),
+        );
+        conn.ok(
+            "conversation/create",
+            json!({"agent": name, "name": "C", "slug": "c"}),
+        );
+        let mut params = turn("Hello");
+        params["agent"] = json!(name);
+        let error = conn.err("turn/run", params);
+        assert!(error["message"].as_str().unwrap().contains(why), "{error}");
+    }
+    // Other clients, and shutdown, are unaffected.
+    daemon.connect().ok("ping", json!({}));
+    let status = daemon.signal("-TERM");
+    assert!(status.success(), "{status:?}");
+}
+
 /// Every file under `dir`, read whole.
 fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut files = Vec::new();

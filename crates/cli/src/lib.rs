@@ -202,7 +202,12 @@ fn daemon(root: &std::path::Path, out: &Out, args: DaemonArgs) -> Result<()> {
                 socket: args.socket,
                 stdio: args.stdio,
             };
-            Ok(runtime.block_on(exo_service::daemon::run(options))?)
+            let outcome = runtime.block_on(exo_service::daemon::run(options));
+            // The store is closed by now; a blocking task stuck on a path a
+            // user gave (it should not exist, but one must never keep the
+            // daemon from exiting) is left behind.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            Ok(outcome?)
         }
         Some(DaemonCommand::Status) => {
             let mut backend = running_daemon(root)?;

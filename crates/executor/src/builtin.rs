@@ -100,23 +100,31 @@ impl Builtin {
         // before the turn begins, so a failure records nothing.
         let (agent, conversation) = (request.agent.clone(), request.conversation.clone());
         let setup = blocking(&substrate, move |s| s.setup(&agent, &conversation)).await?;
-        let client = Client::new(
-            setup
-                .model
-                .endpoint
-                .clone()
-                .with_options(self.client_options.clone()),
-        )?;
-        let workspace = match &setup.workspace {
-            Some(root) => {
-                let mut workspace = Workspace::new(root)?;
-                for path in &setup.protected {
-                    workspace = workspace.protect(path);
-                }
-                Some(workspace)
-            }
-            None => None,
-        };
+        // Building the client may read a script file, and the workspace is
+        // resolved on disk: no file I/O on the async loop, which in a daemon
+        // serves every connection.
+        let client_options = self.client_options.clone();
+        let endpoint = setup.model.endpoint.clone();
+        let root = setup.workspace.clone();
+        let protected = setup.protected.clone();
+        let (client, workspace) = tokio::task::spawn_blocking(
+            move || -> Result<(Client, Option<Workspace>), SubstrateError> {
+                let client = Client::new(endpoint.with_options(client_options))?;
+                let workspace = match &root {
+                    Some(root) => {
+                        let mut workspace = Workspace::new(root)?;
+                        for path in &protected {
+                            workspace = workspace.protect(path);
+                        }
+                        Some(workspace)
+                    }
+                    None => None,
+                };
+                Ok((client, workspace))
+            },
+        )
+        .await
+        .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })??;
         let conversation_id = setup.conversation;
 
         let input = EventData::Message {

@@ -133,6 +133,39 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
+/// The largest script file read.
+pub const MAX_SCRIPT_BYTES: u64 = 16 << 20;
+
+/// Reads a script file: a regular file (a FIFO or a device would block or
+/// never end; it is opened without blocking and refused), at most
+/// [`MAX_SCRIPT_BYTES`].
+fn read_script(path: &std::path::Path) -> Result<String, Error> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot =
+        |why: String| Error::Config(format!("cannot read script {}: {why}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|err| cannot(err.to_string()))?;
+    let metadata = file.metadata().map_err(|err| cannot(err.to_string()))?;
+    if !metadata.is_file() {
+        return Err(cannot("not a regular file".to_string()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SCRIPT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| cannot(err.to_string()))?;
+    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+        return Err(cannot(format!(
+            "larger than the {} MiB limit",
+            MAX_SCRIPT_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| cannot("not UTF-8".to_string()))
+}
+
 /// A loaded script. It holds no place in the script: each call's history
 /// says which response it gets.
 #[derive(Clone, Debug)]
@@ -145,9 +178,7 @@ impl Player {
     pub(crate) fn load(source: &ScriptSource) -> Result<Player, Error> {
         let script: Script = match source {
             ScriptSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|err| {
-                    Error::Config(format!("cannot read script {}: {err}", path.display()))
-                })?;
+                let text = read_script(path)?;
                 serde_json::from_str(&text).map_err(|err| {
                     Error::Config(format!("invalid script {}: {err}", path.display()))
                 })?
