@@ -7,6 +7,8 @@
 //! - `streams`: `events/watch` replay and live delivery, many clients,
 //!   lagging watchers.
 //! - `lifecycle`: SIGTERM, kill -9, restarts, the CLI through a daemon.
+//! - `limits`: nesting, exact ids, batches and the in-flight limit,
+//!   memory for large appends.
 //! - `roots`: who serves a root: sockets a daemon must not take, a daemon
 //!   of another root, a daemon starting while a command uses the store.
 //! - `snapshots`: workspace snapshots over JSON-RPC, with the daemon's watcher.
@@ -27,6 +29,7 @@ mod cancellation;
 mod conformance;
 mod examples;
 mod lifecycle;
+mod limits;
 mod roots;
 mod snapshots;
 mod streams;

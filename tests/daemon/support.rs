@@ -178,6 +178,8 @@ pub struct Conn {
     next_id: u64,
     /// Notifications read while waiting for a response.
     pub notifications: std::collections::VecDeque<Value>,
+    /// The socket, to change its read timeout.
+    stream: Option<UnixStream>,
     _child: Option<Child>,
 }
 
@@ -185,12 +187,25 @@ impl Conn {
     pub fn try_socket(socket: &Path, framing: Framing) -> std::io::Result<Conn> {
         let stream = UnixStream::connect(socket)?;
         stream.set_read_timeout(Some(TIMEOUT))?;
-        Ok(Conn::new(
+        let mut conn = Conn::new(
             Box::new(stream.try_clone()?),
-            Box::new(stream),
+            Box::new(stream.try_clone()?),
             framing,
             None,
-        ))
+        );
+        conn.stream = Some(stream);
+        Ok(conn)
+    }
+
+    /// How long a read waits before `try_recv` gives up (socket
+    /// connections only). A read that times out part way through a message
+    /// loses it: only shorten it while nothing is expected.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.stream
+            .as_ref()
+            .expect("a socket connection")
+            .set_read_timeout(Some(timeout))
+            .unwrap();
     }
 
     /// A client on an already connected stream.
@@ -236,6 +251,7 @@ impl Conn {
             framing,
             next_id: 1,
             notifications: Default::default(),
+            stream: None,
             _child: child,
         }
     }

@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use exo_rpc::client::{CallError, Client};
+use exo_rpc::message::Json;
 use exo_rpc::ErrorObject;
 use exo_service::Service;
 use exo_store::{OpenMode, Store};
@@ -59,6 +60,20 @@ impl Backend {
                 service.call(method, Some(params)).map_err(Failure::Rpc)
             }
             Backend::Daemon(client) => client.call(method, params).map_err(|err| match err {
+                CallError::Rpc(error) => Failure::Rpc(error),
+                other => Failure::Transport(other.to_string()),
+            }),
+        }
+    }
+
+    /// Calls a method with params and result as JSON text (a large request
+    /// is never a tree of values).
+    pub fn call_json(&mut self, method: &str, params: &Json) -> Result<Json, Failure> {
+        match self {
+            Backend::Embedded { service, .. } => service
+                .call_json(method, Some(params))
+                .map_err(Failure::Rpc),
+            Backend::Daemon(client) => client.call_raw(method, params).map_err(|err| match err {
                 CallError::Rpc(error) => Failure::Rpc(error),
                 other => Failure::Transport(other.to_string()),
             }),

@@ -168,6 +168,21 @@ async fn read_loop(
             continue;
         }
         match message::parse(&line) {
+            // An error the service could not tie to a request (it could
+            // not read it): it answers whatever is waiting, rather than
+            // leaving it waiting for ever.
+            Parsed::Single(Incoming::Response(response))
+                if response.id.is_null() && response.outcome.is_err() =>
+            {
+                let waiting: Vec<_> = pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .drain()
+                    .collect();
+                for (_, waiting) in waiting {
+                    let _ = waiting.send(response.outcome.clone().map(|_| Value::Null));
+                }
+            }
             Parsed::Single(Incoming::Response(response)) => {
                 let waiting = response.id.as_u64().and_then(|id| {
                     pending
@@ -176,11 +191,23 @@ async fn read_loop(
                         .remove(&id)
                 });
                 if let Some(waiting) = waiting {
-                    let _ = waiting.send(response.outcome);
+                    let outcome = response.outcome.and_then(|result| {
+                        result.parse().map_err(|err| {
+                            ErrorObject::new(
+                                exo_rpc::message::PARSE_ERROR,
+                                format!("unreadable answer from the service: {err}"),
+                            )
+                        })
+                    });
+                    let _ = waiting.send(outcome);
                 }
             }
             Parsed::Single(Incoming::Request(request)) => {
-                let _ = notify.send((request.method, request.params.unwrap_or(Value::Null)));
+                let params = request
+                    .params
+                    .map(|params| params.to_value())
+                    .unwrap_or(Value::Null);
+                let _ = notify.send((request.method, params));
             }
             other => tracing::debug!(?other, "ignoring a message from the service"),
         }

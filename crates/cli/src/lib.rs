@@ -35,6 +35,7 @@ use crate::args::{
 };
 use crate::backend::Backend;
 use crate::render::{binding_line, event_line, table};
+use exo_rpc::message::Json;
 
 /// The most `conversation append` and `artifact put` read from stdin.
 const MAX_STDIN_BYTES: u64 = 32 << 20;
@@ -102,6 +103,27 @@ struct Out {
 }
 
 impl Out {
+    /// Prints `json` (given as text) pretty-printed, or `text()` as text.
+    fn emit_json(&self, json: &Json, text: impl FnOnce() -> String) -> Result<()> {
+        if !self.json {
+            return self.emit(&Value::Null, text);
+        }
+        let stdout = std::io::stdout();
+        let mut writer = std::io::BufWriter::new(stdout.lock());
+        let mut deserializer = serde_json::Deserializer::from_str(json.get());
+        deserializer.disable_recursion_limit();
+        let mut serializer = serde_json::Serializer::pretty(&mut writer);
+        let written = serde_transcode::transcode(&mut deserializer, &mut serializer)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writer.write_all(b"\n"))
+            .and_then(|()| writer.flush());
+        match written {
+            // A closed pipe (`exo ... | head`) is not an error.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
     /// Prints `value` as JSON, or `text()` as text.
     fn emit(&self, value: &Value, text: impl FnOnce() -> String) -> Result<()> {
         let output = if self.json {
@@ -478,31 +500,56 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
             let input = read_stdin("events")?;
             let text =
                 std::str::from_utf8(&input).map_err(|err| anyhow!("stdin is not UTF-8: {err}"))?;
-            let mut events = Vec::new();
+            // The params are written as text around the lines as given, each
+            // checked first (so an error names its line): a large batch is
+            // never a tree of values here.
+            let mut events = String::with_capacity(text.len() + 2);
+            let mut count = 0usize;
             for (index, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
+                let line = line.trim();
+                if line.is_empty() {
                     continue;
                 }
-                let value: Value = serde_json::from_str(line)
+                let value: Value = exo_rpc::message::from_str(line)
                     .map_err(|err| anyhow!("line {}: invalid JSON: {err}", index + 1))?;
-                // Checked here too, so the error names the line.
-                EventData::from_input_json(value.clone())
+                EventData::from_input_json(value)
                     .map_err(|err| anyhow!("line {}: {err}", index + 1))?;
-                events.push(value);
+                events.push(if count == 0 { '[' } else { ',' });
+                events.push_str(line);
+                count += 1;
             }
-            if events.is_empty() {
+            if count == 0 {
                 bail!("no events on stdin: give one JSON object per line, e.g. {{\"kind\":\"message\",\"role\":\"user\",\"content\":\"hi\"}}");
             }
-            let request = params(
-                json!({ "agent": target.agent, "conversation": target.conversation, "events": events }),
-                json!({ "expected_head": expected_head }),
-            );
-            let (value, appended) =
-                backend.call_as::<AppendResult>(ConversationAppend::NAME, request)?;
-            out.emit(&value, || {
+            events.push(']');
+            drop(input);
+            let mut request = serde_json::to_string(&json!({
+                "agent": target.agent,
+                "conversation": target.conversation,
+                "expected_head": expected_head,
+                // The events come back only for --json.
+                "return_events": out.json,
+            }))?;
+            request.pop();
+            request.push_str(",\"events\":");
+            request.push_str(&events);
+            request.push('}');
+            drop(events);
+            let request = Json::from_text(&request)?;
+            let result = backend.call_json(ConversationAppend::NAME, &request)?;
+            drop(request);
+            #[derive(serde::Deserialize)]
+            struct Appended {
+                head: exo_core::EventId,
+                count: Option<u64>,
+            }
+            let appended: Appended = result.parse().map_err(|err| {
+                anyhow!("unexpected result from {}: {err}", ConversationAppend::NAME)
+            })?;
+            out.emit_json(&result, || {
                 format!(
                     "appended {} events; head is {}",
-                    appended.events.len(),
+                    appended.count.unwrap_or(count as u64),
                     appended.head
                 )
             })

@@ -550,6 +550,11 @@ impl EventData {
     /// `conversation`, `session`, `turn`) are ignored, so that the output of
     /// `conversation events --json` can be fed back in.
     pub fn from_input_json(value: serde_json::Value) -> Result<Self, ValidationError> {
+        if nesting(&value) > MAX_INPUT_NESTING {
+            return Err(ValidationError::new(format!(
+                "nested deeper than {MAX_INPUT_NESTING} levels"
+            )));
+        }
         let serde_json::Value::Object(mut object) = value else {
             return Err(ValidationError::new("expected a JSON object"));
         };
@@ -588,6 +593,28 @@ impl EventData {
     }
 }
 
+/// How deeply an event given as input may nest arrays and objects (the
+/// event's own object is level 1). One limit for every way in, so that
+/// what one accepts every other can read back, inside any envelope.
+pub const MAX_INPUT_NESTING: usize = 64;
+
+/// The nesting depth of a value: 0 for a scalar, 1 for a flat array or
+/// object. Iterative, so any depth is measured safely.
+fn nesting(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
 fn non_empty(field: &str, value: &str) -> Result<(), ValidationError> {
     if value.is_empty() {
         Err(ValidationError::new(format!("{field} must not be empty")))
@@ -619,6 +646,24 @@ fn validate_custom_type(custom_type: &str) -> Result<(), ValidationError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn input_nesting_is_bounded() {
+        let nested = |levels: usize| {
+            let mut payload = serde_json::json!(1);
+            for _ in 0..levels {
+                payload = serde_json::json!([payload]);
+            }
+            serde_json::json!({"kind": "custom", "type": "test.deep", "payload": payload})
+        };
+        // The event's object is level 1, its payload's arrays the rest.
+        assert!(EventData::from_input_json(nested(MAX_INPUT_NESTING - 1)).is_ok());
+        let error = EventData::from_input_json(nested(MAX_INPUT_NESTING)).unwrap_err();
+        assert!(
+            error.to_string().contains("nested deeper than 64"),
+            "{error}"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -235,15 +235,25 @@ pub struct ConversationAppendParams {
     /// Fail with `conflict` unless the head is this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_head: Option<EventId>,
+    /// Whether the result lists the appended events (default true); false
+    /// keeps the answer to a large batch small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_events: Option<bool>,
 }
 
 /// `conversation/append` and `turn/append` result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AppendResult {
-    /// The appended events.
+    /// The appended events; empty when `return_events` was false.
     pub events: Vec<Event>,
     /// The new head.
     pub head: EventId,
+    /// The first appended event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<EventId>,
+    /// How many events were appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 // ------------------------------------------------------------------ turns
@@ -291,6 +301,9 @@ pub struct TurnAppendParams {
     /// Fail with `conflict` unless the head is this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_head: Option<EventId>,
+    /// Whether the result lists the appended events (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_events: Option<bool>,
 }
 
 /// `turn/finish` params.

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 
 use serde_json::Value;
 
-use crate::message::{self, ErrorObject, Incoming, Parsed};
+use crate::message::{self, ErrorObject, Incoming, Json, Parsed, Response};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,22 +44,36 @@ impl<R: Read, W: Write> Client<R, W> {
 
     /// Calls `method` and waits for its response.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, CallError> {
+        let result = self.call_raw(method, &Json::from_value(&params))?;
+        result
+            .parse()
+            .map_err(|err| CallError::Protocol(err.to_string()))
+    }
+
+    /// Calls `method` with params given as JSON text; returns the result as
+    /// JSON text, for the caller to read into its own type.
+    pub fn call_raw(&mut self, method: &str, params: &Json) -> Result<Json, CallError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = serde_json::to_vec(&message::request(Value::from(id), method, params))
-            .map_err(|err| CallError::Protocol(err.to_string()))?;
+        let mut line = message::request_bytes(id, method, params);
         line.push(b'\n');
         self.writer.write_all(&line)?;
         self.writer.flush()?;
         loop {
             match self.read_one()? {
-                Incoming::Response(response) if response.id == id => {
+                Incoming::Response(response) if response.id.as_u64() == Some(id) => {
                     return response.outcome.map_err(CallError::Rpc);
                 }
+                // An error the server could not tie to a request (it could
+                // not read it) answers the one this client waits for.
+                Incoming::Response(Response {
+                    id: null,
+                    outcome: Err(error),
+                }) if null.is_null() => return Err(CallError::Rpc(error)),
                 Incoming::Response(_) => {}
                 Incoming::Request(request) => {
-                    self.notifications
-                        .push_back((request.method, request.params.unwrap_or(Value::Null)));
+                    let params = request.params.map(|p| p.to_value()).unwrap_or(Value::Null);
+                    self.notifications.push_back((request.method, params));
                 }
                 Incoming::Invalid(response) => {
                     return Err(CallError::Protocol(format!("{:?}", response.outcome)));
@@ -84,7 +98,8 @@ impl<R: Read, W: Write> Client<R, W> {
         }
         loop {
             if let Incoming::Request(request) = self.read_one()? {
-                return Ok((request.method, request.params.unwrap_or(Value::Null)));
+                let params = request.params.map(|p| p.to_value()).unwrap_or(Value::Null);
+                return Ok((request.method, params));
             }
         }
     }
@@ -106,5 +121,36 @@ impl<R: Read, W: Write> Client<R, W> {
                 other => Err(CallError::Protocol(format!("{other:?}"))),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_tied_to_no_id_answers_the_waiting_call() {
+        // A server that could not read the request answers with a null id;
+        // the call must end with that error, not wait for ever.
+        let answer = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: nested deeper than 256 levels"}}
+"#;
+        let mut client = Client::new(&answer[..], Vec::new());
+        match client.call("conversation/append", Value::Null) {
+            Err(CallError::Rpc(error)) => assert_eq!(error.code, -32700),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn results_and_ids_are_read_as_sent() {
+        let answer = br#"{"jsonrpc":"2.0","method":"note","params":{"n":1}}
+{"jsonrpc":"2.0","id":1,"result":{"big":123456789012345678901234567890}}
+"#;
+        let mut client = Client::new(&answer[..], Vec::new());
+        let result = client
+            .call_raw("x", &Json::from_value(&serde_json::json!({})))
+            .unwrap();
+        assert_eq!(result.get(), r#"{"big":123456789012345678901234567890}"#);
+        assert_eq!(client.next_notification().unwrap().0, "note");
     }
 }

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 messages: parsing what arrives, shaping what leaves.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 /// -32700
@@ -14,21 +15,127 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// -32603
 pub const INTERNAL_ERROR: i64 = -32603;
 
+pub use exo_core::json::{from_slice, from_str, nests_deeper_than, JsonError, MAX_DEPTH};
+
+/// A JSON value kept as the text the peer wrote: ids are echoed exactly
+/// (a number beyond 64 bits stays as written), and params and results are
+/// read once, into their own types, rather than into a `Value` first.
+#[derive(Clone, Debug)]
+pub struct Json(Box<RawValue>);
+
+impl Json {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// `null`.
+    pub fn null() -> Json {
+        Json(RawValue::from_string("null".to_string()).expect("valid JSON"))
+    }
+
+    /// JSON text as it is, once checked (see [`from_str`]).
+    pub fn from_text(text: &str) -> Result<Json, JsonError> {
+        from_str(text)
+    }
+
+    /// A value's text.
+    pub fn from_value(value: &Value) -> Json {
+        Json::to(value).expect("a Value always serializes")
+    }
+
+    /// Serializes `value`.
+    pub fn to<T: Serialize + ?Sized>(value: &T) -> Result<Json, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Json)
+    }
+
+    /// Reads the value as `T` (see [`from_str`]).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, JsonError> {
+        from_str(self.get())
+    }
+
+    /// The value as a `Value`.
+    pub fn to_value(&self) -> Value {
+        self.parse().unwrap_or(Value::Null)
+    }
+
+    /// Whether this is `null`.
+    pub fn is_null(&self) -> bool {
+        self.get() == "null"
+    }
+
+    /// The value as a `u64`, if it is one written plainly.
+    pub fn as_u64(&self) -> Option<u64> {
+        self.get().parse().ok()
+    }
+
+    fn first_byte(&self) -> u8 {
+        self.get().as_bytes().first().copied().unwrap_or(b' ')
+    }
+}
+
+impl From<u64> for Json {
+    fn from(number: u64) -> Json {
+        Json(RawValue::from_string(number.to_string()).expect("valid JSON"))
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Json {}
+
+impl std::hash::Hash for Json {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.get().hash(state)
+    }
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(Json)
+    }
+}
+
 /// A request, or a notification when `id` is `None`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
-    /// A string or number (or null); `None` for a notification.
-    pub id: Option<Value>,
+    /// A string or number (or null), exactly as sent; `None` for a
+    /// notification.
+    pub id: Option<Json>,
     /// The method.
     pub method: String,
     /// The params: an object or an array, if given.
-    pub params: Option<Value>,
+    pub params: Option<Json>,
 }
 
 impl Request {
     /// Whether no reply is expected.
     pub fn is_notification(&self) -> bool {
         self.id.is_none()
+    }
+
+    /// The params as `T`; absent params read as `{}`.
+    pub fn params_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, JsonError> {
+        match &self.params {
+            Some(params) => params.parse(),
+            None => from_str("{}"),
+        }
     }
 }
 
@@ -72,15 +179,25 @@ impl std::error::Error for ErrorObject {}
 /// A response: to send (server) or received (client).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Response {
-    /// The request's id; null when it could not be read.
-    pub id: Value,
+    /// The request's id, as it was sent; null when it could not be read.
+    pub id: Json,
     /// The result or the error.
-    pub outcome: Result<Value, ErrorObject>,
+    pub outcome: Result<Json, ErrorObject>,
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    jsonrpc: &'static str,
+    id: &'a Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorObject>,
 }
 
 impl Response {
     /// A success.
-    pub fn ok(id: Value, result: Value) -> Self {
+    pub fn ok(id: Json, result: Json) -> Self {
         Response {
             id,
             outcome: Ok(result),
@@ -88,19 +205,36 @@ impl Response {
     }
 
     /// A failure.
-    pub fn error(id: Value, error: ErrorObject) -> Self {
+    pub fn error(id: Json, error: ErrorObject) -> Self {
         Response {
             id,
             outcome: Err(error),
         }
     }
 
+    fn wire(&self) -> Wire<'_> {
+        Wire {
+            jsonrpc: "2.0",
+            id: &self.id,
+            result: self.outcome.as_ref().ok(),
+            error: self.outcome.as_ref().err(),
+        }
+    }
+
+    /// The response as JSON text.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.wire()).expect("a response always serializes")
+    }
+
+    /// A batch's responses as one JSON array.
+    pub fn batch_to_bytes(responses: &[Response]) -> Vec<u8> {
+        let wires: Vec<Wire<'_>> = responses.iter().map(Response::wire).collect();
+        serde_json::to_vec(&wires).expect("a response always serializes")
+    }
+
     /// The response as a JSON-RPC object.
     pub fn to_value(&self) -> Value {
-        match &self.outcome {
-            Ok(result) => json!({"jsonrpc": "2.0", "id": self.id, "result": result}),
-            Err(error) => json!({"jsonrpc": "2.0", "id": self.id, "error": error}),
-        }
+        serde_json::to_value(self.wire()).expect("a response always serializes")
     }
 }
 
@@ -112,6 +246,24 @@ pub fn notification(method: &str, params: Value) -> Value {
 /// A request as a JSON-RPC object.
 pub fn request(id: Value, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// A request as JSON text, its params given as JSON text.
+pub fn request_bytes(id: u64, method: &str, params: &Json) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        jsonrpc: &'static str,
+        id: u64,
+        method: &'a str,
+        params: &'a Json,
+    }
+    serde_json::to_vec(&Out {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    })
+    .expect("a request always serializes")
 }
 
 /// One message of a frame.
@@ -138,75 +290,105 @@ pub enum Parsed {
     Error(Response),
 }
 
+fn parse_error(message: String) -> Parsed {
+    Parsed::Error(Response::error(
+        Json::null(),
+        ErrorObject::new(PARSE_ERROR, message),
+    ))
+}
+
 /// Parses one frame's payload.
 pub fn parse(payload: &[u8]) -> Parsed {
-    let value: Value = match std::str::from_utf8(payload) {
-        Err(err) => {
-            return Parsed::Error(Response::error(
-                Value::Null,
-                ErrorObject::new(
-                    PARSE_ERROR,
-                    format!("parse error: invalid UTF-8 at byte {}", err.valid_up_to()),
-                ),
-            ))
-        }
-        Ok(text) => match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(err) => {
-                return Parsed::Error(Response::error(
-                    Value::Null,
-                    ErrorObject::new(PARSE_ERROR, format!("parse error: {err}")),
-                ))
-            }
-        },
-    };
-    match value {
-        Value::Array(items) if items.is_empty() => Parsed::Error(Response::error(
-            Value::Null,
-            ErrorObject::new(INVALID_REQUEST, "invalid request: empty batch"),
-        )),
-        Value::Array(items) => Parsed::Batch(items.into_iter().map(classify).collect()),
-        other => Parsed::Single(classify(other)),
+    if let Err(err) = std::str::from_utf8(payload) {
+        return parse_error(format!(
+            "parse error: invalid UTF-8 at byte {}",
+            err.valid_up_to()
+        ));
+    }
+    let first = payload
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .copied();
+    if first == Some(b'[') {
+        return match from_slice::<Vec<Json>>(payload) {
+            Ok(items) if items.is_empty() => Parsed::Error(Response::error(
+                Json::null(),
+                ErrorObject::new(INVALID_REQUEST, "invalid request: empty batch"),
+            )),
+            Ok(items) => Parsed::Batch(items.iter().map(classify).collect()),
+            Err(err) => parse_error(format!("parse error: {err}")),
+        };
+    }
+    match from_slice::<Json>(payload) {
+        Ok(item) => Parsed::Single(classify(&item)),
+        Err(err) => parse_error(format!("parse error: {err}")),
     }
 }
 
-fn invalid(id: Value, why: &str) -> Incoming {
+fn invalid(id: Json, why: &str) -> Incoming {
     Incoming::Invalid(Response::error(
         id,
         ErrorObject::new(INVALID_REQUEST, format!("invalid request: {why}")),
     ))
 }
 
+/// A present field's raw text; absent fields stay `None` (a `null` is
+/// present).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default, deserialize_with = "present")]
+    jsonrpc: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    method: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    params: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Json>,
+}
+
 /// Classifies one JSON value as a JSON-RPC message.
-pub fn classify(value: Value) -> Incoming {
-    let Value::Object(mut object) = value else {
-        return invalid(Value::Null, "expected a JSON object");
+pub fn classify(value: &Json) -> Incoming {
+    if value.first_byte() != b'{' {
+        return invalid(Json::null(), "expected a JSON object");
+    }
+    let envelope: Envelope = match value.parse() {
+        Ok(envelope) => envelope,
+        Err(err) => return invalid(Json::null(), &err.to_string()),
     };
-    let id = match object.remove("id") {
+    let id = match envelope.id {
         None => None,
-        Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
-        Some(_) => return invalid(Value::Null, "id must be a string, a number or null"),
+        Some(id) if matches!(id.first_byte(), b'"' | b'-' | b'0'..=b'9' | b'n') => Some(id),
+        Some(_) => return invalid(Json::null(), "id must be a string, a number or null"),
     };
-    let reply_id = id.clone().unwrap_or(Value::Null);
-    if object.get("jsonrpc") != Some(&Value::String("2.0".into())) {
+    let reply_id = id.clone().unwrap_or_else(Json::null);
+    let version: Option<String> = envelope.jsonrpc.and_then(|raw| raw.parse().ok());
+    if version.as_deref() != Some("2.0") {
         return invalid(reply_id, "\"jsonrpc\" must be \"2.0\"");
     }
-    if let Some(method) = object.remove("method") {
-        let Value::String(method) = method else {
+    if let Some(method) = envelope.method {
+        let Ok(method) = method.parse::<String>() else {
             return invalid(reply_id, "method must be a string");
         };
-        let params = match object.remove("params") {
+        let params = match envelope.params {
             None => None,
-            Some(params @ (Value::Object(_) | Value::Array(_))) => Some(params),
+            Some(params) if matches!(params.first_byte(), b'{' | b'[') => Some(params),
             Some(_) => return invalid(reply_id, "params must be an object or an array"),
         };
         return Incoming::Request(Request { id, method, params });
     }
-    if let Some(result) = object.remove("result") {
+    if let Some(result) = envelope.result {
         return Incoming::Response(Response::ok(reply_id, result));
     }
-    if let Some(error) = object.remove("error") {
-        return match serde_json::from_value::<ErrorObject>(error) {
+    if let Some(error) = envelope.error {
+        return match error.parse::<ErrorObject>() {
             Ok(error) => Incoming::Response(Response::error(reply_id, error)),
             Err(_) => invalid(reply_id, "error must be {code, message, data?}"),
         };
@@ -241,7 +423,7 @@ mod tests {
         assert_eq!(
             parse(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
             Parsed::Single(Incoming::Request(Request {
-                id: Some(json!(7)),
+                id: Some(Json::from(7)),
                 method: "ping".into(),
                 params: None
             }))
@@ -282,6 +464,40 @@ mod tests {
         else {
             panic!("invalid")
         };
-        assert_eq!(response.id, json!("abc"));
+        assert_eq!(response.id.get(), r#""abc""#);
+    }
+
+    #[test]
+    fn ids_are_echoed_exactly_as_written() {
+        let Parsed::Single(Incoming::Request(request)) =
+            parse(br#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"x"}"#)
+        else {
+            panic!("request")
+        };
+        let id = request.id.unwrap();
+        assert_eq!(id.get(), "123456789012345678901234567890");
+        let response = Response::ok(id, Json::null());
+        assert_eq!(
+            String::from_utf8(response.to_bytes()).unwrap(),
+            r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"result":null}"#
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded_once_for_every_reader() {
+        let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        assert!(from_str::<Value>(&deep(MAX_DEPTH)).is_ok());
+        assert!(matches!(
+            from_str::<Value>(&deep(MAX_DEPTH + 1)),
+            Err(JsonError::TooDeep)
+        ));
+        // Brackets inside strings do not count.
+        let quoted = format!(r#"["{}\"{}"]"#, "[".repeat(1000), "{".repeat(1000));
+        assert!(from_str::<Value>(&quoted).is_ok());
+        let request = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"a":{}}}}}"#,
+            deep(MAX_DEPTH + 5)
+        );
+        assert_eq!(error_code(&parse(request.as_bytes())), Some(PARSE_ERROR));
     }
 }

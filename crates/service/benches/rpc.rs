@@ -88,6 +88,10 @@ struct Plan {
     round_requests: usize,
     rounds: usize,
     turns: usize,
+    /// Pings in the one large batch.
+    batch: usize,
+    /// Small events in the one large `conversation append`.
+    append_events: usize,
 }
 
 impl Plan {
@@ -102,6 +106,8 @@ impl Plan {
                 round_requests: 1_000,
                 rounds: 2,
                 turns: 30,
+                batch: 10_000,
+                append_events: 50_000,
             }
         } else {
             Plan {
@@ -113,6 +119,8 @@ impl Plan {
                 round_requests: 5_000,
                 rounds: 4,
                 turns: 300,
+                batch: 100_000,
+                append_events: 1_000_000,
             }
         }
     }
@@ -207,6 +215,8 @@ impl Series {
 enum Unit {
     Micros,
     RequestsPerSec,
+    Millis,
+    MiB,
 }
 
 impl Unit {
@@ -214,6 +224,8 @@ impl Unit {
         match self {
             Unit::Micros => "us",
             Unit::RequestsPerSec => "requests/s",
+            Unit::Millis => "ms",
+            Unit::MiB => "MiB",
         }
     }
 
@@ -222,6 +234,8 @@ impl Unit {
             Unit::Micros if value >= 10_000.0 => format!("{:.2} ms", value / 1e3),
             Unit::Micros => format!("{value:.1} µs"),
             Unit::RequestsPerSec => format!("{} req/s", thousands(value.round() as u64)),
+            Unit::Millis => format!("{value:.0} ms"),
+            Unit::MiB => format!("{value:.1} MiB"),
         }
     }
 }
@@ -432,6 +446,8 @@ impl Report {
                 "round_requests": plan.round_requests,
                 "rounds": plan.rounds,
                 "turns": plan.turns,
+                "batch": plan.batch,
+                "append_events": plan.append_events,
             },
             "all_pass": self.all_pass(),
             "metrics": rows,
@@ -1098,6 +1114,154 @@ fn bench_watch(
 
 // ------------------------------------------------------------------ main
 
+// ------------------------------------------------------- large requests
+
+/// One batch of `plan.batch` pings, timed until its one array of replies
+/// has arrived and been read, beside the same number of pings pipelined
+/// singly (100 in flight) on the same connection. Returns both times.
+fn bench_batch(client: &mut Client, plan: &Plan) -> BenchResult<(Duration, Duration)> {
+    let pipelined = client.pipelined(plan.batch, plan.window)?;
+    let mut batch = Vec::with_capacity(plan.batch * 40);
+    batch.push(b'[');
+    for id in 0..plan.batch {
+        if id > 0 {
+            batch.push(b',');
+        }
+        batch.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+        batch.extend_from_slice(id.to_string().as_bytes());
+        batch.extend_from_slice(br#","method":"ping"}"#);
+    }
+    batch.extend_from_slice(b"]\n");
+    let start = Instant::now();
+    client.writer.write_all(&batch)?;
+    client.writer.flush()?;
+    client.read_line()?;
+    let elapsed = start.elapsed();
+    let replies: Vec<Reply> = serde_json::from_slice(&client.line)?;
+    if replies.len() != plan.batch
+        || replies
+            .iter()
+            .enumerate()
+            .any(|(i, reply)| reply.id != Some(i as u64) || reply.result.is_none())
+    {
+        return Err("the batch's replies do not match its requests".into());
+    }
+    Ok((elapsed, pipelined))
+}
+
+/// A process's peak resident set so far (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Runs `command` to completion, sampling its peak resident set until it
+/// exits (the last sample is taken at most a few milliseconds before the
+/// end, and the peak never decreases). Returns the wall time and the peak.
+fn run_measured(command: &mut Command) -> BenchResult<(Duration, u64)> {
+    let start = Instant::now();
+    let mut child = command.spawn()?;
+    let mut peak = 0;
+    let status = loop {
+        if let Some(rss) = peak_rss(child.id()) {
+            peak = peak.max(rss);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    let elapsed = start.elapsed();
+    if !status.success() {
+        return Err(format!("{command:?} failed: {status}").into());
+    }
+    Ok((elapsed, peak))
+}
+
+/// What one large append cost.
+struct AppendCost {
+    embedded: (Duration, u64),
+    through_daemon: (Duration, u64),
+    daemon_peak: u64,
+}
+
+/// `exo conversation append` of `plan.append_events` small events (30
+/// bytes a line) in one batch: in-process, then through a daemon that has
+/// a watcher on the conversation (so it keeps the events for it too).
+fn bench_append(exo: &Path, dir: &Path, plan: &Plan) -> BenchResult<(AppendCost, u64)> {
+    let input = dir.join("events.ndjson");
+    {
+        let mut file = BufWriter::new(File::create(&input)?);
+        for _ in 0..plan.append_events {
+            file.write_all(b"{\"kind\":\"custom\",\"type\":\"a.b\"}\n")?;
+        }
+        file.flush()?;
+    }
+    let input_bytes = fs::metadata(&input)?.len();
+    let cli = |root: &Path, args: &[&str]| -> BenchResult<Command> {
+        let mut command = Command::new(exo);
+        command
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .env_remove("EXO_LOG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        Ok(command)
+    };
+    let prepare = |root: &Path| -> BenchResult<()> {
+        for args in [
+            &["agent", "create", "Bench", "--slug", "bench"][..],
+            &[
+                "conversation",
+                "create",
+                "bench",
+                "Append",
+                "--slug",
+                "append",
+            ][..],
+        ] {
+            let status = cli(root, args)?.stdin(Stdio::null()).status()?;
+            if !status.success() {
+                return Err(format!("exo {args:?} failed").into());
+            }
+        }
+        Ok(())
+    };
+    let append = ["conversation", "append", "bench", "append"];
+
+    let embedded_root = dir.join("append-embedded");
+    prepare(&embedded_root)?;
+    let embedded = run_measured(cli(&embedded_root, &append)?.stdin(File::open(&input)?))?;
+
+    let daemon_root = dir.join("append-daemon");
+    prepare(&daemon_root)?;
+    let (daemon, socket) = start_socket_daemon(exo, &daemon_root)?;
+    let mut watcher = Client::socket(&socket)?;
+    watcher.call(
+        "events/watch",
+        json!({"agent": "bench", "conversation": "append"}),
+    )?;
+    let through_daemon = run_measured(cli(&daemon_root, &append)?.stdin(File::open(&input)?))?;
+    let daemon_peak = peak_rss(daemon.child.id()).unwrap_or(0);
+    drop(watcher);
+    let mut stopper = Client::socket(&socket)?;
+    stopper.call("daemon/stop", json!({}))?;
+    daemon.wait(Duration::from_secs(60));
+    fs::remove_file(&input)?;
+    Ok((
+        AppendCost {
+            embedded,
+            through_daemon,
+            daemon_peak,
+        },
+        input_bytes,
+    ))
+}
+
 fn main() -> BenchResult<()> {
     if std::env::var_os(ECHO_ENV).is_some() {
         return Ok(echo(io::stdin().lock(), io::stdout().lock())?);
@@ -1204,10 +1368,77 @@ fn main() -> BenchResult<()> {
         None,
     );
 
+    eprintln!("socket: one batch of {} pings", plan.batch);
+    let (batch, pipelined) = bench_batch(&mut exo_client, &plan)?;
+    report.row(
+        "socket.batch",
+        &format!(
+            "batch of {} pings vs pipelined",
+            thousands(plan.batch as u64)
+        ),
+        Unit::Millis,
+        batch.as_secs_f64() * 1e3,
+        pipelined.as_secs_f64() * 1e3,
+        "pipe",
+        None,
+    );
+    if let Some(rss) = peak_rss(daemon.child.id()) {
+        report
+            .extra
+            .insert("socket.daemon_peak_rss_bytes".into(), json!(rss));
+    }
+
     exo_client.call("daemon/stop", json!({}))?;
     drop(exo_client);
     drop(floor_client);
     daemon.wait(Duration::from_secs(30));
+
+    eprintln!(
+        "append: {} small events in one batch, in-process and through a daemon",
+        plan.append_events
+    );
+    let (append, input_bytes) = bench_append(&exo, tmp.path(), &plan)?;
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let events = thousands(plan.append_events as u64);
+    report.row(
+        "append.embedded.peak_rss",
+        &format!("append {events}, in-process: peak RSS vs input"),
+        Unit::MiB,
+        mib(append.embedded.1),
+        mib(input_bytes),
+        "input",
+        None,
+    );
+    report.row(
+        "append.cli.peak_rss",
+        &format!("append {events}, CLI via daemon: peak RSS vs input"),
+        Unit::MiB,
+        mib(append.through_daemon.1),
+        mib(input_bytes),
+        "input",
+        None,
+    );
+    report.row(
+        "append.daemon.peak_rss",
+        &format!("append {events}, daemon (1 watcher): peak RSS vs input"),
+        Unit::MiB,
+        mib(append.daemon_peak),
+        mib(input_bytes),
+        "input",
+        None,
+    );
+    report.extra.insert(
+        "append.seconds".into(),
+        json!({
+            "embedded": append.embedded.0.as_secs_f64(),
+            "through_daemon": append.through_daemon.0.as_secs_f64(),
+        }),
+    );
+    eprintln!(
+        "append: {:.2} s in-process, {:.2} s through the daemon",
+        append.embedded.0.as_secs_f64(),
+        append.through_daemon.0.as_secs_f64()
+    );
 
     // ------------------------------------------------ stdio
     eprintln!("stdio: starting exo and the floor");

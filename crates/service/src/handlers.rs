@@ -5,6 +5,7 @@ use base64::Engine;
 use exo_core::{Binding, BindingKind, EventData, Role, SecretValue};
 use exo_protocol::methods::*;
 use exo_protocol::{ErrorCode, ErrorData, Method, PROTOCOL_VERSION};
+use exo_rpc::message::Json;
 use exo_rpc::ErrorObject;
 use exo_store::EventQuery;
 use serde_json::{json, Value};
@@ -12,23 +13,54 @@ use serde_json::{json, Value};
 use crate::convert::{self, rpc_error, simple_error, store_error};
 use crate::{ConnectionContext, Service};
 
-type Handled = Result<Value, ErrorObject>;
+type Handled = Result<Json, ErrorObject>;
 
 /// Methods served only by a running daemon (they need a connection that
 /// outlives the request).
 pub const DAEMON_ONLY: &[&str] = &[EventsWatch::NAME, EventsUnwatch::NAME, DaemonStop::NAME];
 
-fn parse<M: Method>(params: Option<Value>) -> Result<M::Params, ErrorObject> {
-    serde_json::from_value(params.unwrap_or_else(|| json!({}))).map_err(|err| {
+/// Reads params as `T` (absent params read as `{}`).
+pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(
+    method: &str,
+    params: Option<&Json>,
+) -> Result<T, ErrorObject> {
+    let parsed = match params {
+        Some(params) => params.parse(),
+        None => exo_rpc::message::from_str("{}"),
+    };
+    parsed.map_err(|err| {
         simple_error(
             ErrorCode::InvalidParams,
-            format!("invalid params for {}: {err}", M::NAME),
+            format!("invalid params for {method}: {err}"),
         )
     })
 }
 
-fn reply<T: serde::Serialize>(result: T) -> Handled {
-    serde_json::to_value(result).map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))
+fn parse<M: Method>(params: Option<&Json>) -> Result<M::Params, ErrorObject> {
+    parse_as(M::NAME, params)
+}
+
+pub(crate) fn reply<T: serde::Serialize>(result: T) -> Handled {
+    Json::to(&result).map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))
+}
+
+/// `conversation/append` and `turn/append` params, each event kept as text
+/// until it is checked, so a large batch costs its text and its events,
+/// not a tree of values per event. The same fields as
+/// [`ConversationAppendParams`] and [`TurnAppendParams`].
+#[derive(serde::Deserialize)]
+struct AppendInput {
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    conversation: String,
+    #[serde(default)]
+    turn: Option<exo_core::TurnId>,
+    events: Vec<Json>,
+    #[serde(default)]
+    expected_head: Option<exo_core::EventId>,
+    #[serde(default)]
+    return_events: Option<bool>,
 }
 
 fn checked<T>(result: exo_store::Result<T>) -> Result<T, ErrorObject> {
@@ -39,31 +71,52 @@ fn invalid(message: impl Into<String>) -> ErrorObject {
     simple_error(ErrorCode::InvalidParams, message)
 }
 
-/// The result of an append: the events and the new head.
-fn appended_result(appended: &[exo_core::Event]) -> Handled {
-    let head = appended
-        .last()
-        .map(|event| event.id)
-        .expect("a non-empty batch was appended");
-    reply(AppendResult {
-        events: convert::events(appended),
-        head,
+/// The result of an append: the new head, how many, and the events unless
+/// the caller asked not to have them back.
+fn appended_result(appended: &exo_store::Appended) -> Handled {
+    reply(AppendReply {
+        events: &appended.events,
+        head: appended.head,
+        first: appended.first,
+        count: Some(appended.count as u64),
     })
 }
 
-/// Parses caller events (`conversation append` lines).
-fn input_events(values: Vec<Value>) -> Result<Vec<EventData>, ErrorObject> {
+/// [`AppendResult`] as it is written: each event is converted as it is
+/// serialized, so a large batch is not held a second time in its wire form.
+#[derive(serde::Serialize)]
+struct AppendReply<'a> {
+    #[serde(serialize_with = "wire_events")]
+    events: &'a [exo_core::Event],
+    head: exo_core::EventId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first: Option<exo_core::EventId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+}
+
+fn wire_events<S: serde::Serializer>(
+    events: &&[exo_core::Event],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(events.iter().map(exo_protocol::Event::from))
+}
+
+/// Caller events (`conversation append` lines), read one at a time as the
+/// store appends them, so a large batch is never held twice.
+fn input_events(
+    values: Vec<Json>,
+) -> Result<impl Iterator<Item = exo_store::Result<EventData>>, ErrorObject> {
     if values.is_empty() {
         return Err(invalid("events must not be empty"));
     }
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(index, value)| {
-            EventData::from_input_json(value)
-                .map_err(|err| invalid(format!("event {}: {err}", index + 1)))
-        })
-        .collect()
+    Ok(values.into_iter().enumerate().map(|(index, value)| {
+        let value: Value = value
+            .parse()
+            .map_err(|err| exo_store::Error::Invalid(format!("event {}: {err}", index + 1)))?;
+        EventData::from_input_json(value)
+            .map_err(|err| exo_store::Error::Invalid(format!("event {}: {err}", index + 1)))
+    }))
 }
 
 impl Service {
@@ -95,7 +148,7 @@ impl Service {
         &self,
         connection: &ConnectionContext,
         method: &str,
-        params: Option<Value>,
+        params: Option<&Json>,
     ) -> Handled {
         let store = self.store();
         match method {
@@ -222,13 +275,14 @@ impl Service {
             ConversationFork::NAME => reply(self.fork(parse::<ConversationFork>(params)?)?),
             ConversationRewind::NAME => reply(self.rewind(parse::<ConversationRewind>(params)?)?),
             ConversationAppend::NAME => {
-                let params = parse::<ConversationAppend>(params)?;
+                let params: AppendInput = parse_as(method, params)?;
                 let events = input_events(params.events)?;
-                let appended = checked(store.append(
+                let appended = checked(store.append_each(
                     &params.agent,
                     &params.conversation,
                     events,
                     params.expected_head,
+                    params.return_events.unwrap_or(true),
                 ))?;
                 appended_result(&appended)
             }
@@ -254,10 +308,17 @@ impl Service {
                 })
             }
             TurnAppend::NAME => {
-                let params = parse::<TurnAppend>(params)?;
+                let params: AppendInput = parse_as(method, params)?;
+                let turn = params
+                    .turn
+                    .ok_or_else(|| invalid("invalid params for turn/append: missing field `turn`"))?;
                 let events = input_events(params.events)?;
-                let appended =
-                    checked(store.append_to_turn(params.turn, events, params.expected_head))?;
+                let appended = checked(store.append_each_to_turn(
+                    turn,
+                    events,
+                    params.expected_head,
+                    params.return_events.unwrap_or(true),
+                ))?;
                 appended_result(&appended)
             }
             TurnFinish::NAME => {
@@ -615,5 +676,42 @@ impl Service {
                 Err(err) => tracing::warn!(%turn, %err, "could not close a departed client's turn"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_reply_is_written_as_an_append_result() {
+        let event = exo_core::Event {
+            id: exo_core::EventId::new(),
+            conversation: exo_core::ConversationId::new(),
+            session: None,
+            turn: None,
+            created_at: exo_core::Timestamp::now(),
+            data: EventData::Custom {
+                custom_type: "test.probe".into(),
+                payload: json!({"a": [1, 2]}),
+            },
+        };
+        let events = vec![event.clone(), event];
+        let reply = AppendReply {
+            events: &events,
+            head: events[1].id,
+            first: Some(events[0].id),
+            count: Some(2),
+        };
+        let result = AppendResult {
+            events: convert::events(&events),
+            head: events[1].id,
+            first: Some(events[0].id),
+            count: Some(2),
+        };
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            serde_json::to_string(&result).unwrap()
+        );
     }
 }

@@ -41,20 +41,26 @@ impl Hub {
 
     /// Publishes committed events. Called by the store's commit listener,
     /// under the store's lock: it must not block.
-    pub fn publish(&self, events: &[Event]) {
-        let mut start = 0;
-        while start < events.len() {
-            let conversation = events[start].conversation;
-            let end = events[start..]
+    pub fn publish(&self, mut events: Vec<Event>) {
+        // Usually one conversation: the batch moves into the message whole.
+        while let Some(first) = events.first() {
+            let conversation = first.conversation;
+            let end = events
                 .iter()
                 .position(|event| event.conversation != conversation)
-                .map_or(events.len(), |offset| start + offset);
-            self.send(
-                conversation,
-                Published::Events(Arc::new(events[start..end].to_vec())),
-            );
-            start = end;
+                .unwrap_or(events.len());
+            let rest = events.split_off(end);
+            self.send(conversation, Published::Events(Arc::new(events)));
+            events = rest;
         }
+    }
+
+    /// Whether anyone watches `conversation`.
+    pub fn watched(&self, conversation: ConversationId) -> bool {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels
+            .get(&conversation)
+            .is_some_and(|sender| sender.receiver_count() > 0)
     }
 
     /// Publishes a running turn's delta to the conversation's watchers.
@@ -76,5 +82,15 @@ impl Hub {
                 channels.remove(&conversation);
             }
         }
+    }
+}
+
+impl exo_store::CommitListener for Hub {
+    fn wants(&self, conversation: ConversationId) -> bool {
+        self.watched(conversation)
+    }
+
+    fn committed(&self, events: Vec<Event>) {
+        self.publish(events);
     }
 }

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use exo_core::TurnId;
+use exo_rpc::message::Json;
 use exo_rpc::ErrorObject;
 use exo_store::Store;
 use serde_json::Value;
@@ -79,8 +80,7 @@ impl Service {
     fn build(store: Store, socket: Option<PathBuf>, watch: bool) -> Service {
         let hub = Arc::new(Hub::default());
         if watch {
-            let publish = Arc::clone(&hub);
-            store.set_commit_listener(Some(Arc::new(move |events| publish.publish(events))));
+            store.set_commit_listener(Some(Arc::clone(&hub) as Arc<dyn exo_store::CommitListener>));
         }
         let workspaces = workspace::Workspaces::new(store.root().to_path_buf(), watch);
         Service {
@@ -106,6 +106,15 @@ impl Service {
 
     /// Runs one request to completion, synchronously.
     pub fn call(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObject> {
+        let params = params.map(|params| Json::from_value(&params));
+        self.call_json(method, params.as_ref())
+            .map(|result| result.to_value())
+    }
+
+    /// [`Service::call`] with params and result as JSON text, read once
+    /// into their own types: what the command line uses, so a large
+    /// request is never a tree of values.
+    pub fn call_json(&self, method: &str, params: Option<&Json>) -> Result<Json, ErrorObject> {
         self.dispatch(&ConnectionContext::default(), method, params)
     }
 

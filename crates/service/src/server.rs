@@ -10,9 +10,9 @@
 //!
 //! # Bounds
 //!
-//! - At most [`MAX_IN_FLIGHT`] requests per connection: past that the reader
-//!   stops reading, and the client's own socket buffer pushes back. Other
-//!   connections are unaffected.
+//! - At most [`MAX_IN_FLIGHT`] requests per connection, each item of a batch
+//!   counting as one: past that the reader stops reading, and the client's
+//!   own socket buffer pushes back. Other connections are unaffected.
 //! - The outgoing queue holds [`OUTGOING_QUEUE`] messages. A watcher that
 //!   does not read fills it, falls [`WATCH_BUFFER`](crate::hub::WATCH_BUFFER)
 //!   commits behind, gets `events/lagged` and is dropped.
@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use exo_core::{ConversationId, EventId};
 use exo_protocol::methods::*;
 use exo_protocol::{ErrorCode, Method, Notification};
-use exo_rpc::message::{self, Incoming, Parsed, Request, Response};
+use exo_rpc::message::{self, Incoming, Json, Parsed, Request, Response};
 use exo_rpc::{ErrorObject, Frame, FrameCodec, Framing};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -155,14 +155,14 @@ where
                     ),
                 );
                 connection
-                    .send(Response::error(Value::Null, error).to_value())
+                    .respond(&Response::error(Json::null(), error))
                     .await;
             }
             Frame::Malformed(reason) => {
                 let error =
                     simple_error(ErrorCode::ParseError, format!("malformed frame: {reason}"));
                 connection
-                    .send(Response::error(Value::Null, error).to_value())
+                    .respond(&Response::error(Json::null(), error))
                     .await;
                 connection.peer_done.cancel();
                 break;
@@ -234,21 +234,66 @@ struct Reply {
     then: Option<oneshot::Sender<()>>,
 }
 
+/// One item of a batch: answered already, or running.
+enum Slot {
+    Ready(Response),
+    Running {
+        task: tokio::task::JoinHandle<Reply>,
+        notification: bool,
+    },
+}
+
 impl Connection {
     async fn send(&self, message: Value) {
         match serde_json::to_vec(&message) {
-            Ok(bytes) => {
-                // An error means the writer is gone: the peer left.
-                let _ = self.outgoing.send(Bytes::from(bytes)).await;
-            }
-            Err(err) => tracing::error!(%err, "could not serialize a reply"),
+            Ok(bytes) => self.send_bytes(bytes).await,
+            Err(err) => tracing::error!(%err, "could not serialize a message"),
         }
+    }
+
+    async fn send_bytes(&self, bytes: Vec<u8>) {
+        // An error means the writer is gone: the peer left.
+        let _ = self.outgoing.send(Bytes::from(bytes)).await;
+    }
+
+    async fn respond(&self, response: &Response) {
+        self.send_bytes(response.to_bytes()).await;
+    }
+
+    /// Answers a store-free method right here: no task, no thread hop.
+    fn inline(&self, request: &Request) -> Response {
+        let id = request.id.clone().unwrap_or_else(Json::null);
+        match self
+            .service
+            .dispatch(&self.context, &request.method, request.params.as_ref())
+        {
+            Ok(result) => Response::ok(id, result),
+            Err(error) => Response::error(id, error),
+        }
+    }
+
+    /// Starts a request on a task of its own, once one of the connection's
+    /// in-flight permits is free.
+    async fn start(self: &Arc<Self>, request: Request) -> tokio::task::JoinHandle<Reply> {
+        // Registered before the task starts, so a cancel sent right behind
+        // the request finds it.
+        let token = self.register(&request);
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let connection = Arc::clone(self);
+        tokio::spawn(async move {
+            let reply = connection.handle_request(request, token).await;
+            drop(permit);
+            reply
+        })
     }
 
     async fn handle_payload(self: &Arc<Self>, payload: &[u8]) {
         match message::parse(payload) {
             Parsed::Error(response) | Parsed::Single(Incoming::Invalid(response)) => {
-                self.send(with_error_data(response).to_value()).await;
+                self.respond(&with_error_data(response)).await;
             }
             Parsed::Single(Incoming::Response(response)) => {
                 tracing::debug!(id = %response.id, "ignoring a response from the client");
@@ -259,88 +304,75 @@ impl Connection {
             Parsed::Single(Incoming::Request(request))
                 if !request.is_notification() && INLINE.contains(&request.method.as_str()) =>
             {
-                // Answered right here: no store, no task, no thread hop.
-                let id = request.id.clone().unwrap_or(Value::Null);
-                let response =
-                    match self
-                        .service
-                        .dispatch(&self.context, &request.method, request.params)
-                    {
-                        Ok(result) => Response::ok(id, result),
-                        Err(error) => Response::error(id, error),
-                    };
-                self.send(response.to_value()).await;
+                self.respond(&self.inline(&request)).await;
             }
             Parsed::Single(Incoming::Request(request)) => {
-                // Registered before the task starts, so a cancel sent right
-                // behind the request finds it.
-                let token = self.register(&request);
-                let permit = Arc::clone(&self.permits)
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
+                let notification = request.is_notification();
+                let task = self.start(request).await;
                 let connection = Arc::clone(self);
                 tokio::spawn(async move {
-                    let notification = request.is_notification();
-                    let reply = connection.handle_request(request, token).await;
+                    let Ok(reply) = task.await else { return };
                     // A notification is carried out, but never answered.
-                    if let (Some(response), false) = (reply.response, notification) {
-                        connection.send(response.to_value()).await;
+                    if let (Some(response), false) = (&reply.response, notification) {
+                        connection.respond(response).await;
                     }
                     if let Some(start) = reply.then {
                         let _ = start.send(());
                     }
-                    drop(permit);
                 });
             }
             Parsed::Batch(items) => {
-                let permit = Arc::clone(&self.permits)
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
+                // Each item is a request like any other: it takes one of
+                // the connection's in-flight permits (a batch cannot get
+                // past the limit) and runs on its own; the answers go back
+                // as one array, in the items' order.
+                let mut slots = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Incoming::Request(request) if request.method == CancelRequest::NAME => {
+                            self.cancel(&request);
+                        }
+                        Incoming::Request(request)
+                            if !request.is_notification()
+                                && INLINE.contains(&request.method.as_str()) =>
+                        {
+                            slots.push(Slot::Ready(self.inline(&request)));
+                        }
+                        Incoming::Request(request) => {
+                            let notification = request.is_notification();
+                            let task = self.start(request).await;
+                            slots.push(Slot::Running { task, notification });
+                        }
+                        Incoming::Invalid(response) => {
+                            slots.push(Slot::Ready(with_error_data(response)))
+                        }
+                        Incoming::Response(_) => {}
+                    }
+                }
                 let connection = Arc::clone(self);
                 tokio::spawn(async move {
-                    let replies = futures_util::future::join_all(items.into_iter().map(|item| {
-                        let connection = Arc::clone(&connection);
-                        async move {
-                            match item {
-                                Incoming::Request(request)
-                                    if request.method == CancelRequest::NAME =>
-                                {
-                                    connection.cancel(&request);
-                                    None
+                    let mut responses = Vec::with_capacity(slots.len());
+                    let mut starts = Vec::new();
+                    for slot in slots {
+                        match slot {
+                            Slot::Ready(response) => responses.push(response),
+                            Slot::Running { task, notification } => {
+                                let Ok(reply) = task.await else { continue };
+                                if !notification {
+                                    responses.extend(reply.response);
                                 }
-                                Incoming::Request(request) => {
-                                    let notification = request.is_notification();
-                                    let token = connection.register(&request);
-                                    let mut reply = connection.handle_request(request, token).await;
-                                    if notification {
-                                        reply.response = None;
-                                    }
-                                    Some(reply)
-                                }
-                                Incoming::Invalid(response) => Some(Reply {
-                                    response: Some(with_error_data(response)),
-                                    then: None,
-                                }),
-                                Incoming::Response(_) => None,
+                                starts.extend(reply.then);
                             }
                         }
-                    }))
-                    .await;
-                    let mut responses = Vec::new();
-                    let mut starts = Vec::new();
-                    for reply in replies.into_iter().flatten() {
-                        responses.extend(reply.response.map(|r| r.to_value()));
-                        starts.extend(reply.then);
                     }
                     if !responses.is_empty() {
-                        connection.send(Value::Array(responses)).await;
+                        connection
+                            .send_bytes(Response::batch_to_bytes(&responses))
+                            .await;
                     }
                     for start in starts {
                         let _ = start.send(());
                     }
-                    drop(permit);
                 });
             }
         }
@@ -348,11 +380,14 @@ impl Connection {
 
     /// `$/cancelRequest {id}`: cancels that request if it is still running.
     fn cancel(&self, request: &Request) {
+        #[derive(serde::Deserialize)]
+        struct Cancel {
+            id: Json,
+        }
         let id = request
-            .params
-            .as_ref()
-            .and_then(|params| params.get("id"))
-            .map(Value::to_string);
+            .params_as::<Cancel>()
+            .ok()
+            .map(|cancel| cancel.id.get().to_string());
         let token = id.and_then(|id| {
             self.in_flight
                 .lock()
@@ -372,29 +407,29 @@ impl Connection {
             self.in_flight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(id.to_string(), token.clone());
+                .insert(id.get().to_string(), token.clone());
         }
         token
     }
 
     async fn handle_request(self: &Arc<Self>, request: Request, token: CancellationToken) -> Reply {
-        let id = request.id.clone().unwrap_or(Value::Null);
-        let key = request.id.as_ref().map(Value::to_string);
+        let id = request.id.clone().unwrap_or_else(Json::null);
+        let key = request.id.as_ref().map(|id| id.get().to_string());
         let mut then = None;
         let outcome = match request.method.as_str() {
-            EventsWatch::NAME => match self.watch(request.params).await {
+            EventsWatch::NAME => match self.watch(request.params.as_ref()).await {
                 Ok((result, start)) => {
                     then = Some(start);
                     Ok(result)
                 }
                 Err(err) => Err(err),
             },
-            EventsUnwatch::NAME => self.unwatch(request.params),
-            TurnRun::NAME => self.turn_run(request.params, &token).await,
+            EventsUnwatch::NAME => self.unwatch(request.params.as_ref()),
+            TurnRun::NAME => self.turn_run(request.params.as_ref(), &token).await,
             DaemonStop::NAME => {
                 tracing::info!("daemon/stop requested");
                 self.service.request_shutdown();
-                Ok(json!({}))
+                Ok(Json::from_value(&json!({})))
             }
             _ => self.run_blocking(request, &token).await,
         };
@@ -418,7 +453,7 @@ impl Connection {
         self: &Arc<Self>,
         request: Request,
         token: &CancellationToken,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Json, ErrorObject> {
         let read_only = READ_ONLY.contains(&request.method.as_str());
         let connection = Arc::clone(self);
         let started = token.clone();
@@ -429,9 +464,11 @@ impl Connection {
             // One bad request must not take the daemon down; a panic here
             // rolled back its transaction when the transaction dropped.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                connection
-                    .service
-                    .dispatch(&connection.context, &request.method, request.params)
+                connection.service.dispatch(
+                    &connection.context,
+                    &request.method,
+                    request.params.as_ref(),
+                )
             }))
             .unwrap_or_else(|_| {
                 Err(simple_error(
@@ -460,16 +497,10 @@ impl Connection {
     /// notifications in order; the reply is sent after the last of them.
     async fn turn_run(
         self: &Arc<Self>,
-        params: Option<Value>,
+        params: Option<&Json>,
         token: &CancellationToken,
-    ) -> Result<Value, ErrorObject> {
-        let params: TurnRunParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
-            .map_err(|err| {
-                simple_error(
-                    ErrorCode::InvalidParams,
-                    format!("invalid params for {}: {err}", TurnRun::NAME),
-                )
-            })?;
+    ) -> Result<Json, ErrorObject> {
+        let params: TurnRunParams = crate::handlers::parse_as(TurnRun::NAME, params)?;
         let (notify, mut notifications) = mpsc::unbounded_channel::<Value>();
         // A client that has stopped sending cannot answer approvals, even
         // if it still reads; on shutdown the turn is cancelled instead.
@@ -502,14 +533,8 @@ impl Connection {
         result
     }
 
-    fn unwatch(&self, params: Option<Value>) -> Result<Value, ErrorObject> {
-        let params: UnwatchParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
-            .map_err(|err| {
-                simple_error(
-                    ErrorCode::InvalidParams,
-                    format!("invalid params for events/unwatch: {err}"),
-                )
-            })?;
+    fn unwatch(&self, params: Option<&Json>) -> Result<Json, ErrorObject> {
+        let params: UnwatchParams = crate::handlers::parse_as(EventsUnwatch::NAME, params)?;
         match self
             .watches
             .lock()
@@ -518,7 +543,7 @@ impl Connection {
         {
             Some(watch) => {
                 watch.abort();
-                Ok(json!({}))
+                Ok(Json::from_value(&json!({})))
             }
             None => Err(convert::rpc_error(
                 ErrorCode::NotFound,
@@ -536,15 +561,9 @@ impl Connection {
     /// waits for the reply to be queued before sending anything.
     async fn watch(
         self: &Arc<Self>,
-        params: Option<Value>,
-    ) -> Result<(Value, oneshot::Sender<()>), ErrorObject> {
-        let params: EventsWatchParams = serde_json::from_value(params.unwrap_or_else(|| json!({})))
-            .map_err(|err| {
-                simple_error(
-                    ErrorCode::InvalidParams,
-                    format!("invalid params for events/watch: {err}"),
-                )
-            })?;
+        params: Option<&Json>,
+    ) -> Result<(Json, oneshot::Sender<()>), ErrorObject> {
+        let params: EventsWatchParams = crate::handlers::parse_as(EventsWatch::NAME, params)?;
         let service = self.service.clone();
         let checked = params.clone();
         let conversation = tokio::task::spawn_blocking(move || {
@@ -597,7 +616,7 @@ impl Connection {
             watch,
             conversation: conversation.id.to_string(),
         };
-        Ok((serde_json::to_value(result).expect("serializes"), start))
+        Ok((crate::handlers::reply(result)?, start))
     }
 
     async fn notify_appended(
@@ -670,8 +689,12 @@ impl Connection {
         loop {
             match receiver.recv().await {
                 Ok(Published::Events(batch)) => {
-                    cursor = batch.last().map(|event| event.id).or(cursor);
-                    self.notify_appended(watch, conversation, &batch).await;
+                    // A large commit goes out in pages, as a replay does:
+                    // no notification grows with the batch.
+                    for chunk in batch.chunks(REPLAY_PAGE) {
+                        cursor = chunk.last().map(|event| event.id).or(cursor);
+                        self.notify_appended(watch, conversation, chunk).await;
+                    }
                 }
                 Ok(Published::Delta(delta)) => {
                     let mut params = TurnDelta::clone(&delta);

@@ -18,6 +18,7 @@ use exo_executor::{
 };
 use exo_protocol::methods::*;
 use exo_protocol::{ErrorCode, Notification};
+use exo_rpc::message::Json;
 use exo_rpc::ErrorObject;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -285,7 +286,7 @@ impl Service {
     }
 
     /// `turn/cancel`: cancels a turn running here.
-    pub(crate) fn cancel_turn(&self, turn: TurnId) -> Result<Value, ErrorObject> {
+    pub(crate) fn cancel_turn(&self, turn: TurnId) -> Result<Json, ErrorObject> {
         let running = self
             .inner
             .running
@@ -295,7 +296,7 @@ impl Service {
         match running.get(&turn) {
             Some(token) => {
                 token.cancel();
-                Ok(json!({}))
+                Ok(Json::from_value(&json!({})))
             }
             None => Err(not_running("turn", turn.to_string())),
         }
@@ -305,7 +306,7 @@ impl Service {
     pub(crate) fn respond_approval(
         &self,
         params: ApprovalRespondParams,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Json, ErrorObject> {
         let waiting = self
             .inner
             .running
@@ -318,7 +319,7 @@ impl Service {
                 // The turn may have been cancelled meanwhile; then no one
                 // is waiting, and that is fine.
                 let _ = answer.send(params.approve);
-                Ok(json!({}))
+                Ok(Json::from_value(&json!({})))
             }
             None => Err(not_running(
                 "approval",
@@ -336,7 +337,7 @@ impl Service {
         notify: mpsc::UnboundedSender<Value>,
         gone: CancellationToken,
         cancel: CancellationToken,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Json, ErrorObject> {
         if params.max_rounds == Some(0) {
             return Err(simple_error(
                 ErrorCode::InvalidParams,
@@ -393,7 +394,7 @@ impl Service {
                 ));
             }
         };
-        serde_json::to_value(TurnRunResult {
+        crate::handlers::reply(TurnRunResult {
             turn: outcome.turn,
             session: outcome.session,
             status: outcome.status,
@@ -401,7 +402,6 @@ impl Service {
             error: outcome.error,
             events: convert::events(&outcome.events),
         })
-        .map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))
     }
 }
 

@@ -40,7 +40,10 @@ pub use artifact::{ArtifactVersion, MAX_ARTIFACT_BYTES};
 pub use config::{BindingEntry, SecretInfo};
 pub use error::{Error, Result};
 pub use identity::{Agent, Conversation, ForkOptions};
-pub use log::{EventPage, EventQuery, RewindOutcome, DEFAULT_PAGE, MAX_EVENT_BODY_BYTES, MAX_PAGE};
+pub use log::{
+    Appended, EventPage, EventQuery, RewindOutcome, DEFAULT_PAGE, MAX_EVENT_BODY_BYTES,
+    MAX_EVENT_NESTING, MAX_PAGE,
+};
 pub use schema::SCHEMA_VERSION;
 pub use turn::{TurnHandle, TurnInfo};
 
@@ -73,15 +76,22 @@ struct Inner {
     /// processes their owner is alive.
     sessions: Mutex<HashMap<ConversationId, turn::OwnedSession>>,
     /// Told of every batch of events this handle commits.
-    listener: Mutex<Option<CommitListener>>,
+    listener: Mutex<Option<Arc<dyn CommitListener>>>,
     /// Events appended by the open write transaction, for the listener.
     pending: Mutex<Vec<Event>>,
 }
 
-/// Called with the events of each committed write, in commit order, while
-/// no other write of this handle can commit. It must not block, and must
-/// not call back into the store.
-pub type CommitListener = Arc<dyn Fn(&[Event]) + Send + Sync>;
+/// Told of the events of each committed write, in commit order, while no
+/// other write of this handle can commit. Its methods must not block, and
+/// must not call back into the store.
+pub trait CommitListener: Send + Sync {
+    /// Whether the events appended to `conversation` are wanted. Asked
+    /// during the write, under the connection's lock (so the answer holds
+    /// until the commit is reported): events nobody wants are not kept.
+    fn wants(&self, conversation: ConversationId) -> bool;
+    /// The wanted events of a committed write, in commit order.
+    fn committed(&self, events: Vec<Event>);
+}
 
 impl Store {
     /// Opens (or, with [`OpenMode::Create`], creates) the store under `root`.
@@ -146,7 +156,7 @@ impl Store {
     /// Sets the listener told of every event this handle commits. Writes
     /// made by other processes are not seen; a daemon that wants to see
     /// every write must be the only writer.
-    pub fn set_commit_listener(&self, listener: Option<CommitListener>) {
+    pub fn set_commit_listener(&self, listener: Option<Arc<dyn CommitListener>>) {
         *lock(&self.inner.listener) = listener;
     }
 }
@@ -177,20 +187,28 @@ impl Inner {
         let appended = std::mem::take(&mut *lock(&self.pending));
         if result.is_ok() && !appended.is_empty() {
             if let Some(listener) = lock(&self.listener).clone() {
-                listener(&appended);
+                listener.committed(appended);
             }
         }
         result
     }
 
-    /// Whether appends must be kept for a listener.
-    pub(crate) fn has_listener(&self) -> bool {
-        lock(&self.listener).is_some()
+    /// Whether events appended to `conversation` must be kept for a
+    /// listener.
+    pub(crate) fn wants(&self, conversation: ConversationId) -> bool {
+        lock(&self.listener)
+            .as_ref()
+            .is_some_and(|listener| listener.wants(conversation))
     }
 
     /// Keeps appended events for the listener, until the write ends.
-    pub(crate) fn note_appended(&self, events: &[Event]) {
-        lock(&self.pending).extend_from_slice(events);
+    pub(crate) fn note_appended(&self, events: Vec<Event>) {
+        let mut pending = lock(&self.pending);
+        if pending.is_empty() {
+            *pending = events;
+        } else {
+            pending.extend(events);
+        }
     }
 
     /// Runs `f` in one read transaction: a consistent snapshot.

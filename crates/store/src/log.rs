@@ -21,6 +21,13 @@ use crate::error::{Error, Result};
 use crate::identity::Conversation;
 use crate::{id_column, opt_id_column, Inner, Store};
 
+/// How deeply a stored event may nest arrays and objects: well within
+/// [`exo_core::json::MAX_DEPTH`], so an event is readable inside any
+/// response that wraps it. Caller input is held to
+/// [`exo_core::MAX_INPUT_NESTING`]; this bounds what executors record
+/// (a model's tool arguments, say).
+pub const MAX_EVENT_NESTING: usize = 200;
+
 /// The largest page a query returns.
 pub const MAX_PAGE: usize = 10_000;
 /// The page size when a query gives no limit.
@@ -78,6 +85,19 @@ pub struct EventQuery {
     pub session: Option<SessionId>,
     /// Only this turn's events.
     pub turn: Option<TurnId>,
+}
+
+/// What an append wrote.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    /// The first event appended.
+    pub first: Option<EventId>,
+    /// How many were appended.
+    pub count: usize,
+    /// The conversation's head after the append.
+    pub head: EventId,
+    /// The events, when asked for.
+    pub events: Vec<Event>,
 }
 
 /// One page of events.
@@ -242,6 +262,23 @@ impl Inner {
         conv: &mut Conversation,
         events: impl IntoIterator<Item = NewEvent>,
     ) -> Result<Vec<Event>> {
+        Ok(self
+            .append_each(conn, conv, events.into_iter().map(Ok), true)?
+            .events)
+    }
+
+    /// [`Inner::append`] of events made one at a time (so a large batch is
+    /// never held twice); the first `Err` abandons the write. Without
+    /// `keep`, the events are not returned (nor held, unless a listener
+    /// wants them).
+    pub(crate) fn append_each(
+        &self,
+        conn: &Connection,
+        conv: &mut Conversation,
+        events: impl IntoIterator<Item = Result<NewEvent>>,
+        keep: bool,
+    ) -> Result<Appended> {
+        let wanted = self.wants(conv.id);
         let mut insert = conn.prepare_cached(
             "INSERT INTO events (id, branch, seq, created_at, kind, session, turn, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -249,10 +286,24 @@ impl Inner {
         let mut insert_value = conn.prepare_cached(
             "INSERT INTO history_values (ns, key, branch, seq, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        let mut appended = Vec::new();
-        for (index, new) in events.into_iter().enumerate() {
+        let events = events.into_iter();
+        let mut appended = Vec::with_capacity(if keep || wanted {
+            events.size_hint().0
+        } else {
+            0
+        });
+        let mut first = None;
+        let mut count = 0;
+        for (index, new) in events.enumerate() {
+            let new = new?;
             let body = serde_json::to_string(&new.data)
                 .map_err(|err| Error::Invalid(format!("event {}: {err}", index + 1)))?;
+            if exo_core::json::nests_deeper_than(body.as_bytes(), MAX_EVENT_NESTING) {
+                return Err(Error::Invalid(format!(
+                    "event {} nests deeper than {MAX_EVENT_NESTING} levels",
+                    index + 1
+                )));
+            }
             if body.len() > MAX_EVENT_BODY_BYTES {
                 return Err(Error::Invalid(format!(
                     "event {} is {} bytes, more than the {} MiB limit",
@@ -279,6 +330,11 @@ impl Inner {
             }
             conv.head_seq = seq;
             conv.head = id;
+            first.get_or_insert(id);
+            count += 1;
+            if !(keep || wanted) {
+                continue;
+            }
             appended.push(Event {
                 id,
                 conversation: conv.id,
@@ -288,9 +344,17 @@ impl Inner {
                 data: new.data,
             });
         }
-        if self.has_listener() {
-            self.note_appended(&appended);
-        }
+        let appended = match (wanted, keep) {
+            (true, true) => {
+                self.note_appended(appended.clone());
+                appended
+            }
+            (true, false) => {
+                self.note_appended(appended);
+                Vec::new()
+            }
+            (false, _) => appended,
+        };
         conn.prepare_cached(
             "UPDATE conversations SET head_seq = ?2, head_event = ?3 WHERE id = ?1",
         )?
@@ -299,7 +363,12 @@ impl Inner {
             conv.head_seq,
             conv.head.as_bytes()
         ])?;
-        Ok(appended)
+        Ok(Appended {
+            first,
+            count,
+            head: conv.head,
+            events: appended,
+        })
     }
 
     /// Reads one page of the conversation's history.
@@ -591,7 +660,7 @@ fn not_in_history(conv: &Conversation, event: EventId) -> Error {
 fn event_from_row(row: &rusqlite::Row<'_>, conversation: ConversationId) -> Result<Event> {
     let id = id_column(row, 0, EventId::from_bytes)?;
     let body: String = row.get(6)?;
-    let data: EventData = serde_json::from_str(&body)
+    let data: EventData = exo_core::json::from_str(&body)
         .map_err(|err| Error::Corrupt(format!("event {id} cannot be decoded: {err}")))?;
     Ok(Event {
         id,
@@ -617,12 +686,43 @@ impl Store {
         for (index, data) in events.iter().enumerate() {
             check_appendable(index, data)?;
         }
+        Ok(self
+            .append_each(
+                agent,
+                conversation,
+                events.into_iter().map(Ok),
+                expected_head,
+                true,
+            )?
+            .events)
+    }
+
+    /// [`Store::append`] of events made one at a time, inside the write:
+    /// a large batch read from a caller is never held twice (as input and
+    /// as events). The first `Err` (or event that may not be appended)
+    /// abandons the whole batch.
+    pub fn append_each(
+        &self,
+        agent: &str,
+        conversation: &str,
+        events: impl IntoIterator<Item = Result<EventData>>,
+        expected_head: Option<EventId>,
+        keep: bool,
+    ) -> Result<Appended> {
         let conv = self.conversation(agent, conversation)?;
         self.inner.write(|tx| {
             let mut conv = self.inner.load_conversation(tx, conv.id)?;
             check_head(&conv, expected_head)?;
-            self.inner
-                .append(tx, &mut conv, events.into_iter().map(NewEvent::plain))
+            let events = events.into_iter().enumerate().map(|(index, data)| {
+                let data = data?;
+                check_appendable(index, &data)?;
+                Ok(NewEvent::plain(data))
+            });
+            let appended = self.inner.append_each(tx, &mut conv, events, keep)?;
+            if appended.count == 0 {
+                return Err(Error::Invalid("events must not be empty".to_string()));
+            }
+            Ok(appended)
         })
     }
 
@@ -735,7 +835,7 @@ impl Store {
             let bodies = statement.query_map([], |row| row.get::<_, String>(0))?;
             let mut found = Vec::new();
             for body in bodies {
-                if let Ok(EventData::WorkspaceSnapshot { workspace, commit, .. }) = serde_json::from_str(&body?) {
+                if let Ok(EventData::WorkspaceSnapshot { workspace, commit, .. }) = exo_core::json::from_str(&body?) {
                     found.push((workspace, commit));
                 }
             }

@@ -475,6 +475,20 @@ impl Store {
         for (index, data) in events.iter().enumerate() {
             check_appendable(index, data)?;
         }
+        Ok(self
+            .append_each_to_turn(turn, events.into_iter().map(Ok), expected_head, true)?
+            .events)
+    }
+
+    /// [`Store::append_to_turn`] of events made one at a time, inside the
+    /// write (see [`Store::append_each`]).
+    pub fn append_each_to_turn(
+        &self,
+        turn: TurnId,
+        events: impl IntoIterator<Item = Result<EventData>>,
+        expected_head: Option<EventId>,
+        keep: bool,
+    ) -> Result<crate::Appended> {
         self.inner.write(|tx| {
             let info = self.inner.turn_info(tx, turn)?;
             let mut conv = self.inner.load_conversation(tx, info.conversation)?;
@@ -488,15 +502,20 @@ impl Store {
             }
             check_head(&conv, expected_head)?;
             let session = Some(info.session);
-            self.inner.append(
-                tx,
-                &mut conv,
-                events.into_iter().map(|data| NewEvent {
+            let events = events.into_iter().enumerate().map(|(index, data)| {
+                let data = data?;
+                check_appendable(index, &data)?;
+                Ok(NewEvent {
                     data,
                     session,
                     turn: Some(turn),
-                }),
-            )
+                })
+            });
+            let appended = self.inner.append_each(tx, &mut conv, events, keep)?;
+            if appended.count == 0 {
+                return Err(Error::Invalid("events must not be empty".to_string()));
+            }
+            Ok(appended)
         })
     }
 
