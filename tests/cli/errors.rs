@@ -125,3 +125,98 @@ fn a_file_that_is_not_a_store_is_refused() {
     let err = env.fails(&["agent", "create", "X"]);
     assert!(err.contains("is not an exo store"), "{err}");
 }
+
+/// Overwrites page `page` (from 1) of the store's database with `fill`.
+fn damage_page(db: &std::path::Path, page: u64, fill: u8) {
+    use std::io::{Seek, SeekFrom, Write};
+    let page_size: u64 = rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    file.seek(SeekFrom::Start((page - 1) * page_size)).unwrap();
+    file.write_all(&vec![fill; page_size as usize]).unwrap();
+}
+
+/// A damaged database is refused in one line that names the file and says
+/// it once.
+#[test]
+fn a_malformed_store_is_refused_in_one_clean_line() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let db = env.root().join("exo.db");
+    let page_size: u64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    let pages = std::fs::metadata(&db).unwrap().len() / page_size;
+    for page in 2..=pages {
+        damage_page(&db, page, 0x5a);
+    }
+    let before = std::fs::read(&db).unwrap();
+    for args in [&["agent", "list"][..], &["agent", "create", "B"]] {
+        let err = env.fails(args);
+        assert_eq!(
+            err.trim_end(),
+            "exo: corrupt store: .exo/exo.db: the database file is malformed",
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+/// Another application's SQLite file is "not an exo store" whatever its
+/// `user_version`; only an exo store with a newer schema asks for an
+/// upgrade (`newer_schema_is_refused_untouched`).
+#[test]
+fn a_foreign_database_with_a_high_version_is_not_an_exo_store() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.root()).unwrap();
+    let db = env.root().join("exo.db");
+    for setup in [
+        "CREATE TABLE t (x); PRAGMA user_version = 99",
+        "PRAGMA application_id = 1234; PRAGMA user_version = 99",
+        "PRAGMA application_id = 1234; PRAGMA user_version = 1",
+    ] {
+        let _ = std::fs::remove_file(&db);
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(setup)
+            .unwrap();
+        let before = std::fs::read(&db).unwrap();
+        for args in [&["agent", "list"][..], &["agent", "create", "X"]] {
+            let err = env.fails(args);
+            assert_eq!(
+                err.trim_end(),
+                "exo: .exo/exo.db is not an exo store",
+                "{setup}: {args:?}"
+            );
+        }
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{setup}");
+    }
+}
+
+/// An empty `exo.db` is most likely a store truncated by accident: neither
+/// a read nor a write initialises it; it stays empty.
+#[test]
+fn an_empty_store_file_is_refused_and_left_empty() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.root()).unwrap();
+    let db = env.root().join("exo.db");
+    std::fs::write(&db, b"").unwrap();
+    for args in [&["agent", "list"][..], &["agent", "create", "X"]] {
+        let err = env.fails(args);
+        assert_eq!(
+            err.trim_end(),
+            "exo: .exo/exo.db is empty: not an exo store (left untouched)",
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+    let mut names: Vec<_> = std::fs::read_dir(env.root())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["exo.db"]);
+}
