@@ -138,6 +138,32 @@ fn damage_page(db: &std::path::Path, page: u64, fill: u8) {
     file.write_all(&vec![fill; page_size as usize]).unwrap();
 }
 
+/// An internal error met by a command running the service in-process is
+/// one line on stderr, not a log line and then the same error.
+#[test]
+fn an_internal_error_is_one_line() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let db = env.root().join("exo.db");
+    // The agents table's first page, garbled: the store opens, listing
+    // agents fails inside SQLite.
+    let page: u64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'agents'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    damage_page(&db, page, 0xff);
+    let run = env.run(&["agent", "list"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "exo: corrupt store: .exo/exo.db: the database file is malformed\n"
+    );
+}
+
 /// A damaged database is refused in one line that names the file and says
 /// it once.
 #[test]

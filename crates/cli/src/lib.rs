@@ -50,18 +50,31 @@ pub fn main() -> ExitCode {
         }) => log_file.clone(),
         _ => None,
     };
-    if let Err(err) = init_tracing(log_file.as_deref()) {
-        let _ = writeln!(std::io::stderr(), "exo: {err:#}");
-        return ExitCode::FAILURE;
-    }
-    match run(cli) {
+    match init_tracing(log_file.as_deref()).and_then(|()| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let message = format!("{err:#}").replace('\n', " ");
-            let _ = writeln!(std::io::stderr(), "exo: {message}");
+            let _ = writeln!(std::io::stderr(), "exo: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes as one line, `a: b: c`, leaving out a cause
+/// whose words an outer message already carries (many errors put their
+/// source in their own message and also return it as the source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message.replace('\n', " ")
 }
 
 /// Logs go to stderr (never stdout, which may carry the protocol), or to a

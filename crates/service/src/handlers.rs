@@ -91,7 +91,31 @@ impl Service {
 
     /// Runs one request. `daemon/stop`, `events/watch` and `events/unwatch`
     /// are the server's (see `server.rs`).
+    ///
+    /// An internal error is logged here, once: at `error` in a daemon, whose
+    /// log is its operator's; at `debug` in a process serving its own
+    /// command line, whose user sees the error itself (one line, not a log
+    /// line and then the same error).
     pub(crate) fn dispatch(
+        &self,
+        connection: &ConnectionContext,
+        method: &str,
+        params: Option<Value>,
+    ) -> Handled {
+        let result = self.handle(connection, method, params);
+        if let Err(error) = &result {
+            if error.code == ErrorCode::Internal.code() {
+                if self.inner.daemon {
+                    tracing::error!(method, error = %error.message, "internal error");
+                } else {
+                    tracing::debug!(method, error = %error.message, "internal error");
+                }
+            }
+        }
+        result
+    }
+
+    fn handle(
         &self,
         connection: &ConnectionContext,
         method: &str,
