@@ -246,3 +246,46 @@ fn an_empty_store_file_is_refused_and_left_empty() {
     names.sort();
     assert_eq!(names, ["exo.db"]);
 }
+
+/// A workspace in exo's root could never be snapshotted or touched by a
+/// tool; it is refused when the conversation is created or forked.
+#[test]
+fn a_workspace_inside_the_root_is_refused() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let root = env.root();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    let before = env.json(&["conversation", "list", "a"]);
+    for workspace in [".exo", ".exo/sub", ".exo/sub/..", "./.exo/../.exo"] {
+        let err = env.fails(&["conversation", "create", "a", "W", "--workspace", workspace]);
+        assert!(
+            err.contains("is exo's root directory or inside it"),
+            "{workspace}: {err}"
+        );
+        assert!(!err.contains("--"), "{err}");
+    }
+    assert_eq!(env.json(&["conversation", "list", "a"]), before);
+    // A workspace that contains the root is fine: snapshots leave it out.
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "W",
+        "--slug",
+        "w",
+        "--workspace",
+        ".",
+    ]);
+    std::fs::write(env.dir().join("file.txt"), "x").unwrap();
+    env.ok(&["snapshot", "take", "a", "w"]);
+    // A fork's new workspace may not be in the root either; nothing is
+    // written there.
+    let err = env.fails(&["conversation", "fork", "a", "w", "--workspace", ".exo/fork"]);
+    assert!(
+        err.contains("is exo's root directory or inside it"),
+        "{err}"
+    );
+    assert!(!root.join("fork").exists());
+    let after = env.json(&["conversation", "list", "a"]);
+    assert_eq!(after["conversations"].as_array().unwrap().len(), 2);
+}

@@ -497,3 +497,56 @@ fn cancel_request() {
     conn.send(&json!({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 999}}));
     assert_eq!(conn.ok("ping", json!({})), json!({}));
 }
+
+/// Refused over JSON-RPC with `-32602`, in a message that names what is
+/// wrong without command-line wording.
+fn refused(conn: &mut Conn, method: &str, params: Value, words: &str) {
+    let error = conn.err(method, params.clone());
+    assert_eq!(error["code"], -32602, "{method} {params}: {error}");
+    assert_eq!(error["data"]["code"], "invalid_params", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(words), "{method} {params}: {message}");
+    assert!(
+        !message.contains("--") && !message.contains('`'),
+        "{message}"
+    );
+}
+
+/// A workspace in exo's root (the root itself, a directory in it, or a
+/// fork's new directory there) is refused, creating and writing nothing.
+#[test]
+fn a_workspace_in_the_root_is_refused() {
+    let root = Root::new();
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    conn.agent_and_conversation();
+    std::fs::create_dir(root.path().join("inside")).unwrap();
+    for workspace in [root.path(), root.path().join("inside")] {
+        refused(
+            &mut conn,
+            "conversation/create",
+            json!({"agent": "a", "name": "W", "workspace": workspace}),
+            "is exo's root directory or inside it",
+        );
+    }
+    let listed = conn.ok("conversation/list", json!({"agent": "a"}));
+    assert_eq!(listed["conversations"].as_array().unwrap().len(), 1);
+
+    let outside = root.dir.path().join("ws");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("file.txt"), "x").unwrap();
+    conn.ok(
+        "conversation/create",
+        json!({"agent": "a", "name": "W", "slug": "w", "workspace": outside}),
+    );
+    conn.ok("snapshot/take", json!({"agent": "a", "conversation": "w"}));
+    refused(
+        &mut conn,
+        "conversation/fork",
+        json!({"agent": "a", "conversation": "w", "workspace": root.path().join("fork")}),
+        "is exo's root directory or inside it",
+    );
+    assert!(!root.path().join("fork").exists());
+    let listed = conn.ok("conversation/list", json!({"agent": "a"}));
+    assert_eq!(listed["conversations"].as_array().unwrap().len(), 2);
+}

@@ -243,7 +243,21 @@ impl Service {
                     store.delete_conversation(&params.agent, &params.conversation),
                 )?))
             }
-            ConversationFork::NAME => reply(self.fork(parse::<ConversationFork>(params)?)?),
+            ConversationFork::NAME => {
+                let params = parse::<ConversationFork>(params)?;
+                if let Some(dir) = &params.workspace {
+                    // Checked before the fork point's files are written
+                    // there: exo keeps its own state under the root.
+                    let inside = exo_store::is_inside_root(store.root(), std::path::Path::new(dir))
+                        .map_err(|err| invalid(format!("workspace {dir}: {err}")))?;
+                    if inside {
+                        return Err(invalid(format!(
+                            "workspace {dir} is exo's root directory or inside it, where exo keeps its own state"
+                        )));
+                    }
+                }
+                reply(self.fork(params)?)
+            }
             ConversationRewind::NAME => reply(self.rewind(parse::<ConversationRewind>(params)?)?),
             ConversationAppend::NAME => {
                 let params = parse::<ConversationAppend>(params)?;

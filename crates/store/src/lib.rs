@@ -246,6 +246,59 @@ pub fn create_root(root: &Path) -> Result<()> {
         .map_err(|err| Error::io(format!("creating {}", root.display()), err))
 }
 
+/// Whether `path` is `root` or lies inside it, once symlinks and `..` are
+/// resolved in both. `path` need not exist: a missing tail is taken as
+/// written. exo keeps its own state under the root, so no workspace or
+/// output file may be there.
+pub fn is_inside_root(root: &Path, path: &Path) -> std::io::Result<bool> {
+    Ok(resolve_path(path)?.starts_with(resolve_path(root)?))
+}
+
+/// The absolute path `path` names once every symlink (dangling ones
+/// included) and `..` is resolved, for a path that need not exist yet:
+/// what a file created at `path` would really be.
+pub fn resolve_path(path: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    /// Symlinks followed before giving up, as the kernel's `ELOOP` does.
+    const MAX_LINKS: usize = 40;
+    let mut resolved = PathBuf::from("/");
+    // The components still to walk, last first.
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    let push = |rest: &mut Vec<std::ffi::OsString>, path: &Path| {
+        rest.extend(path.components().rev().map(|c| c.as_os_str().to_owned()));
+    };
+    push(&mut rest, &std::path::absolute(path)?);
+    let mut links = 0;
+    while let Some(part) = rest.pop() {
+        match Path::new(&part).components().next() {
+            Some(Component::RootDir) => resolved = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            Some(Component::Normal(name)) => {
+                let next = resolved.join(name);
+                match std::fs::symlink_metadata(&next) {
+                    Ok(meta) if meta.file_type().is_symlink() => {
+                        links += 1;
+                        if links > MAX_LINKS {
+                            return Err(std::io::Error::other(format!(
+                                "too many levels of symbolic links in {}",
+                                path.display()
+                            )));
+                        }
+                        // `resolved` holds no symlink, so the link's target
+                        // is taken relative to it.
+                        push(&mut rest, &std::fs::read_link(&next)?);
+                    }
+                    _ => resolved = next,
+                }
+            }
+            Some(Component::CurDir | Component::Prefix(_)) | None => {}
+        }
+    }
+    Ok(resolved)
+}
+
 /// Locks a mutex whose data stays valid even if a holder panicked.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex

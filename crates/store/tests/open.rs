@@ -65,3 +65,45 @@ fn an_empty_database_file_is_refused_untouched() {
     assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
 }
+
+#[test]
+fn is_inside_root_resolves_symlinks_and_missing_tails() {
+    let dir = temp_dir();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&root, dir.path().join("to-root")).unwrap();
+    std::os::unix::fs::symlink("root/not-yet", dir.path().join("dangling")).unwrap();
+    std::os::unix::fs::symlink("loop", dir.path().join("loop")).unwrap();
+    let inside = [
+        root.clone(),
+        root.join("exo.db"),
+        root.join("a/b/c"),
+        outside.join("../root/x"),
+        dir.path().join("to-root/x"),
+        dir.path().join("dangling"),
+        dir.path().join("to-root/../root"),
+    ];
+    for path in inside {
+        assert!(
+            exo_store::is_inside_root(&root, &path).unwrap(),
+            "{}",
+            path.display()
+        );
+    }
+    let not_inside = [
+        dir.path().to_path_buf(),
+        outside.join("x"),
+        dir.path().join("root-sibling"),
+        dir.path().join("to-root/../outside"),
+    ];
+    for path in not_inside {
+        assert!(
+            !exo_store::is_inside_root(&root, &path).unwrap(),
+            "{}",
+            path.display()
+        );
+    }
+    assert!(exo_store::is_inside_root(&root, &dir.path().join("loop")).is_err());
+}
