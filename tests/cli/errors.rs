@@ -289,3 +289,34 @@ fn a_workspace_inside_the_root_is_refused() {
     let after = env.json(&["conversation", "list", "a"]);
     assert_eq!(after["conversations"].as_array().unwrap().len(), 2);
 }
+
+/// An image content part must be an image type with base64 data.
+#[test]
+fn image_parts_are_checked_on_input() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let before = env.events("a", "c");
+    let image = |media_type: &str, data: &str| {
+        serde_json::json!({"kind": "message", "role": "user", "content": [
+            {"type": "text", "text": "look"},
+            {"type": "image", "media_type": media_type, "data": data}
+        ]})
+    };
+    for (line, expected) in [
+        (
+            image("image/png", "%%% not base64 %%%"),
+            "content part 2: image data is not standard base64",
+        ),
+        (
+            image("text/html", "aGk="),
+            "content part 2: image media_type \"text/html\" is not an image type",
+        ),
+    ] {
+        let run = env.append("a", "c", &[line]);
+        crate::util::assert_one_line_failure(&run, &["conversation", "append"]);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+    }
+    assert_eq!(env.events("a", "c"), before);
+    let run = env.append("a", "c", &[image("image/png", "aGk=")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -550,3 +550,46 @@ fn a_workspace_in_the_root_is_refused() {
     let listed = conn.ok("conversation/list", json!({"agent": "a"}));
     assert_eq!(listed["conversations"].as_array().unwrap().len(), 2);
 }
+
+/// An image part that is not base64, or not an image type, is refused in
+/// a turn's input and in an appended message, recording nothing.
+#[test]
+fn invalid_image_parts_are_refused() {
+    let root = Root::new();
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    conn.agent_and_conversation();
+    let before = conn.length("a", "c");
+    let bad_images = [
+        (
+            json!([{"type": "image", "media_type": "image/png", "data": "not base64!"}]),
+            "content part 1: image data is not standard base64",
+        ),
+        (
+            json!([{"type": "text", "text": "see"}, {"type": "image", "media_type": "image/png\",x", "data": "aGk="}]),
+            "content part 2: image media_type",
+        ),
+    ];
+    for (content, words) in &bad_images {
+        refused(
+            &mut conn,
+            "turn/begin",
+            json!({"agent": "a", "conversation": "c", "input": content}),
+            words,
+        );
+        refused(
+            &mut conn,
+            "conversation/append",
+            json!({"agent": "a", "conversation": "c", "events": [
+                {"kind": "message", "role": "user", "content": content}
+            ]}),
+            words,
+        );
+    }
+    assert_eq!(conn.length("a", "c"), before);
+    let conversation = conn.ok(
+        "conversation/get",
+        json!({"agent": "a", "conversation": "c"}),
+    );
+    assert!(conversation["open_turn"].is_null(), "{conversation}");
+}

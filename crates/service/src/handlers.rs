@@ -275,7 +275,7 @@ impl Service {
                 let params = parse::<TurnBegin>(params)?;
                 let input = EventData::Message {
                     role: Role::User,
-                    content: crate::turns::content(params.input),
+                    content: crate::turns::content(params.input)?,
                     usage: None,
                     model: None,
                 };
