@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::process::Stdio;
 
 use serde_json::{json, Value};
 
-use crate::support::{message, Conn, Framing, Root};
+use crate::support::{exo, message, wait_with_timeout, Conn, Framing, Root};
 
 fn check_basic_session(conn: &mut Conn) {
     let init = conn.ok(
@@ -592,4 +593,51 @@ fn invalid_image_parts_are_refused() {
         json!({"agent": "a", "conversation": "c"}),
     );
     assert!(conversation["open_turn"].is_null(), "{conversation}");
+}
+
+/// `--socket` naming a file that is not a socket: the daemon does not
+/// start, and the file is left as it was. (A socket a dead daemon left
+/// behind is still replaced: see `lifecycle`.)
+#[test]
+fn a_socket_path_that_is_not_a_socket_is_left_alone() {
+    let root = Root::new();
+    root.cli(&["agent", "create", "A"]);
+    let db = root.path().join("exo.db");
+    let before = std::fs::read(&db).unwrap();
+    let other = root.dir.path().join("notes.txt");
+    std::fs::write(&other, "keep me").unwrap();
+    for path in [&db, &other] {
+        let mut child = exo()
+            .arg("--root")
+            .arg(root.path())
+            .args(["daemon", "--socket", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A daemon that started would serve until killed.
+        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_with_timeout(&mut child)
+        }))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon started on {}", path.display())
+        });
+        assert_eq!(status.code(), Some(1));
+        let run = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "exo: cannot listen on {}: it exists and is not a socket",
+                path.display()
+            )
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert_eq!(std::fs::read(&other).unwrap(), b"keep me");
+    let listed = root.cli(&["agent", "list"]);
+    assert!(listed.status.success());
 }

@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,6 +55,9 @@ pub enum DaemonError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] exo_store::Error),
+    /// The socket path names a file that is not a socket.
+    #[error("cannot listen on {0}: it exists and is not a socket")]
+    NotASocket(PathBuf),
     /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -245,11 +248,18 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 }
 
 fn bind(socket: &Path) -> Result<UnixListener, DaemonError> {
-    // We hold the root's lock, so a socket file left here is stale.
-    match std::fs::remove_file(socket) {
-        Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+    // We hold the root's lock, so a socket file left here is stale. Any
+    // other file is someone's (`--socket` may name any path): it is left
+    // alone and the daemon does not start.
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => match std::fs::remove_file(socket) {
+            Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io(format!("removing {}", socket.display()))(err)),
+        },
+        Ok(_) => return Err(DaemonError::NotASocket(socket.to_path_buf())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(io(format!("removing {}", socket.display()))(err)),
+        Err(err) => return Err(io(format!("checking {}", socket.display()))(err)),
     }
     let length = socket.as_os_str().len();
     if length >= 108 {
