@@ -125,3 +125,198 @@ fn a_file_that_is_not_a_store_is_refused() {
     let err = env.fails(&["agent", "create", "X"]);
     assert!(err.contains("is not an exo store"), "{err}");
 }
+
+/// Overwrites page `page` (from 1) of the store's database with `fill`.
+fn damage_page(db: &std::path::Path, page: u64, fill: u8) {
+    use std::io::{Seek, SeekFrom, Write};
+    let page_size: u64 = rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    file.seek(SeekFrom::Start((page - 1) * page_size)).unwrap();
+    file.write_all(&vec![fill; page_size as usize]).unwrap();
+}
+
+/// An internal error met by a command running the service in-process is
+/// one line on stderr, not a log line and then the same error.
+#[test]
+fn an_internal_error_is_one_line() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let db = env.root().join("exo.db");
+    // The agents table's first page, garbled: the store opens, listing
+    // agents fails inside SQLite.
+    let page: u64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'agents'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    damage_page(&db, page, 0xff);
+    let run = env.run(&["agent", "list"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "exo: corrupt store: .exo/exo.db: the database file is malformed\n"
+    );
+}
+
+/// A damaged database is refused in one line that names the file and says
+/// it once.
+#[test]
+fn a_malformed_store_is_refused_in_one_clean_line() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let db = env.root().join("exo.db");
+    let page_size: u64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    let pages = std::fs::metadata(&db).unwrap().len() / page_size;
+    for page in 2..=pages {
+        damage_page(&db, page, 0x5a);
+    }
+    let before = std::fs::read(&db).unwrap();
+    for args in [&["agent", "list"][..], &["agent", "create", "B"]] {
+        let err = env.fails(args);
+        assert_eq!(
+            err.trim_end(),
+            "exo: corrupt store: .exo/exo.db: the database file is malformed",
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+/// Another application's SQLite file is "not an exo store" whatever its
+/// `user_version`; only an exo store with a newer schema asks for an
+/// upgrade (`newer_schema_is_refused_untouched`).
+#[test]
+fn a_foreign_database_with_a_high_version_is_not_an_exo_store() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.root()).unwrap();
+    let db = env.root().join("exo.db");
+    for setup in [
+        "CREATE TABLE t (x); PRAGMA user_version = 99",
+        "PRAGMA application_id = 1234; PRAGMA user_version = 99",
+        "PRAGMA application_id = 1234; PRAGMA user_version = 1",
+    ] {
+        let _ = std::fs::remove_file(&db);
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(setup)
+            .unwrap();
+        let before = std::fs::read(&db).unwrap();
+        for args in [&["agent", "list"][..], &["agent", "create", "X"]] {
+            let err = env.fails(args);
+            assert_eq!(
+                err.trim_end(),
+                "exo: .exo/exo.db is not an exo store",
+                "{setup}: {args:?}"
+            );
+        }
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{setup}");
+    }
+}
+
+/// An empty `exo.db` is most likely a store truncated by accident: neither
+/// a read nor a write initialises it; it stays empty.
+#[test]
+fn an_empty_store_file_is_refused_and_left_empty() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.root()).unwrap();
+    let db = env.root().join("exo.db");
+    std::fs::write(&db, b"").unwrap();
+    for args in [&["agent", "list"][..], &["agent", "create", "X"]] {
+        let err = env.fails(args);
+        assert_eq!(
+            err.trim_end(),
+            "exo: .exo/exo.db is empty: not an exo store (left untouched)",
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+    let mut names: Vec<_> = std::fs::read_dir(env.root())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["exo.db"]);
+}
+
+/// A workspace in exo's root could never be snapshotted or touched by a
+/// tool; it is refused when the conversation is created or forked.
+#[test]
+fn a_workspace_inside_the_root_is_refused() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let root = env.root();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    let before = env.json(&["conversation", "list", "a"]);
+    for workspace in [".exo", ".exo/sub", ".exo/sub/..", "./.exo/../.exo"] {
+        let err = env.fails(&["conversation", "create", "a", "W", "--workspace", workspace]);
+        assert!(
+            err.contains("is exo's root directory or inside it"),
+            "{workspace}: {err}"
+        );
+        assert!(!err.contains("--"), "{err}");
+    }
+    assert_eq!(env.json(&["conversation", "list", "a"]), before);
+    // A workspace that contains the root is fine: snapshots leave it out.
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "W",
+        "--slug",
+        "w",
+        "--workspace",
+        ".",
+    ]);
+    std::fs::write(env.dir().join("file.txt"), "x").unwrap();
+    env.ok(&["snapshot", "take", "a", "w"]);
+    // A fork's new workspace may not be in the root either; nothing is
+    // written there.
+    let err = env.fails(&["conversation", "fork", "a", "w", "--workspace", ".exo/fork"]);
+    assert!(
+        err.contains("is exo's root directory or inside it"),
+        "{err}"
+    );
+    assert!(!root.join("fork").exists());
+    let after = env.json(&["conversation", "list", "a"]);
+    assert_eq!(after["conversations"].as_array().unwrap().len(), 2);
+}
+
+/// An image content part must be an image type with base64 data.
+#[test]
+fn image_parts_are_checked_on_input() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    let before = env.events("a", "c");
+    let image = |media_type: &str, data: &str| {
+        serde_json::json!({"kind": "message", "role": "user", "content": [
+            {"type": "text", "text": "look"},
+            {"type": "image", "media_type": media_type, "data": data}
+        ]})
+    };
+    for (line, expected) in [
+        (
+            image("image/png", "%%% not base64 %%%"),
+            "content part 2: image data is not standard base64",
+        ),
+        (
+            image("text/html", "aGk="),
+            "content part 2: image media_type \"text/html\" is not an image type",
+        ),
+    ] {
+        let run = env.append("a", "c", &[line]);
+        crate::util::assert_one_line_failure(&run, &["conversation", "append"]);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+    }
+    assert_eq!(env.events("a", "c"), before);
+    let run = env.append("a", "c", &[image("image/png", "aGk=")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

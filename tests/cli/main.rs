@@ -14,6 +14,8 @@
 //! - `errors`: bad input, unknown ids, schema checks, exit codes.
 //! - `crash`: SIGKILLed writers and concurrent writers.
 //! - `snapshots`: workspace snapshots, restore, rewind and fork with files.
+//! - `files`: files named on the command line: bounded reads, FIFOs,
+//!   output files kept out of the root and replaced whole.
 
 mod util;
 
@@ -21,6 +23,7 @@ mod agent;
 mod crash;
 mod errors;
 mod events;
+mod files;
 mod guards;
 mod quickstart;
 mod repl;

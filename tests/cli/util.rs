@@ -50,8 +50,22 @@ impl Env {
     /// variables.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_exo"));
+        command.args(args);
+        self.hermetic(command)
+    }
+
+    /// `sh -c SCRIPT exo ARGS` in the same environment: the script runs
+    /// `exo ARGS` with `exec "$0" "$@"`, after setting limits, say.
+    pub fn shell(&self, script: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("sh");
         command
-            .args(args)
+            .args(["-c", script, env!("CARGO_BIN_EXE_exo")])
+            .args(args);
+        self.hermetic(command)
+    }
+
+    fn hermetic(&self, mut command: Command) -> Command {
+        command
             .current_dir(self.dir.path())
             .env_remove("EXO_ROOT")
             .env_remove("EXO_ENCRYPTION_KEY")

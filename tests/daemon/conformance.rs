@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::process::Stdio;
 
 use serde_json::{json, Value};
 
-use crate::support::{message, Conn, Framing, Root};
+use crate::support::{exo, message, wait_with_timeout, Conn, Framing, Root};
 
 fn check_basic_session(conn: &mut Conn) {
     let init = conn.ok(
@@ -496,4 +497,147 @@ fn cancel_request() {
     // Cancelling an unknown id is harmless.
     conn.send(&json!({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 999}}));
     assert_eq!(conn.ok("ping", json!({})), json!({}));
+}
+
+/// Refused over JSON-RPC with `-32602`, in a message that names what is
+/// wrong without command-line wording.
+fn refused(conn: &mut Conn, method: &str, params: Value, words: &str) {
+    let error = conn.err(method, params.clone());
+    assert_eq!(error["code"], -32602, "{method} {params}: {error}");
+    assert_eq!(error["data"]["code"], "invalid_params", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(words), "{method} {params}: {message}");
+    assert!(
+        !message.contains("--") && !message.contains('`'),
+        "{message}"
+    );
+}
+
+/// A workspace in exo's root (the root itself, a directory in it, or a
+/// fork's new directory there) is refused, creating and writing nothing.
+#[test]
+fn a_workspace_in_the_root_is_refused() {
+    let root = Root::new();
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    conn.agent_and_conversation();
+    std::fs::create_dir(root.path().join("inside")).unwrap();
+    for workspace in [root.path(), root.path().join("inside")] {
+        refused(
+            &mut conn,
+            "conversation/create",
+            json!({"agent": "a", "name": "W", "workspace": workspace}),
+            "is exo's root directory or inside it",
+        );
+    }
+    let listed = conn.ok("conversation/list", json!({"agent": "a"}));
+    assert_eq!(listed["conversations"].as_array().unwrap().len(), 1);
+
+    let outside = root.dir.path().join("ws");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("file.txt"), "x").unwrap();
+    conn.ok(
+        "conversation/create",
+        json!({"agent": "a", "name": "W", "slug": "w", "workspace": outside}),
+    );
+    conn.ok("snapshot/take", json!({"agent": "a", "conversation": "w"}));
+    refused(
+        &mut conn,
+        "conversation/fork",
+        json!({"agent": "a", "conversation": "w", "workspace": root.path().join("fork")}),
+        "is exo's root directory or inside it",
+    );
+    assert!(!root.path().join("fork").exists());
+    let listed = conn.ok("conversation/list", json!({"agent": "a"}));
+    assert_eq!(listed["conversations"].as_array().unwrap().len(), 2);
+}
+
+/// An image part that is not base64, or not an image type, is refused in
+/// a turn's input and in an appended message, recording nothing.
+#[test]
+fn invalid_image_parts_are_refused() {
+    let root = Root::new();
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    conn.agent_and_conversation();
+    let before = conn.length("a", "c");
+    let bad_images = [
+        (
+            json!([{"type": "image", "media_type": "image/png", "data": "not base64!"}]),
+            "content part 1: image data is not standard base64",
+        ),
+        (
+            json!([{"type": "text", "text": "see"}, {"type": "image", "media_type": "image/png\",x", "data": "aGk="}]),
+            "content part 2: image media_type",
+        ),
+    ];
+    for (content, words) in &bad_images {
+        refused(
+            &mut conn,
+            "turn/begin",
+            json!({"agent": "a", "conversation": "c", "input": content}),
+            words,
+        );
+        refused(
+            &mut conn,
+            "conversation/append",
+            json!({"agent": "a", "conversation": "c", "events": [
+                {"kind": "message", "role": "user", "content": content}
+            ]}),
+            words,
+        );
+    }
+    assert_eq!(conn.length("a", "c"), before);
+    let conversation = conn.ok(
+        "conversation/get",
+        json!({"agent": "a", "conversation": "c"}),
+    );
+    assert!(conversation["open_turn"].is_null(), "{conversation}");
+}
+
+/// `--socket` naming a file that is not a socket: the daemon does not
+/// start, and the file is left as it was. (A socket a dead daemon left
+/// behind is still replaced: see `lifecycle`.)
+#[test]
+fn a_socket_path_that_is_not_a_socket_is_left_alone() {
+    let root = Root::new();
+    root.cli(&["agent", "create", "A"]);
+    let db = root.path().join("exo.db");
+    let before = std::fs::read(&db).unwrap();
+    let other = root.dir.path().join("notes.txt");
+    std::fs::write(&other, "keep me").unwrap();
+    for path in [&db, &other] {
+        let mut child = exo()
+            .arg("--root")
+            .arg(root.path())
+            .args(["daemon", "--socket", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A daemon that started would serve until killed.
+        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_with_timeout(&mut child)
+        }))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon started on {}", path.display())
+        });
+        assert_eq!(status.code(), Some(1));
+        let run = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "exo: cannot listen on {}: it exists and is not a socket",
+                path.display()
+            )
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert_eq!(std::fs::read(&other).unwrap(), b"keep me");
+    let listed = root.cli(&["agent", "list"]);
+    assert!(listed.status.success());
 }

@@ -266,6 +266,15 @@ fn refused_turns_record_nothing_and_notify_nothing() {
             "invalid_params",
             "input must not be empty",
         ),
+        (
+            json!({"agent": "a", "conversation": "c", "input": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image", "media_type": "image/png", "data": "not base64!"}
+            ]}),
+            -32602,
+            "invalid_params",
+            "content part 2: image data is not standard base64",
+        ),
     ];
     for (params, code, name, words) in cases {
         let seen = conn.run_turn(params.clone());

@@ -47,7 +47,7 @@ impl Backend {
                 Ok(Backend::Daemon(Client::new(reader, stream)))
             }
             exo_service::daemon::Access::InProcess(claim) => Ok(Backend::Embedded {
-                service: Service::embedded(Store::open(root, mode)?),
+                service: Service::embedded(open_store(root, mode)?),
                 _claim: claim,
             }),
         }
@@ -91,4 +91,15 @@ impl Backend {
             .map_err(|err| anyhow::anyhow!("unexpected result from {method}: {err}"))?;
         Ok((value, typed))
     }
+}
+
+/// Opens the store in this process; a missing store gets the command
+/// line's hint.
+pub fn open_store(root: &Path, mode: OpenMode) -> anyhow::Result<Store> {
+    Store::open(root, mode).map_err(|err| match err {
+        exo_store::Error::NoStore(_) => {
+            anyhow::anyhow!("{err} (create an agent first, or pass --root)")
+        }
+        other => other.into(),
+    })
 }

@@ -16,7 +16,7 @@ use exo_protocol::methods::*;
 use exo_protocol::{Conversation, Event, Method, Notification};
 use exo_rpc::message::{self, Incoming, Parsed};
 use exo_rpc::ErrorObject;
-use exo_store::{OpenMode, Store};
+use exo_store::OpenMode;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -54,7 +54,8 @@ impl Conn {
             }
             exo_service::daemon::Access::InProcess(guard) => guard,
         };
-        let service = exo_service::Service::embedded(Store::open(root, OpenMode::Existing)?);
+        let service =
+            exo_service::Service::embedded(crate::backend::open_store(root, OpenMode::Existing)?);
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (server_reader, server_writer) = tokio::io::split(theirs);
         let server = tokio::spawn(exo_service::server::serve_connection(

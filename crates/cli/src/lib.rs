@@ -14,6 +14,7 @@
 mod args;
 mod backend;
 mod chat;
+mod files;
 mod render;
 
 use std::io::{IsTerminal, Read, Write};
@@ -51,18 +52,38 @@ pub fn main() -> ExitCode {
         }) => log_file.clone(),
         _ => None,
     };
-    if let Err(err) = init_tracing(log_file.as_deref()) {
-        let _ = writeln!(std::io::stderr(), "exo: {err:#}");
-        return ExitCode::FAILURE;
-    }
-    match run(cli) {
+    let result = log_file
+        .as_deref()
+        .map_or(Ok(()), |path| {
+            files::refuse_inside_root(&cli.root, path, "the log file")
+        })
+        .and_then(|()| init_tracing(log_file.as_deref()))
+        .and_then(|()| run(cli));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let message = format!("{err:#}").replace('\n', " ");
-            let _ = writeln!(std::io::stderr(), "exo: {message}");
+            let _ = writeln!(std::io::stderr(), "exo: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes as one line, `a: b: c`, leaving out a cause
+/// whose words an outer message already carries (many errors put their
+/// source in their own message and also return it as the source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message.replace('\n', " ")
 }
 
 /// Logs go to stderr (never stdout, which may carry the protocol), or to a
@@ -189,7 +210,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Secret(command) => secret(backend, &out, command),
         Command::Model(command) => model(backend, &out, command),
         Command::Binding(command) => binding(backend, &out, command),
-        Command::Artifact(command) => artifact(backend, &out, command),
+        Command::Artifact(command) => artifact(backend, &cli.root, &out, command),
         Command::Snapshot(command) => snapshot(backend, &out, command),
         Command::Session(SessionCommand::Resume(target)) => resume(backend, &out, target),
         Command::Gc => {
@@ -902,7 +923,12 @@ fn binding(backend: &mut Backend, out: &Out, command: BindingCommand) -> Result<
     }
 }
 
-fn artifact(backend: &mut Backend, out: &Out, command: ArtifactCommand) -> Result<()> {
+fn artifact(
+    backend: &mut Backend,
+    root: &std::path::Path,
+    out: &Out,
+    command: ArtifactCommand,
+) -> Result<()> {
     match command {
         ArtifactCommand::Put {
             target,
@@ -912,17 +938,7 @@ fn artifact(backend: &mut Backend, out: &Out, command: ArtifactCommand) -> Resul
         } => {
             let bytes = match file {
                 Some(file) if file.as_os_str() != "-" => {
-                    let size = std::fs::metadata(&file)
-                        .with_context(|| format!("reading {}", file.display()))?
-                        .len();
-                    if size > exo_store::MAX_ARTIFACT_BYTES as u64 {
-                        bail!(
-                            "{} is {size} bytes, more than the {} MiB artifact limit",
-                            file.display(),
-                            exo_store::MAX_ARTIFACT_BYTES >> 20
-                        );
-                    }
-                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
+                    files::read_bounded(&file, exo_store::MAX_ARTIFACT_BYTES as u64, "artifact")?
                 }
                 _ => read_stdin("the artifact's bytes")?,
             };
@@ -949,6 +965,9 @@ fn artifact(backend: &mut Backend, out: &Out, command: ArtifactCommand) -> Resul
             version,
             output,
         } => {
+            if let Some(output) = &output {
+                files::refuse_inside_root(root, output, "the output file")?;
+            }
             let request = params(
                 json!({ "agent": target.agent, "conversation": target.conversation, "path": path }),
                 json!({ "version": version }),
@@ -962,8 +981,7 @@ fn artifact(backend: &mut Backend, out: &Out, command: ArtifactCommand) -> Resul
                 .decode(content.content_base64.as_bytes())
                 .context("decoding the artifact")?;
             if let Some(output) = output {
-                std::fs::write(&output, &bytes)
-                    .with_context(|| format!("writing {}", output.display()))?;
+                files::write_atomically(&output, &bytes)?;
                 return out.emit(&value, || {
                     format!(
                         "wrote {} v{} to {}",

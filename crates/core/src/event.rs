@@ -195,6 +195,44 @@ pub enum ContentPart {
     },
 }
 
+impl ContentPart {
+    /// Checks the rules serde cannot express: an image's media type is
+    /// `image/<subtype>` and its data standard base64 (with padding) of at
+    /// least one byte.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        use base64::Engine;
+        let ContentPart::Image { media_type, data } = self else {
+            return Ok(());
+        };
+        if !is_image_media_type(media_type) {
+            return Err(ValidationError::new(format!(
+                "image media_type {media_type:?} is not an image type like \"image/png\""
+            )));
+        }
+        if data.is_empty() {
+            return Err(ValidationError::new("image data must not be empty"));
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(data.as_bytes())
+            .map_err(|err| {
+                ValidationError::new(format!("image data is not standard base64: {err}"))
+            })?;
+        Ok(())
+    }
+}
+
+/// `image/` and a subtype of RFC 6838's restricted name characters, at most
+/// 127 of them: nothing that could break out of a `data:` URL.
+fn is_image_media_type(media_type: &str) -> bool {
+    let Some(subtype) = media_type.strip_prefix("image/") else {
+        return false;
+    };
+    let mut bytes = subtype.bytes();
+    subtype.len() <= 127
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+}
+
 /// Token usage reported by a model for one message.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -588,6 +626,13 @@ impl EventData {
             }
             EventData::ToolResult { call_id, .. } => non_empty("tool_result.call_id", call_id),
             EventData::Error { message, .. } => non_empty("error.message", message),
+            EventData::Message { content, .. } => {
+                content.iter().enumerate().try_for_each(|(index, part)| {
+                    part.validate().map_err(|err| {
+                        ValidationError::new(format!("content part {}: {err}", index + 1))
+                    })
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -727,10 +772,56 @@ mod tests {
                 json!({"kind":"tool_call","call_id":"","name":"shell"}),
                 "call_id must not be empty",
             ),
+            (
+                json!({"kind":"message","role":"user","content":[
+                    {"type":"text","text":"look"},
+                    {"type":"image","media_type":"image/png","data":"not base64!"}
+                ]}),
+                "content part 2: image data is not standard base64",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":[
+                    {"type":"image","media_type":"image/png","data":"aGk"}
+                ]}),
+                "content part 1: image data is not standard base64",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":[
+                    {"type":"image","media_type":"image/png","data":""}
+                ]}),
+                "image data must not be empty",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":[
+                    {"type":"image","media_type":"text/html","data":"aGk="}
+                ]}),
+                "is not an image type",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":[
+                    {"type":"image","media_type":"image/png;base64,x","data":"aGk="}
+                ]}),
+                "is not an image type",
+            ),
         ];
         for (input, expected) in cases {
             let err = EventData::from_input_json(input.clone()).unwrap_err();
             assert!(err.0.contains(expected), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn images_with_an_image_type_and_base64_are_accepted() {
+        for media_type in [
+            "image/png",
+            "image/jpeg",
+            "image/svg+xml",
+            "image/vnd.ms-photo",
+        ] {
+            let input = json!({"kind":"message","role":"user","content":[
+                {"type":"image","media_type":media_type,"data":"aGk="}
+            ]});
+            EventData::from_input_json(input).unwrap();
         }
     }
 

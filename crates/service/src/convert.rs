@@ -132,9 +132,8 @@ pub fn store_error(err: exo_store::Error) -> ErrorObject {
         Error::Busy(_) => simple_error(ErrorCode::Busy, message),
         Error::Invalid(_) => simple_error(ErrorCode::InvalidParams, message),
         Error::WrongKey => simple_error(ErrorCode::WrongKey, message),
-        other => {
-            tracing::error!(error = %other, "internal error");
-            simple_error(ErrorCode::Internal, other.to_string())
-        }
+        // Logged by `Service::dispatch`, where it is known whether anyone
+        // but the caller reads the log.
+        _ => simple_error(ErrorCode::Internal, message),
     }
 }

@@ -91,11 +91,12 @@ pub enum DaemonError {
         waited: u64,
     },
     /// The socket path is taken by something this daemon must not remove.
-    #[error("{path} {why}")]
+    #[error("cannot listen on {path}: {why}")]
     SocketTaken {
         /// The socket path asked for.
         path: String,
-        /// What is there: "is not a socket", "is in use by another daemon".
+        /// What is there: "it exists and is not a socket", "it is in use
+        /// by another daemon".
         why: &'static str,
     },
     /// The store could not be opened.
@@ -217,6 +218,17 @@ pub fn access(root: &Path, create: bool) -> Result<Access, DaemonError> {
     let canonical =
         std::fs::canonicalize(root).map_err(io(format!("resolving {}", root.display())))?;
     let lock_path = canonical.join(LOCK_FILE);
+    // No daemon can have run on a root whose store is missing (for a
+    // command that may not create one) or empty: the store refuses it, and
+    // the root is left exactly as it is.
+    let store = std::fs::metadata(canonical.join(exo_store::DB_FILE));
+    let refused = match &store {
+        Ok(metadata) => metadata.len() == 0,
+        Err(_) => !create,
+    };
+    if refused && !lock_path.exists() {
+        return Ok(Access::InProcess(InProcessGuard { _lock: None }));
+    }
     let deadline = std::time::Instant::now() + ANSWER_WAIT;
     let mut last_failure = None;
     loop {
@@ -492,7 +504,7 @@ fn bind(socket: &Path) -> Result<(UnixListener, (u64, u64)), DaemonError> {
                 Ok(_) => {
                     return Err(DaemonError::SocketTaken {
                         path: socket.display().to_string(),
-                        why: "is in use by another daemon",
+                        why: "it is in use by another daemon",
                     })
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -510,7 +522,7 @@ fn bind(socket: &Path) -> Result<(UnixListener, (u64, u64)), DaemonError> {
         Ok(_) => {
             return Err(DaemonError::SocketTaken {
                 path: socket.display().to_string(),
-                why: "exists and is not a socket",
+                why: "it exists and is not a socket",
             })
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

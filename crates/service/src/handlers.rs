@@ -144,7 +144,31 @@ impl Service {
 
     /// Runs one request. `daemon/stop`, `events/watch` and `events/unwatch`
     /// are the server's (see `server.rs`).
+    ///
+    /// An internal error is logged here, once: at `error` in a daemon, whose
+    /// log is its operator's; at `debug` in a process serving its own
+    /// command line, whose user sees the error itself (one line, not a log
+    /// line and then the same error).
     pub(crate) fn dispatch(
+        &self,
+        connection: &ConnectionContext,
+        method: &str,
+        params: Option<&Json>,
+    ) -> Handled {
+        let result = self.handle(connection, method, params);
+        if let Err(error) = &result {
+            if error.code == ErrorCode::Internal.code() {
+                if self.inner.daemon {
+                    tracing::error!(method, error = %error.message, "internal error");
+                } else {
+                    tracing::debug!(method, error = %error.message, "internal error");
+                }
+            }
+        }
+        result
+    }
+
+    fn handle(
         &self,
         connection: &ConnectionContext,
         method: &str,
@@ -272,7 +296,21 @@ impl Service {
                     store.delete_conversation(&params.agent, &params.conversation),
                 )?))
             }
-            ConversationFork::NAME => reply(self.fork(parse::<ConversationFork>(params)?)?),
+            ConversationFork::NAME => {
+                let params = parse::<ConversationFork>(params)?;
+                if let Some(dir) = &params.workspace {
+                    // Checked before the fork point's files are written
+                    // there: exo keeps its own state under the root.
+                    let inside = exo_store::is_inside_root(store.root(), std::path::Path::new(dir))
+                        .map_err(|err| invalid(format!("workspace {dir}: {err}")))?;
+                    if inside {
+                        return Err(invalid(format!(
+                            "workspace {dir} is exo's root directory or inside it, where exo keeps its own state"
+                        )));
+                    }
+                }
+                reply(self.fork(params)?)
+            }
             ConversationRewind::NAME => reply(self.rewind(parse::<ConversationRewind>(params)?)?),
             ConversationAppend::NAME => {
                 let params: AppendInput = parse_as(method, params)?;
@@ -291,7 +329,7 @@ impl Service {
                 let params = parse::<TurnBegin>(params)?;
                 let input = EventData::Message {
                     role: Role::User,
-                    content: crate::turns::content(params.input),
+                    content: crate::turns::content(params.input)?,
                     usage: None,
                     model: None,
                 };

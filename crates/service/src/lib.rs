@@ -52,6 +52,9 @@ struct Inner {
     /// The turns running here, and the approvals they wait for.
     running: turns::Running,
     key: Mutex<Option<exo_secrets::Key>>,
+    /// Whether this is a daemon's service (else it serves its own process's
+    /// command line).
+    daemon: bool,
     socket: Option<PathBuf>,
     started: Instant,
     connections: AtomicU64,
@@ -91,6 +94,7 @@ impl Service {
                 executor: Arc::new(exo_executor::Builtin::default()),
                 running: turns::Running::default(),
                 key: Mutex::new(None),
+                daemon: watch,
                 socket,
                 started: Instant::now(),
                 connections: AtomicU64::new(0),

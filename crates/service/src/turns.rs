@@ -344,7 +344,7 @@ impl Service {
                 "max_rounds must be at least 1",
             ));
         }
-        let input = content(params.input);
+        let input = content(params.input)?;
         let empty = input.iter().all(|part| match part {
             ContentPart::Text { text } => text.trim().is_empty(),
             _ => false,
@@ -578,10 +578,20 @@ impl Drop for Notifier {
     }
 }
 
-/// The content of a turn's input.
-pub(crate) fn content(input: TurnInput) -> Vec<ContentPart> {
-    match input {
+/// The content of a turn's input, checked (an image must be an image type
+/// with base64 data) before anything is done with it.
+pub(crate) fn content(input: TurnInput) -> Result<Vec<ContentPart>, ErrorObject> {
+    let parts = match input {
         TurnInput::Text(text) => vec![ContentPart::Text { text }],
         TurnInput::Parts(parts) => parts,
+    };
+    for (index, part) in parts.iter().enumerate() {
+        part.validate().map_err(|err| {
+            simple_error(
+                ErrorCode::InvalidParams,
+                format!("content part {}: {err}", index + 1),
+            )
+        })?;
     }
+    Ok(parts)
 }

@@ -42,11 +42,15 @@ pub enum Error {
     #[error("cannot decrypt secrets: wrong key?")]
     WrongKey,
     /// There is no store at the root.
-    #[error("no exo store at {0} (create an agent first, or pass --root)")]
+    #[error("no exo store at {0}")]
     NoStore(PathBuf),
     /// The file is not an exo store.
     #[error("{0} is not an exo store")]
     NotAStore(PathBuf),
+    /// The database file is empty: most likely a store truncated by
+    /// accident, so it is neither opened nor initialised.
+    #[error("{0} is empty: not an exo store (left untouched)")]
+    EmptyStore(PathBuf),
     /// The store was written by a newer exo.
     #[error("store {path} has schema version {found} but this exo supports up to {supported}; upgrade exo to open it")]
     NewerSchema {
@@ -57,16 +61,18 @@ pub enum Error {
         /// The newest this build knows.
         supported: i64,
     },
-    /// SQLite failed.
+    /// SQLite failed. (The message already says why, so the SQLite error
+    /// is not also given as a source: a chain printed as `a: b: c` would
+    /// say it twice.)
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// A file operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not a source either).
+        cause: std::io::Error,
     },
     /// The store holds something this build cannot decode.
     #[error("corrupt store: {0}")]
@@ -88,7 +94,7 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::WrongKey => "wrong_key",
             Error::NoStore(_) => "no_store",
-            Error::NotAStore(_) => "not_a_store",
+            Error::NotAStore(_) | Error::EmptyStore(_) => "not_a_store",
             Error::NewerSchema { .. } => "newer_schema",
             Error::Sqlite(_) | Error::Io { .. } | Error::Corrupt(_) => "internal",
             Error::Secrets(_) => "secrets",
@@ -102,11 +108,17 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause,
         }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        Error::Sqlite(err)
     }
 }
 

@@ -142,13 +142,24 @@ fn make_agent(
     })
 }
 
-/// The canonical absolute form of a workspace directory, as UTF-8.
-fn canonical_workspace(path: &Path) -> Result<String> {
+/// The canonical absolute form of a workspace directory, as UTF-8. The
+/// store's root (or a directory inside it) is refused: every snapshot
+/// leaves the root out and the tools refuse to touch it, so every turn
+/// there would fail. A workspace that contains the root is fine.
+fn canonical_workspace(root: &Path, path: &Path) -> Result<String> {
     let canonical = std::fs::canonicalize(path)
         .map_err(|err| Error::Invalid(format!("workspace {}: {err}", path.display())))?;
     if !canonical.is_dir() {
         return Err(Error::Invalid(format!(
             "workspace {} is not a directory",
+            path.display()
+        )));
+    }
+    if crate::is_inside_root(root, &canonical)
+        .map_err(|err| Error::io(format!("resolving {}", root.display()), err))?
+    {
+        return Err(Error::Invalid(format!(
+            "workspace {} is exo's root directory or inside it, where exo keeps its own state",
             path.display()
         )));
     }
@@ -441,7 +452,9 @@ impl Store {
         workspace: Option<&Path>,
     ) -> Result<Conversation> {
         check_display_name("conversation", name)?;
-        let workspace = workspace.map(canonical_workspace).transpose()?;
+        let workspace = workspace
+            .map(|path| canonical_workspace(&self.inner.root, path))
+            .transpose()?;
         let slug = match slug {
             Some(slug) => {
                 validate_slug(slug)?;
@@ -543,7 +556,7 @@ impl Store {
         let workspace = options
             .workspace
             .as_deref()
-            .map(canonical_workspace)
+            .map(|path| canonical_workspace(&self.inner.root, path))
             .transpose()?;
         let source = self.conversation(agent, conversation)?;
         self.inner.write(|tx| {

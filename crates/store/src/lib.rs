@@ -95,47 +95,44 @@ pub trait CommitListener: Send + Sync {
 
 impl Store {
     /// Opens (or, with [`OpenMode::Create`], creates) the store under `root`.
+    ///
+    /// An existing `exo.db` is opened only if it is an exo store: an empty
+    /// file (most likely a store truncated by accident) and any other
+    /// SQLite file are refused untouched. A new store is built under a
+    /// temporary name and linked into place complete, so `exo.db` is never
+    /// seen half-created.
     pub fn open(root: impl AsRef<Path>, mode: OpenMode) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         let db_path = root.join(DB_FILE);
-        if mode == OpenMode::Existing && !db_path.exists() {
-            return Err(Error::NoStore(root));
+        match std::fs::metadata(&db_path) {
+            Ok(meta) if meta.is_dir() => return Err(Error::NotAStore(db_path)),
+            Ok(meta) if meta.len() == 0 => return Err(Error::EmptyStore(db_path)),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => match mode {
+                OpenMode::Existing => return Err(Error::NoStore(root)),
+                OpenMode::Create => {
+                    create_root(&root)?;
+                    schema::create(&db_path)?;
+                }
+            },
+            Err(err) => return Err(Error::io(format!("reading {}", db_path.display()), err)),
         }
-        if mode == OpenMode::Create {
-            create_root(&root)?;
-        }
+        // No SQLITE_OPEN_CREATE: a store removed since the check above is
+        // not silently made again.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let mut conn = Connection::open_with_flags(&db_path, flags)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        let not_a_store = |err| match err {
-            rusqlite::Error::SqliteFailure(ref e, _)
-                if e.code == rusqlite::ErrorCode::NotADatabase =>
-            {
-                Error::NotAStore(db_path.clone())
-            }
-            other => Error::Sqlite(other),
-        };
-        // WAL + synchronous=FULL: each commit fsyncs the log before it
-        // returns. Readers never block the writer.
-        let journal: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(not_a_store)?;
-        if !journal.eq_ignore_ascii_case("wal") {
-            return Err(Error::Corrupt(format!(
-                "cannot enable WAL (journal mode is {journal})"
-            )));
-        }
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -32768;",
-        )?;
-        conn.set_prepared_statement_cache_capacity(64);
-        schema::migrate(&mut conn, &db_path)?;
+        let conn = (|| {
+            let mut conn = Connection::open_with_flags(&db_path, flags)?;
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            // What is in the file is checked before anything is written to
+            // it (setting WAL mode writes the header).
+            schema::check(&conn, &db_path)?;
+            configure(&conn)?;
+            schema::migrate(&mut conn, &db_path)?;
+            Ok(conn)
+        })()
+        .map_err(|err| schema::file_error(err, &db_path))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 root,
@@ -190,7 +187,12 @@ impl Inner {
                 listener.committed(appended);
             }
         }
-        result
+        result.map_err(|err| self.file_error(err))
+    }
+
+    /// Names the database file when SQLite finds it damaged.
+    fn file_error(&self, err: Error) -> Error {
+        schema::file_error(err, &self.root.join(DB_FILE))
     }
 
     /// Whether events appended to `conversation` must be kept for a
@@ -214,8 +216,11 @@ impl Inner {
     /// Runs `f` in one read transaction: a consistent snapshot.
     fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        f(&tx)
+        (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            f(&tx)
+        })()
+        .map_err(|err| self.file_error(err))
     }
 }
 
@@ -225,6 +230,25 @@ impl std::fmt::Debug for Store {
             .field("root", &self.inner.root)
             .finish()
     }
+}
+
+/// Sets the connection up: WAL + synchronous=FULL, so each commit fsyncs
+/// the log before it returns, and readers never block the writer.
+fn configure(conn: &Connection) -> Result<()> {
+    let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(Error::Corrupt(format!(
+            "cannot enable WAL (journal mode is {journal})"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32768;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
 }
 
 /// Creates the root directory if it is missing, readable by its owner only:
@@ -238,6 +262,59 @@ pub fn create_root(root: &Path) -> Result<()> {
         .mode(0o700)
         .create(root)
         .map_err(|err| Error::io(format!("creating {}", root.display()), err))
+}
+
+/// Whether `path` is `root` or lies inside it, once symlinks and `..` are
+/// resolved in both. `path` need not exist: a missing tail is taken as
+/// written. exo keeps its own state under the root, so no workspace or
+/// output file may be there.
+pub fn is_inside_root(root: &Path, path: &Path) -> std::io::Result<bool> {
+    Ok(resolve_path(path)?.starts_with(resolve_path(root)?))
+}
+
+/// The absolute path `path` names once every symlink (dangling ones
+/// included) and `..` is resolved, for a path that need not exist yet:
+/// what a file created at `path` would really be.
+pub fn resolve_path(path: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    /// Symlinks followed before giving up, as the kernel's `ELOOP` does.
+    const MAX_LINKS: usize = 40;
+    let mut resolved = PathBuf::from("/");
+    // The components still to walk, last first.
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    let push = |rest: &mut Vec<std::ffi::OsString>, path: &Path| {
+        rest.extend(path.components().rev().map(|c| c.as_os_str().to_owned()));
+    };
+    push(&mut rest, &std::path::absolute(path)?);
+    let mut links = 0;
+    while let Some(part) = rest.pop() {
+        match Path::new(&part).components().next() {
+            Some(Component::RootDir) => resolved = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            Some(Component::Normal(name)) => {
+                let next = resolved.join(name);
+                match std::fs::symlink_metadata(&next) {
+                    Ok(meta) if meta.file_type().is_symlink() => {
+                        links += 1;
+                        if links > MAX_LINKS {
+                            return Err(std::io::Error::other(format!(
+                                "too many levels of symbolic links in {}",
+                                path.display()
+                            )));
+                        }
+                        // `resolved` holds no symlink, so the link's target
+                        // is taken relative to it.
+                        push(&mut rest, &std::fs::read_link(&next)?);
+                    }
+                    _ => resolved = next,
+                }
+            }
+            Some(Component::CurDir | Component::Prefix(_)) | None => {}
+        }
+    }
+    Ok(resolved)
 }
 
 /// Locks a mutex whose data stays valid even if a holder panicked.

@@ -1,14 +1,16 @@
 //! Schema and migrations.
 //!
-//! `PRAGMA user_version` holds the schema version; `PRAGMA application_id`
-//! marks the file as an exo store. Migrations run in one immediate
-//! transaction, so two processes opening a fresh store at once cannot both
-//! apply them. A store whose version is newer than [`MIGRATIONS`] knows is
-//! refused rather than misread.
+//! `PRAGMA application_id` marks the file as an exo store; `PRAGMA
+//! user_version` holds the schema version. A file without the application
+//! id is refused untouched, whatever its version; a store whose version is
+//! newer than [`MIGRATIONS`] knows is refused rather than misread.
+//! Migrations run in one immediate transaction, so two processes opening a
+//! store at once cannot both apply them. A new store is built complete
+//! under a temporary name and linked into place ([`create`]).
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
@@ -152,59 +154,129 @@ CREATE TABLE bindings (
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Brings the database at `path` up to [`SCHEMA_VERSION`].
-pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let not_a_store = |err: rusqlite::Error| match err {
-        rusqlite::Error::SqliteFailure(ref e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
-            Error::NotAStore(path.to_path_buf())
-        }
-        other => Error::Sqlite(other),
-    };
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(not_a_store)?;
-    if version == SCHEMA_VERSION {
-        return check_application_id(conn, path);
+/// Refuses a database that is not an exo store, or one written by a newer
+/// exo, before anything is written to it. The application id is checked
+/// first: another application's file is "not an exo store" whatever its
+/// `user_version` says.
+pub(crate) fn check(conn: &Connection, path: &Path) -> Result<()> {
+    let (application_id, version) = header(conn)?;
+    if application_id != APPLICATION_ID {
+        return Err(Error::NotAStore(path.to_path_buf()));
     }
+    newer(version, path)
+}
+
+fn header(conn: &Connection) -> Result<(i64, i64)> {
+    let application_id: i64 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok((application_id, version))
+}
+
+fn newer(version: i64, path: &Path) -> Result<()> {
     if version > SCHEMA_VERSION {
         return Err(Error::NewerSchema {
             path: path.to_path_buf(),
             found: version,
             supported: SCHEMA_VERSION,
         });
+    }
+    Ok(())
+}
+
+/// Brings the exo store at `path` (already [`check`]ed) up to
+/// [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Re-read under the write lock: another process may have migrated.
     let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(Error::NewerSchema {
-            path: path.to_path_buf(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if version == 0 {
-        let tables: i64 =
-            tx.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
-        if tables != 0 {
-            return Err(Error::NotAStore(path.to_path_buf()));
-        }
-        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
-    }
+    newer(version, path)?;
+    apply(&tx, version)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs the migrations after `version` and records the new version.
+fn apply(tx: &rusqlite::Transaction<'_>, version: i64) -> Result<()> {
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tracing::info!(from = index, to = index + 1, "migrating store schema");
         tx.execute_batch(migration)?;
     }
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-    tx.commit()?;
-    check_application_id(conn, path)
+    Ok(())
 }
 
-fn check_application_id(conn: &Connection, path: &Path) -> Result<()> {
-    let id: i64 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
-    if id == APPLICATION_ID {
-        Ok(())
-    } else {
-        Err(Error::NotAStore(path.to_path_buf()))
+/// Creates a new store at `path`: it is built complete under a temporary
+/// name beside it, made durable, then hard-linked into place, which fails
+/// rather than replace a store another process made meanwhile (that store
+/// is then used). So `exo.db` is never an empty or half-built file, and an
+/// empty `exo.db` can be refused as damaged.
+pub(crate) fn create(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // Unique to this process and call: handles in one process may create
+    // the same store at once, too.
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.new-{}-{call}", std::process::id()));
+    let remove = |temp: &Path| {
+        for suffix in ["", "-journal"] {
+            let mut file = temp.as_os_str().to_owned();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    };
+    // A file by this name is a leftover of a dead process with our pid.
+    remove(&temp);
+    let result = build(&temp).and_then(|()| match std::fs::hard_link(&temp, path) {
+        Ok(()) => sync_dir(dir),
+        // Another process created the store first: use it.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(Error::io(format!("creating {}", path.display()), err)),
+    });
+    remove(&temp);
+    result
+}
+
+/// Builds a complete, empty store in the new file `temp`.
+fn build(temp: &Path) -> Result<()> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(temp, flags)?;
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
+    apply(&tx, 0)?;
+    tx.commit()?;
+    conn.close().map_err(|(_, err)| Error::Sqlite(err))?;
+    std::fs::File::open(temp)
+        .and_then(|file| file.sync_all())
+        .map_err(|err| Error::io(format!("syncing {}", temp.display()), err))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|err| Error::io(format!("syncing {}", dir.display()), err))
+}
+
+/// Names the file in SQLite's complaints about its contents, in one line:
+/// a file that is not a database is "not an exo store", a damaged one is
+/// a corrupt store.
+pub(crate) fn file_error(err: Error, path: &Path) -> Error {
+    match err {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(ref e, _)) => match e.code {
+            rusqlite::ErrorCode::NotADatabase => Error::NotAStore(path.to_path_buf()),
+            rusqlite::ErrorCode::DatabaseCorrupt => Error::Corrupt(format!(
+                "{}: the database file is malformed",
+                path.display()
+            )),
+            _ => err,
+        },
+        other => other,
     }
 }
