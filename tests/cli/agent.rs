@@ -1413,6 +1413,45 @@ fn ctrl_c_cancels_a_turn_and_keeps_what_streamed(wire: Wire) {
     assert_eq!(turn[5]["status"], "cancelled");
 }
 
+/// kill -9 of `conversation send`, which runs the turn in its own process,
+/// kills the shell commands it started, a background grandchild included:
+/// nothing goes on changing the workspace of a turn recorded as
+/// interrupted.
+#[test]
+fn kill_9_of_send_kills_its_shell_commands() {
+    use crate::util::{Ticker, TICKER};
+
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    fixture
+        .model
+        .push(Completion::text("Ticking. ").with_tool_call(
+            "call_tick",
+            "shell",
+            json!({"command": TICKER}),
+        ));
+    let mut command =
+        fixture
+            .env
+            .command(&fixture.args(&["conversation", "send", "coder", "work", "Tick."]));
+    command
+        .env(API_KEY_VAR, API_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn exo");
+    let ticker = Ticker::started(&fixture.workspace);
+    assert!(ticker.processes().len() >= 2, "the shell and its subshell");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    ticker.wait_until_still();
+    crate::util::wait_until("no process of the command's group is left", || {
+        ticker.processes().is_empty()
+    });
+    let turn = fixture.last_turn("work");
+    assert_eq!(turn.last().unwrap()["kind"], "turn_ended", "{turn:#?}");
+    assert_eq!(turn.last().unwrap()["status"], "interrupted");
+}
+
 for_each_wire!(a_compaction_replaces_the_history_before_it);
 
 /// A compaction event pointing at a summary artifact: the next request
