@@ -13,6 +13,8 @@
 //! - `secrets`: secrets, models and bindings; nothing ever printed.
 //! - `errors`: bad input, unknown ids, schema checks, exit codes.
 //! - `crash`: SIGKILLed writers and concurrent writers.
+//! - `isolation`: what a shell command can read of exo's process (its
+//!   environment, as root and as another user).
 //! - `snapshots`: workspace snapshots, restore, rewind and fork with files.
 
 mod util;
@@ -22,6 +24,7 @@ mod crash;
 mod errors;
 mod events;
 mod guards;
+mod isolation;
 mod quickstart;
 mod repl;
 mod scripted;

@@ -210,10 +210,16 @@ impl Conn {
 
     /// `exo daemon --stdio` on `root`, as an editor would spawn it.
     pub fn stdio(root: &Root, framing: Framing) -> Conn {
+        Conn::stdio_with(root, framing, &[])
+    }
+
+    /// `exo daemon --stdio` on `root` with extra environment variables.
+    pub fn stdio_with(root: &Root, framing: Framing, envs: &[(&str, &str)]) -> Conn {
         let mut child = exo()
             .arg("--root")
             .arg(root.path())
             .args(["daemon", "--stdio"])
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

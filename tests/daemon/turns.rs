@@ -638,3 +638,78 @@ fn turn_run_over_stdio_served_alone_and_relayed_to_a_daemon() {
     );
     relayed.close();
 }
+
+/// A shell command the model runs in `exo daemon --stdio` cannot read the
+/// master key or an API key from the daemon's `/proc/PID/environ` (nor its
+/// `cmdline`), not even as root: the daemon started itself again without
+/// them. (tests/cli/isolation.rs has the same for `conversation send` and
+/// `exo daemon`, also as an unprivileged user.)
+#[test]
+fn a_shell_command_cannot_read_the_keys_in_the_environment_of_exo_daemon_stdio() {
+    const API_KEY: &str = "sk-stdio-environ-6c1f0e9a2b7d4c3e8f5a1b0c9d8e7f6a";
+    let root = Root::new();
+    let workspace = workspace(&root);
+    let model = FakeModel::start(Wire::OpenAiChat);
+    let exo_root = root.path();
+    let script = format!(
+        r#"p=$PPID
+echo "== exo $p: $(tr '\0' ' ' < /proc/$p/cmdline)"
+tr '\0' '\n' < /proc/$p/environ
+case "$(tr '\0' ' ' < /proc/$p/cmdline)" in *"{}"*) echo "== the daemon of this test" ;; esac"#,
+        exo_root.display()
+    );
+    model.push(Completion::text("Looking. ").with_tool_call(
+        "call_spy",
+        "shell",
+        json!({"command": script}),
+    ));
+    model.push(Completion::text("Seen."));
+    let mut conn = Conn::stdio_with(
+        &root,
+        Framing::Ndjson,
+        &[("EXO_STDIO_TEST_API_KEY", API_KEY)],
+    );
+    agent_with_model(&mut conn, &model, None, "auto", &workspace);
+    let seen = conn.run_turn(turn("Look around."));
+    assert_eq!(seen.result()["status"], "completed", "{}", seen.response);
+    let events = seen.events();
+    let output = &of_kind(&events, "tool_result")[0]["output"];
+    let stdout = output["stdout"].as_str().unwrap();
+    let stderr = output["stderr"].as_str().unwrap();
+    assert!(
+        stdout.contains("== the daemon of this test"),
+        "the script did not find the daemon: {stderr}"
+    );
+    // The daemon inherits the test's whole environment: failures name the
+    // variables seen, never their values.
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .collect();
+    let root_user = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"));
+    if root_user {
+        // Root reads any process's environment: what is there was read.
+        assert!(names.contains(&"PATH"), "{names:?}\n{stderr}");
+    } else {
+        // Another user: non-dumpable, so not even that.
+        assert!(stderr.contains("Permission denied"), "{names:?}\n{stderr}");
+    }
+    let everything = format!(
+        "{stdout}{stderr}{}{}",
+        Value::Array(events.clone()),
+        Value::Array(model.requests().iter().map(|r| r.body.clone()).collect())
+    );
+    let master_key = "4444444444444444444444444444444444444444444444444444444444444444";
+    assert!(
+        !everything.contains(master_key),
+        "the master key reached the command: {names:?}"
+    );
+    assert!(
+        !everything.contains(API_KEY),
+        "the API key reached the command: {names:?}"
+    );
+    conn.close();
+}
