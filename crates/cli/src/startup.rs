@@ -249,3 +249,60 @@ fn restore_name() {
         let _ = rustix::thread::set_name(name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn what_stays_in_the_environment() {
+        for name in [
+            "PATH",
+            "HOME",
+            "LC_ALL",
+            "XDG_CONFIG_HOME",
+            "EXO_ROOT",
+            "TERM",
+        ] {
+            assert!(allowed(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "EXO_ENCRYPTION_KEY",
+            "OPENAI_API_KEY",
+            "GITHUB_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "path",
+            "LC",
+            "",
+        ] {
+            assert!(!allowed(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_handover_round_trip_keeps_every_byte() {
+        let variables: Vec<(OsString, OsString)> = vec![
+            ("EXO_ENCRYPTION_KEY".into(), "00ff".into()),
+            ("WITH_EQUALS".into(), "a=b=c".into()),
+            ("EMPTY".into(), "".into()),
+            (
+                "NOT_UTF8".into(),
+                OsString::from_vec(vec![0xff, 0xfe, b'x']),
+            ),
+        ];
+        let fd = write_handover(&variables).unwrap();
+        let number = fd.as_raw_fd();
+        // `receive` takes the descriptor over and closes it, as the new
+        // program does.
+        std::mem::forget(fd);
+        let received = receive(OsStr::new(&number.to_string())).unwrap();
+        assert_eq!(received, variables);
+        assert!(
+            std::fs::read_link(format!("/proc/self/fd/{number}"))
+                .map_or(true, |link| !link.to_string_lossy().contains(MEMFD_NAME)),
+            "the memfd was closed"
+        );
+    }
+}
