@@ -796,6 +796,7 @@ for_each_wire!(
     a_429_is_retried,
     a_failing_model_fails_the_turn,
     a_request_error_is_not_retried,
+    an_echoed_key_is_redacted_in_every_form,
     paths_outside_the_workspace_are_refused,
     writes_need_a_terminal_to_ask,
     a_deny_policy_refuses_writes_but_not_reads,
@@ -1031,6 +1032,89 @@ fn a_request_error_is_not_retried(wire: Wire) {
         ]
     );
     assert_eq!(fixture.model.requests().len(), 1);
+}
+
+/// A key with characters that percent-encoding, JSON and the two base64
+/// alphabets each write differently.
+pub const ODD_KEY: &str = "sk-e2e+/=:~~~0123456789?>abcdXYZ";
+
+/// A provider that rejects the key and echoes it back, in each form
+/// providers and proxies echo keys in (encoded, cut short, inside a
+/// `Basic` header): the turn fails with the provider's message, the key
+/// shown as `<redacted>`, and no form of it is printed or recorded.
+fn an_echoed_key_is_redacted_in_every_form(wire: Wire) {
+    let fixture = Fixture::new(wire, "auto");
+    fixture.ok(&["secret", "set", "odd-key", "--value", ODD_KEY]);
+    fixture.ok(&[
+        "model",
+        "register",
+        "odd",
+        "--provider",
+        wire.name(),
+        "--base-url",
+        &fixture.model.base_url(),
+        "--upstream",
+        UPSTREAM,
+        "--secret",
+        "odd-key",
+    ]);
+    fixture.ok(&["agent", "create", "Odd", "--slug", "odd", "--model", "odd"]);
+    fixture.ok(&["conversation", "create", "odd", "Echo", "--slug", "echo"]);
+    let echoes = exo_fake_model::key_echoes(ODD_KEY);
+    let mut printed = String::new();
+    for (name, echo) in &echoes {
+        fixture.model.push(HttpError::new(
+            401,
+            &format!("Incorrect API key provided: {echo}. Check it."),
+        ));
+        let run = fixture.run(&["conversation", "send", "odd", "echo", "hello"]);
+        assert_eq!(run.code, 1, "{name}: {}", run.stderr);
+        let last = run.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("Incorrect API key provided: ")
+                && last.contains("<redacted>")
+                && last.ends_with(". Check it."),
+            "{name}: {}",
+            run.stderr
+        );
+        printed.push_str(&run.stdout);
+        printed.push_str(&run.stderr);
+    }
+    let requests = fixture.model.requests();
+    assert_eq!(requests.len(), echoes.len());
+    let sent = match wire {
+        Wire::Anthropic => requests[0].header("x-api-key"),
+        _ => requests[0].header("authorization"),
+    };
+    assert!(sent.ends_with(ODD_KEY), "the key was sent as it is: {sent}");
+
+    let events = {
+        let page = fixture.json(&["conversation", "events", "odd", "echo"]);
+        page["events"].as_array().unwrap().clone()
+    };
+    let errors = of_kind(&events, "error");
+    assert_eq!(errors.len(), echoes.len(), "{events:#?}");
+    for error in &errors {
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("Incorrect API key provided: ")
+                && message.contains("<redacted>")
+                && message.ends_with(". Check it."),
+            "{message}"
+        );
+    }
+    let recorded = Value::Array(events).to_string();
+    for (name, echo) in &echoes {
+        assert!(
+            !exo_fake_model::shows_echo(&printed, echo),
+            "{name} ({echo}) was printed: {printed}"
+        );
+        assert!(
+            !exo_fake_model::shows_echo(&recorded, echo),
+            "{name} ({echo}) was recorded: {recorded}"
+        );
+    }
+    assert!(!contains(&fixture.root_bytes(), ODD_KEY.as_bytes()));
 }
 
 /// The file tools stay in the workspace and out of exo's own state, even
@@ -1327,6 +1411,45 @@ fn ctrl_c_cancels_a_turn_and_keeps_what_streamed(wire: Wire) {
     );
     assert_eq!(text_of(&turn[3]), "Thinking about it");
     assert_eq!(turn[5]["status"], "cancelled");
+}
+
+/// kill -9 of `conversation send`, which runs the turn in its own process,
+/// kills the shell commands it started, a background grandchild included:
+/// nothing goes on changing the workspace of a turn recorded as
+/// interrupted.
+#[test]
+fn kill_9_of_send_kills_its_shell_commands() {
+    use crate::util::{Ticker, TICKER};
+
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    fixture
+        .model
+        .push(Completion::text("Ticking. ").with_tool_call(
+            "call_tick",
+            "shell",
+            json!({"command": TICKER}),
+        ));
+    let mut command =
+        fixture
+            .env
+            .command(&fixture.args(&["conversation", "send", "coder", "work", "Tick."]));
+    command
+        .env(API_KEY_VAR, API_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn exo");
+    let ticker = Ticker::started(&fixture.workspace);
+    assert!(ticker.processes().len() >= 2, "the shell and its subshell");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    ticker.wait_until_still();
+    crate::util::wait_until("no process of the command's group is left", || {
+        ticker.processes().is_empty()
+    });
+    let turn = fixture.last_turn("work");
+    assert_eq!(turn.last().unwrap()["kind"], "turn_ended", "{turn:#?}");
+    assert_eq!(turn.last().unwrap()["status"], "interrupted");
 }
 
 for_each_wire!(a_compaction_replaces_the_history_before_it);

@@ -13,6 +13,8 @@
 //! - `secrets`: secrets, models and bindings; nothing ever printed.
 //! - `errors`: bad input, unknown ids, schema checks, exit codes.
 //! - `crash`: SIGKILLed writers and concurrent writers.
+//! - `isolation`: what a shell command can read of exo's process (its
+//!   environment, as root and as another user).
 //! - `snapshots`: workspace snapshots, restore, rewind and fork with files.
 //! - `files`: files named on the command line: bounded reads, FIFOs,
 //!   output files kept out of the root and replaced whole.
@@ -25,6 +27,7 @@ mod errors;
 mod events;
 mod files;
 mod guards;
+mod isolation;
 mod quickstart;
 mod repl;
 mod scripted;

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -222,4 +223,113 @@ pub fn message(text: &str) -> Value {
 
 pub fn custom(n: usize) -> Value {
     serde_json::json!({"kind": "custom", "type": "test.n", "payload": {"n": n}})
+}
+
+/// How long a wait in these helpers may take before the test fails.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until `done` holds, failing the test after a minute.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A shell command for the model to call that writes its process group
+/// (the shell leads it) to `group` in the workspace, then keeps appending
+/// to `ticks` from a background subshell (a grandchild of exo's, in the
+/// same group) while the shell itself waits forever.
+pub const TICKER: &str = "echo $$ > group.tmp; mv group.tmp group; \
+    (while :; do date >> ticks; sleep 0.05; done) & while :; do sleep 1; done";
+
+/// The process group a [`TICKER`] call started; every process still in it
+/// is killed on drop (when a test fails with them running).
+pub struct Ticker {
+    pub group: u32,
+    pub ticks: PathBuf,
+}
+
+impl Ticker {
+    /// Waits until the command in `workspace` has started and `ticks` has
+    /// grown.
+    pub fn started(workspace: &Path) -> Ticker {
+        let file = workspace.join("group");
+        wait_until("the shell command has started", || file.exists());
+        let group = std::fs::read_to_string(&file).unwrap();
+        let ticker = Ticker {
+            group: group.trim().parse().unwrap(),
+            ticks: workspace.join("ticks"),
+        };
+        let size = ticker.size();
+        wait_until("the command writes", || ticker.size() > size);
+        ticker
+    }
+
+    /// The size of `ticks`.
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.ticks).map_or(0, |meta| meta.len())
+    }
+
+    /// Waits until `ticks` stops growing: two sizes read half a second
+    /// apart (ten ticks) agree. Fails the test after a minute.
+    pub fn wait_until_still(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let before = self.size();
+            std::thread::sleep(Duration::from_millis(500));
+            if self.size() == before {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the command goes on writing to {}",
+                self.ticks.display()
+            );
+        }
+    }
+
+    /// The processes of the group still running.
+    pub fn processes(&self) -> Vec<u32> {
+        processes_in_group(self.group)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        if !self.processes().is_empty() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.group)])
+                .status();
+        }
+    }
+}
+
+/// The processes in process group `group` that have not exited (zombies
+/// do not count), from `/proc/*/stat`.
+pub fn processes_in_group(group: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold anything, so the
+        // fields are counted from the last parenthesis.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = fields.split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == group.to_string() && fields[0] != "Z" {
+            found.push(pid);
+        }
+    }
+    found
 }

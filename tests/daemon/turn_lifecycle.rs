@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     agent_with_model, alive, history_ids, kinds, of_kind, turn, wait_until, watched_until,
-    workspace, Conn, Root, Seen, Sleeper, SLEEPER, TIMEOUT,
+    workspace, Conn, Root, Seen, Sleeper, Ticker, SLEEPER, TICKER, TIMEOUT,
 };
 
 /// Watches conversation `c` of agent `a` from its current head.
@@ -152,9 +152,8 @@ fn killed_during_a_shell_call_resumes_cleanly(wire: Wire) {
         assert!(message.get("id").is_none(), "{message}");
     }
 
-    // The command outlives the daemon, and holds nothing that keeps the
-    // turn looking alive.
-    assert!(alive(sleeper.pid));
+    // The command dies with the daemon.
+    wait_until("the command died with the daemon", || !alive(sleeper.pid));
     let daemon = root.daemon();
     let mut conn = daemon.connect();
     let events = assert_interrupted(&mut conn, &turn_id);
@@ -357,4 +356,46 @@ fn sigterm_cancels_running_turns_and_exits_cleanly() {
             ["session_ended", "turn_ended"]
         );
     }
+}
+
+/// kill -9 of the daemon kills the shell commands it started, a
+/// background grandchild included: nothing goes on changing the workspace
+/// of a turn that is recorded as interrupted.
+#[test]
+fn kill_9_of_the_daemon_kills_its_shell_commands() {
+    let root = Root::new();
+    let workspace = workspace(&root);
+    let model = FakeModel::start(Wire::OpenAiChat);
+    model.push(Completion::text("Ticking. ").with_tool_call(
+        "call_tick",
+        "shell",
+        json!({"command": TICKER}),
+    ));
+    let mut daemon = root.daemon();
+    let mut runner = daemon.connect();
+    agent_with_model(&mut runner, &model, None, "auto", &workspace);
+    let turn_id = runner.request("turn/run", turn("Tick."));
+    let ticker = Ticker::started(&workspace);
+    assert!(ticker.processes().len() >= 2, "the shell and its subshell");
+    assert!(!daemon.signal("-KILL").success());
+    while let Some(message) = runner.try_recv() {
+        assert_ne!(message.get("id"), Some(&turn_id), "{message}");
+    }
+
+    ticker.wait_until_still();
+    wait_until("no process of the command's group is left", || {
+        ticker.processes().is_empty()
+    });
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    let turns = conn.ok(
+        "events/list",
+        json!({"agent": "a", "conversation": "c", "limit": 10000}),
+    )["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ended = of_kind(&turns, "turn_ended");
+    assert_eq!(ended.len(), 1, "{turns:?}");
+    assert_eq!(ended[0]["status"], "interrupted");
 }

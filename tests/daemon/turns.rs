@@ -577,6 +577,87 @@ fn the_api_key_reaches_the_model_and_nothing_else() {
     assert!(scanned > 1);
 }
 
+/// A provider that rejects the key and echoes it back, encoded, cut short
+/// or inside a `Basic` header: every form is redacted in the turn's
+/// result, its notifications, the recorded `error` events, what a watcher
+/// sees and the daemon's log (which warns of the retried failures).
+#[test]
+fn an_echoed_key_is_redacted_in_every_form() {
+    // Characters that percent-encoding, JSON and the two base64 alphabets
+    // each write differently.
+    const KEY: &str = "sk-d+/=:~~~0123456789?>abcdWXYZ01";
+    let root = Root::new();
+    let workspace = workspace(&root);
+    let log = root.dir.path().join("daemon.log");
+    let model = FakeModel::start(Wire::Anthropic);
+    let daemon = root.daemon_with(
+        &["--log-file", log.to_str().unwrap()],
+        &[("EXO_LOG", "debug")],
+    );
+    let mut conn = daemon.connect();
+    agent_with_model(&mut conn, &model, Some(KEY), "auto", &workspace);
+    let mut watcher = daemon.connect();
+    let watch = watcher.ok("events/watch", json!({"agent": "a", "conversation": "c"}))["watch"]
+        .as_u64()
+        .unwrap();
+
+    let echoes = exo_fake_model::key_echoes(KEY);
+    let mut seen_by_clients = String::new();
+    for (name, echo) in &echoes {
+        // A 500 is retried, with a warning in the log, then a 401 fails
+        // the turn; both echo the key.
+        let message = format!("Incorrect API key provided: {echo}. Check it.");
+        model.push(HttpError::new(500, &message).with_header("retry-after-ms", "1"));
+        model.push(HttpError::new(401, &message));
+        let seen = conn.run_turn(turn("Hello."));
+        let result = seen.result();
+        assert_eq!(result["status"], "failed", "{name}: {result}");
+        let message = result["error"].as_str().unwrap();
+        assert!(
+            message.contains("Incorrect API key provided: ") && message.contains("<redacted>"),
+            "{name}: {message}"
+        );
+        for message in seen.notifications.iter().chain([&seen.response]) {
+            seen_by_clients.push_str(&message.to_string());
+        }
+    }
+    assert_eq!(model.requests().len(), 2 * echoes.len());
+    assert_eq!(model.requests()[0].header("x-api-key"), KEY);
+    let history = history_ids(&mut conn, "a", "c");
+    let watched = watched_events(&mut watcher, watch, history.len());
+    let errors = of_kind(&watched, "error");
+    assert_eq!(errors.len(), echoes.len());
+    for error in errors {
+        assert!(
+            error["message"].as_str().unwrap().contains("<redacted>"),
+            "{error}"
+        );
+    }
+    seen_by_clients.push_str(&Value::Array(watched).to_string());
+
+    drop(conn);
+    drop(watcher);
+    let mut daemon = daemon;
+    assert!(daemon.signal("-TERM").success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("DEBUG"), "debug logging was on: {log}");
+    assert_eq!(
+        log.matches("retrying").count(),
+        echoes.len(),
+        "the log holds the retried errors: {log}"
+    );
+    for (name, echo) in &echoes {
+        assert!(
+            !exo_fake_model::shows_echo(&seen_by_clients, echo),
+            "{name} ({echo}) reached a client: {seen_by_clients}"
+        );
+        assert!(
+            !exo_fake_model::shows_echo(&log, echo),
+            "{name} ({echo}) is in the daemon's log"
+        );
+    }
+}
+
 #[test]
 fn turn_run_over_stdio_served_alone_and_relayed_to_a_daemon() {
     let root = Root::new();
@@ -631,4 +712,79 @@ fn turn_run_over_stdio_served_alone_and_relayed_to_a_daemon() {
         ]
     );
     relayed.close();
+}
+
+/// A shell command the model runs in `exo daemon --stdio` cannot read the
+/// master key or an API key from the daemon's `/proc/PID/environ` (nor its
+/// `cmdline`), not even as root: the daemon started itself again without
+/// them. (tests/cli/isolation.rs has the same for `conversation send` and
+/// `exo daemon`, also as an unprivileged user.)
+#[test]
+fn a_shell_command_cannot_read_the_keys_in_the_environment_of_exo_daemon_stdio() {
+    const API_KEY: &str = "sk-stdio-environ-6c1f0e9a2b7d4c3e8f5a1b0c9d8e7f6a";
+    let root = Root::new();
+    let workspace = workspace(&root);
+    let model = FakeModel::start(Wire::OpenAiChat);
+    let exo_root = root.path();
+    let script = format!(
+        r#"p=$PPID
+echo "== exo $p: $(tr '\0' ' ' < /proc/$p/cmdline)"
+tr '\0' '\n' < /proc/$p/environ
+case "$(tr '\0' ' ' < /proc/$p/cmdline)" in *"{}"*) echo "== the daemon of this test" ;; esac"#,
+        exo_root.display()
+    );
+    model.push(Completion::text("Looking. ").with_tool_call(
+        "call_spy",
+        "shell",
+        json!({"command": script}),
+    ));
+    model.push(Completion::text("Seen."));
+    let mut conn = Conn::stdio_with(
+        &root,
+        Framing::Ndjson,
+        &[("EXO_STDIO_TEST_API_KEY", API_KEY)],
+    );
+    agent_with_model(&mut conn, &model, None, "auto", &workspace);
+    let seen = conn.run_turn(turn("Look around."));
+    assert_eq!(seen.result()["status"], "completed", "{}", seen.response);
+    let events = seen.events();
+    let output = &of_kind(&events, "tool_result")[0]["output"];
+    let stdout = output["stdout"].as_str().unwrap();
+    let stderr = output["stderr"].as_str().unwrap();
+    assert!(
+        stdout.contains("== the daemon of this test"),
+        "the script did not find the daemon: {stderr}"
+    );
+    // The daemon inherits the test's whole environment: failures name the
+    // variables seen, never their values.
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .collect();
+    let root_user = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"));
+    if root_user {
+        // Root reads any process's environment: what is there was read.
+        assert!(names.contains(&"PATH"), "{names:?}\n{stderr}");
+    } else {
+        // Another user: non-dumpable, so not even that.
+        assert!(stderr.contains("Permission denied"), "{names:?}\n{stderr}");
+    }
+    let everything = format!(
+        "{stdout}{stderr}{}{}",
+        Value::Array(events.clone()),
+        Value::Array(model.requests().iter().map(|r| r.body.clone()).collect())
+    );
+    let master_key = "4444444444444444444444444444444444444444444444444444444444444444";
+    assert!(
+        !everything.contains(master_key),
+        "the master key reached the command: {names:?}"
+    );
+    assert!(
+        !everything.contains(API_KEY),
+        "the API key reached the command: {names:?}"
+    );
+    conn.close();
 }

@@ -16,6 +16,7 @@ mod backend;
 mod chat;
 mod files;
 mod render;
+mod startup;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -44,6 +45,19 @@ const MAX_STDIN_BYTES: u64 = 32 << 20;
 /// Runs the command line and returns the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything else (no thread runs yet): the commands that run
+    // tools start again without secrets in their environment.
+    let runs_tools = matches!(
+        &cli.command,
+        Command::Daemon(DaemonArgs { command: None, .. })
+            | Command::Chat(ChatCommand::Repl { .. })
+            | Command::Conversation(ConversationCommand::Send { .. })
+    );
+    if let Err(err) = startup::isolate(runs_tools) {
+        let message = format!("{err:#}").replace('\n', " ");
+        let _ = writeln!(std::io::stderr(), "exo: {message}");
+        return ExitCode::FAILURE;
+    }
     let log_file = match &cli.command {
         Command::Daemon(DaemonArgs {
             command: None,
@@ -698,15 +712,15 @@ fn secret(backend: &mut Backend, out: &Out, command: SecretCommand) -> Result<()
                 }
             }
             let raw = zeroize::Zeroizing::new(match (env, value) {
-                (Some(var), _) => match std::env::var(&var) {
-                    Ok(value) if !value.is_empty() => value,
-                    Ok(_) => bail!("environment variable {var} is empty"),
-                    Err(std::env::VarError::NotPresent) => {
-                        bail!("environment variable {var} is not set")
-                    }
-                    Err(std::env::VarError::NotUnicode(_)) => {
-                        bail!("environment variable {var} is not valid UTF-8")
-                    }
+                // Read through exo's own table: a variable moved out of
+                // the process environment at start-up is found there.
+                (Some(var), _) => match exo_secrets::environment::var_os(&var)
+                    .map(std::ffi::OsString::into_string)
+                {
+                    Some(Ok(value)) if !value.is_empty() => value,
+                    Some(Ok(_)) => bail!("environment variable {var} is empty"),
+                    None => bail!("environment variable {var} is not set"),
+                    Some(Err(_)) => bail!("environment variable {var} is not valid UTF-8"),
                 },
                 (None, Some(value)) => value,
                 (None, None) => {

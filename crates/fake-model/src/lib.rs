@@ -29,6 +29,7 @@
 mod answer;
 pub mod anthropic;
 mod blocking;
+mod echo;
 pub mod openai;
 pub mod openai_chat;
 mod server;
@@ -39,6 +40,7 @@ pub use answer::{
 };
 pub use axum::http::{HeaderMap, Method};
 pub use blocking::FakeModel;
+pub use echo::{key_echoes, shows_echo};
 pub use server::{Chunk, MockResponse, MockServer, Recorded, CHUNK_PAUSE};
 pub use wire::Wire;
 

@@ -116,20 +116,10 @@ impl Error {
         }
     }
 
-    /// Replaces every occurrence of `secret` in the error's text.
+    /// Replaces every run of `secret` in the error's text, in every form
+    /// providers echo a key in (see `scrub.rs`), with `<redacted>`.
     pub(crate) fn scrub(self, secret: &str) -> Error {
-        // A very short "key" would mangle every message and protects
-        // nothing; real keys are far longer.
-        if secret.len() < 4 {
-            return self;
-        }
-        let clean = |text: String| {
-            if text.contains(secret) {
-                text.replace(secret, "<redacted>")
-            } else {
-                text
-            }
-        };
+        let clean = |text: String| crate::scrub::scrub(&text, secret).unwrap_or(text);
         match self {
             Error::Http { status, message } => Error::Http {
                 status,

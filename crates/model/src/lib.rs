@@ -33,7 +33,8 @@
 //! The API key ([`ApiKey`]) is given by the caller, is zeroized on drop,
 //! shows as `<redacted>` in `Debug`, is marked sensitive in the HTTP header,
 //! and is scrubbed from every error message (a provider that echoes it back
-//! in an error body cannot leak it through exo). Nothing is logged but
+//! in an error body, as sent, encoded or cut short, cannot leak it through
+//! exo). Nothing is logged but
 //! retry decisions (status, attempt, delay).
 //!
 //! The wire mappings are specified in `spec/models.md`.
@@ -46,6 +47,7 @@ mod http;
 mod openai;
 mod openai_chat;
 pub mod scripted;
+mod scrub;
 mod secret;
 mod sse;
 

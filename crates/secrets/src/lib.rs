@@ -11,7 +11,14 @@
 //! bytes) or else from a key file, `$XDG_CONFIG_HOME/exo/key` (by default
 //! `~/.config/exo/key`), created with mode 0600 on first use.
 //!
+//! Variables exo moved out of its process environment at start-up (so
+//! that the commands it runs cannot read them from `/proc`) are read
+//! through [`environment::var_os`]; this crate reads its variables that
+//! way.
+//!
 //! This crate knows nothing of SQLite or of exo's scopes.
+
+pub mod environment;
 
 use std::fs;
 use std::io::Write;
@@ -134,7 +141,7 @@ impl Key {
     /// creating the file (mode 0600) when `create` is true and it is missing.
     /// Returns `Ok(None)` when there is no key and `create` is false.
     pub fn load(create: bool) -> Result<Option<(Key, KeySource)>, Error> {
-        if let Some(text) = std::env::var_os(KEY_ENV) {
+        if let Some(text) = environment::var_os(KEY_ENV) {
             let text = text.to_str().ok_or(Error::MalformedEnvKey)?;
             let key = Key::parse(text).ok_or(Error::MalformedEnvKey)?;
             return Ok(Some((key, KeySource::Env)));
@@ -263,10 +270,10 @@ pub struct Sealed {
 
 /// `$XDG_CONFIG_HOME/exo/key`, or `$HOME/.config/exo/key`.
 pub fn default_key_file() -> Result<PathBuf, Error> {
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+    let config_home = environment::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|path| path.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .or_else(|| environment::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
         .ok_or(Error::NoConfigDir)?;
     Ok(config_home.join("exo").join("key"))
 }

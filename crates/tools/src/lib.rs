@@ -56,6 +56,7 @@ mod call;
 mod error;
 mod files;
 mod output;
+mod reaper;
 mod search;
 mod shell;
 mod spec;
@@ -134,7 +135,9 @@ impl Default for Limits {
 /// must not be left half done): cancellation is only checked before it.
 ///
 /// Dropping the returned future also kills a running shell command's process
-/// group.
+/// group, and so does the death of this process, however it dies: the
+/// group is registered with a reaper process started on the first shell
+/// command (`spec/tools.md`, "When exo dies").
 ///
 /// Must be polled inside a tokio runtime with the time and I/O drivers
 /// enabled (the shell's pipes and child are tokio's; the file tools run on

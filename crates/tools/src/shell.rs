@@ -12,6 +12,10 @@
 //! pipes open (and the call waiting) and outlive the turn. A process that
 //! left the group (`setsid`) is not killed; if it still holds a pipe, the
 //! output is taken as it stands after [`DRAIN_GRACE`].
+//!
+//! While the command runs, its group is registered with this process's
+//! reaper ([`crate::reaper`]), which kills it if exo dies first, even by
+//! SIGKILL.
 
 use std::ffi::OsString;
 use std::process::{ExitStatus, Stdio};
@@ -24,7 +28,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::workspace::io_message;
-use crate::{Limits, ToolOutput, Workspace};
+use crate::{reaper, Limits, ToolOutput, Workspace};
 
 /// The shell commands run with.
 const SHELL: &str = "/bin/sh";
@@ -69,6 +73,13 @@ pub(crate) async fn run(
         .unwrap_or(limits.default_timeout)
         .min(limits.max_timeout);
 
+    // Without a reaper, a command could outlive a killed exo: none is run.
+    if let Err(error) = reaper::ready() {
+        return ToolOutput::broken(format!(
+            "cannot start the reaper that stops commands when exo dies: {}",
+            io_message(&error)
+        ));
+    }
     let mut shell = Command::new(SHELL);
     shell
         .arg("-c")
@@ -89,6 +100,15 @@ pub(crate) async fn run(
         }
     };
     let mut group = ProcessGroup::of(child.id());
+    if let Err(error) = group.guard() {
+        group.kill();
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return ToolOutput::broken(format!(
+            "cannot register the command with the reaper that stops commands when exo dies: {}",
+            io_message(&error)
+        ));
+    }
 
     let stop_reading = CancellationToken::new();
     let cap = limits.max_output_bytes;
@@ -174,21 +194,41 @@ fn valid_variable_name(name: &str) -> bool {
 struct ProcessGroup {
     /// `None` once killed (or when the child had already been reaped).
     leader: Option<Pid>,
+    /// Whether the reaper knows the group.
+    guarded: bool,
 }
 
 impl ProcessGroup {
     fn of(child_id: Option<u32>) -> ProcessGroup {
         let leader = child_id
             .and_then(|id| i32::try_from(id).ok())
+            .filter(|id| *id > 1)
             .and_then(Pid::from_raw);
-        ProcessGroup { leader }
+        ProcessGroup {
+            leader,
+            guarded: false,
+        }
     }
 
-    /// Sends SIGKILL to every process in the group. An empty group
-    /// (`ESRCH`) is fine: everything already exited.
+    /// Registers the group with the reaper, so it dies with this process.
+    fn guard(&mut self) -> std::io::Result<()> {
+        let Some(leader) = self.leader else {
+            return Ok(());
+        };
+        self.guarded = true;
+        reaper::guard(leader.as_raw_nonzero().get())
+    }
+
+    /// Sends SIGKILL to every process in the group, then tells the reaper
+    /// to forget it at once, so that it never keeps a number a new group
+    /// could take. An empty group (`ESRCH`) is fine: everything already
+    /// exited.
     fn kill(&mut self) {
         if let Some(leader) = self.leader.take() {
             let _ = kill_process_group(leader, Signal::KILL);
+            if std::mem::take(&mut self.guarded) {
+                reaper::release(leader.as_raw_nonzero().get());
+            }
         }
     }
 }
