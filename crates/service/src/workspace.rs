@@ -221,6 +221,7 @@ impl Workspaces {
         self.with(Path::new(workspace), |shadow, _| {
             shadow
                 .materialize(&commit.to_string(), dir)
+                .map(|_| ())
                 .map_err(snapshot_error)
         })
     }
@@ -304,6 +305,7 @@ impl Workspaces {
                     RestoreOptions {
                         force: force || dry_run,
                         dry_run: true,
+                        ..RestoreOptions::default()
                     },
                 )
                 .map_err(snapshot_error)?;
@@ -358,7 +360,7 @@ impl Workspaces {
                     Some(&safety.commit),
                     RestoreOptions {
                         force: true,
-                        dry_run: false,
+                        ..RestoreOptions::default()
                     },
                 )
                 .map_err(snapshot_error)?;
