@@ -15,6 +15,8 @@
 //! - `crash`: SIGKILLed writers and concurrent writers.
 //! - `snapshots`: workspace snapshots, restore, rewind and fork with files.
 
+#[path = "../shared/race.rs"]
+mod race;
 mod util;
 
 mod agent;
