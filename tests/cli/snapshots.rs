@@ -825,3 +825,80 @@ fn the_key_file_is_never_snapshotted() {
     );
     env.ok(&["secret", "show", "token"]);
 }
+
+#[test]
+fn a_refused_fork_leaves_nothing_behind() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(
+        ws,
+        "mkdir -p src && echo hi > src/a.txt && echo top > b.txt",
+    );
+    setup.take();
+    env.ok(&["conversation", "create", "a", "Taken", "--slug", "taken"]);
+    let fork = |dir: &Path| {
+        env.fails(&[
+            "conversation",
+            "fork",
+            "a",
+            "c",
+            "--slug",
+            "taken",
+            "--workspace",
+            dir.to_str().unwrap(),
+        ])
+    };
+
+    // A directory exo made is removed again, with the parents it made.
+    let fresh = env.dir().join("new-parent/fresh");
+    let err = fork(&fresh);
+    assert!(err.contains("taken"), "{err}");
+    assert!(!env.dir().join("new-parent").exists());
+
+    // A directory that was there stays, empty as it was.
+    let existing = env.dir().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    fork(&existing);
+    assert!(existing.is_dir());
+    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+
+    // No snapshot at the fork point: nothing is made.
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "Bare",
+        "--slug",
+        "bare",
+        "--workspace",
+        ws.to_str().unwrap(),
+    ]);
+    let none = env.dir().join("none");
+    let err = env.fails(&[
+        "conversation",
+        "fork",
+        "a",
+        "bare",
+        "--workspace",
+        none.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no workspace snapshot"), "{err}");
+    assert!(!none.exists());
+
+    // And a fork that is not refused still materialises.
+    let good = env.dir().join("good");
+    env.ok(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--slug",
+        "good",
+        "--workspace",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(good.join("src/a.txt")).unwrap(),
+        "hi\n"
+    );
+}

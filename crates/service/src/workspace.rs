@@ -865,14 +865,36 @@ impl crate::Service {
                     )
                 })?;
             let dir = PathBuf::from(dir);
-            self.workspaces()
+            let materialized = self
+                .workspaces()
                 .materialize(&workspace, &snapshot.commit, &dir)?;
             options.workspace = Some(dir);
+            // A refused fork takes back what it wrote (and the directory,
+            // if it made it), and nothing else.
+            return match store.fork(&params.agent, &params.conversation, options) {
+                Ok(fork) => self.fork_workspace_snapshot(fork),
+                Err(err) => {
+                    if let Err(undo) = materialized.undo() {
+                        tracing::warn!(%undo, "cannot remove the refused fork's files");
+                    }
+                    Err(store_error(err))
+                }
+            };
         }
         let fork = store
             .fork(&params.agent, &params.conversation, options)
             .map_err(store_error)?;
-        if let (Some(workspace), true) = (&fork.workspace, params.workspace.is_some()) {
+        Ok(crate::convert::conversation(&fork))
+    }
+
+    /// Records a fork's first snapshot, of the directory it was
+    /// materialised into.
+    fn fork_workspace_snapshot(
+        &self,
+        fork: exo_store::Conversation,
+    ) -> Result<exo_protocol::Conversation, ErrorObject> {
+        let store = self.store();
+        if let Some(workspace) = &fork.workspace {
             self.workspaces()
                 .take(workspace, SnapshotReason::Fork, |data, _| {
                     store
