@@ -432,3 +432,44 @@ fn excluded_directories_are_never_captured_diffed_or_restored() {
     let inside = Shadow::open(&fixture.exo, &fixture.path(".config/exo"), options);
     assert!(inside.is_err());
 }
+
+#[test]
+fn undoing_a_materialisation_removes_only_what_it_made() {
+    let fixture = Fixture::new();
+    fixture.write("src/a.rs", "a\n");
+    fixture.write("src/deep/b.rs", "b\n");
+    fixture.write("top.txt", "top\n");
+    let mut shadow = fixture.shadow();
+    let snapshot = shadow.snapshot(ScanHint::Full).unwrap();
+
+    // Into a directory it creates, with a parent it creates: all gone.
+    let parent = fixture.dir.path().join("new-parent");
+    let made = shadow
+        .materialize(&snapshot.commit, &parent.join("copy"))
+        .unwrap();
+    assert_eq!(made.dir(), parent.join("copy"));
+    made.undo().unwrap();
+    assert!(!parent.exists());
+
+    // Into a directory that was there: it stays; what someone else put in
+    // meanwhile stays, with the directories holding it.
+    let existing = fixture.dir.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    let made = shadow.materialize(&snapshot.commit, &existing).unwrap();
+    fs::write(existing.join("src/deep/mine.txt"), "mine\n").unwrap();
+    // A file saved over one it wrote (by rename, as editors do).
+    fs::write(fixture.dir.path().join("saved"), "saved by someone\n").unwrap();
+    fs::rename(fixture.dir.path().join("saved"), existing.join("top.txt")).unwrap();
+    made.undo().unwrap();
+    assert_eq!(
+        fs::read_to_string(existing.join("top.txt")).unwrap(),
+        "saved by someone\n"
+    );
+    assert!(existing.is_dir());
+    assert_eq!(
+        fs::read_to_string(existing.join("src/deep/mine.txt")).unwrap(),
+        "mine\n"
+    );
+    assert!(!existing.join("src/a.rs").exists());
+    assert!(!existing.join("src/deep/b.rs").exists());
+}
