@@ -19,6 +19,8 @@
 //! - `files`: files named on the command line: bounded reads, FIFOs,
 //!   output files kept out of the root and replaced whole.
 
+#[path = "../shared/race.rs"]
+mod race;
 mod util;
 
 mod agent;

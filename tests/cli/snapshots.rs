@@ -572,3 +572,333 @@ fn a_snapshot_killed_half_way_leaves_no_dangling_event() {
     ]);
     assert_eq!(tree(&copy), tree(ws));
 }
+
+fn paths_of(list: &Value) -> std::collections::BTreeSet<String> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| item["path"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_rewind_never_destroys_edits_made_while_it_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    crate::race::make_a(ws);
+    let (a, _) = setup.take();
+    crate::race::make_b(ws);
+    setup.take();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = crate::race::start(ws.clone(), env.dir().join("racer"), Arc::clone(&stop));
+    let rewind = env.run(&["--json", "conversation", "rewind", "a", "c", "--to", &a]);
+    stop.store(true, Ordering::SeqCst);
+    assert!(racer.join().unwrap(), "the restore never began deleting");
+
+    let result = rewind.json();
+    let files = &result["files"];
+    let conflicts = paths_of(&files["conflicts"]);
+    let changed = paths_of(&files["changes"]);
+    crate::race::check(ws, &conflicts, &changed);
+    // A partial restore says so: its own exit status, one line on stderr.
+    if conflicts.is_empty() {
+        assert_eq!(rewind.code, 0, "{}", rewind.stderr);
+    } else {
+        assert_eq!(rewind.code, 3, "{}", rewind.stderr);
+        assert!(
+            rewind.stderr.starts_with("exo: partial restore:")
+                && rewind.stderr.trim_end().lines().count() == 1,
+            "{}",
+            rewind.stderr
+        );
+    }
+    // The recorded event carries the conflicts, and counts only what was
+    // written.
+    let event = &files["event"];
+    assert_eq!(event["reason"], "restore");
+    assert_eq!(paths_of(&event["conflicts"]), conflicts);
+    let counted = ["added", "modified", "deleted"]
+        .iter()
+        .map(|kind| event[kind].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(counted as usize, changed.len());
+    let last = env.events("a", "c").last().unwrap().clone();
+    assert_eq!(last["id"], event["id"]);
+}
+
+#[test]
+fn paths_left_alone_are_reported_and_permissions_kept() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(
+        ws,
+        "printf private > id_key && chmod 600 id_key && printf 'run' > tool && chmod 700 tool \
+         && printf data > data && printf 'captured log\\n' > notes.log",
+    );
+    let (a, _) = setup.take();
+    // The key and the tool are deleted; a FIFO takes the place of `data`;
+    // logs become ignored and the user keeps edits in the ignored log.
+    sh(
+        ws,
+        "rm id_key tool data && mkfifo data && echo '*.log' > .gitignore \
+         && printf 'my ignored edits\\n' > notes.log",
+    );
+    setup.take();
+
+    let run = env.run(&["--json", "conversation", "rewind", "a", "c", "--to", &a]);
+    assert_eq!(run.code, 3, "a partial restore: {}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("exo: partial restore: 2 paths left alone")
+            && run.stderr.contains("data, notes.log")
+            && run.stderr.trim_end().lines().count() == 1,
+        "{}",
+        run.stderr
+    );
+    let files = &run.json()["files"];
+    let changed = paths_of(&files["changes"]);
+    assert_eq!(
+        changed,
+        [".gitignore", "id_key", "tool"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        "{files}"
+    );
+    assert_eq!(
+        paths_of(&files["skipped"]),
+        ["data", "notes.log"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    assert!(files["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("fifo"));
+    // Left alone indeed.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(ws.join("data"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_eq!(
+        std::fs::read_to_string(ws.join("notes.log")).unwrap(),
+        "my ignored edits\n"
+    );
+    // Restored with the bits they had, never wider.
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&ws.join("id_key")), 0o600);
+    assert_eq!(mode(&ws.join("tool")), 0o700);
+    // The recorded event says what was written and what was left alone.
+    let event = &files["event"];
+    assert_eq!(
+        (
+            event["added"].as_u64(),
+            event["modified"].as_u64(),
+            event["deleted"].as_u64()
+        ),
+        (Some(2), Some(0), Some(1))
+    );
+    assert_eq!(
+        paths_of(&event["skipped"]),
+        ["data", "notes.log"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+
+    // The text form: one line per path left alone.
+    sh(ws, "rm data && printf again > data");
+    setup.take();
+    sh(ws, "rm data && mkfifo data");
+    setup.take();
+    let text = env.run(&["snapshot", "restore", "a", "c", &a]);
+    assert_eq!(text.code, 3, "{}", text.stderr);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|line| line.trim_start().starts_with("left alone") && line.contains("data:")),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        !text.stdout.contains("added        data"),
+        "{}",
+        text.stdout
+    );
+
+    // A fork materialises the key with its bits too.
+    let copy = env.dir().join("copy");
+    env.ok(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--at",
+        &a,
+        "--slug",
+        "f",
+        "--workspace",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(mode(&copy.join("id_key")), 0o600);
+    assert_eq!(mode(&copy.join("tool")), 0o700);
+}
+
+/// Every object in the root's shadow stores, uncompressed.
+fn shadow_objects(root: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(root.join("snapshots")).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.extension().is_none_or(|ext| ext != "git") {
+            continue;
+        }
+        let output = Command::new("git")
+            .arg("--git-dir")
+            .arg(&dir)
+            .args(["cat-file", "--batch-all-objects", "--batch"])
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        all.extend(output.stdout);
+    }
+    all
+}
+
+#[test]
+fn the_key_file_is_never_snapshotted() {
+    let env = Env::new();
+    // The workspace is the home directory: it holds the key file's
+    // directory (and the exo root).
+    let home = env.dir().to_path_buf();
+    env.ok(&["agent", "create", "A", "--slug", "a"]);
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "C",
+        "--slug",
+        "c",
+        "--workspace",
+        home.to_str().unwrap(),
+    ]);
+    std::fs::write(home.join("notes.txt"), "notes\n").unwrap();
+    let first = env.json(&["snapshot", "take", "a", "c"]);
+    let first = first["event"]["id"].as_str().unwrap().to_string();
+    // The first secret creates the key file.
+    env.ok(&["secret", "set", "token", "--value", "not-the-key"]);
+    let key_file = env.config_dir().join("exo/key");
+    let key = std::fs::read(&key_file).unwrap();
+    let key_hex = String::from_utf8(key.clone()).unwrap();
+    let key_hex = key_hex.trim();
+    assert_eq!(key_hex.len(), 64);
+
+    let diff = env.ok(&["snapshot", "diff", "a", "c", "--diff"]).stdout;
+    assert!(!diff.contains(key_hex), "the key is in the diff:\n{diff}");
+    assert!(!diff.contains("config/exo"), "{diff}");
+    let listed = env.json(&["snapshot", "diff", "a", "c"]);
+    assert_eq!(listed["changes"], serde_json::json!([]), "{listed}");
+    env.ok(&["snapshot", "take", "a", "c"]);
+    let objects = shadow_objects(&env.root());
+    assert!(!objects.is_empty());
+    assert!(
+        !crate::util::contains(&objects, key_hex.as_bytes()),
+        "the key is in the shadow store"
+    );
+
+    // Rewinding to before the key existed leaves it as it is.
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &first]);
+    assert_eq!(std::fs::read(&key_file).unwrap(), key);
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    env.ok(&["secret", "show", "token"]);
+}
+
+#[test]
+fn a_refused_fork_leaves_nothing_behind() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(
+        ws,
+        "mkdir -p src && echo hi > src/a.txt && echo top > b.txt",
+    );
+    setup.take();
+    env.ok(&["conversation", "create", "a", "Taken", "--slug", "taken"]);
+    let fork = |dir: &Path| {
+        env.fails(&[
+            "conversation",
+            "fork",
+            "a",
+            "c",
+            "--slug",
+            "taken",
+            "--workspace",
+            dir.to_str().unwrap(),
+        ])
+    };
+
+    // A directory exo made is removed again, with the parents it made.
+    let fresh = env.dir().join("new-parent/fresh");
+    let err = fork(&fresh);
+    assert!(err.contains("taken"), "{err}");
+    assert!(!env.dir().join("new-parent").exists());
+
+    // A directory that was there stays, empty as it was.
+    let existing = env.dir().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    fork(&existing);
+    assert!(existing.is_dir());
+    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+
+    // No snapshot at the fork point: nothing is made.
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "Bare",
+        "--slug",
+        "bare",
+        "--workspace",
+        ws.to_str().unwrap(),
+    ]);
+    let none = env.dir().join("none");
+    let err = env.fails(&[
+        "conversation",
+        "fork",
+        "a",
+        "bare",
+        "--workspace",
+        none.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no workspace snapshot"), "{err}");
+    assert!(!none.exists());
+
+    // And a fork that is not refused still materialises.
+    let good = env.dir().join("good");
+    env.ok(&[
+        "conversation",
+        "fork",
+        "a",
+        "c",
+        "--slug",
+        "good",
+        "--workspace",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(good.join("src/a.txt")).unwrap(),
+        "hi\n"
+    );
+}

@@ -22,6 +22,8 @@
 //! - `turn_lifecycle`: kill -9 and SIGTERM with a turn running, and the
 //!   turn after.
 
+#[path = "../shared/race.rs"]
+mod race;
 mod support;
 
 mod approvals;

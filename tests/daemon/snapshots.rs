@@ -237,3 +237,78 @@ fn gc_racing_snapshots_never_drops_a_recorded_one() {
     }
     setup.ok("gc", json!({}));
 }
+
+fn paths_of(list: &Value) -> std::collections::BTreeSet<String> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| item["path"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_restore_never_destroys_edits_made_while_it_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let root = Root::new();
+    let workspace = root.dir.path().join("ws");
+    std::fs::create_dir(&workspace).unwrap();
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    conn.ok("agent/create", json!({"name": "A", "slug": "a"}));
+    conn.ok(
+        "conversation/create",
+        json!({"agent": "a", "name": "C", "slug": "c", "workspace": workspace}),
+    );
+    crate::race::make_a(&workspace);
+    let a = conn.ok("snapshot/take", json!({"agent": "a", "conversation": "c"}));
+    crate::race::make_b(&workspace);
+    conn.ok("snapshot/take", json!({"agent": "a", "conversation": "c"}));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = crate::race::start(
+        workspace.clone(),
+        root.dir.path().join("racer"),
+        Arc::clone(&stop),
+    );
+    let result = conn.ok(
+        "snapshot/restore",
+        json!({"agent": "a", "conversation": "c", "snapshot": a["event"]["commit"]}),
+    );
+    stop.store(true, Ordering::SeqCst);
+    assert!(racer.join().unwrap(), "the restore never began deleting");
+
+    let conflicts = paths_of(&result["conflicts"]);
+    let changed = paths_of(&result["changes"]);
+    crate::race::check(&workspace, &conflicts, &changed);
+    assert_eq!(result["written"], true);
+    // The recorded event carries the conflicts and counts what was written.
+    let event = &result["event"];
+    assert_eq!(event["reason"], "restore");
+    assert_eq!(paths_of(&event["conflicts"]), conflicts);
+    let counted: u64 = ["added", "modified", "deleted"]
+        .iter()
+        .map(|kind| event[kind].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize, changed.len());
+    // A restore over what the racer left is refused (its work is newer
+    // than the snapshot the files are said to match), naming it.
+    if !conflicts.is_empty() {
+        let error = conn.err(
+            "snapshot/restore",
+            json!({"agent": "a", "conversation": "c", "snapshot": a["event"]["commit"]}),
+        );
+        assert_eq!(error["data"]["code"], "conflict");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            crate::race::raced()
+                .iter()
+                .any(|path| message.contains(path.as_str())),
+            "{message}"
+        );
+    }
+}

@@ -731,6 +731,15 @@ async fn slash(
                     },
                     files.changes.len()
                 ));
+                for conflict in &files.conflicts {
+                    text.push_str(&format!(
+                        "\n  left alone {}: {} during the restore, kept as it is",
+                        conflict.path, conflict.change
+                    ));
+                }
+                for skip in &files.skipped {
+                    text.push_str(&format!("\n  left alone {}: {}", skip.path, skip.reason));
+                }
             }
             text
         }

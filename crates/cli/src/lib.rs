@@ -7,7 +7,9 @@
 //! itself, so both paths print the same bytes.
 //!
 //! Exit status: 0 on success, 1 with a one-line `exo: ...` error on stderr
-//! on failure, 2 on usage errors (from clap).
+//! on failure, 2 on usage errors (from clap), 3 when a restore or rewind
+//! was done but left some paths alone (listed on stdout, and counted in a
+//! one-line `exo: ...` on stderr).
 
 #![allow(clippy::print_stdout)]
 
@@ -77,7 +79,11 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "exo: {}", one_line(&err));
-            ExitCode::FAILURE
+            if err.is::<PartialRestore>() {
+                ExitCode::from(PARTIAL_RESTORE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -98,6 +104,48 @@ fn one_line(err: &anyhow::Error) -> String {
         message.push_str(&text);
     }
     message.replace('\n', " ")
+}
+
+/// The exit status of a restore (or rewind) that left paths alone.
+const PARTIAL_RESTORE: u8 = 3;
+
+/// A restore or rewind happened, but left some paths alone: not a failure
+/// (the result is printed, the conversation moved), but not a clean
+/// success either, so scripts notice.
+#[derive(Debug)]
+struct PartialRestore(String);
+
+impl std::fmt::Display for PartialRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PartialRestore {}
+
+/// `Err(PartialRestore)` when a real restore left paths alone.
+fn check_partial(result: &RestoreResult) -> Result<()> {
+    if !result.written || (result.conflicts.is_empty() && result.skipped.is_empty()) {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let mut paths: Vec<&str> = result
+        .conflicts
+        .iter()
+        .map(|c| c.path.as_str())
+        .chain(result.skipped.iter().map(|s| s.path.as_str()))
+        .collect();
+    paths.sort_unstable();
+    let total = paths.len();
+    let mut listed = paths[..total.min(SHOWN)].join(", ");
+    if total > SHOWN {
+        listed.push_str(&format!(" and {} more", total - SHOWN));
+    }
+    Err(PartialRestore(format!(
+        "partial restore: {total} path{} left alone (changed during the restore, or something exo does not capture in the way): {listed}; everything else was restored",
+        if total == 1 { "" } else { "s" }
+    ))
+    .into())
 }
 
 /// Logs go to stderr (never stdout, which may carry the protocol), or to a
@@ -643,7 +691,11 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
                     "
 ",
                 )
-            })
+            })?;
+            match &outcome.files {
+                Some(files) => check_partial(files),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -1066,7 +1118,7 @@ fn restore_summary(result: &RestoreResult) -> String {
             .iter()
             .map(|change| format!("  {:<12} {}", change.change, change.path)),
     );
-    if !result.conflicts.is_empty() {
+    if !result.written && !result.conflicts.is_empty() {
         lines.push(format!(
             "refused without --force: changed since the latest snapshot: {}",
             result
@@ -1077,6 +1129,21 @@ fn restore_summary(result: &RestoreResult) -> String {
                 .join(", ")
         ));
     }
+    if result.written {
+        // One line per path left alone: the user's own work, kept.
+        lines.extend(result.conflicts.iter().map(|conflict| {
+            format!(
+                "  {:<12} {}: {} during the restore, kept as it is",
+                "left alone", conflict.path, conflict.change
+            )
+        }));
+    }
+    lines.extend(
+        result
+            .skipped
+            .iter()
+            .map(|skip| format!("  {:<12} {}: {}", "left alone", skip.path, skip.reason)),
+    );
     if let Some(safety) = &result.safety {
         if let exo_core::EventData::WorkspaceSnapshot { commit, .. } = &safety.data {
             lines.push(format!(
@@ -1161,7 +1228,8 @@ fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Resul
             });
             let (value, result) =
                 backend.call_as::<RestoreResult>(SnapshotRestore::NAME, request)?;
-            out.emit(&value, || restore_summary(&result))
+            out.emit(&value, || restore_summary(&result))?;
+            check_partial(&result)
         }
     }
 }

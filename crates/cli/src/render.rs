@@ -109,13 +109,20 @@ pub fn event_summary(data: &EventData) -> String {
             modified,
             deleted,
             skipped,
+            conflicts,
             ..
         } => {
-            let skipped = if skipped.is_empty() {
+            let mut skipped = if skipped.is_empty() {
                 String::new()
             } else {
                 format!(", {} skipped", skipped.len())
             };
+            if !conflicts.is_empty() {
+                skipped.push_str(&format!(
+                    ", {} left alone (changed during the restore)",
+                    conflicts.len()
+                ));
+            }
             format!(
                 "{} {}: +{added} ~{modified} -{deleted}{skipped}",
                 format!("{reason:?}").to_lowercase(),

@@ -147,15 +147,32 @@ pub enum SnapshotReason {
     Fork,
 }
 
-/// A file a snapshot left out for its size.
+/// A path a snapshot left out (too large, special, unreadable), or a path
+/// of the snapshot a restore left alone (something uncaptured in the way).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SkippedFile {
     /// Its workspace-relative path (lossy UTF-8 for names that are not).
     pub path: String,
-    /// Its size in bytes.
+    /// Its size in bytes (0 when unknown or irrelevant).
     pub size: u64,
+    /// Why, in a few words (absent in events recorded before exo said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A path a restore left alone because it changed on disk while the
+/// restore ran, after the safety snapshot: work that is in no snapshot.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PathConflict {
+    /// Its workspace-relative path (lossy UTF-8 for names that are not).
+    pub path: String,
+    /// How the disk differs from the safety snapshot: `added`, `modified`,
+    /// `deleted` or `mode_changed`.
+    pub change: String,
 }
 
 /// Who speaks in a message.
@@ -525,15 +542,21 @@ pub enum EventData {
         tree: String,
         /// Why it was taken.
         reason: SnapshotReason,
-        /// Paths added since the previous snapshot of this workspace.
+        /// Paths added since the previous snapshot of this workspace (for
+        /// a restore: paths the restore added).
         added: u64,
-        /// Paths modified since then.
+        /// Paths modified since then (for a restore: rewritten).
         modified: u64,
-        /// Paths deleted since then.
+        /// Paths deleted since then (for a restore: removed).
         deleted: u64,
-        /// Files left out for their size.
+        /// Files left out of the snapshot; for a restore, paths of the
+        /// snapshot left alone because something uncaptured is in the way.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         skipped: Vec<SkippedFile>,
+        /// For a restore: paths left alone because they changed on disk
+        /// while it ran (the files then do not all match `commit`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        conflicts: Vec<PathConflict>,
     },
     /// Anything else, under a namespaced type such as `myexec.compaction`.
     Custom {

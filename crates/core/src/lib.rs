@@ -14,8 +14,8 @@ mod slug;
 
 pub use binding::{ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
 pub use event::{
-    ContentPart, Event, EventData, EventKind, Role, SessionEndReason, SkippedFile, SnapshotReason,
-    Timestamp, TurnStatus, Usage, MAX_INPUT_NESTING,
+    ContentPart, Event, EventData, EventKind, PathConflict, Role, SessionEndReason, SkippedFile,
+    SnapshotReason, Timestamp, TurnStatus, Usage, MAX_INPUT_NESTING,
 };
 pub use ids::{AgentId, ConversationId, EventId, IdParseError, SecretId, SessionId, TurnId};
 pub use slug::{slugify, validate_slug, SlugError};

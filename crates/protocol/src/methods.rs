@@ -781,6 +781,15 @@ pub struct PathChange {
     pub change: String,
 }
 
+/// A path a restore left alone, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SkippedPath {
+    /// Workspace-relative path (lossy UTF-8 for names that are not).
+    pub path: String,
+    /// Why, in a few words.
+    pub reason: String,
+}
+
 /// `snapshot/take` result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SnapshotResult {
@@ -869,14 +878,23 @@ pub struct SnapshotRestoreParams {
 pub struct RestoreResult {
     /// The snapshot restored to.
     pub snapshot: String,
-    /// The paths written or removed (or that would be).
+    /// The paths written or removed (or, for a dry run, that would be);
+    /// never a path left alone.
     pub changes: Vec<PathChange>,
     /// False for a dry run.
     pub written: bool,
     /// For a dry run without `force`: paths changed on disk since the
     /// latest snapshot, which a real restore would refuse to overwrite.
+    /// For a real restore: paths left alone because they changed on disk
+    /// while it ran (after the safety snapshot, so in no snapshot), with
+    /// how the disk differs from the safety snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<PathChange>,
+    /// Paths of the snapshot left alone because something exo does not
+    /// capture is in the way (an ignored, special or over-size file, a
+    /// symlink or a directory with such files), and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedPath>,
     /// The safety snapshot taken first, so the restore can be undone.
     pub safety: Option<Event>,
     /// The `workspace_snapshot` event recording the restored state.

@@ -408,7 +408,7 @@ impl Service {
 /// What no tool may touch: exo's root (its store, locks and snapshots) and
 /// the directory of the encryption key file, as absolute paths (a relative
 /// root is relative to this process, not to the workspace).
-fn protected_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn protected_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut dirs = vec![std::fs::canonicalize(root)
         .or_else(|_| std::path::absolute(root))
         .unwrap_or_else(|_| root.to_path_buf())];

@@ -6,16 +6,22 @@
 //!
 //! Every restore first checks that the workspace has not changed since the
 //! latest snapshot exo knows of (someone else's work), then takes and
-//! records a safety snapshot, then writes only the paths that differ, then
-//! records a `workspace_snapshot {reason: restore}` naming the snapshot the
-//! files now match. So every restore can itself be undone.
+//! records a safety snapshot, then writes only the paths that differ,
+//! leaving alone (and reporting) every path that changes on disk after the
+//! safety snapshot, then records a `workspace_snapshot {reason: restore}`
+//! naming the snapshot the files now match, with the paths left alone. So
+//! every restore can itself be undone, and no edit made while it runs is
+//! lost.
+//!
+//! exo's root and the key file's directory are never captured, diffed,
+//! restored or materialised, even when a workspace contains them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use exo_core::{EventData, EventKind, SkippedFile, SnapshotReason};
-use exo_protocol::methods::PathChange;
+use exo_core::{EventData, EventKind, PathConflict, SkippedFile, SnapshotReason};
+use exo_protocol::methods::{PathChange, RestoreResult, SkippedPath};
 use exo_protocol::{ErrorCode, ErrorData};
 use exo_rpc::ErrorObject;
 use exo_snapshot::{ChangeKind, RestoreOptions, ScanHint, Shadow, Watcher};
@@ -32,6 +38,9 @@ struct Entry {
 /// The shadow stores this process has open.
 pub(crate) struct Workspaces {
     root: PathBuf,
+    /// Directories no snapshot may capture: the exo root and the key
+    /// file's directory.
+    exclude: Vec<PathBuf>,
     /// Whether to keep shadows (and their watchers) open between requests:
     /// true in the daemon, false in a one-shot CLI process.
     keep_open: bool,
@@ -66,6 +75,17 @@ pub(crate) fn snapshot_error(err: exo_snapshot::Error) -> ErrorObject {
     }
 }
 
+/// Paths a restore left alone, for the protocol.
+fn skipped_paths(skipped: &[exo_snapshot::Skipped]) -> Vec<SkippedPath> {
+    skipped
+        .iter()
+        .map(|skip| SkippedPath {
+            path: skip.path.to_string_lossy().into_owned(),
+            reason: skip.reason.clone(),
+        })
+        .collect()
+}
+
 pub(crate) fn changes(changes: &[exo_snapshot::Change]) -> Vec<PathChange> {
     changes
         .iter()
@@ -85,9 +105,17 @@ pub(crate) fn changes(changes: &[exo_snapshot::Change]) -> Vec<PathChange> {
 impl Workspaces {
     pub fn new(root: PathBuf, keep_open: bool) -> Workspaces {
         Workspaces {
+            exclude: crate::turns::protected_dirs(&root),
             root,
             keep_open,
             open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn options(&self) -> exo_snapshot::Options {
+        exo_snapshot::Options {
+            exclude: self.exclude.clone(),
+            ..exo_snapshot::Options::default()
         }
     }
 
@@ -98,8 +126,8 @@ impl Workspaces {
         f: impl FnOnce(&mut Shadow, &mut Option<Watcher>) -> Result<T, ErrorObject>,
     ) -> Result<T, ErrorObject> {
         if !self.keep_open {
-            let mut shadow = Shadow::open(&self.root, workspace, exo_snapshot::Options::default())
-                .map_err(snapshot_error)?;
+            let mut shadow =
+                Shadow::open(&self.root, workspace, self.options()).map_err(snapshot_error)?;
             return f(&mut shadow, &mut None);
         }
         let entry = {
@@ -107,10 +135,9 @@ impl Workspaces {
             match open.get(workspace) {
                 Some(entry) => Arc::clone(entry),
                 None => {
-                    let shadow =
-                        Shadow::open(&self.root, workspace, exo_snapshot::Options::default())
-                            .map_err(snapshot_error)?;
-                    let watcher = match Watcher::new(workspace, &self.root) {
+                    let shadow = Shadow::open(&self.root, workspace, self.options())
+                        .map_err(snapshot_error)?;
+                    let watcher = match Watcher::excluding(workspace, &self.root, &self.exclude) {
                         Ok(watcher) => Some(watcher),
                         Err(err) => {
                             tracing::warn!(workspace = %workspace.display(), %err, "no watcher; every snapshot scans fully");
@@ -211,13 +238,14 @@ impl Workspaces {
         })
     }
 
-    /// Materialises a snapshot into a new directory.
+    /// Materialises a snapshot into a new directory; what it wrote can be
+    /// taken back with [`exo_snapshot::Materialized::undo`].
     pub fn materialize(
         &self,
         workspace: &str,
         commit: &str,
         dir: &Path,
-    ) -> Result<(), ErrorObject> {
+    ) -> Result<exo_snapshot::Materialized, ErrorObject> {
         self.with(Path::new(workspace), |shadow, _| {
             shadow
                 .materialize(&commit.to_string(), dir)
@@ -283,7 +311,7 @@ impl Workspaces {
         dry_run: bool,
         unified: bool,
         record_restore: bool,
-    ) -> Result<exo_protocol::methods::RestoreResult, ErrorObject> {
+    ) -> Result<RestoreResult, ErrorObject> {
         let (agent, conv) = (conversation.agent.to_string(), conversation.id.to_string());
         // The newest snapshot recorded for this workspace is what exo last
         // knew the files to be; anything else on disk is someone else's
@@ -304,6 +332,7 @@ impl Workspaces {
                     RestoreOptions {
                         force: force || dry_run,
                         dry_run: true,
+                        keep_drifted: false,
                     },
                 )
                 .map_err(snapshot_error)?;
@@ -324,11 +353,12 @@ impl Workspaces {
                 None
             };
             if dry_run {
-                return Ok(exo_protocol::methods::RestoreResult {
+                return Ok(RestoreResult {
                     snapshot: target.commit.clone(),
                     changes: changes(&planned.changes),
                     written: false,
                     conflicts,
+                    skipped: Vec::new(),
                     safety: None,
                     event: None,
                     diff,
@@ -352,42 +382,36 @@ impl Workspaces {
                     ),
                 )
                 .map_err(store_error)?;
+            // Whatever changes on disk from here on is in no snapshot: the
+            // restore leaves it alone (what drifted since the safety
+            // snapshot, and each path found changed right before it is
+            // written) and reports it.
             let report = shadow
                 .restore(
                     &target_commit,
                     Some(&safety.commit),
                     RestoreOptions {
-                        force: true,
-                        dry_run: false,
+                        keep_drifted: true,
+                        ..RestoreOptions::default()
                     },
                 )
                 .map_err(snapshot_error)?;
-            let listed = changes(&report.changes);
-            let (added, modified, deleted) = counts(&listed);
-            let restored = if record_restore {
-                let data = EventData::WorkspaceSnapshot {
-                    workspace: workspace.to_string(),
-                    commit: target.commit.clone(),
-                    tree: target.tree.clone(),
-                    reason: SnapshotReason::Restore,
-                    added,
-                    modified,
-                    deleted,
-                    skipped: Vec::new(),
-                };
-                Some(store.record(&agent, &conv, data).map_err(store_error)?)
-            } else {
-                None
-            };
-            Ok(exo_protocol::methods::RestoreResult {
+            let mut result = RestoreResult {
                 snapshot: target.commit.clone(),
-                changes: listed,
+                changes: changes(&report.changes),
                 written: true,
-                conflicts: Vec::new(),
+                conflicts: changes(&report.conflicts),
+                skipped: skipped_paths(&report.skipped),
                 safety: Some(exo_protocol::Event::from(&safety_event)),
-                event: restored.as_ref().map(exo_protocol::Event::from),
+                event: None,
                 diff,
-            })
+            };
+            if record_restore {
+                let data = restore_event(workspace, target, &result);
+                let event = store.record(&agent, &conv, data).map_err(store_error)?;
+                result.event = Some(exo_protocol::Event::from(&event));
+            }
+            Ok(result)
         })
     }
 }
@@ -405,6 +429,39 @@ fn counts(changes: &[PathChange]) -> (u64, u64, u64) {
         count(&["modified", "mode_changed"]),
         count(&["deleted"]),
     )
+}
+
+/// The `workspace_snapshot {reason: restore}` recording what a restore
+/// did: the snapshot the files now match, what was written, and the paths
+/// left alone.
+fn restore_event(workspace: &str, target: &SnapshotRef, result: &RestoreResult) -> EventData {
+    let (added, modified, deleted) = counts(&result.changes);
+    EventData::WorkspaceSnapshot {
+        workspace: workspace.to_string(),
+        commit: target.commit.clone(),
+        tree: target.tree.clone(),
+        reason: SnapshotReason::Restore,
+        added,
+        modified,
+        deleted,
+        skipped: result
+            .skipped
+            .iter()
+            .map(|skip| SkippedFile {
+                path: skip.path.clone(),
+                size: 0,
+                reason: Some(skip.reason.clone()),
+            })
+            .collect(),
+        conflicts: result
+            .conflicts
+            .iter()
+            .map(|conflict| PathConflict {
+                path: conflict.path.clone(),
+                change: conflict.change.clone(),
+            })
+            .collect(),
+    }
 }
 
 fn snapshot_event(
@@ -428,8 +485,10 @@ fn snapshot_event(
             .map(|skipped| SkippedFile {
                 path: skipped.path.to_string_lossy().into_owned(),
                 size: skipped.size,
+                reason: Some(skipped.reason.clone()),
             })
             .collect(),
+        conflicts: Vec::new(),
     }
 }
 
@@ -755,17 +814,11 @@ impl crate::Service {
             let tree = snapshot_at(store, &params.agent, &params.conversation, Some(params.to))?
                 .map(|(_, found)| found.tree)
                 .unwrap_or_default();
-            let (added, modified, deleted) = counts(&result.changes);
-            let data = EventData::WorkspaceSnapshot {
-                workspace: workspace.clone(),
+            let target = SnapshotRef {
                 commit: commit.clone(),
                 tree,
-                reason: SnapshotReason::Restore,
-                added,
-                modified,
-                deleted,
-                skipped: Vec::new(),
             };
+            let data = restore_event(workspace, &target, result);
             let event = store
                 .record(&params.agent, &params.conversation, data)
                 .map_err(store_error)?;
@@ -812,14 +865,36 @@ impl crate::Service {
                     )
                 })?;
             let dir = PathBuf::from(dir);
-            self.workspaces()
+            let materialized = self
+                .workspaces()
                 .materialize(&workspace, &snapshot.commit, &dir)?;
             options.workspace = Some(dir);
+            // A refused fork takes back what it wrote (and the directory,
+            // if it made it), and nothing else.
+            return match store.fork(&params.agent, &params.conversation, options) {
+                Ok(fork) => self.fork_workspace_snapshot(fork),
+                Err(err) => {
+                    if let Err(undo) = materialized.undo() {
+                        tracing::warn!(%undo, "cannot remove the refused fork's files");
+                    }
+                    Err(store_error(err))
+                }
+            };
         }
         let fork = store
             .fork(&params.agent, &params.conversation, options)
             .map_err(store_error)?;
-        if let (Some(workspace), true) = (&fork.workspace, params.workspace.is_some()) {
+        Ok(crate::convert::conversation(&fork))
+    }
+
+    /// Records a fork's first snapshot, of the directory it was
+    /// materialised into.
+    fn fork_workspace_snapshot(
+        &self,
+        fork: exo_store::Conversation,
+    ) -> Result<exo_protocol::Conversation, ErrorObject> {
+        let store = self.store();
+        if let Some(workspace) = &fork.workspace {
             self.workspaces()
                 .take(workspace, SnapshotReason::Fork, |data, _| {
                     store

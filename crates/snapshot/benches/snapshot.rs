@@ -484,7 +484,7 @@ fn main() -> BenchResult<()> {
     git.snapshot()?;
     let force = RestoreOptions {
         force: true,
-        dry_run: false,
+        ..RestoreOptions::default()
     };
     let mut restore = Pairing::new("restore", "restore 100 files", 1.5);
     for run in 0..plan.runs {

@@ -7,8 +7,9 @@ use git2::{Delta, DiffOptions, ObjectType, Oid, Repository, Tree};
 use similar::TextDiff;
 
 use crate::error::Error;
-use crate::index::MODE_TREE;
+use crate::index::{MODE_SYMLINK, MODE_TREE};
 use crate::paths;
+use crate::perms::{self, Perms, NOTE_NAME};
 use crate::{Change, ChangeKind};
 
 /// One path's change between two trees, with both sides' mode and blob.
@@ -20,6 +21,10 @@ pub(crate) struct FileDelta {
     pub(crate) old: Option<(u32, Oid)>,
     /// `(mode, blob)` after; `None` when deleted.
     pub(crate) new: Option<(u32, Oid)>,
+    /// Permission bits the first state's note records for the path.
+    pub(crate) old_perm: Option<u32>,
+    /// Permission bits the second state's note records for the path.
+    pub(crate) new_perm: Option<u32>,
 }
 
 impl FileDelta {
@@ -31,14 +36,32 @@ impl FileDelta {
     }
 }
 
+/// The permissions note of a snapshot's root tree (empty without one, or
+/// with one that cannot be read).
+pub(crate) fn note(repo: &Repository, tree: Option<&Tree<'_>>) -> Result<Perms, Error> {
+    let Some(entry) = tree.and_then(|tree| tree.get_name_bytes(NOTE_NAME)) else {
+        return Ok(Perms::new());
+    };
+    if entry.kind() != Some(ObjectType::Blob) {
+        return Ok(Perms::new());
+    }
+    let blob = repo.find_blob(entry.id())?;
+    Ok(perms::parse(blob.content()).unwrap_or_default())
+}
+
 /// The file-level changes from `old` to `new` (either may be absent: the
 /// empty tree), sorted by path. Identical subtrees are skipped by id, so the
-/// cost follows the size of the change.
+/// cost follows the size of the change. The permissions note is not a
+/// path: a change of recorded bits shows as `ModeChanged` on its file.
+/// Paths at or below an `excluded` one are left out.
 pub(crate) fn tree_deltas(
     repo: &Repository,
     old: Option<&Tree<'_>>,
     new: Option<&Tree<'_>>,
+    excluded: &[Vec<u8>],
 ) -> Result<Vec<FileDelta>, Error> {
+    let left_out =
+        |rel: &[u8]| rel == NOTE_NAME || excluded.iter().any(|dir| paths::is_within(rel, dir));
     let mut options = DiffOptions::new();
     options
         .include_typechange(true)
@@ -79,15 +102,71 @@ pub(crate) fn tree_deltas(
             _ => continue,
         };
         let Some(rel) = rel else { continue };
+        if left_out(rel) {
+            continue;
+        }
         out.push(FileDelta {
             rel: rel.to_vec(),
             kind,
             old,
             new,
+            old_perm: None,
+            new_perm: None,
         });
+    }
+    let old_perms = note(repo, old)?;
+    let new_perms = note(repo, new)?;
+    if !old_perms.is_empty() || !new_perms.is_empty() {
+        for delta in &mut out {
+            delta.old_perm = old_perms.get(&delta.rel).copied();
+            delta.new_perm = new_perms.get(&delta.rel).copied();
+        }
+    }
+    if old_perms != new_perms {
+        // Files whose content and git mode are the same but whose recorded
+        // bits differ.
+        let listed: std::collections::HashSet<Vec<u8>> =
+            out.iter().map(|delta| delta.rel.clone()).collect();
+        let mut candidates: Vec<&Vec<u8>> = old_perms.keys().chain(new_perms.keys()).collect();
+        candidates.sort();
+        candidates.dedup();
+        for rel in candidates {
+            let (old_perm, new_perm) = (old_perms.get(rel).copied(), new_perms.get(rel).copied());
+            if old_perm == new_perm || listed.contains(rel) || left_out(rel) {
+                continue;
+            }
+            let side = |tree: Option<&Tree<'_>>| -> Option<(u32, Oid)> {
+                let entry = tree?.get_path(&paths::to_path(rel)).ok()?;
+                (entry.kind() == Some(ObjectType::Blob))
+                    .then(|| (entry.filemode() as u32, entry.id()))
+            };
+            let (Some(before), Some(after)) = (side(old), side(new)) else {
+                continue;
+            };
+            if before != after {
+                continue;
+            }
+            out.push(FileDelta {
+                rel: rel.clone(),
+                kind: ChangeKind::ModeChanged,
+                old: Some(before),
+                new: Some(after),
+                old_perm,
+                new_perm,
+            });
+        }
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
+}
+
+/// The mode a file side shows in a unified diff: git's, with the recorded
+/// permission bits when there are some.
+fn shown_mode(mode: u32, perm: Option<u32>) -> u32 {
+    if mode == MODE_SYMLINK || mode == MODE_TREE {
+        return mode;
+    }
+    0o100000 | perm.unwrap_or_else(|| perms::default_bits(mode))
 }
 
 /// How many deltas count as added, modified (content, type or mode) and
@@ -143,14 +222,16 @@ pub(crate) fn unified(
         }
         let name = paths::display(&delta.rel);
         let _ = writeln!(out, "diff --git a/{name} b/{name}");
-        match (delta.old, delta.new) {
-            (None, Some((mode, _))) => {
+        let old_mode = delta.old.map(|(mode, _)| shown_mode(mode, delta.old_perm));
+        let new_mode = delta.new.map(|(mode, _)| shown_mode(mode, delta.new_perm));
+        match (old_mode, new_mode) {
+            (None, Some(mode)) => {
                 let _ = writeln!(out, "new file mode {mode:o}");
             }
-            (Some((mode, _)), None) => {
+            (Some(mode), None) => {
                 let _ = writeln!(out, "deleted file mode {mode:o}");
             }
-            (Some((old_mode, _)), Some((new_mode, _))) if old_mode != new_mode => {
+            (Some(old_mode), Some(new_mode)) if old_mode != new_mode => {
                 let _ = writeln!(out, "old mode {old_mode:o}");
                 let _ = writeln!(out, "new mode {new_mode:o}");
             }

@@ -21,8 +21,12 @@
 //! left out when it lies inside the workspace; files over
 //! [`Options::max_file_bytes`] and special files (FIFOs, sockets, devices)
 //! are skipped and reported; symlinks (never followed), the executable bit,
-//! binary and empty files and non-UTF-8 names survive a round trip. Empty
-//! directories are not captured (git has no such thing).
+//! permission bits narrower than git's `644`/`755` (kept in a small note
+//! blob beside the tree, see `src/perms.rs`), binary and empty files and
+//! non-UTF-8 names survive a round trip. Empty directories are not captured
+//! (git has no such thing). Directories named in [`Options::exclude`] (exo's
+//! key file directory, say) are never captured, diffed, restored or
+//! materialised.
 //!
 //! # Incremental snapshots
 //!
@@ -62,6 +66,7 @@ mod error;
 mod index;
 mod pack;
 mod paths;
+mod perms;
 mod scan;
 mod shadow;
 mod sink;
@@ -72,7 +77,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 pub use error::Error;
-pub use shadow::{Shadow, LOCK_TIMEOUT};
+pub use shadow::{Materialized, Shadow, LOCK_TIMEOUT};
 pub use watch::Watcher;
 
 /// A git object id: 40 lowercase hex digits.
@@ -82,17 +87,27 @@ pub type Oid = String;
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 << 20;
 
 /// How a shadow captures a workspace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Files larger than this are not captured; snapshots report them in
     /// [`Snapshot::skipped`]. Default [`DEFAULT_MAX_FILE_BYTES`].
     pub max_file_bytes: u64,
+    /// Directories left out of everything, like the exo root (which always
+    /// is): never captured, never listed or shown by a diff, never written
+    /// or removed by a restore, never materialised. Absolute paths (a
+    /// relative one is taken from the current directory); symlinks in them
+    /// are resolved as far as they exist, and they need not exist yet. Only
+    /// those strictly inside the workspace matter; a workspace inside one
+    /// is refused. Meant for secrets exo keeps outside its root, such as
+    /// the key file's directory.
+    pub exclude: Vec<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            exclude: Vec::new(),
         }
     }
 }
@@ -157,7 +172,8 @@ pub enum ChangeKind {
     Modified,
     /// Only in the first.
     Deleted,
-    /// Same content, executable bit flipped.
+    /// Same content, permissions changed: the executable bit flipped, or
+    /// permission bits narrower than git's `644`/`755` changed.
     ModeChanged,
 }
 
@@ -168,18 +184,38 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Write nothing; report what would change.
     pub dry_run: bool,
+    /// Rather than refuse when the workspace drifted from `expected`, leave
+    /// the drifted paths alone, restore the rest, and report the drifted
+    /// ones in [`RestoreReport::conflicts`]. For a caller that has just
+    /// recorded `expected` as a safety snapshot: whatever changed since is
+    /// in no snapshot, and must not be overwritten. Ignored with `force`.
+    pub keep_drifted: bool,
 }
 
 /// What [`Shadow::restore`] did (or, for a dry run, would do).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreReport {
-    /// Workspace → target changes, sorted by path.
+    /// Workspace → target changes made (for a dry run: planned), sorted by
+    /// path. A path left alone is never listed here.
     pub changes: Vec<Change>,
     /// Whether anything was written (false for a dry run).
     pub written: bool,
     /// Paths of the target left alone because something uncaptured
-    /// (ignored, too large, special) is in the way.
+    /// (ignored, too large, special) is in the way. Sorted by path.
     pub skipped: Vec<Skipped>,
+    /// Paths left alone because they changed on disk after the restore
+    /// planned them (or, with [`RestoreOptions::keep_drifted`], since
+    /// `expected`); `kind` says how the disk differs from what was planned
+    /// on (`Added`: something appeared; `Deleted`: it vanished). Their
+    /// content on disk is whatever the other writer left. Sorted by path.
+    pub conflicts: Vec<Change>,
+}
+
+impl RestoreReport {
+    /// Whether some path of the target was left alone.
+    pub fn is_partial(&self) -> bool {
+        !self.skipped.is_empty() || !self.conflicts.is_empty()
+    }
 }
 
 /// What [`Shadow::gc`] did.

@@ -64,6 +64,39 @@ pub(crate) fn normalize(path: &Path) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// An absolute form of `path` with symlinks resolved as far as it exists:
+/// the longest existing prefix canonicalised, the rest appended as written
+/// (`.` dropped, `..` removing the component before it).
+pub(crate) fn resolve_what_exists(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut lexical = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other.as_os_str()),
+        }
+    }
+    let mut existing = lexical.as_path();
+    let mut rest: Vec<&OsStr> = Vec::new();
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(existing) {
+            let mut out = canonical;
+            out.extend(rest.iter().rev());
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return lexical,
+        }
+    }
+}
+
 /// Joins a directory's relative path and a name.
 pub(crate) fn child(dir: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(dir.len() + 1 + name.len());

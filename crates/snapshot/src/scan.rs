@@ -62,8 +62,9 @@ pub(crate) fn is_racy(stat: &Stat, scan_start_ns: i64) -> bool {
 pub(crate) struct Walker {
     /// The canonical workspace root.
     root: PathBuf,
-    /// The canonical exo root, when it lies inside the workspace.
-    exclude: Option<PathBuf>,
+    /// Directories left out (the exo root, and the caller's excluded
+    /// directories), those strictly inside the workspace, resolved.
+    exclude: Arc<Vec<PathBuf>>,
     threads: usize,
 }
 
@@ -144,24 +145,36 @@ pub(crate) struct Walked {
 }
 
 impl Walker {
-    pub(crate) fn new(root: PathBuf, exo_root: &Path) -> Walker {
-        let exclude = exo_root.starts_with(&root).then(|| exo_root.to_path_buf());
+    /// A walker of `root` (canonical) leaving out `exo_root` (canonical)
+    /// and `exclude` (any absolute paths) where they lie inside it.
+    pub(crate) fn new(root: PathBuf, exo_root: &Path, exclude: &[PathBuf]) -> Walker {
+        let mut excluded: Vec<PathBuf> = Vec::new();
+        for dir in std::iter::once(exo_root.to_path_buf())
+            .chain(exclude.iter().map(|dir| paths::resolve_what_exists(dir)))
+        {
+            if dir != root && dir.starts_with(&root) && !excluded.contains(&dir) {
+                excluded.push(dir);
+            }
+        }
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(2, 8);
         Walker {
             root,
-            exclude,
+            exclude: Arc::new(excluded),
             threads,
         }
     }
 
-    /// The exo root's relative path, when it lies inside the workspace.
-    pub(crate) fn excluded_rel(&self) -> Option<Vec<u8>> {
+    /// The relative paths of the directories left out (the exo root and
+    /// the caller's), those inside the workspace.
+    pub(crate) fn excluded_rels(&self) -> Vec<Vec<u8>> {
         self.exclude
-            .as_deref()
-            .and_then(|exclude| paths::relative(&self.root, exclude))
+            .iter()
+            .filter_map(|exclude| paths::relative(&self.root, exclude))
+            .filter(|rel| !rel.is_empty())
+            .collect()
     }
 
     fn builder(&self, cone: Option<Arc<Cone>>) -> WalkBuilder {
@@ -179,7 +192,7 @@ impl Walker {
             .add_custom_ignore_filename(EXOIGNORE)
             .threads(self.threads);
         let root_len = self.root.as_os_str().len();
-        let exclude = self.exclude.clone();
+        let exclude = Arc::clone(&self.exclude);
         builder.filter_entry(move |entry| {
             if entry.depth() == 0 {
                 return true;
@@ -187,7 +200,7 @@ impl Walker {
             if paths::is_git_dir_name(entry.file_name().as_bytes()) {
                 return false;
             }
-            if exclude.as_deref() == Some(entry.path()) {
+            if exclude.iter().any(|dir| dir == entry.path()) {
                 return false;
             }
             match &cone {

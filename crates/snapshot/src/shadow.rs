@@ -10,13 +10,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use git2::{ObjectType, Oid as GitOid, Repository, RepositoryInitOptions, Tree};
 
-use crate::checkout::{Outcome, Writer};
+use crate::checkout::{Drift, Expected, Outcome, Writer};
 use crate::diff::{self, FileDelta};
 use crate::durable;
 use crate::error::{Error, IoContext};
 use crate::index::{self, Entry, INDEX_FILE, LAST_FILE};
 use crate::pack::{PackBuffer, PACK_MIN_OBJECTS};
 use crate::paths;
+use crate::perms::NOTE_NAME;
 use crate::scan::{self, Cone, HashContext, Hashed, Job, Kind, Walker};
 use crate::sink::{self, Written};
 use crate::tree::TreeCache;
@@ -48,6 +49,9 @@ pub struct Shadow {
     repo: Repository,
     options: Options,
     walker: Walker,
+    /// The directories left out (the exo root and `options.exclude`),
+    /// relative, those inside the workspace.
+    excluded: Vec<Vec<u8>>,
     state: State,
     /// Held for the flock; closing it releases the lock.
     _lock: File,
@@ -74,6 +78,11 @@ struct State {
     /// The current operation's objects, when it writes a pack (see
     /// [`crate::pack`]); written out by `flush_batch`.
     batch: Option<PackBuffer>,
+    /// The permissions note of the last tree built (see [`crate::perms`]):
+    /// its bytes and blob id, `None` when the tree has none.
+    note: Option<(Vec<u8>, GitOid)>,
+    /// When the last scan started, in nanoseconds since the epoch.
+    scan_start_ns: i64,
 }
 
 /// Nanoseconds since the epoch, now.
@@ -139,6 +148,16 @@ impl Shadow {
                 exo_root.display()
             )));
         }
+        for dir in &options.exclude {
+            let dir = paths::resolve_what_exists(dir);
+            if workspace.starts_with(&dir) {
+                return Err(Error::Invalid(format!(
+                    "workspace {} lies inside {}, which is never captured",
+                    workspace.display(),
+                    dir.display()
+                )));
+            }
+        }
         let dir = paths::shadow_dir(&exo_root, &workspace);
         fs::create_dir_all(&dir).at(&dir)?;
 
@@ -181,13 +200,15 @@ impl Shadow {
         let odb = repo.odb()?;
         let last = index::load_last(&dir).filter(|oid| odb.exists(*oid));
         drop(odb);
-        let walker = Walker::new(workspace.clone(), &exo_root);
+        let walker = Walker::new(workspace.clone(), &exo_root, &options.exclude);
+        let excluded = walker.excluded_rels();
         Ok(Shadow {
             workspace,
             dir,
             repo,
             options,
             walker,
+            excluded,
             state: State {
                 entries,
                 index_changes: 0,
@@ -197,6 +218,8 @@ impl Shadow {
                 last,
                 pending: HashSet::new(),
                 batch: None,
+                note: None,
+                scan_start_ns: 0,
             },
             _lock: lock,
         })
@@ -250,12 +273,7 @@ impl Shadow {
             _ => {
                 let commit = self.write_commit(tree)?;
                 self.flush_batch()?;
-                let old = match last_tree {
-                    Some(id) => Some(self.repo.find_tree(id)?),
-                    None => None,
-                };
-                let new = self.repo.find_tree(tree)?;
-                let deltas = diff::tree_deltas(&self.repo, old.as_ref(), Some(&new))?;
+                let deltas = self.deltas_between(last_tree, Some(tree))?;
                 (commit, deltas)
             }
         };
@@ -344,9 +362,16 @@ impl Shadow {
     ///
     /// When `expected` is given and the workspace differs from it, refuses
     /// with [`Error::Conflict`] unless `options.force` (a dry run refuses
-    /// too, since the real run would). With `options.dry_run` nothing is
-    /// written. After a real restore, `last()` is `target` and the stat
-    /// cache reflects the written files.
+    /// too, since the real run would), or, with `options.keep_drifted`,
+    /// leaves the drifted paths alone. With `options.dry_run` nothing is
+    /// written.
+    ///
+    /// Each path is checked right before it is replaced or removed: if it
+    /// is no longer what the restore's own scan saw (another process wrote
+    /// it meanwhile), it is left alone and reported in
+    /// [`RestoreReport::conflicts`]; the rest is restored. After a real
+    /// restore, `last()` is `target` and the stat cache reflects the
+    /// written files.
     pub fn restore(
         &mut self,
         target: &Oid,
@@ -363,48 +388,76 @@ impl Shadow {
         let workspace_tree = self.build_tree()?;
         self.flush_batch()?;
 
+        let mut conflicts: Vec<Change> = Vec::new();
+        let mut drifted: HashSet<Vec<u8>> = HashSet::new();
         if let Some(expected_tree) = expected_tree {
             if expected_tree != workspace_tree && !options.force {
-                let drifted = self.deltas_between(Some(expected_tree), Some(workspace_tree))?;
-                return Err(Error::Conflict {
-                    paths: drifted
-                        .iter()
-                        .map(|delta| paths::to_path(&delta.rel))
-                        .collect(),
-                });
+                let deltas = self.deltas_between(Some(expected_tree), Some(workspace_tree))?;
+                if !options.keep_drifted {
+                    return Err(Error::Conflict {
+                        paths: deltas
+                            .iter()
+                            .map(|delta| paths::to_path(&delta.rel))
+                            .collect(),
+                    });
+                }
+                for delta in deltas {
+                    conflicts.push(delta.to_change());
+                    drifted.insert(delta.rel);
+                }
             }
         }
 
-        let deltas = self.deltas_between(Some(workspace_tree), Some(target_tree))?;
-        let changes: Vec<Change> = deltas.iter().map(FileDelta::to_change).collect();
+        let deltas: Vec<FileDelta> = self
+            .deltas_between(Some(workspace_tree), Some(target_tree))?
+            .into_iter()
+            .filter(|delta| !drifted.contains(&delta.rel))
+            .collect();
         if options.dry_run {
             return Ok(RestoreReport {
-                changes,
+                changes: deltas.iter().map(FileDelta::to_change).collect(),
                 written: false,
                 skipped: Vec::new(),
+                conflicts,
             });
         }
 
         // As for a scan: a restore failing part way leaves a state that
         // hints must not build on.
         self.state.trusted = false;
-        let skipped = self.apply(&deltas, target_tree)?;
-        self.state.trusted = true;
+        let applied = self.apply(&deltas, target_tree)?;
+        conflicts.extend(applied.conflicts);
+        conflicts.sort();
+        let report = RestoreReport {
+            changes: applied.done,
+            written: true,
+            skipped: applied.skipped,
+            conflicts,
+        };
+        // Paths left alone keep their old stat cache entries; the next
+        // scan must look at them again.
+        self.state.trusted = !report.is_partial();
         self.state.index_changes += deltas.len();
         self.state.last = Some(target_commit);
         self.commit_state(Some(target_commit))?;
-        Ok(RestoreReport {
-            changes,
-            written: true,
-            skipped,
-        })
+        Ok(report)
     }
 
     /// Writes snapshot `commit` into `dir`, which must not exist or be an
     /// empty directory (for example to fork a conversation into a new
-    /// directory).
-    pub fn materialize(&self, commit: &Oid, dir: &Path) -> Result<(), Error> {
+    /// directory). Files get the permission bits they were captured with.
+    ///
+    /// On failure, what it created is removed again (and `dir` itself, if
+    /// it created it). The returned [`Materialized`] can do the same later
+    /// ([`Materialized::undo`]), for a caller whose next step fails.
+    pub fn materialize(&self, commit: &Oid, dir: &Path) -> Result<Materialized, Error> {
         let tree = self.commit_tree(commit)?;
+        let mut created = Materialized {
+            dir: dir.to_path_buf(),
+            created_ancestors: Vec::new(),
+            files: Vec::new(),
+            dirs: Vec::new(),
+        };
         match fs::read_dir(dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -412,14 +465,29 @@ impl Shadow {
                 }
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(dir).at(dir)?;
+                created.created_ancestors = create_dirs(dir)?;
             }
             Err(error) => return Err(Error::io(dir, error)),
         }
-        let mut writer = Writer::open(dir)?;
-        let tree = self.repo.find_tree(tree)?;
-        let odb = self.repo.odb()?;
-        self.materialize_tree(&odb, &mut writer, &tree, &[])
+        let result = (|| {
+            let mut writer = Writer::open(dir)?;
+            let tree = self.repo.find_tree(tree)?;
+            let odb = self.repo.odb()?;
+            let perms = diff::note(&self.repo, Some(&tree))?;
+            let written =
+                self.materialize_tree(&odb, &mut writer, &tree, &[], &perms, &mut created.files);
+            created.dirs = writer.created_dirs().to_vec();
+            written
+        })();
+        match result {
+            Ok(()) => Ok(created),
+            Err(error) => {
+                if let Err(undo_error) = created.undo() {
+                    tracing::warn!(%undo_error, "cannot remove a half-materialised snapshot");
+                }
+                Err(error)
+            }
+        }
     }
 
     fn materialize_tree(
@@ -428,22 +496,37 @@ impl Shadow {
         writer: &mut Writer,
         tree: &Tree<'_>,
         prefix: &[u8],
+        perms: &crate::perms::Perms,
+        files: &mut Vec<(Vec<u8>, u64)>,
     ) -> Result<(), Error> {
         for entry in tree.iter() {
             let rel = paths::child(prefix, entry.name_bytes());
+            if (prefix.is_empty() && entry.name_bytes() == NOTE_NAME) || self.is_excluded(&rel) {
+                continue;
+            }
             match entry.kind() {
                 Some(ObjectType::Tree) => {
                     let subtree = self.repo.find_tree(entry.id())?;
-                    self.materialize_tree(odb, writer, &subtree, &rel)?;
+                    self.materialize_tree(odb, writer, &subtree, &rel, perms, files)?;
                 }
                 Some(ObjectType::Blob) => {
                     let object = odb.read(entry.id())?;
                     let mode = entry.filemode() as u32;
-                    if let Outcome::Blocked(reason) = writer.write(&rel, mode, object.data())? {
-                        return Err(Error::Invalid(format!(
-                            "cannot write {}: {reason}",
-                            paths::display(&rel)
-                        )));
+                    let recorded = perms.get(&rel).copied();
+                    match writer.write(&rel, mode, recorded, object.data(), None)? {
+                        Outcome::Written(stat) => files.push((rel, stat.ino)),
+                        Outcome::Blocked(reason) => {
+                            return Err(Error::Invalid(format!(
+                                "cannot write {}: {reason}",
+                                paths::display(&rel)
+                            )))
+                        }
+                        _ => {
+                            return Err(Error::Invalid(format!(
+                                "cannot write {}: something else appeared there",
+                                paths::display(&rel)
+                            )))
+                        }
                     }
                 }
                 _ => {}
@@ -509,6 +592,7 @@ impl Shadow {
             self.state.trusted = false;
         }
         self.state.trees.clear();
+        self.state.note = None;
         self.state.pending.clear();
         self.state.batch = None;
         if !self.state.last.is_some_and(|last| keep_ids.contains(&last)) {
@@ -599,6 +683,7 @@ impl Shadow {
     /// the whole workspace was walked.
     fn scan(&mut self, hint: &ScanHint) -> Result<bool, Error> {
         let scan_start_ns = now_ns();
+        self.state.scan_start_ns = scan_start_ns;
         let cone = match hint {
             ScanHint::Paths(hinted) if self.state.trusted => {
                 let roots = self.cone_roots(hinted);
@@ -784,7 +869,6 @@ impl Shadow {
 
     /// The roots to re-walk for hinted paths (see the crate docs on hints).
     fn cone_roots(&self, hinted: &BTreeSet<PathBuf>) -> BTreeSet<Vec<u8>> {
-        let excluded = self.walker.excluded_rel();
         let mut roots = BTreeSet::new();
         for path in hinted {
             let rel = if path.is_absolute() {
@@ -827,10 +911,8 @@ impl Shadow {
             } else {
                 rel
             };
-            if let Some(excluded) = &excluded {
-                if paths::is_within(&root, excluded) && !root.is_empty() {
-                    continue;
-                }
+            if !root.is_empty() && self.is_excluded(&root) {
+                continue;
             }
             roots.insert(root);
         }
@@ -848,6 +930,40 @@ impl Shadow {
             loose: Vec::new(),
             pack: self.state.batch.take().unwrap_or_default(),
         };
+        // The permissions note (see `crate::perms`), rebuilt from the
+        // entries; the root tree is rebuilt when it changed.
+        let note_bytes = crate::perms::encode(&self.state.entries);
+        let note = match &self.state.note {
+            Some((bytes, oid)) if *bytes == note_bytes => Some(*oid),
+            None if note_bytes.is_empty() => None,
+            _ => {
+                let oid = if note_bytes.is_empty() {
+                    None
+                } else {
+                    let put = sink::put(
+                        &odb,
+                        &pack_dir,
+                        pack_mode,
+                        &mut written,
+                        ObjectType::Blob,
+                        &note_bytes,
+                    );
+                    match put {
+                        Ok(oid) => Some(oid),
+                        Err(error) => {
+                            self.state.pending.extend(written.loose);
+                            if pack_mode {
+                                self.state.batch = Some(written.pack);
+                            }
+                            return Err(error);
+                        }
+                    }
+                };
+                self.state.trees.mark_root();
+                self.state.note = oid.map(|oid| (note_bytes, oid));
+                oid
+            }
+        };
         let State { trees, entries, .. } = &mut self.state;
         let tree = trees.build(
             &mut |data| {
@@ -861,6 +977,7 @@ impl Shadow {
                 )
             },
             entries,
+            note.map(|oid| (NOTE_NAME, oid)),
         );
         self.state.pending.extend(written.loose);
         if pack_mode {
@@ -958,25 +1075,14 @@ impl Shadow {
 
     // ---- restore ----
 
-    /// Applies workspace → target deltas; returns the paths left alone.
-    fn apply(&mut self, deltas: &[FileDelta], target_tree: GitOid) -> Result<Vec<Skipped>, Error> {
+    /// Applies workspace → target deltas, each checked against what the
+    /// scan saw right before it is written or removed.
+    fn apply(&mut self, deltas: &[FileDelta], target_tree: GitOid) -> Result<Applied, Error> {
         let mut writer = Writer::open(&self.workspace)?;
-        let excluded = self.walker.excluded_rel();
         let odb = self.repo.odb()?;
         let target = self.repo.find_tree(target_tree)?;
-        let mut blocked = Vec::new();
-        let mut block = |rel: &[u8], reason: String| {
-            blocked.push(Skipped {
-                path: paths::to_path(rel),
-                size: 0,
-                reason,
-            });
-        };
-        let in_exo_root = |rel: &[u8]| {
-            excluded
-                .as_ref()
-                .is_some_and(|ex| paths::is_within(rel, ex))
-        };
+        let scan_start_ns = self.state.scan_start_ns;
+        let mut applied = Applied::default();
 
         // 1. Deletions.
         let mut emptied: BTreeSet<Vec<u8>> = BTreeSet::new();
@@ -984,15 +1090,21 @@ impl Shadow {
             .iter()
             .filter(|delta| delta.kind == ChangeKind::Deleted)
         {
-            if in_exo_root(&delta.rel) {
+            let Some(expected) = self.state.entries.get(&delta.rel).map(Expected::from) else {
+                applied.conflict(&delta.rel, ChangeKind::Modified);
                 continue;
-            }
-            writer.remove(&delta.rel)?;
-            if self.state.entries.remove(&delta.rel).is_some() {
-                self.state.trees.mark(&delta.rel);
-            }
-            for dir in paths::ancestors(&delta.rel).skip(1) {
-                emptied.insert(dir.to_vec());
+            };
+            match writer.remove(&delta.rel, &expected)? {
+                Outcome::Removed | Outcome::Written(_) => {
+                    if self.state.entries.remove(&delta.rel).is_some() {
+                        self.state.trees.mark(&delta.rel);
+                    }
+                    for dir in paths::ancestors(&delta.rel).skip(1) {
+                        emptied.insert(dir.to_vec());
+                    }
+                    applied.done.push(delta.to_change());
+                }
+                outcome => applied.left_alone(&delta.rel, outcome, None, scan_start_ns),
             }
         }
         // 2. Directories left empty that the target does not have, deepest first.
@@ -1010,21 +1122,19 @@ impl Shadow {
             let Some((mode, oid)) = delta.new else {
                 continue;
             };
-            if in_exo_root(&delta.rel) {
-                block(&delta.rel, "inside the exo root".to_string());
-                continue;
-            }
-            if delta.kind == ChangeKind::Added
-                && writer.lstat(&delta.rel)?.is_some_and(|stat| !stat.is_dir())
-            {
-                block(
-                    &delta.rel,
-                    "an uncaptured file (ignored, too large or special) is in the way".to_string(),
-                );
-                continue;
-            }
+            let expected = match delta.kind {
+                ChangeKind::Added => None,
+                _ => self.state.entries.get(&delta.rel).map(Expected::from),
+            };
             let object = odb.read(oid)?;
-            match writer.write(&delta.rel, mode, object.data())? {
+            let outcome = writer.write(
+                &delta.rel,
+                mode,
+                delta.new_perm,
+                object.data(),
+                expected.as_ref(),
+            )?;
+            match outcome {
                 Outcome::Written(stat) => {
                     self.state.skipped.remove(&delta.rel);
                     let entry = Entry {
@@ -1038,11 +1148,17 @@ impl Shadow {
                     {
                         self.state.trees.mark(&delta.rel);
                     }
+                    applied.done.push(delta.to_change());
                 }
-                Outcome::Blocked(reason) => block(&delta.rel, reason),
+                outcome => {
+                    let uncaptured = self.state.skipped.get(&delta.rel).map(|s| s.reason.clone());
+                    applied.left_alone(&delta.rel, outcome, uncaptured, scan_start_ns);
+                }
             }
         }
-        Ok(blocked)
+        applied.done.sort();
+        applied.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(applied)
     }
 
     // ---- helpers ----
@@ -1083,8 +1199,150 @@ impl Shadow {
             Some(id) => Some(self.repo.find_tree(id)?),
             None => None,
         };
-        diff::tree_deltas(&self.repo, old.as_ref(), new.as_ref())
+        diff::tree_deltas(&self.repo, old.as_ref(), new.as_ref(), &self.excluded)
     }
+
+    /// Whether `rel` is at or below a directory left out.
+    fn is_excluded(&self, rel: &[u8]) -> bool {
+        self.excluded.iter().any(|dir| paths::is_within(rel, dir))
+    }
+}
+
+/// What [`Shadow::apply`] did.
+#[derive(Default)]
+struct Applied {
+    /// The changes made.
+    done: Vec<Change>,
+    /// Left alone: something uncaptured in the way.
+    skipped: Vec<Skipped>,
+    /// Left alone: changed since the scan.
+    conflicts: Vec<Change>,
+}
+
+impl Applied {
+    fn conflict(&mut self, rel: &[u8], kind: ChangeKind) {
+        self.conflicts.push(Change {
+            path: paths::to_path(rel),
+            kind,
+        });
+    }
+
+    fn skip(&mut self, rel: &[u8], reason: String) {
+        self.skipped.push(Skipped {
+            path: paths::to_path(rel),
+            size: 0,
+            reason,
+        });
+    }
+
+    /// Records a path the writer left alone. `uncaptured` is the scan's
+    /// reason for not capturing what is at the path, if it knew of it.
+    fn left_alone(
+        &mut self,
+        rel: &[u8],
+        outcome: Outcome,
+        uncaptured: Option<String>,
+        scan_start_ns: i64,
+    ) {
+        match outcome {
+            Outcome::Blocked(reason) => self.skip(rel, reason),
+            Outcome::Stranded(kept) => self.skip(
+                rel,
+                format!(
+                    "changed during the restore and could not be put back: it is kept as {}",
+                    paths::display(&kept)
+                ),
+            ),
+            // Something appeared where the scan saw nothing: work done
+            // since the scan began, or a file the scan does not capture
+            // (ignored, special, too large) that was there all along.
+            Outcome::Changed(Drift::Appeared(stat)) if stat.newest_ns() >= scan_start_ns => {
+                self.conflict(rel, ChangeKind::Added)
+            }
+            Outcome::Changed(Drift::Appeared(_)) => self.skip(
+                rel,
+                match uncaptured {
+                    Some(reason) => format!("an uncaptured file is in the way: {reason}"),
+                    None => "an uncaptured file (ignored?) is in the way".to_string(),
+                },
+            ),
+            Outcome::Changed(Drift::Modified) => self.conflict(rel, ChangeKind::Modified),
+            Outcome::Changed(Drift::Vanished) => self.conflict(rel, ChangeKind::Deleted),
+            Outcome::Written(_) | Outcome::Removed => {}
+        }
+    }
+}
+
+/// What [`Shadow::materialize`] wrote, so that it can be taken back.
+#[derive(Debug)]
+pub struct Materialized {
+    dir: PathBuf,
+    /// `dir` and the ancestors it created, nearest last.
+    created_ancestors: Vec<PathBuf>,
+    /// Files written (relative) and their inodes.
+    files: Vec<(Vec<u8>, u64)>,
+    /// Directories created below `dir` (relative), oldest first.
+    dirs: Vec<Vec<u8>>,
+}
+
+impl Materialized {
+    /// The directory written into.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes what the materialisation created, and only that: each file
+    /// it wrote if it is still the same file, then each directory it
+    /// created if it is empty (deepest first), `dir` and the ancestors it
+    /// created included. A directory that existed before, and anything
+    /// someone else put there since, are kept.
+    pub fn undo(self) -> Result<(), Error> {
+        if let Ok(mut writer) = Writer::open(&self.dir) {
+            for (rel, ino) in self.files.iter().rev() {
+                writer.remove_own(rel, *ino)?;
+            }
+            let mut dirs = self.dirs.clone();
+            dirs.sort();
+            for dir in dirs.iter().rev() {
+                writer.remove_dir_if_empty(dir)?;
+            }
+        }
+        for dir in self.created_ancestors.iter().rev() {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                // Not empty: someone else's files are there now.
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates `dir` and its missing ancestors; returns those it created,
+/// outermost first.
+fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut missing: Vec<&Path> = Vec::new();
+    for ancestor in dir.ancestors() {
+        if ancestor.as_os_str().is_empty() || fs::symlink_metadata(ancestor).is_ok() {
+            break;
+        }
+        missing.push(ancestor);
+    }
+    let mut created = Vec::new();
+    for path in missing.into_iter().rev() {
+        match fs::create_dir(path) {
+            Ok(()) => created.push(path.to_path_buf()),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
+            Err(error) => {
+                for made in created.iter().rev() {
+                    let _ = fs::remove_dir(made);
+                }
+                return Err(Error::io(path, error));
+            }
+        }
+    }
+    Ok(created)
 }
 
 impl Drop for Shadow {

@@ -63,17 +63,29 @@ impl TreeCache {
         }
     }
 
+    /// Records that the root tree must be rebuilt (its extra entry, the
+    /// permissions note, changed).
+    pub(crate) fn mark_root(&mut self) {
+        if !self.all_dirty {
+            self.dirty.insert(Vec::new());
+        }
+    }
+
     /// Builds the root tree of `entries`, handing every tree to rebuild to
     /// `store` (which stores it unless it exists, and returns its id).
+    /// `root_extra` is one more blob in the root tree (name, id): the
+    /// permissions note. When it changes, call [`TreeCache::mark_root`].
     pub(crate) fn build(
         &mut self,
         store: &mut dyn FnMut(&[u8]) -> Result<Oid, Error>,
         entries: &BTreeMap<Vec<u8>, Entry>,
+        root_extra: Option<(&[u8], Oid)>,
     ) -> Result<Oid, Error> {
         if self.all_dirty {
             self.trees.clear();
         }
-        let root = self.build_dir(store, entries, &[])?;
+        let extra = root_extra.map(|(name, oid)| (name.to_vec(), crate::index::MODE_FILE, oid));
+        let root = self.build_dir(store, entries, &[], extra)?;
         self.dirty.clear();
         self.all_dirty = false;
         Ok(root)
@@ -84,6 +96,7 @@ impl TreeCache {
         store: &mut dyn FnMut(&[u8]) -> Result<Oid, Error>,
         entries: &BTreeMap<Vec<u8>, Entry>,
         dir: &[u8],
+        extra: Option<Child>,
     ) -> Result<Oid, Error> {
         if !self.all_dirty && !self.dirty.contains(dir) {
             if let Some(&oid) = self.trees.get(dir) {
@@ -91,7 +104,7 @@ impl TreeCache {
             }
         }
         let start = paths::subtree_start(dir);
-        let mut children: Vec<Child> = Vec::new();
+        let mut children: Vec<Child> = extra.into_iter().collect();
         let mut cursor = Bound::Included(start.clone());
         while let Some((path, entry)) = entries.range((cursor, Bound::Unbounded)).next() {
             if !path.starts_with(&start) {
@@ -101,7 +114,7 @@ impl TreeCache {
             match rest.iter().position(|&byte| byte == b'/') {
                 Some(slash) => {
                     let subdir = path[..start.len() + slash].to_vec();
-                    let oid = self.build_dir(store, entries, &subdir)?;
+                    let oid = self.build_dir(store, entries, &subdir, None)?;
                     children.push((rest[..slash].to_vec(), MODE_TREE, oid));
                     cursor = Bound::Included(paths::subtree_end(&subdir));
                 }

@@ -85,13 +85,23 @@ impl Watcher {
     /// Starts watching `workspace`; the sentinel lives in
     /// `<exo_root>/snapshots/<id>.git/watch`.
     pub fn new(workspace: &Path, exo_root: &Path) -> Result<Watcher, Error> {
+        Watcher::excluding(workspace, exo_root, &[])
+    }
+
+    /// [`Watcher::new`] that also leaves out the directories a shadow
+    /// leaves out ([`crate::Options::exclude`]): no watch goes there.
+    pub fn excluding(
+        workspace: &Path,
+        exo_root: &Path,
+        exclude: &[PathBuf],
+    ) -> Result<Watcher, Error> {
         let workspace = fs::canonicalize(workspace).at(workspace)?;
         let snapshots = exo_root.join("snapshots");
         fs::create_dir_all(&snapshots).at(&snapshots)?;
         let exo_root = fs::canonicalize(exo_root).at(exo_root)?;
         let sentinel_dir = paths::shadow_dir(&exo_root, &workspace).join("watch");
         fs::create_dir_all(&sentinel_dir).at(&sentinel_dir)?;
-        let walker = Walker::new(workspace.clone(), &exo_root);
+        let walker = Walker::new(workspace.clone(), &exo_root, exclude);
         let shared = Arc::new(Shared::default());
         let notify = start(&shared, &sentinel_dir)?;
         let mut watcher = Watcher {

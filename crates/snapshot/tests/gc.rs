@@ -67,7 +67,7 @@ fn gc_frees_unreachable_objects_and_keeps_the_rest_usable() {
             None,
             RestoreOptions {
                 force: true,
-                dry_run: false,
+                ..RestoreOptions::default()
             },
         )
         .unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use common::Fixture;
@@ -155,7 +155,7 @@ fn dry_run_writes_nothing() {
             Some(&second.commit),
             RestoreOptions {
                 dry_run: true,
-                force: false,
+                ..RestoreOptions::default()
             },
         )
         .unwrap();
@@ -295,4 +295,71 @@ fn hard_links_are_replaced_not_written_through() {
     // A file with one link is rewritten in place.
     assert_eq!(fixture.read("plain.txt"), b"plain v1\n");
     assert_eq!(identity(&fixture, "plain.txt").0, plain_inode);
+}
+
+#[test]
+fn keep_drifted_restores_the_rest_and_reports_the_drifted_paths() {
+    let fixture = Fixture::new();
+    fixture.write("a.txt", "a1\n");
+    fixture.write("b.txt", "b1\n");
+    let mut shadow = fixture.shadow();
+    let first = shadow.snapshot(ScanHint::Full).unwrap();
+    fixture.write("a.txt", "a2\n");
+    fixture.write("b.txt", "b2\n");
+    let safety = shadow.snapshot(ScanHint::Full).unwrap();
+    // Written after the safety snapshot: in no snapshot.
+    fixture.write("b.txt", "b3 unsaved\n");
+    fixture.write("c.txt", "c3 unsaved\n");
+    let options = RestoreOptions {
+        keep_drifted: true,
+        ..RestoreOptions::default()
+    };
+    let report = shadow
+        .restore(&first.commit, Some(&safety.commit), options)
+        .unwrap();
+    assert_eq!(report.changes, vec![change("a.txt", ChangeKind::Modified)]);
+    assert_eq!(
+        report.conflicts,
+        vec![
+            change("b.txt", ChangeKind::Modified),
+            change("c.txt", ChangeKind::Added)
+        ]
+    );
+    assert!(report.is_partial());
+    assert_eq!(fixture.read("a.txt"), b"a1\n");
+    assert_eq!(fixture.read("b.txt"), b"b3 unsaved\n");
+    assert_eq!(fixture.read("c.txt"), b"c3 unsaved\n");
+}
+
+#[test]
+fn a_path_left_alone_is_not_listed_as_restored() {
+    let fixture = Fixture::new();
+    fixture.write("data", "captured\n");
+    let mut shadow = fixture.shadow();
+    let first = shadow.snapshot(ScanHint::Full).unwrap();
+    fixture.remove("data");
+    let status = std::process::Command::new("mkfifo")
+        .arg(fixture.path("data"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let second = shadow.snapshot(ScanHint::Full).unwrap();
+    let report = shadow
+        .restore(
+            &first.commit,
+            Some(&second.commit),
+            RestoreOptions::default(),
+        )
+        .unwrap();
+    assert!(report.changes.is_empty(), "{report:?}");
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(
+        report.skipped[0].reason.contains("fifo"),
+        "{:?}",
+        report.skipped
+    );
+    assert!(fs::symlink_metadata(fixture.path("data"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }

@@ -48,6 +48,7 @@ fn populate(fixture: &Fixture) {
 fn options() -> Options {
     Options {
         max_file_bytes: 1 << 20,
+        ..Options::default()
     }
 }
 
@@ -333,4 +334,142 @@ pub fn exo_shadow_dir(fixture: &Fixture) -> PathBuf {
     assert_eq!(name.len(), 16 + 4, "{name}");
     assert!(name.ends_with(".git"));
     dir
+}
+
+fn bits(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn narrow_permission_bits_survive_restore_materialize_and_gc() {
+    let fixture = Fixture::new();
+    fixture.write("id_key", "private\n");
+    fs::set_permissions(fixture.path("id_key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fixture.write("tool", "#!/bin/sh\n");
+    fs::set_permissions(fixture.path("tool"), fs::Permissions::from_mode(0o700)).unwrap();
+    fixture.write("plain.txt", "plain\n");
+    fs::set_permissions(fixture.path("plain.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    let mut shadow = fixture.shadow();
+    let first = shadow.snapshot(ScanHint::Full).unwrap();
+
+    // A chmod alone is a change: a new snapshot, listed as mode_changed.
+    fs::set_permissions(fixture.path("plain.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    let second = shadow.snapshot(ScanHint::Full).unwrap();
+    assert_ne!(second.tree, first.tree);
+    assert_eq!(second.modified, 1);
+    let listed = shadow.diff(&first.commit, &second.commit).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].path, Path::new("plain.txt"));
+    assert_eq!(listed[0].kind, exo_snapshot::ChangeKind::ModeChanged);
+    let diff = shadow.unified_diff(&first.commit, &second.commit).unwrap();
+    assert!(diff.contains("old mode 100644\nnew mode 100640"), "{diff}");
+    assert!(!diff.contains("a/.git"), "{diff}");
+
+    // Deleted and restored: the bits come back, never wider.
+    fixture.remove("id_key");
+    fixture.remove("tool");
+    shadow.snapshot(ScanHint::Full).unwrap();
+    let report = shadow
+        .restore(&first.commit, None, RestoreOptions::default())
+        .unwrap();
+    assert!(!report.is_partial(), "{report:?}");
+    assert_eq!(bits(&fixture.path("id_key")), 0o600);
+    assert_eq!(bits(&fixture.path("tool")), 0o700);
+    assert_eq!(bits(&fixture.path("plain.txt")), 0o644);
+    assert_eq!(shadow.snapshot(ScanHint::Full).unwrap().tree, first.tree);
+
+    // The note is no workspace path: nothing named .git is written.
+    let copy = fixture.dir.path().join("copy");
+    shadow.materialize(&first.commit, &copy).unwrap();
+    assert_eq!(bits(&copy.join("id_key")), 0o600);
+    assert_eq!(bits(&copy.join("tool")), 0o700);
+    assert!(!copy.join(".git").exists());
+
+    // It is reachable from the commit: gc keeps it.
+    shadow.gc(std::slice::from_ref(&first.commit)).unwrap();
+    drop(shadow);
+    let shadow = fixture.shadow();
+    let again = fixture.dir.path().join("again");
+    shadow.materialize(&first.commit, &again).unwrap();
+    assert_eq!(bits(&again.join("id_key")), 0o600);
+}
+
+#[test]
+fn excluded_directories_are_never_captured_diffed_or_restored() {
+    let fixture = Fixture::new();
+    fixture.write("a.txt", "a\n");
+    let mut shadow = fixture.shadow();
+    // A snapshot taken without the exclusion holds the key.
+    fixture.write(".config/exo/key", "the key\n");
+    let old = shadow.snapshot(ScanHint::Full).unwrap();
+    drop(shadow);
+    let options = Options {
+        exclude: vec![fixture.path(".config/exo")],
+        ..Options::default()
+    };
+    let mut shadow = Shadow::open(&fixture.exo, &fixture.ws, options.clone()).unwrap();
+    let new = shadow.snapshot(ScanHint::Full).unwrap();
+    assert_eq!(new.deleted, 0, "the key is not listed as gone either");
+    let copy = fixture.dir.path().join("copy");
+    shadow.materialize(&new.commit, &copy).unwrap();
+    assert!(!copy.join(".config").exists());
+    let old_copy = fixture.dir.path().join("old-copy");
+    shadow.materialize(&old.commit, &old_copy).unwrap();
+    assert!(!old_copy.join(".config").exists());
+    assert!(shadow.diff(&old.commit, &new.commit).unwrap().is_empty());
+    assert!(!shadow
+        .unified_diff(&old.commit, &new.commit)
+        .unwrap()
+        .contains("the key"));
+    // Restoring a snapshot without the key does not delete it.
+    fixture.write(".config/exo/key", "a new key\n");
+    fixture.remove("a.txt");
+    shadow
+        .restore(&new.commit, None, RestoreOptions::default())
+        .unwrap();
+    assert_eq!(fixture.read(".config/exo/key"), b"a new key\n");
+    // A workspace inside an excluded directory is refused.
+    let inside = Shadow::open(&fixture.exo, &fixture.path(".config/exo"), options);
+    assert!(inside.is_err());
+}
+
+#[test]
+fn undoing_a_materialisation_removes_only_what_it_made() {
+    let fixture = Fixture::new();
+    fixture.write("src/a.rs", "a\n");
+    fixture.write("src/deep/b.rs", "b\n");
+    fixture.write("top.txt", "top\n");
+    let mut shadow = fixture.shadow();
+    let snapshot = shadow.snapshot(ScanHint::Full).unwrap();
+
+    // Into a directory it creates, with a parent it creates: all gone.
+    let parent = fixture.dir.path().join("new-parent");
+    let made = shadow
+        .materialize(&snapshot.commit, &parent.join("copy"))
+        .unwrap();
+    assert_eq!(made.dir(), parent.join("copy"));
+    made.undo().unwrap();
+    assert!(!parent.exists());
+
+    // Into a directory that was there: it stays; what someone else put in
+    // meanwhile stays, with the directories holding it.
+    let existing = fixture.dir.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    let made = shadow.materialize(&snapshot.commit, &existing).unwrap();
+    fs::write(existing.join("src/deep/mine.txt"), "mine\n").unwrap();
+    // A file saved over one it wrote (by rename, as editors do).
+    fs::write(fixture.dir.path().join("saved"), "saved by someone\n").unwrap();
+    fs::rename(fixture.dir.path().join("saved"), existing.join("top.txt")).unwrap();
+    made.undo().unwrap();
+    assert_eq!(
+        fs::read_to_string(existing.join("top.txt")).unwrap(),
+        "saved by someone\n"
+    );
+    assert!(existing.is_dir());
+    assert_eq!(
+        fs::read_to_string(existing.join("src/deep/mine.txt")).unwrap(),
+        "mine\n"
+    );
+    assert!(!existing.join("src/a.rs").exists());
+    assert!(!existing.join("src/deep/b.rs").exists());
 }
