@@ -8,7 +8,7 @@ use std::path::Path;
 use exo_rpc::client::{CallError, Client};
 use exo_rpc::message::Json;
 use exo_rpc::ErrorObject;
-use exo_service::Service;
+use exo_service::{ClientContext, Service};
 use exo_store::{OpenMode, Store};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -30,7 +30,8 @@ pub enum Backend {
     /// until the service is gone (fields drop in order).
     Embedded {
         service: Service,
-        _claim: exo_service::daemon::InProcessGuard,
+        client: ClientContext,
+        _claim: exo_daemon::daemon::InProcessGuard,
     },
     /// A running daemon, over its socket.
     Daemon(Client<UnixStream, UnixStream>),
@@ -40,14 +41,15 @@ impl Backend {
     /// Connects to the root's daemon if one runs, else opens the store
     /// in-process (`mode` says whether a missing store may be created).
     pub fn open(root: &Path, mode: OpenMode) -> anyhow::Result<Backend> {
-        match exo_service::daemon::access(root, mode == OpenMode::Create)? {
-            exo_service::daemon::Access::Daemon(info, stream) => {
+        match exo_daemon::daemon::access(root, mode == OpenMode::Create)? {
+            exo_daemon::daemon::Access::Daemon(info, stream) => {
                 tracing::debug!(socket = %info.socket.display(), "using the running daemon");
                 let reader = stream.try_clone()?;
                 Ok(Backend::Daemon(Client::new(reader, stream)))
             }
-            exo_service::daemon::Access::InProcess(claim) => Ok(Backend::Embedded {
+            exo_daemon::daemon::Access::InProcess(claim) => Ok(Backend::Embedded {
                 service: Service::embedded(open_store(root, mode)?),
+                client: ClientContext::default(),
                 _claim: claim,
             }),
         }
@@ -55,29 +57,28 @@ impl Backend {
 
     /// Calls a method.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Failure> {
-        match self {
-            Backend::Embedded { service, .. } => {
-                service.call(method, Some(params)).map_err(Failure::Rpc)
-            }
-            Backend::Daemon(client) => client.call(method, params).map_err(|err| match err {
-                CallError::Rpc(error) => Failure::Rpc(error),
-                other => Failure::Transport(other.to_string()),
-            }),
-        }
+        let result = self.call_json(method, &Json::from_value(&params))?;
+        result
+            .parse()
+            .map_err(|err| Failure::Transport(format!("unexpected result from {method}: {err}")))
     }
 
     /// Calls a method with params and result as JSON text (a large request
-    /// is never a tree of values).
+    /// is never a tree of values). In-process, the call goes through the
+    /// same JSON-RPC face as a daemon's, so the results and errors are the
+    /// same word for word.
     pub fn call_json(&mut self, method: &str, params: &Json) -> Result<Json, Failure> {
-        match self {
-            Backend::Embedded { service, .. } => service
-                .call_json(method, Some(params))
-                .map_err(Failure::Rpc),
+        let outcome = match self {
+            Backend::Embedded {
+                service, client, ..
+            } => exo_daemon::face::call(service, client, method, Some(params))
+                .map_err(|error| Failure::Rpc(exo_daemon::face::to_rpc(&error))),
             Backend::Daemon(client) => client.call_raw(method, params).map_err(|err| match err {
                 CallError::Rpc(error) => Failure::Rpc(error),
                 other => Failure::Transport(other.to_string()),
             }),
-        }
+        };
+        outcome.map_err(with_hint)
     }
 
     /// Calls a method and reads its result as `T`.
@@ -102,4 +103,41 @@ pub fn open_store(root: &Path, mode: OpenMode) -> anyhow::Result<Store> {
         }
         other => other.into(),
     })
+}
+
+/// Adds what to do next to an error whose fix is a command: the service
+/// says what is wrong; the command line knows its own commands.
+fn with_hint(failure: Failure) -> Failure {
+    let Failure::Rpc(mut error) = failure else {
+        return failure;
+    };
+    let data = error.data.as_ref();
+    let field = |name: &str| {
+        data.and_then(|data| data.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let hint = match (
+        field("code").as_deref(),
+        field("what").as_deref(),
+        field("key"),
+    ) {
+        (Some("not_found"), Some("model"), Some(key)) => {
+            Some(format!("register it first with `exo model register {key}`"))
+        }
+        (Some("not_found"), Some("secret"), Some(key)) => Some(format!(
+            "set it first with `exo secret set {key} --env VAR`"
+        )),
+        (Some("not_found"), Some("snapshot"), None) => {
+            Some("take one with `exo snapshot take`".to_string())
+        }
+        (Some("invalid_params"), Some("workspace"), _) => {
+            Some("create the conversation with --workspace DIR".to_string())
+        }
+        _ => None,
+    };
+    if let Some(hint) = hint {
+        error.message = format!("{}; {hint}", error.message);
+    }
+    Failure::Rpc(error)
 }

@@ -38,27 +38,27 @@ struct Conn {
     /// The in-process service, when no daemon runs.
     server: Option<JoinHandle<()>>,
     /// The root's in-process claim, kept until the connection is closed.
-    _guard: Option<exo_service::daemon::InProcessGuard>,
+    _guard: Option<exo_daemon::daemon::InProcessGuard>,
 }
 
 impl Conn {
     /// Connects to the root's daemon if one runs, else serves the root's
     /// store in this process.
     async fn open(root: &Path) -> Result<Conn> {
-        let guard = match exo_service::daemon::access(root, false)? {
-            exo_service::daemon::Access::Daemon(_, stream) => {
+        let guard = match exo_daemon::daemon::access(root, false)? {
+            exo_daemon::daemon::Access::Daemon(_, stream) => {
                 stream.set_nonblocking(true)?;
                 let stream = tokio::net::UnixStream::from_std(stream)?;
                 let (reader, writer) = stream.into_split();
                 return Ok(Conn::over(reader, writer, None, None));
             }
-            exo_service::daemon::Access::InProcess(guard) => guard,
+            exo_daemon::daemon::Access::InProcess(guard) => guard,
         };
         let service =
             exo_service::Service::embedded(crate::backend::open_store(root, OpenMode::Existing)?);
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let (server_reader, server_writer) = tokio::io::split(theirs);
-        let server = tokio::spawn(exo_service::server::serve_connection(
+        let server = tokio::spawn(exo_daemon::serve_connection(
             service,
             server_reader,
             server_writer,
@@ -71,7 +71,7 @@ impl Conn {
         reader: impl AsyncRead + Unpin + Send + 'static,
         writer: impl AsyncWrite + Unpin + Send + 'static,
         server: Option<JoinHandle<()>>,
-        guard: Option<exo_service::daemon::InProcessGuard>,
+        guard: Option<exo_daemon::daemon::InProcessGuard>,
     ) -> Conn {
         let pending: Pending = Arc::default();
         let (notify, notifications) = mpsc::unbounded_channel();

@@ -302,12 +302,12 @@ fn daemon(root: &std::path::Path, out: &Out, args: DaemonArgs) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let options = exo_service::daemon::Options {
+            let options = exo_daemon::daemon::Options {
                 root: root.to_path_buf(),
                 socket: args.socket,
                 stdio: args.stdio,
             };
-            let outcome = runtime.block_on(exo_service::daemon::run(options));
+            let outcome = runtime.block_on(exo_daemon::daemon::run(options));
             // The store is closed by now; a blocking task stuck on a path a
             // user gave (it should not exist, but one must never keep the
             // daemon from exiting) is left behind.
@@ -333,11 +333,11 @@ fn daemon(root: &std::path::Path, out: &Out, args: DaemonArgs) -> Result<()> {
         }
         Some(DaemonCommand::Stop) => {
             let mut backend = running_daemon(root)?;
-            let info = exo_service::daemon::running(root);
+            let info = exo_daemon::daemon::running(root);
             backend.call(DaemonStop::NAME, json!({}))?;
             // Wait until the daemon has let go of the root.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while exo_service::daemon::running(root).is_some() {
+            while exo_daemon::daemon::running(root).is_some() {
                 if std::time::Instant::now() > deadline {
                     bail!("the daemon did not stop within 60 s");
                 }
@@ -352,7 +352,7 @@ fn daemon(root: &std::path::Path, out: &Out, args: DaemonArgs) -> Result<()> {
 }
 
 fn running_daemon(root: &std::path::Path) -> Result<Backend> {
-    if exo_service::daemon::running(root).is_none() {
+    if exo_daemon::daemon::running(root).is_none() {
         bail!("no exo daemon is running for {}", root.display());
     }
     Backend::open(root, OpenMode::Existing)

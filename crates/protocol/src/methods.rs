@@ -22,6 +22,68 @@ pub trait Method {
     type Params: Serialize + DeserializeOwned + JsonSchema;
     /// Its result.
     type Result: Serialize + DeserializeOwned + JsonSchema;
+    /// How it may be served.
+    const INFO: MethodInfo;
+}
+
+/// How a method may be served: the one table every face reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The method's name on the wire.
+    pub name: &'static str,
+    /// It changes nothing: a cancel may abandon it at once, wherever it is.
+    /// (A method that writes is cancelled only before it starts, so it is
+    /// never half done.)
+    pub read_only: bool,
+    /// It never touches the store or the disk: it may be answered on the
+    /// connection's own task, without a hop to the blocking pool.
+    pub inline: bool,
+    /// It needs a connection that outlives the request (a stream of
+    /// notifications, a watch): it is served by a face, not a plain call.
+    pub connection: bool,
+}
+
+impl MethodInfo {
+    /// Reads the flags of the table below.
+    const fn new(name: &'static str, flags: &[&str]) -> MethodInfo {
+        MethodInfo {
+            name,
+            read_only: has(flags, "read_only"),
+            inline: has(flags, "inline"),
+            connection: has(flags, "connection"),
+        }
+    }
+}
+
+const fn has(flags: &[&str], wanted: &str) -> bool {
+    let mut i = 0;
+    while i < flags.len() {
+        if same(flags[i], wanted) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// How `name` may be served, if it is a method of this protocol.
+pub fn method_info(name: &str) -> Option<&'static MethodInfo> {
+    METHODS.iter().find(|info| info.name == name)
 }
 
 /// A notification.
@@ -936,7 +998,7 @@ pub struct GcResult {
 // ------------------------------------------------------------ the table
 
 macro_rules! methods {
-    ($($(#[$doc:meta])* $ty:ident = $name:literal ($params:ty) -> $result:ty;)*) => {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal ($params:ty) -> $result:ty $([$($flag:ident),*])?;)*) => {
         $(
             $(#[$doc])*
             pub enum $ty {}
@@ -944,10 +1006,14 @@ macro_rules! methods {
                 const NAME: &'static str = $name;
                 type Params = $params;
                 type Result = $result;
+                const INFO: MethodInfo = MethodInfo::new($name, &[$($(stringify!($flag)),*)?]);
             }
         )*
         /// Every method's name, in the order of spec/protocol.md.
         pub const METHOD_NAMES: &[&str] = &[$($name),*];
+
+        /// How each method may be served, in the same order.
+        pub const METHODS: &[MethodInfo] = &[$(<$ty as Method>::INFO),*];
 
         fn method_schemas(generator: &mut schemars::SchemaGenerator) -> Map<String, Value> {
             let mut methods = Map::new();
@@ -989,27 +1055,27 @@ macro_rules! notifications {
 
 methods! {
     /// Negotiates the protocol version; reports capabilities.
-    Initialize = "initialize" (InitializeParams) -> InitializeResult;
+    Initialize = "initialize" (InitializeParams) -> InitializeResult [read_only, inline];
     /// Answers `{}`: a liveness check.
-    Ping = "ping" (Empty) -> Empty;
+    Ping = "ping" (Empty) -> Empty [read_only, inline];
     /// The daemon's pid, root, socket, uptime and connections.
-    DaemonStatusMethod = "daemon/status" (Empty) -> DaemonStatus;
+    DaemonStatusMethod = "daemon/status" (Empty) -> DaemonStatus [read_only, inline];
     /// Stops the daemon gracefully (as SIGTERM does).
-    DaemonStop = "daemon/stop" (Empty) -> Empty;
+    DaemonStop = "daemon/stop" (Empty) -> Empty [connection];
     /// Creates an agent.
     AgentCreate = "agent/create" (AgentCreateParams) -> Agent;
     /// Lists agents.
-    AgentListMethod = "agent/list" (Empty) -> AgentList;
+    AgentListMethod = "agent/list" (Empty) -> AgentList [read_only];
     /// Reads one agent.
-    AgentGet = "agent/get" (AgentParams) -> Agent;
+    AgentGet = "agent/get" (AgentParams) -> Agent [read_only];
     /// Deletes an agent and its conversations.
     AgentDelete = "agent/delete" (AgentParams) -> Agent;
     /// Creates a conversation.
     ConversationCreate = "conversation/create" (ConversationCreateParams) -> Conversation;
     /// Lists an agent's conversations.
-    ConversationListMethod = "conversation/list" (AgentParams) -> ConversationList;
+    ConversationListMethod = "conversation/list" (AgentParams) -> ConversationList [read_only];
     /// Reads one conversation.
-    ConversationGet = "conversation/get" (ConversationRef) -> Conversation;
+    ConversationGet = "conversation/get" (ConversationRef) -> Conversation [read_only];
     /// Deletes a conversation.
     ConversationDelete = "conversation/delete" (ConversationRef) -> Conversation;
     /// Forks a conversation at an event.
@@ -1025,14 +1091,14 @@ methods! {
     /// Ends a turn; idempotent.
     TurnFinish = "turn/finish" (TurnFinishParams) -> TurnFinishResult;
     /// Reads a turn's record.
-    TurnGet = "turn/get" (TurnParams) -> Turn;
+    TurnGet = "turn/get" (TurnParams) -> Turn [read_only];
     /// Runs a turn with the built-in executor; streams `turn/delta`,
     /// `turn/events` and `approval/request` to the caller.
-    TurnRun = "turn/run" (TurnRunParams) -> TurnRunResult;
+    TurnRun = "turn/run" (TurnRunParams) -> TurnRunResult [connection];
     /// Cancels a running `turn/run` turn: it ends `cancelled`.
-    TurnCancel = "turn/cancel" (TurnParams) -> Empty;
+    TurnCancel = "turn/cancel" (TurnParams) -> Empty [inline];
     /// Answers an `approval/request`.
-    ApprovalRespond = "approval/respond" (ApprovalRespondParams) -> Empty;
+    ApprovalRespond = "approval/respond" (ApprovalRespondParams) -> Empty [inline];
     /// Reports head, last turn and workspace drift, to pick a conversation up.
     SessionResume = "session/resume" (ConversationRef) -> ResumeResult;
     /// Snapshots the conversation's workspace now.
@@ -1046,41 +1112,41 @@ methods! {
     /// Removes snapshot objects no live conversation can reach.
     Gc = "gc" (Empty) -> GcResult;
     /// Reads a page of a conversation's history.
-    EventsList = "events/list" (EventsListParams) -> EventPage;
+    EventsList = "events/list" (EventsListParams) -> EventPage [read_only];
     /// Reads one event.
-    EventsGet = "events/get" (EventsGetParams) -> Event;
+    EventsGet = "events/get" (EventsGetParams) -> Event [read_only];
     /// Replays events after a cursor, then streams new ones.
-    EventsWatch = "events/watch" (EventsWatchParams) -> WatchResult;
+    EventsWatch = "events/watch" (EventsWatchParams) -> WatchResult [read_only, connection];
     /// Ends a watch.
-    EventsUnwatch = "events/unwatch" (UnwatchParams) -> Empty;
+    EventsUnwatch = "events/unwatch" (UnwatchParams) -> Empty [connection];
     /// Stores a new version of an artifact.
     ArtifactPut = "artifact/put" (ArtifactPutParams) -> Artifact;
     /// Reads an artifact's bytes.
-    ArtifactGet = "artifact/get" (ArtifactGetParams) -> ArtifactContent;
+    ArtifactGet = "artifact/get" (ArtifactGetParams) -> ArtifactContent [read_only];
     /// Lists artifacts.
-    ArtifactListMethod = "artifact/list" (ArtifactListParams) -> ArtifactList;
+    ArtifactListMethod = "artifact/list" (ArtifactListParams) -> ArtifactList [read_only];
     /// Seals and stores a secret.
     SecretSet = "secret/set" (SecretSetParams) -> Secret;
     /// Lists secrets at a scope.
-    SecretListMethod = "secret/list" (ScopeParams) -> SecretList;
+    SecretListMethod = "secret/list" (ScopeParams) -> SecretList [read_only];
     /// Reads a secret's metadata.
-    SecretGet = "secret/get" (SecretParams) -> Secret;
+    SecretGet = "secret/get" (SecretParams) -> Secret [read_only];
     /// Deletes a secret.
     SecretDelete = "secret/delete" (SecretParams) -> Secret;
     /// Registers a model.
     ModelRegister = "model/register" (ModelRegisterParams) -> BindingEntry;
     /// Lists models at a scope.
-    ModelListMethod = "model/list" (ScopeParams) -> ModelList;
+    ModelListMethod = "model/list" (ScopeParams) -> ModelList [read_only];
     /// Resolves a model name from a scope.
-    ModelGet = "model/get" (ModelParams) -> BindingEntry;
+    ModelGet = "model/get" (ModelParams) -> BindingEntry [read_only];
     /// Deletes a model at a scope.
     ModelDelete = "model/delete" (ModelParams) -> BindingEntry;
     /// Sets a binding.
     BindingSet = "binding/set" (BindingSetParams) -> BindingEntry;
     /// Lists bindings at a scope.
-    BindingListMethod = "binding/list" (BindingListParams) -> BindingList;
+    BindingListMethod = "binding/list" (BindingListParams) -> BindingList [read_only];
     /// Resolves a binding from a scope.
-    BindingGet = "binding/get" (BindingParams) -> BindingEntry;
+    BindingGet = "binding/get" (BindingParams) -> BindingEntry [read_only];
     /// Deletes a binding at a scope.
     BindingDelete = "binding/delete" (BindingParams) -> BindingEntry;
 }

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod codec;
 pub mod message;
+pub mod peer;
 
 pub use codec::{Frame, FrameCodec, Framing, DEFAULT_MAX_FRAME_BYTES};
 pub use message::{ErrorObject, Incoming, Parsed, Request, Response};

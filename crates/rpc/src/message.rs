@@ -112,6 +112,19 @@ impl<'de> Deserialize<'de> for Json {
     }
 }
 
+/// Which JSON-RPC a peer speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// JSON-RPC 2.0 exactly: every message carries `"jsonrpc": "2.0"`, and
+    /// one without it is invalid.
+    #[default]
+    JsonRpc2,
+    /// The same messages without the `"jsonrpc"` member, as Codex's
+    /// app-server writes them: it is not written, and not required (but
+    /// must be `"2.0"` when present).
+    Bare,
+}
+
 /// A request, or a notification when `id` is `None`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
@@ -187,7 +200,8 @@ pub struct Response {
 
 #[derive(Serialize)]
 struct Wire<'a> {
-    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jsonrpc: Option<&'static str>,
     id: &'a Json,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a Json>,
@@ -212,9 +226,9 @@ impl Response {
         }
     }
 
-    fn wire(&self) -> Wire<'_> {
+    fn wire(&self, dialect: Dialect) -> Wire<'_> {
         Wire {
-            jsonrpc: "2.0",
+            jsonrpc: version(dialect),
             id: &self.id,
             result: self.outcome.as_ref().ok(),
             error: self.outcome.as_ref().err(),
@@ -223,18 +237,28 @@ impl Response {
 
     /// The response as JSON text.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.wire()).expect("a response always serializes")
+        self.to_bytes_in(Dialect::JsonRpc2)
+    }
+
+    /// The response as JSON text in `dialect`.
+    pub fn to_bytes_in(&self, dialect: Dialect) -> Vec<u8> {
+        serde_json::to_vec(&self.wire(dialect)).expect("a response always serializes")
     }
 
     /// A batch's responses as one JSON array.
     pub fn batch_to_bytes(responses: &[Response]) -> Vec<u8> {
-        let wires: Vec<Wire<'_>> = responses.iter().map(Response::wire).collect();
+        Response::batch_to_bytes_in(responses, Dialect::JsonRpc2)
+    }
+
+    /// A batch's responses as one JSON array, in `dialect`.
+    pub fn batch_to_bytes_in(responses: &[Response], dialect: Dialect) -> Vec<u8> {
+        let wires: Vec<Wire<'_>> = responses.iter().map(|r| r.wire(dialect)).collect();
         serde_json::to_vec(&wires).expect("a response always serializes")
     }
 
     /// The response as a JSON-RPC object.
     pub fn to_value(&self) -> Value {
-        serde_json::to_value(self.wire()).expect("a response always serializes")
+        serde_json::to_value(self.wire(Dialect::JsonRpc2)).expect("a response always serializes")
     }
 }
 
@@ -248,17 +272,38 @@ pub fn request(id: Value, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
+fn version(dialect: Dialect) -> Option<&'static str> {
+    match dialect {
+        Dialect::JsonRpc2 => Some("2.0"),
+        Dialect::Bare => None,
+    }
+}
+
+#[derive(Serialize)]
+struct OutRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jsonrpc: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Json>,
+}
+
 /// A request as JSON text, its params given as JSON text.
 pub fn request_bytes(id: u64, method: &str, params: &Json) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Out<'a> {
-        jsonrpc: &'static str,
-        id: u64,
-        method: &'a str,
-        params: &'a Json,
-    }
-    serde_json::to_vec(&Out {
-        jsonrpc: "2.0",
+    request_bytes_in(Dialect::JsonRpc2, Some(id), method, Some(params))
+}
+
+/// A request (or, without an id, a notification) as JSON text in `dialect`.
+pub fn request_bytes_in(
+    dialect: Dialect,
+    id: Option<u64>,
+    method: &str,
+    params: Option<&Json>,
+) -> Vec<u8> {
+    serde_json::to_vec(&OutRequest {
+        jsonrpc: version(dialect),
         id,
         method,
         params,
@@ -299,6 +344,11 @@ fn parse_error(message: String) -> Parsed {
 
 /// Parses one frame's payload.
 pub fn parse(payload: &[u8]) -> Parsed {
+    parse_in(payload, Dialect::JsonRpc2)
+}
+
+/// Parses one frame's payload in `dialect`.
+pub fn parse_in(payload: &[u8], dialect: Dialect) -> Parsed {
     if let Err(err) = std::str::from_utf8(payload) {
         return parse_error(format!(
             "parse error: invalid UTF-8 at byte {}",
@@ -315,12 +365,17 @@ pub fn parse(payload: &[u8]) -> Parsed {
                 Json::null(),
                 ErrorObject::new(INVALID_REQUEST, "invalid request: empty batch"),
             )),
-            Ok(items) => Parsed::Batch(items.iter().map(classify).collect()),
+            Ok(items) => Parsed::Batch(
+                items
+                    .iter()
+                    .map(|item| classify_in(item, dialect))
+                    .collect(),
+            ),
             Err(err) => parse_error(format!("parse error: {err}")),
         };
     }
     match from_slice::<Json>(payload) {
-        Ok(item) => Parsed::Single(classify(&item)),
+        Ok(item) => Parsed::Single(classify_in(&item, dialect)),
         Err(err) => parse_error(format!("parse error: {err}")),
     }
 }
@@ -356,6 +411,11 @@ struct Envelope {
 
 /// Classifies one JSON value as a JSON-RPC message.
 pub fn classify(value: &Json) -> Incoming {
+    classify_in(value, Dialect::JsonRpc2)
+}
+
+/// Classifies one JSON value as a message of `dialect`.
+pub fn classify_in(value: &Json, dialect: Dialect) -> Incoming {
     if value.first_byte() != b'{' {
         return invalid(Json::null(), "expected a JSON object");
     }
@@ -369,8 +429,12 @@ pub fn classify(value: &Json) -> Incoming {
         Some(_) => return invalid(Json::null(), "id must be a string, a number or null"),
     };
     let reply_id = id.clone().unwrap_or_else(Json::null);
-    let version: Option<String> = envelope.jsonrpc.and_then(|raw| raw.parse().ok());
-    if version.as_deref() != Some("2.0") {
+    let version: Option<String> = envelope.jsonrpc.as_ref().and_then(|raw| raw.parse().ok());
+    let version_ok = match (dialect, &envelope.jsonrpc) {
+        (Dialect::Bare, None) => true,
+        _ => version.as_deref() == Some("2.0"),
+    };
+    if !version_ok {
         return invalid(reply_id, "\"jsonrpc\" must be \"2.0\"");
     }
     if let Some(method) = envelope.method {

@@ -1,11 +1,10 @@
-//! Store types to wire types, and store errors to JSON-RPC errors: the one
-//! place where the substrate meets the protocol.
+//! Store types to protocol types: the one place where the substrate meets
+//! the protocol.
 
 use exo_protocol::types::rfc3339;
 use exo_protocol::{
     Agent, Artifact, BindingEntry, Conversation, ErrorCode, ErrorData, ForkedFrom, Secret, Turn,
 };
-use exo_rpc::ErrorObject;
 
 pub fn agent(agent: &exo_store::Agent) -> Agent {
     Agent {
@@ -82,58 +81,21 @@ pub fn turn(turn: &exo_store::TurnInfo) -> Turn {
     }
 }
 
-/// A JSON-RPC error with exo's `data`.
-pub fn rpc_error(code: ErrorCode, message: impl Into<String>, data: ErrorData) -> ErrorObject {
-    let data = ErrorData {
-        code: code.name().to_string(),
-        ..data
-    };
-    ErrorObject::new(code.code(), message).with_data(serde_json::to_value(data).unwrap_or_default())
+/// An error with detail.
+pub fn rpc_error(
+    code: ErrorCode,
+    message: impl Into<String>,
+    data: ErrorData,
+) -> crate::ServiceError {
+    crate::ServiceError::with_data(code, message, data)
 }
 
-/// A JSON-RPC error with only `data.code`.
-pub fn simple_error(code: ErrorCode, message: impl Into<String>) -> ErrorObject {
-    rpc_error(code, message, ErrorData::default())
+/// An error with only a kind and a message.
+pub fn simple_error(code: ErrorCode, message: impl Into<String>) -> crate::ServiceError {
+    crate::ServiceError::new(code, message)
 }
 
-/// Maps a store error to its JSON-RPC error. The message is the store's own
-/// one line, so the CLI prints the same words embedded or through a daemon.
-pub fn store_error(err: exo_store::Error) -> ErrorObject {
-    use exo_store::Error;
-    let message = err.to_string();
-    match err {
-        Error::NotFound { what, key } => rpc_error(
-            ErrorCode::NotFound,
-            message,
-            ErrorData {
-                what: Some(what.to_string()),
-                key: Some(key),
-                ..ErrorData::default()
-            },
-        ),
-        Error::AlreadyExists { what, key } => rpc_error(
-            ErrorCode::AlreadyExists,
-            message,
-            ErrorData {
-                what: Some(what.to_string()),
-                key: Some(key),
-                ..ErrorData::default()
-            },
-        ),
-        Error::HeadConflict { expected, actual } => rpc_error(
-            ErrorCode::Conflict,
-            message,
-            ErrorData {
-                expected_head: Some(expected.to_string()),
-                actual_head: Some(actual.to_string()),
-                ..ErrorData::default()
-            },
-        ),
-        Error::Busy(_) => simple_error(ErrorCode::Busy, message),
-        Error::Invalid(_) => simple_error(ErrorCode::InvalidParams, message),
-        Error::WrongKey => simple_error(ErrorCode::WrongKey, message),
-        // Logged by `Service::dispatch`, where it is known whether anyone
-        // but the caller reads the log.
-        _ => simple_error(ErrorCode::Internal, message),
-    }
+/// A store error, its message kept.
+pub fn store_error(err: exo_store::Error) -> crate::ServiceError {
+    err.into()
 }

@@ -1,25 +1,31 @@
-//! exo's service layer: every capability of the substrate as a JSON-RPC
-//! method, one implementation behind both the daemon and the command line.
+//! exo's service layer: every capability of the substrate as a typed call,
+//! one implementation behind every face.
 //!
-//! - [`Service::call`] runs one request synchronously. The CLI calls it
-//!   in-process when no daemon runs (embedded mode); the daemon calls it on
-//!   tokio's blocking pool. Both therefore return the same results and the
-//!   same errors, word for word.
-//! - [`server`] is the daemon's transport loop: framing, batches,
-//!   concurrency, cancellation, live `events/watch` streams.
-//! - [`daemon`] is the process around it: the lock file, the Unix socket,
-//!   stdio, signals.
+//! - [`Service::call`] runs one method (`Service::call::<AgentCreate>(params)`)
+//!   synchronously and returns its typed result or a [`ServiceError`]. The
+//!   JSON-RPC face (the `exo-daemon` crate) maps names, JSON and errors
+//!   onto these calls; later faces (ACP, MCP, a model gateway) do the same.
+//! - Running turns ([`Service::run_turn`]) stream what happens as
+//!   [`TurnNotice`]s; the face that asked turns them into its own
+//!   notifications.
+//! - The watch hub ([`Hub`]) carries committed events, streamed text and
+//!   approval questions, as domain values, to whoever watches a
+//!   conversation.
 //!
-//! **Architecture Invariant:** this is the only crate that knows both the
-//! store and the protocol; conversions live in `convert.rs`.
+//! **Architecture Invariant:** this crate knows the store and the protocol's
+//! types, but no wire: not JSON-RPC, not its error codes, not the command
+//! line. Conversions between store and protocol types live in `convert.rs`.
 
+mod calls;
 mod convert;
-pub mod daemon;
-mod handlers;
-mod hub;
-pub mod server;
+mod error;
+pub mod hub;
 mod turns;
 mod workspace;
+
+pub use calls::Call;
+pub use error::{ServiceError, ServiceResult};
+pub use turns::TurnNotice;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -28,10 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use exo_core::TurnId;
-use exo_rpc::message::Json;
-use exo_rpc::ErrorObject;
 use exo_store::Store;
-use serde_json::Value;
 
 pub use hub::Hub;
 
@@ -61,10 +64,11 @@ struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
-/// What one connection owns: the turns it began, closed as `interrupted`
-/// if it goes away with them still open.
+/// What one client (a connection, a command line) owns: the turns it
+/// began with `turn/begin`, closed as `interrupted` if it goes away with
+/// them still open ([`Service::interrupt_turns`]).
 #[derive(Default)]
-pub struct ConnectionContext {
+pub struct ClientContext {
     turns: Mutex<HashSet<TurnId>>,
 }
 
@@ -108,18 +112,29 @@ impl Service {
         &self.inner.store
     }
 
-    /// Runs one request to completion, synchronously.
-    pub fn call(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObject> {
-        let params = params.map(|params| Json::from_value(&params));
-        self.call_json(method, params.as_ref())
-            .map(|result| result.to_value())
+    /// Runs method `M`, synchronously, for a client that owns nothing
+    /// beyond the call.
+    pub fn call<M: Call>(&self, params: M::Params) -> ServiceResult<M::Result> {
+        M::call(self, &ClientContext::default(), params)
     }
 
-    /// [`Service::call`] with params and result as JSON text, read once
-    /// into their own types: what the command line uses, so a large
-    /// request is never a tree of values.
-    pub fn call_json(&self, method: &str, params: Option<&Json>) -> Result<Json, ErrorObject> {
-        self.dispatch(&ConnectionContext::default(), method, params)
+    /// Runs method `M` for `client` (whose `turn/begin` turns it then owns).
+    pub fn call_for<M: Call>(
+        &self,
+        client: &ClientContext,
+        params: M::Params,
+    ) -> ServiceResult<M::Result> {
+        M::call(self, client, params)
+    }
+
+    /// Whether this service publishes commits to watchers (a daemon).
+    pub fn is_daemon(&self) -> bool {
+        self.inner.daemon
+    }
+
+    /// The watch hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
     }
 
     /// Asks the daemon to stop, as SIGTERM does. Running turns are
@@ -151,12 +166,19 @@ impl Service {
         }
     }
 
-    fn connection_opened(&self) {
+    /// Counts a connection, for `daemon/status`.
+    pub fn connection_opened(&self) {
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn connection_closed(&self) {
+    /// Uncounts a connection.
+    pub fn connection_closed(&self) {
         self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> u64 {
+        self.inner.connections.load(Ordering::Relaxed)
     }
 }
 

@@ -17,12 +17,10 @@ use exo_executor::{
     SubstrateError, TurnRequest,
 };
 use exo_protocol::methods::*;
-use exo_protocol::{ErrorCode, Notification};
-use exo_rpc::message::Json;
-use exo_rpc::ErrorObject;
+use exo_protocol::ErrorCode;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{self, simple_error, store_error};
@@ -59,7 +57,7 @@ impl Running {
 
     /// Registers a `turn/run`, unless the daemon is stopping; the guard
     /// unregisters it.
-    fn register(&self, cancel: &CancellationToken) -> Result<RunGuard<'_>, ErrorObject> {
+    fn register(&self, cancel: &CancellationToken) -> Result<RunGuard<'_>, crate::ServiceError> {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         if runs.stopping {
             return Err(simple_error(
@@ -91,15 +89,15 @@ impl Drop for RunGuard<'_> {
 }
 
 /// A substrate failure carried back as the service's own error.
-fn to_substrate(error: ErrorObject) -> SubstrateError {
+fn to_substrate(error: crate::ServiceError) -> SubstrateError {
     Box::new(error)
 }
 
 /// Reads a substrate or setup failure as a JSON-RPC error: the service's
 /// own errors keep their code, a bad model or workspace configuration is
 /// invalid params.
-fn from_substrate(error: SubstrateError) -> ErrorObject {
-    match error.downcast::<ErrorObject>() {
+fn from_substrate(error: SubstrateError) -> crate::ServiceError {
+    match error.downcast::<crate::ServiceError>() {
         Ok(error) => *error,
         Err(other) => {
             let configuration =
@@ -197,7 +195,7 @@ impl Substrate for Service {
 impl Service {
     /// Resolves what a turn needs: the agent's instructions and approval
     /// policy, the conversation's workspace, the model and its key.
-    fn turn_setup(&self, agent: &str, conversation: &str) -> Result<Setup, ErrorObject> {
+    fn turn_setup(&self, agent: &str, conversation: &str) -> Result<Setup, crate::ServiceError> {
         let store = self.store();
         let agent_record = store.agent(agent).map_err(store_error)?;
         let record = store
@@ -286,7 +284,7 @@ impl Service {
     }
 
     /// `turn/cancel`: cancels a turn running here.
-    pub(crate) fn cancel_turn(&self, turn: TurnId) -> Result<Json, ErrorObject> {
+    pub(crate) fn cancel_turn(&self, turn: TurnId) -> Result<Empty, crate::ServiceError> {
         let running = self
             .inner
             .running
@@ -296,7 +294,7 @@ impl Service {
         match running.get(&turn) {
             Some(token) => {
                 token.cancel();
-                Ok(Json::from_value(&json!({})))
+                Ok(Empty {})
             }
             None => Err(not_running("turn", turn.to_string())),
         }
@@ -306,7 +304,7 @@ impl Service {
     pub(crate) fn respond_approval(
         &self,
         params: ApprovalRespondParams,
-    ) -> Result<Json, ErrorObject> {
+    ) -> Result<Empty, crate::ServiceError> {
         let waiting = self
             .inner
             .running
@@ -319,7 +317,7 @@ impl Service {
                 // The turn may have been cancelled meanwhile; then no one
                 // is waiting, and that is fine.
                 let _ = answer.send(params.approve);
-                Ok(Json::from_value(&json!({})))
+                Ok(Empty {})
             }
             None => Err(not_running(
                 "approval",
@@ -328,16 +326,17 @@ impl Service {
         }
     }
 
-    /// Runs a turn with the executor, sending what happens as
-    /// notifications through `notify`. Returns once every notification
-    /// for the turn has been handed to `notify`'s receiver.
-    pub(crate) async fn run_turn(
+    /// Runs a turn with the agent's executor, telling `notify` what
+    /// happens as it happens. Returns once every notice for the turn has
+    /// been handed to `notify`'s receiver. `gone` fires when the client can
+    /// answer no approval question any more; `cancel` cancels the turn.
+    pub async fn run_turn(
         &self,
         params: TurnRunParams,
-        notify: mpsc::UnboundedSender<Value>,
+        notify: mpsc::UnboundedSender<TurnNotice>,
         gone: CancellationToken,
         cancel: CancellationToken,
-    ) -> Result<Json, ErrorObject> {
+    ) -> Result<TurnRunResult, crate::ServiceError> {
         if params.max_rounds == Some(0) {
             return Err(simple_error(
                 ErrorCode::InvalidParams,
@@ -394,7 +393,7 @@ impl Service {
                 ));
             }
         };
-        crate::handlers::reply(TurnRunResult {
+        Ok(TurnRunResult {
             turn: outcome.turn,
             session: outcome.session,
             status: outcome.status,
@@ -421,7 +420,7 @@ pub(crate) fn protected_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> 
     dirs
 }
 
-fn not_running(what: &str, key: String) -> ErrorObject {
+fn not_running(what: &str, key: String) -> crate::ServiceError {
     convert::rpc_error(
         ErrorCode::NotFound,
         format!("{what} {key} is not waiting here: no turn/run in this process has it"),
@@ -433,10 +432,21 @@ fn not_running(what: &str, key: String) -> ErrorObject {
     )
 }
 
-/// A running turn's observer: notifications to the client that ran it.
+/// What a running turn tells the client that runs it, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TurnNotice {
+    /// A piece of the model's answer.
+    Delta(TurnDelta),
+    /// Events the turn recorded.
+    Events(TurnEvents),
+    /// A question: may this call run? Answered with `approval/respond`.
+    Approval(ApprovalRequest),
+}
+
+/// A running turn's observer: notices to the client that ran it.
 struct Notifier {
     service: Service,
-    notify: mpsc::UnboundedSender<Value>,
+    notify: mpsc::UnboundedSender<TurnNotice>,
     can_ask: bool,
     /// Fires when the client can no longer be reached.
     gone: CancellationToken,
@@ -447,12 +457,10 @@ struct Notifier {
 }
 
 impl Notifier {
-    fn send<N: Notification>(&self, params: N::Params) {
-        if let Ok(params) = serde_json::to_value(params) {
-            let _ = self
-                .notify
-                .send(exo_rpc::message::notification(N::NAME, params));
-        }
+    fn send(&self, notice: TurnNotice) {
+        // An error means the client's side of the turn is gone; the turn
+        // goes on, it is the service's.
+        let _ = self.notify.send(notice);
     }
 }
 
@@ -481,7 +489,7 @@ impl Observer for Notifier {
                 .hub
                 .publish_delta(conversation, params.clone());
         }
-        self.send::<TurnDeltaNotification>(params);
+        self.send(TurnNotice::Delta(params));
     }
 
     fn recorded(&self, turn: TurnId, events: &[Event]) {
@@ -504,10 +512,10 @@ impl Observer for Notifier {
                 .insert(turn, self.cancel.clone());
         }
         if !events.is_empty() {
-            self.send::<TurnEventsNotification>(TurnEvents {
+            self.send(TurnNotice::Events(TurnEvents {
                 turn,
                 events: convert::events(events),
-            });
+            }));
         }
     }
 
@@ -539,7 +547,7 @@ impl Observer for Notifier {
                 .hub
                 .publish_approval(conversation, request.clone());
         }
-        self.send::<ApprovalRequestNotification>(request);
+        self.send(TurnNotice::Approval(request));
         let gone = self.gone.clone();
         let service = self.service.clone();
         Box::pin(async move {
@@ -580,7 +588,7 @@ impl Drop for Notifier {
 
 /// The content of a turn's input, checked (an image must be an image type
 /// with base64 data) before anything is done with it.
-pub(crate) fn content(input: TurnInput) -> Result<Vec<ContentPart>, ErrorObject> {
+pub(crate) fn content(input: TurnInput) -> Result<Vec<ContentPart>, crate::ServiceError> {
     let parts = match input {
         TurnInput::Text(text) => vec![ContentPart::Text { text }],
         TurnInput::Parts(parts) => parts,

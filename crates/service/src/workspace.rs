@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use exo_core::{EventData, EventKind, PathConflict, SkippedFile, SnapshotReason};
 use exo_protocol::methods::{PathChange, RestoreResult, SkippedPath};
 use exo_protocol::{ErrorCode, ErrorData};
-use exo_rpc::ErrorObject;
+
 use exo_snapshot::{ChangeKind, RestoreOptions, ScanHint, Shadow, Watcher};
 use exo_store::{Conversation, Store};
 
@@ -53,7 +53,7 @@ pub(crate) struct SnapshotRef {
     pub tree: String,
 }
 
-pub(crate) fn snapshot_error(err: exo_snapshot::Error) -> ErrorObject {
+pub(crate) fn snapshot_error(err: exo_snapshot::Error) -> crate::ServiceError {
     match err {
         exo_snapshot::Error::Conflict { ref paths } => rpc_error(
             ErrorCode::Conflict,
@@ -123,8 +123,8 @@ impl Workspaces {
     fn with<T>(
         &self,
         workspace: &Path,
-        f: impl FnOnce(&mut Shadow, &mut Option<Watcher>) -> Result<T, ErrorObject>,
-    ) -> Result<T, ErrorObject> {
+        f: impl FnOnce(&mut Shadow, &mut Option<Watcher>) -> Result<T, crate::ServiceError>,
+    ) -> Result<T, crate::ServiceError> {
         if !self.keep_open {
             let mut shadow =
                 Shadow::open(&self.root, workspace, self.options()).map_err(snapshot_error)?;
@@ -171,8 +171,8 @@ impl Workspaces {
         &self,
         workspace: &str,
         reason: SnapshotReason,
-        record: impl FnOnce(EventData, bool) -> Result<T, ErrorObject>,
-    ) -> Result<T, ErrorObject> {
+        record: impl FnOnce(EventData, bool) -> Result<T, crate::ServiceError>,
+    ) -> Result<T, crate::ServiceError> {
         self.with(Path::new(workspace), |shadow, watcher| {
             let hint = Workspaces::hint(watcher);
             let snapshot = shadow.snapshot(hint).map_err(snapshot_error)?;
@@ -188,7 +188,11 @@ impl Workspaces {
     }
 
     /// Paths changed on disk since `base`.
-    pub fn drift(&self, workspace: &str, base: &str) -> Result<Vec<PathChange>, ErrorObject> {
+    pub fn drift(
+        &self,
+        workspace: &str,
+        base: &str,
+    ) -> Result<Vec<PathChange>, crate::ServiceError> {
         self.with(Path::new(workspace), |shadow, _| {
             Ok(changes(
                 &shadow.drift(&base.to_string()).map_err(snapshot_error)?,
@@ -204,7 +208,7 @@ impl Workspaces {
         from: &str,
         to: Option<&str>,
         unified: bool,
-    ) -> Result<(Vec<PathChange>, Option<String>), ErrorObject> {
+    ) -> Result<(Vec<PathChange>, Option<String>), crate::ServiceError> {
         self.with(Path::new(workspace), |shadow, watcher| {
             let from = from.to_string();
             match to {
@@ -245,7 +249,7 @@ impl Workspaces {
         workspace: &str,
         commit: &str,
         dir: &Path,
-    ) -> Result<exo_snapshot::Materialized, ErrorObject> {
+    ) -> Result<exo_snapshot::Materialized, crate::ServiceError> {
         self.with(Path::new(workspace), |shadow, _| {
             shadow
                 .materialize(&commit.to_string(), dir)
@@ -256,7 +260,10 @@ impl Workspaces {
     /// Removes what no live conversation reaches, shadow by shadow. What
     /// to keep is read under each shadow's lock, after any snapshot being
     /// taken there has been recorded.
-    pub fn gc(&self, store: &Store) -> Result<exo_protocol::methods::GcResult, ErrorObject> {
+    pub fn gc(
+        &self,
+        store: &Store,
+    ) -> Result<exo_protocol::methods::GcResult, crate::ServiceError> {
         let workspaces = store.snapshot_workspaces().map_err(store_error)?;
         let mut result = exo_protocol::methods::GcResult {
             workspaces: 0,
@@ -311,7 +318,7 @@ impl Workspaces {
         dry_run: bool,
         unified: bool,
         record_restore: bool,
-    ) -> Result<RestoreResult, ErrorObject> {
+    ) -> Result<RestoreResult, crate::ServiceError> {
         let (agent, conv) = (conversation.agent.to_string(), conversation.id.to_string());
         // The newest snapshot recorded for this workspace is what exo last
         // knew the files to be; anything else on disk is someone else's
@@ -500,7 +507,7 @@ pub(crate) fn resolve_snapshot(
     agent: &str,
     conversation: &str,
     name: &str,
-) -> Result<SnapshotRef, ErrorObject> {
+) -> Result<SnapshotRef, crate::ServiceError> {
     if let Ok(event_id) = name.parse::<exo_core::EventId>() {
         let event = store
             .event(agent, conversation, event_id)
@@ -564,7 +571,7 @@ pub(crate) fn snapshot_at(
     agent: &str,
     conversation: &str,
     at: Option<exo_core::EventId>,
-) -> Result<Option<(exo_core::Event, SnapshotRef)>, ErrorObject> {
+) -> Result<Option<(exo_core::Event, SnapshotRef)>, crate::ServiceError> {
     let event = store
         .latest_at(agent, conversation, at, EventKind::WorkspaceSnapshot)
         .map_err(store_error)?;
@@ -591,19 +598,23 @@ impl crate::Service {
         &self,
         agent: &str,
         conversation: &str,
-    ) -> Result<(Conversation, String), ErrorObject> {
+    ) -> Result<(Conversation, String), crate::ServiceError> {
         let conv = self
             .store()
             .conversation(agent, conversation)
             .map_err(store_error)?;
         match conv.workspace.clone() {
             Some(workspace) => Ok((conv, workspace)),
-            None => Err(simple_error(
+            None => Err(crate::convert::rpc_error(
                 ErrorCode::InvalidParams,
                 format!(
-                    "conversation {} has no workspace; create it with --workspace DIR (or `workspace` in conversation/create)",
+                    "conversation {} has no workspace (it is given when the conversation is created)",
                     conv.slug
                 ),
+                ErrorData {
+                    what: Some("workspace".into()),
+                    ..ErrorData::default()
+                },
             )),
         }
     }
@@ -617,8 +628,8 @@ impl crate::Service {
         &self,
         conversation: &Conversation,
         reason: SnapshotReason,
-        record: impl FnOnce(Vec<EventData>) -> Result<T, ErrorObject>,
-    ) -> Result<T, ErrorObject> {
+        record: impl FnOnce(Vec<EventData>) -> Result<T, crate::ServiceError>,
+    ) -> Result<T, crate::ServiceError> {
         match &conversation.workspace {
             Some(workspace) => self
                 .workspaces()
@@ -630,7 +641,7 @@ impl crate::Service {
     pub(crate) fn snapshot_take(
         &self,
         params: exo_protocol::ConversationRef,
-    ) -> Result<exo_protocol::methods::SnapshotResult, ErrorObject> {
+    ) -> Result<exo_protocol::methods::SnapshotResult, crate::ServiceError> {
         let (conv, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
         let (event, full_scan) =
             self.workspaces()
@@ -650,7 +661,7 @@ impl crate::Service {
     pub(crate) fn snapshot_list(
         &self,
         params: exo_protocol::methods::SnapshotListParams,
-    ) -> Result<exo_protocol::methods::SnapshotList, ErrorObject> {
+    ) -> Result<exo_protocol::methods::SnapshotList, crate::ServiceError> {
         let limit = match params.limit {
             None => exo_store::DEFAULT_PAGE,
             Some(limit @ 1..=10_000) => limit as usize,
@@ -679,7 +690,7 @@ impl crate::Service {
     pub(crate) fn snapshot_diff(
         &self,
         params: exo_protocol::methods::SnapshotDiffParams,
-    ) -> Result<exo_protocol::methods::SnapshotDiff, ErrorObject> {
+    ) -> Result<exo_protocol::methods::SnapshotDiff, crate::ServiceError> {
         let (_, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
         let from = match &params.from {
             Some(name) => {
@@ -688,9 +699,13 @@ impl crate::Service {
             None => snapshot_at(self.store(), &params.agent, &params.conversation, None)?
                 .map(|(_, found)| found.commit)
                 .ok_or_else(|| {
-                    simple_error(
+                    crate::convert::rpc_error(
                         ErrorCode::NotFound,
-                        "the conversation has no snapshot yet; take one with `exo snapshot take`",
+                        "the conversation has no snapshot yet",
+                        ErrorData {
+                            what: Some("snapshot".into()),
+                            ..ErrorData::default()
+                        },
                     )
                 })?,
         };
@@ -714,7 +729,7 @@ impl crate::Service {
     pub(crate) fn snapshot_restore(
         &self,
         params: exo_protocol::methods::SnapshotRestoreParams,
-    ) -> Result<exo_protocol::methods::RestoreResult, ErrorObject> {
+    ) -> Result<exo_protocol::methods::RestoreResult, crate::ServiceError> {
         let (conv, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
         if let Some(turn) = conv.open_turn {
             return Err(simple_error(
@@ -748,7 +763,7 @@ impl crate::Service {
     pub(crate) fn rewind(
         &self,
         params: exo_protocol::methods::ConversationRewindParams,
-    ) -> Result<exo_protocol::methods::RewindResult, ErrorObject> {
+    ) -> Result<exo_protocol::methods::RewindResult, crate::ServiceError> {
         let store = self.store();
         let conv = store
             .conversation(&params.agent, &params.conversation)
@@ -846,7 +861,7 @@ impl crate::Service {
     pub(crate) fn fork(
         &self,
         params: exo_protocol::methods::ConversationForkParams,
-    ) -> Result<exo_protocol::Conversation, ErrorObject> {
+    ) -> Result<exo_protocol::Conversation, crate::ServiceError> {
         let store = self.store();
         let mut options = exo_store::ForkOptions {
             at: params.at,
@@ -892,7 +907,7 @@ impl crate::Service {
     fn fork_workspace_snapshot(
         &self,
         fork: exo_store::Conversation,
-    ) -> Result<exo_protocol::Conversation, ErrorObject> {
+    ) -> Result<exo_protocol::Conversation, crate::ServiceError> {
         let store = self.store();
         if let Some(workspace) = &fork.workspace {
             self.workspaces()
@@ -909,7 +924,7 @@ impl crate::Service {
     pub(crate) fn resume(
         &self,
         params: exo_protocol::ConversationRef,
-    ) -> Result<exo_protocol::methods::ResumeResult, ErrorObject> {
+    ) -> Result<exo_protocol::methods::ResumeResult, crate::ServiceError> {
         let store = self.store();
         let conv = store
             .conversation(&params.agent, &params.conversation)
@@ -944,7 +959,7 @@ impl crate::Service {
         })
     }
 
-    pub(crate) fn gc(&self) -> Result<exo_protocol::methods::GcResult, ErrorObject> {
+    pub(crate) fn gc(&self) -> Result<exo_protocol::methods::GcResult, crate::ServiceError> {
         self.workspaces().gc(self.store())
     }
 }

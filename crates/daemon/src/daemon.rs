@@ -30,8 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::task::TaskTracker;
 
-use crate::server::serve_connection;
-use crate::Service;
+use crate::connection::serve_connection;
+use exo_service::Service;
 
 /// The socket's file name inside the root.
 pub const SOCKET_FILE: &str = "exo.sock";
@@ -454,12 +454,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 continue;
             }
         }
-        if service
-            .inner
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= MAX_CONNECTIONS
-        {
+        if service.connections() >= MAX_CONNECTIONS {
             tracing::warn!("too many connections; refusing one");
             continue;
         }

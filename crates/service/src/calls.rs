@@ -1,0 +1,807 @@
+//! The typed calls: one function per method, params in, result out, and
+//! [`Call`], which ties each protocol method to its function, so every face
+//! (JSON-RPC, the command line, ACP, MCP) calls the same code through
+//! [`Service::call`](crate::Service::call). Synchronous: a face runs them
+//! on a blocking pool.
+
+use base64::Engine;
+use exo_core::{Binding, BindingKind, EventData, Role, SecretValue};
+use exo_protocol::methods::*;
+use exo_protocol::{
+    Agent, Artifact, BindingEntry, Conversation, ErrorCode, ErrorData, Method, Secret, Turn,
+    PROTOCOL_VERSION,
+};
+use exo_store::EventQuery;
+use serde_json::{json, Value};
+
+use crate::convert;
+use crate::error::{ServiceError, ServiceResult};
+use crate::{ClientContext, Service};
+
+/// A method the service answers as a plain call: params in, result out.
+/// (Methods that need a connection that outlives the request, such as
+/// `events/watch` or `turn/run`, are served by faces.)
+pub trait Call: Method {
+    /// Runs the call for `client`.
+    fn call(
+        service: &Service,
+        client: &ClientContext,
+        params: Self::Params,
+    ) -> ServiceResult<Self::Result>;
+}
+
+macro_rules! calls {
+    ($($method:ident => $function:ident),* $(,)?) => {
+        $(
+            impl Call for $method {
+                fn call(
+                    service: &Service,
+                    client: &ClientContext,
+                    params: Self::Params,
+                ) -> ServiceResult<Self::Result> {
+                    service.$function(client, params)
+                }
+            }
+        )*
+    };
+}
+
+calls! {
+    Ping => ping,
+    DaemonStatusMethod => daemon_status,
+    AgentCreate => agent_create,
+    AgentListMethod => agent_list,
+    AgentGet => agent_get,
+    AgentDelete => agent_delete,
+    ConversationCreate => conversation_create,
+    ConversationListMethod => conversation_list,
+    ConversationGet => conversation_get,
+    ConversationDelete => conversation_delete,
+    ConversationFork => conversation_fork,
+    ConversationRewind => conversation_rewind,
+    ConversationAppend => conversation_append,
+    TurnBegin => turn_begin,
+    TurnAppend => turn_append,
+    TurnFinish => turn_finish,
+    TurnGet => turn_get,
+    TurnCancel => turn_cancel,
+    ApprovalRespond => approval_respond,
+    SessionResume => session_resume,
+    SnapshotTake => snapshot_take_call,
+    SnapshotListMethod => snapshot_list_call,
+    SnapshotDiffMethod => snapshot_diff_call,
+    SnapshotRestore => snapshot_restore_call,
+    Gc => gc_call,
+    EventsList => events_list,
+    EventsGet => events_get,
+    ArtifactPut => artifact_put,
+    ArtifactGet => artifact_get,
+    ArtifactListMethod => artifact_list,
+    SecretSet => secret_set,
+    SecretListMethod => secret_list,
+    SecretGet => secret_get,
+    SecretDelete => secret_delete,
+    ModelRegister => model_register,
+    ModelListMethod => model_list,
+    ModelGet => model_get,
+    ModelDelete => model_delete,
+    BindingSet => binding_set,
+    BindingListMethod => binding_list,
+    BindingGet => binding_get,
+    BindingDelete => binding_delete,
+}
+
+/// The largest page of events a call returns.
+const MAX_PAGE: u32 = 10_000;
+
+fn invalid(message: impl Into<String>) -> ServiceError {
+    ServiceError::invalid(message)
+}
+
+/// Caller events (`conversation append` lines) given as JSON text, read
+/// one at a time as the store appends them, so a large batch is never
+/// held twice.
+pub(crate) fn input_events(
+    values: Vec<Box<serde_json::value::RawValue>>,
+) -> ServiceResult<impl Iterator<Item = exo_store::Result<EventData>>> {
+    if values.is_empty() {
+        return Err(invalid("events must not be empty"));
+    }
+    Ok(values.into_iter().enumerate().map(|(index, value)| {
+        let value: Value = exo_core::json::from_str(value.get())
+            .map_err(|err| exo_store::Error::Invalid(format!("event {}: {err}", index + 1)))?;
+        EventData::from_input_json(value)
+            .map_err(|err| exo_store::Error::Invalid(format!("event {}: {err}", index + 1)))
+    }))
+}
+
+/// Caller events given as values (the typed calls).
+fn value_events(
+    values: Vec<Value>,
+) -> ServiceResult<impl Iterator<Item = exo_store::Result<EventData>>> {
+    if values.is_empty() {
+        return Err(invalid("events must not be empty"));
+    }
+    Ok(values.into_iter().enumerate().map(|(index, value)| {
+        EventData::from_input_json(value)
+            .map_err(|err| exo_store::Error::Invalid(format!("event {}: {err}", index + 1)))
+    }))
+}
+
+fn appended_result(appended: &exo_store::Appended) -> AppendResult {
+    AppendResult {
+        events: convert::events(&appended.events),
+        head: appended.head,
+        first: appended.first,
+        count: Some(appended.count as u64),
+    }
+}
+
+impl Service {
+    fn scope(&self, scope: &exo_protocol::ScopeParams) -> ServiceResult<exo_core::Scope> {
+        Ok(self
+            .store()
+            .scope(scope.agent.as_deref(), scope.conversation.as_deref())?)
+    }
+
+    pub(crate) fn key(&self) -> ServiceResult<exo_secrets::Key> {
+        let mut cached = self.inner.key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = cached.as_ref() {
+            return Ok(key.clone());
+        }
+        let (key, source) = exo_secrets::Key::load(true)
+            .map_err(|err| ServiceError::internal(err.to_string()))?
+            .ok_or_else(|| ServiceError::internal("no encryption key available"))?;
+        if let exo_secrets::KeySource::CreatedFile(path) = &source {
+            tracing::warn!(path = %path.display(), "created encryption key file");
+        }
+        *cached = Some(key.clone());
+        Ok(key)
+    }
+
+    /// The protocol version check of `initialize`.
+    pub fn check_protocol_versions(&self, versions: Option<&[String]>) -> ServiceResult<()> {
+        match versions {
+            Some(versions) if !versions.iter().any(|v| v == PROTOCOL_VERSION) => {
+                Err(ServiceError::with_data(
+                    ErrorCode::UnsupportedVersion,
+                    format!("no common protocol version: this daemon speaks {PROTOCOL_VERSION}"),
+                    ErrorData {
+                        supported: Some(vec![PROTOCOL_VERSION.to_string()]),
+                        ..ErrorData::default()
+                    },
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn ping(&self, _: &ClientContext, _: Empty) -> ServiceResult<Empty> {
+        Ok(Empty {})
+    }
+
+    fn daemon_status(&self, _: &ClientContext, _: Empty) -> ServiceResult<DaemonStatus> {
+        Ok(DaemonStatus {
+            pid: std::process::id(),
+            root: self.store().root().display().to_string(),
+            socket: self.inner.socket.as_ref().map(|s| s.display().to_string()),
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol_version: PROTOCOL_VERSION.into(),
+            uptime_seconds: self.inner.started.elapsed().as_secs(),
+            connections: self
+                .inner
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    fn agent_create(&self, _: &ClientContext, params: AgentCreateParams) -> ServiceResult<Agent> {
+        let mut config = serde_json::Map::new();
+        if let Some(model) = params.model {
+            config.insert("model".into(), json!(model));
+        }
+        if let Some(instructions) = params.instructions {
+            config.insert("instructions".into(), json!(instructions));
+        }
+        if let Some(approval) = params.approval {
+            config.insert("approval".into(), json!(approval));
+        }
+        let agent = self
+            .store()
+            .create_agent(&params.name, params.slug.as_deref(), config)?;
+        Ok(convert::agent(&agent))
+    }
+
+    fn agent_list(&self, _: &ClientContext, _: Empty) -> ServiceResult<AgentList> {
+        Ok(AgentList {
+            agents: self.store().agents()?.iter().map(convert::agent).collect(),
+        })
+    }
+
+    fn agent_get(&self, _: &ClientContext, params: AgentParams) -> ServiceResult<Agent> {
+        Ok(convert::agent(&self.store().agent(&params.agent)?))
+    }
+
+    fn agent_delete(&self, _: &ClientContext, params: AgentParams) -> ServiceResult<Agent> {
+        Ok(convert::agent(&self.store().delete_agent(&params.agent)?))
+    }
+
+    fn conversation_create(
+        &self,
+        _: &ClientContext,
+        params: ConversationCreateParams,
+    ) -> ServiceResult<Conversation> {
+        let workspace = params.workspace.as_deref().map(std::path::Path::new);
+        let conversation = self.store().create_conversation(
+            &params.agent,
+            &params.name,
+            params.slug.as_deref(),
+            workspace,
+        )?;
+        Ok(convert::conversation(&conversation))
+    }
+
+    fn conversation_list(
+        &self,
+        _: &ClientContext,
+        params: AgentParams,
+    ) -> ServiceResult<ConversationList> {
+        let conversations = self.store().conversations(&params.agent)?;
+        Ok(ConversationList {
+            conversations: conversations.iter().map(convert::conversation).collect(),
+        })
+    }
+
+    fn conversation_get(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ConversationRef,
+    ) -> ServiceResult<Conversation> {
+        Ok(convert::conversation(
+            &self
+                .store()
+                .conversation(&params.agent, &params.conversation)?,
+        ))
+    }
+
+    fn conversation_delete(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ConversationRef,
+    ) -> ServiceResult<Conversation> {
+        Ok(convert::conversation(&self.store().delete_conversation(
+            &params.agent,
+            &params.conversation,
+        )?))
+    }
+
+    fn conversation_fork(
+        &self,
+        _: &ClientContext,
+        params: ConversationForkParams,
+    ) -> ServiceResult<Conversation> {
+        if let Some(dir) = &params.workspace {
+            // Checked before the fork point's files are written there: exo
+            // keeps its own state under the root.
+            let inside = exo_store::is_inside_root(self.store().root(), std::path::Path::new(dir))
+                .map_err(|err| invalid(format!("workspace {dir}: {err}")))?;
+            if inside {
+                return Err(invalid(format!(
+                    "workspace {dir} is exo's root directory or inside it, where exo keeps its own state"
+                )));
+            }
+        }
+        self.fork(params)
+    }
+
+    fn conversation_rewind(
+        &self,
+        _: &ClientContext,
+        params: ConversationRewindParams,
+    ) -> ServiceResult<RewindResult> {
+        self.rewind(params)
+    }
+
+    fn conversation_append(
+        &self,
+        _: &ClientContext,
+        params: ConversationAppendParams,
+    ) -> ServiceResult<AppendResult> {
+        let events = value_events(params.events)?;
+        let appended = self.store().append_each(
+            &params.agent,
+            &params.conversation,
+            events,
+            params.expected_head,
+            params.return_events.unwrap_or(true),
+        )?;
+        Ok(appended_result(&appended))
+    }
+
+    /// `conversation/append` with the events as JSON text, read one at a
+    /// time as they are stored: what the JSON-RPC face uses, so a batch of
+    /// a million small events is never a million trees of values.
+    pub fn conversation_append_text(
+        &self,
+        agent: &str,
+        conversation: &str,
+        events: Vec<Box<serde_json::value::RawValue>>,
+        expected_head: Option<exo_core::EventId>,
+        return_events: bool,
+    ) -> ServiceResult<exo_store::Appended> {
+        let events = input_events(events)?;
+        Ok(self
+            .store()
+            .append_each(agent, conversation, events, expected_head, return_events)?)
+    }
+
+    /// `turn/append` with the events as JSON text (see
+    /// [`Service::conversation_append_text`]).
+    pub fn turn_append_text(
+        &self,
+        turn: exo_core::TurnId,
+        events: Vec<Box<serde_json::value::RawValue>>,
+        expected_head: Option<exo_core::EventId>,
+        return_events: bool,
+    ) -> ServiceResult<exo_store::Appended> {
+        let events = input_events(events)?;
+        Ok(self
+            .store()
+            .append_each_to_turn(turn, events, expected_head, return_events)?)
+    }
+
+    fn turn_begin(
+        &self,
+        client: &ClientContext,
+        params: TurnBeginParams,
+    ) -> ServiceResult<TurnBeginResult> {
+        let input = EventData::Message {
+            role: Role::User,
+            content: crate::turns::content(params.input)?,
+            usage: None,
+            model: None,
+        };
+        let handle = self.begin_turn(&params.agent, &params.conversation, input)?;
+        client
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(handle.id());
+        Ok(TurnBeginResult {
+            turn: handle.id(),
+            session: handle.session(),
+            events: convert::events(handle.started_events()),
+        })
+    }
+
+    fn turn_append(
+        &self,
+        _: &ClientContext,
+        params: TurnAppendParams,
+    ) -> ServiceResult<AppendResult> {
+        let events = value_events(params.events)?;
+        let appended = self.store().append_each_to_turn(
+            params.turn,
+            events,
+            params.expected_head,
+            params.return_events.unwrap_or(true),
+        )?;
+        Ok(appended_result(&appended))
+    }
+
+    fn turn_finish(
+        &self,
+        client: &ClientContext,
+        params: TurnFinishParams,
+    ) -> ServiceResult<TurnFinishResult> {
+        let status = self.finish_turn(params.turn, params.status)?;
+        client
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&params.turn);
+        Ok(TurnFinishResult {
+            turn: params.turn,
+            status,
+        })
+    }
+
+    fn turn_get(&self, _: &ClientContext, params: TurnParams) -> ServiceResult<Turn> {
+        let store = self.store();
+        let mut record = store.turn(params.turn)?;
+        // A turn left open by a dead process is closed as interrupted when
+        // its conversation is opened: open it, so that such a turn is not
+        // reported as still running.
+        if record.status.is_none() && store.conversation_by_id(record.conversation).is_ok() {
+            record = store.turn(params.turn)?;
+        }
+        Ok(convert::turn(&record))
+    }
+
+    fn turn_cancel(&self, _: &ClientContext, params: TurnParams) -> ServiceResult<Empty> {
+        self.cancel_turn(params.turn)
+    }
+
+    fn approval_respond(
+        &self,
+        _: &ClientContext,
+        params: ApprovalRespondParams,
+    ) -> ServiceResult<Empty> {
+        self.respond_approval(params)
+    }
+
+    fn session_resume(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ConversationRef,
+    ) -> ServiceResult<ResumeResult> {
+        self.resume(params)
+    }
+
+    fn snapshot_take_call(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ConversationRef,
+    ) -> ServiceResult<SnapshotResult> {
+        self.snapshot_take(params)
+    }
+
+    fn snapshot_list_call(
+        &self,
+        _: &ClientContext,
+        params: SnapshotListParams,
+    ) -> ServiceResult<SnapshotList> {
+        self.snapshot_list(params)
+    }
+
+    fn snapshot_diff_call(
+        &self,
+        _: &ClientContext,
+        params: SnapshotDiffParams,
+    ) -> ServiceResult<SnapshotDiff> {
+        self.snapshot_diff(params)
+    }
+
+    fn snapshot_restore_call(
+        &self,
+        _: &ClientContext,
+        params: SnapshotRestoreParams,
+    ) -> ServiceResult<RestoreResult> {
+        self.snapshot_restore(params)
+    }
+
+    fn gc_call(&self, _: &ClientContext, _: Empty) -> ServiceResult<GcResult> {
+        self.gc()
+    }
+
+    fn events_list(&self, _: &ClientContext, params: EventsListParams) -> ServiceResult<EventPage> {
+        let limit = match params.limit {
+            None => exo_store::DEFAULT_PAGE,
+            Some(limit @ 1..=MAX_PAGE) => limit as usize,
+            Some(_) => return Err(invalid(format!("limit must be between 1 and {MAX_PAGE}"))),
+        };
+        let query = EventQuery {
+            after: params.after,
+            before: params.before,
+            desc: params.desc,
+            limit,
+            kind: params.kind,
+            session: params.session,
+            turn: params.turn,
+        };
+        let page = self
+            .store()
+            .events(&params.agent, &params.conversation, &query)?;
+        Ok(EventPage {
+            events: convert::events(&page.events),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    fn events_get(
+        &self,
+        _: &ClientContext,
+        params: EventsGetParams,
+    ) -> ServiceResult<exo_protocol::Event> {
+        let event = self
+            .store()
+            .event(&params.agent, &params.conversation, params.event)?;
+        Ok(exo_protocol::Event::from(&event))
+    }
+
+    fn artifact_put(
+        &self,
+        _: &ClientContext,
+        params: ArtifactPutParams,
+    ) -> ServiceResult<Artifact> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(params.content_base64.as_bytes())
+            .map_err(|err| invalid(format!("content_base64 is not base64: {err}")))?;
+        let version = self.store().put_artifact(
+            &params.agent,
+            &params.conversation,
+            &params.path,
+            &bytes,
+            params.media_type.as_deref(),
+        )?;
+        Ok(convert::artifact(&version))
+    }
+
+    fn artifact_get(
+        &self,
+        _: &ClientContext,
+        params: ArtifactGetParams,
+    ) -> ServiceResult<ArtifactContent> {
+        let (artifact, bytes) = self.store().get_artifact(
+            &params.agent,
+            &params.conversation,
+            &params.path,
+            params.version,
+        )?;
+        Ok(ArtifactContent {
+            artifact: convert::artifact(&artifact),
+            content_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    }
+
+    fn artifact_list(
+        &self,
+        _: &ClientContext,
+        params: ArtifactListParams,
+    ) -> ServiceResult<ArtifactList> {
+        let store = self.store();
+        let artifacts = match &params.path {
+            Some(path) => store.artifact_versions(&params.agent, &params.conversation, path)?,
+            None => store.list_artifacts(&params.agent, &params.conversation)?,
+        };
+        Ok(ArtifactList {
+            artifacts: artifacts.iter().map(convert::artifact).collect(),
+        })
+    }
+
+    fn secret_set(&self, _: &ClientContext, params: SecretSetParams) -> ServiceResult<Secret> {
+        exo_core::validate_name("secret", &params.name).map_err(|err| invalid(err.0))?;
+        let scope = self.scope(&params.scope)?;
+        let value = match params.kind.unwrap_or(exo_core::SecretKind::ApiKey) {
+            exo_core::SecretKind::ApiKey => SecretValue::ApiKey {
+                value: params.value,
+            },
+            exo_core::SecretKind::Oauth => serde_json::from_str::<Value>(&params.value)
+                .ok()
+                .and_then(|mut object| {
+                    object.as_object_mut()?.insert("type".into(), json!("oauth"));
+                    serde_json::from_value(object).ok()
+                })
+                .ok_or_else(|| {
+                    invalid("an oauth secret must be a JSON object {\"access_token\", \"refresh_token\"?, \"expires_at\"?}")
+                })?,
+        };
+        value.validate().map_err(|err| invalid(err.0))?;
+        let key = self.key()?;
+        Ok(convert::secret(&self.store().set_secret(
+            scope,
+            &params.name,
+            &value,
+            &key,
+        )?))
+    }
+
+    fn secret_list(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ScopeParams,
+    ) -> ServiceResult<SecretList> {
+        let secrets = self.store().secrets(self.scope(&params)?)?;
+        Ok(SecretList {
+            secrets: secrets.iter().map(convert::secret).collect(),
+        })
+    }
+
+    fn secret_get(&self, _: &ClientContext, params: SecretParams) -> ServiceResult<Secret> {
+        let info = self
+            .store()
+            .secrets(self.scope(&params.scope)?)?
+            .into_iter()
+            .find(|info| info.name == params.name)
+            .ok_or_else(|| {
+                ServiceError::from(exo_store::Error::NotFound {
+                    what: "secret",
+                    key: params.name.clone(),
+                })
+            })?;
+        Ok(convert::secret(&info))
+    }
+
+    fn secret_delete(&self, _: &ClientContext, params: SecretParams) -> ServiceResult<Secret> {
+        Ok(convert::secret(
+            &self
+                .store()
+                .delete_secret(self.scope(&params.scope)?, &params.name)?,
+        ))
+    }
+
+    fn model_register(
+        &self,
+        _: &ClientContext,
+        params: ModelRegisterParams,
+    ) -> ServiceResult<BindingEntry> {
+        let provider = params.provider.unwrap_or(exo_core::Provider::OpenAi);
+        let base_url = match (params.base_url, provider.default_base_url()) {
+            (Some(url), _) => url,
+            (None, Some(default)) => default.to_string(),
+            (None, None) => {
+                return Err(invalid(format!(
+                    "a {provider} model needs a base URL: file:// and the script's absolute path"
+                )))
+            }
+        };
+        let binding = Binding::Model {
+            upstream: params.upstream.unwrap_or_else(|| params.name.clone()),
+            name: params.name,
+            provider,
+            base_url,
+            secret: params.secret,
+        };
+        self.set_binding(&params.scope, binding)
+    }
+
+    fn model_list(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ScopeParams,
+    ) -> ServiceResult<ModelList> {
+        let models = self
+            .store()
+            .bindings(self.scope(&params)?, Some(BindingKind::Model))?;
+        Ok(ModelList {
+            models: models.iter().map(convert::binding).collect(),
+        })
+    }
+
+    fn model_get(&self, _: &ClientContext, params: ModelParams) -> ServiceResult<BindingEntry> {
+        let entry = self.store().resolve_binding(
+            self.scope(&params.scope)?,
+            BindingKind::Model,
+            &params.name,
+        )?;
+        Ok(convert::binding(&entry))
+    }
+
+    fn model_delete(&self, _: &ClientContext, params: ModelParams) -> ServiceResult<BindingEntry> {
+        let entry = self.store().delete_binding(
+            self.scope(&params.scope)?,
+            BindingKind::Model,
+            &params.name,
+        )?;
+        Ok(convert::binding(&entry))
+    }
+
+    fn binding_set(
+        &self,
+        _: &ClientContext,
+        params: BindingSetParams,
+    ) -> ServiceResult<BindingEntry> {
+        self.set_binding(&params.scope, params.binding)
+    }
+
+    fn binding_list(
+        &self,
+        _: &ClientContext,
+        params: BindingListParams,
+    ) -> ServiceResult<BindingList> {
+        let bindings = self
+            .store()
+            .bindings(self.scope(&params.scope)?, params.kind)?;
+        Ok(BindingList {
+            bindings: bindings.iter().map(convert::binding).collect(),
+        })
+    }
+
+    fn binding_get(&self, _: &ClientContext, params: BindingParams) -> ServiceResult<BindingEntry> {
+        let entry =
+            self.store()
+                .resolve_binding(self.scope(&params.scope)?, params.kind, &params.name)?;
+        Ok(convert::binding(&entry))
+    }
+
+    fn binding_delete(
+        &self,
+        _: &ClientContext,
+        params: BindingParams,
+    ) -> ServiceResult<BindingEntry> {
+        let entry =
+            self.store()
+                .delete_binding(self.scope(&params.scope)?, params.kind, &params.name)?;
+        Ok(convert::binding(&entry))
+    }
+
+    fn set_binding(
+        &self,
+        scope: &exo_protocol::ScopeParams,
+        binding: Binding,
+    ) -> ServiceResult<BindingEntry> {
+        let scope = self.scope(scope)?;
+        Ok(convert::binding(&self.store().set_binding(scope, binding)?))
+    }
+
+    /// Begins a turn: the turn-start snapshot is recorded in the same
+    /// transaction as `turn_started`, its objects durable before that
+    /// commits.
+    pub(crate) fn begin_turn(
+        &self,
+        agent: &str,
+        conversation: &str,
+        input: EventData,
+    ) -> ServiceResult<exo_store::TurnHandle> {
+        let store = self.store();
+        let record = store.conversation(agent, conversation)?;
+        if let Some(turn) = record.open_turn {
+            return Err(exo_store::Error::Busy(format!(
+                "turn {turn} is already in progress in conversation {}",
+                record.slug
+            ))
+            .into());
+        }
+        self.with_turn_snapshot(&record, exo_core::SnapshotReason::TurnStart, |extra| {
+            Ok(store.begin_turn_with(agent, conversation, input, extra)?)
+        })
+    }
+
+    /// Ends a turn with its turn-end snapshot; idempotent (an ended turn
+    /// keeps its status and records nothing).
+    pub(crate) fn finish_turn(
+        &self,
+        turn: exo_core::TurnId,
+        status: exo_core::TurnStatus,
+    ) -> ServiceResult<exo_core::TurnStatus> {
+        let store = self.store();
+        let record = store.turn(turn)?;
+        match record.status {
+            Some(_) => Ok(store.finish_turn_with(turn, status, Vec::new())?),
+            None => {
+                let conversation = store.conversation_by_id(record.conversation)?;
+                let snapshotted = self.with_turn_snapshot(
+                    &conversation,
+                    exo_core::SnapshotReason::TurnEnd,
+                    |extra| Ok(store.finish_turn_with(turn, status, extra)?),
+                );
+                match snapshotted {
+                    Ok(status) => Ok(status),
+                    Err(error) => {
+                        // The turn-end snapshot failed (the workspace is gone
+                        // or unreadable): the turn still ends, saying why, or
+                        // the conversation would stay busy. (When the finish
+                        // itself failed, it fails again here, and that error
+                        // is returned.)
+                        tracing::warn!(%turn, error = %error.message, "turn-end snapshot failed");
+                        let note = EventData::Error {
+                            message: format!("turn-end snapshot failed: {}", error.message),
+                            code: Some("snapshot".to_owned()),
+                        };
+                        let _ = store.append_to_turn(turn, vec![note], None);
+                        Ok(store.finish_turn_with(turn, status, Vec::new())?)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the turns a client began and left open, as interrupted.
+    pub fn interrupt_turns(&self, client: &ClientContext) {
+        let turns: Vec<_> = client
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for turn in turns {
+            match self
+                .store()
+                .finish_turn(turn, exo_core::TurnStatus::Interrupted)
+            {
+                Ok(status) => tracing::info!(%turn, %status, "client went away; turn closed"),
+                Err(err) => tracing::warn!(%turn, %err, "could not close a departed client's turn"),
+            }
+        }
+    }
+}
