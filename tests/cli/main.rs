@@ -18,7 +18,12 @@
 //! - `snapshots`: workspace snapshots, restore, rewind and fork with files.
 //! - `files`: files named on the command line: bounded reads, FIFOs,
 //!   output files kept out of the root and replaced whole.
+//! - `foreign`: events a newer exo stored (kinds and fields this one does
+//!   not know): shown exactly, forked and rewound across, kept out of
+//!   prompts, refused as input.
 
+#[path = "../shared/foreign.rs"]
+mod foreign_events;
 #[path = "../shared/race.rs"]
 mod race;
 mod util;
@@ -28,6 +33,7 @@ mod crash;
 mod errors;
 mod events;
 mod files;
+mod foreign;
 mod guards;
 mod isolation;
 mod quickstart;

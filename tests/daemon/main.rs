@@ -21,7 +21,11 @@
 //!   streams or a shell command runs.
 //! - `turn_lifecycle`: kill -9 and SIGTERM with a turn running, and the
 //!   turn after.
+//! - `foreign`: events a newer exo stored (kinds and fields this one does
+//!   not know), listed, fetched, replayed and kept out of prompts.
 
+#[path = "../shared/foreign.rs"]
+mod foreign_events;
 #[path = "../shared/race.rs"]
 mod race;
 mod support;
@@ -30,6 +34,7 @@ mod approvals;
 mod cancellation;
 mod conformance;
 mod examples;
+mod foreign;
 mod lifecycle;
 mod limits;
 mod roots;

@@ -41,7 +41,7 @@ pub fn event_line(event: &Event) -> String {
         "{}  {}  {:<20} {}",
         event.id,
         event.created_at,
-        event.data.kind().as_str(),
+        event.data.kind_name(),
         event_summary(&event.data)
     )
     .trim_end()
@@ -136,8 +136,15 @@ pub fn event_summary(data: &EventData) -> String {
             custom_type,
             payload,
         } => format!("{custom_type} {payload}"),
+        EventData::Other(raw) => raw_summary(raw),
     };
     one_line(&summary, 120)
+}
+
+/// A raw event's fields but `kind` (shown beside it), as JSON.
+fn raw_summary(raw: &exo_core::RawEvent) -> String {
+    let fields = raw.fields().iter().filter(|(name, _)| *name != "kind");
+    serde_json::Value::Object(fields.map(|(k, v)| (k.clone(), v.clone())).collect()).to_string()
 }
 
 /// The first 12 characters of a commit id.

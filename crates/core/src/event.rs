@@ -14,12 +14,29 @@
 //! On input, a message's `content` may also be a plain string, which becomes
 //! one text part. Unknown fields are rejected so that a typo in a script is
 //! an error rather than silently lost data.
+//!
+//! # Reading is tolerant, input is strict
+//!
+//! A log outlives the exo that wrote it: a newer exo, or an executor, may
+//! record kinds this one does not know, or known kinds with fields it does
+//! not know. Such an event is read into [`EventData::Other`], which keeps
+//! the stored object exactly (every field, in its stored order) and writes
+//! it back the same, so nothing stored is lost when it is read and shown.
+//! The rule: an event is one of the kinds below only when it decodes as that
+//! kind exactly as this exo writes it (no unknown field, every field of the
+//! right type); anything else with a string `kind` is [`RawEvent`]. That is
+//! what [`EventData`]'s `Deserialize` does and what the store reads with
+//! [`EventData::from_json`].
+//!
+//! Caller input stays strict: [`EventData::from_input_json`] refuses unknown
+//! kinds and unknown fields, so raw events are never written, only read.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::binding::{Binding, BindingKind};
 use crate::ids::{AgentId, ConversationId, EventId, SecretId, SessionId, TurnId};
@@ -320,10 +337,14 @@ pub enum EventKind {
     WorkspaceSnapshot,
     /// Anything an executor wants to record, under a namespaced type.
     Custom,
+    /// A kind this exo does not know, or a known kind in a shape it cannot
+    /// read ([`EventData::Other`]); [`EventData::kind_name`] has its name.
+    /// Not in [`EventKind::ALL`]: it names no kind of its own.
+    Other,
 }
 
 impl EventKind {
-    /// Every kind, in a fixed order.
+    /// Every kind this exo knows, in a fixed order.
     pub const ALL: [EventKind; 18] = [
         EventKind::ConversationCreated,
         EventKind::SessionStarted,
@@ -366,6 +387,7 @@ impl EventKind {
             EventKind::BindingDeleted => "binding_deleted",
             EventKind::WorkspaceSnapshot => "workspace_snapshot",
             EventKind::Custom => "custom",
+            EventKind::Other => "other",
         }
     }
 
@@ -401,10 +423,25 @@ impl FromStr for EventKind {
 }
 
 /// An event's kind and kind-specific fields. See the module docs for the
-/// JSON shape.
+/// JSON shape, and for what is read into [`EventData::Other`].
+///
+/// `Serialize` and `Deserialize` are implemented by hand around serde's
+/// derived code (`remote = "Self"` turns it into the inherent functions
+/// `EventData::serialize` and `EventData::deserialize`, which know only
+/// the kinds below and refuse unknown fields): the trait implementations
+/// add [`EventData::Other`].
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(
+    feature = "schemars",
+    schemars(rename = "EventData", transform = other_kinds_schema)
+)]
+#[serde(
+    remote = "Self",
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum EventData {
     /// First event of every conversation.
     ConversationCreated {
@@ -567,6 +604,130 @@ pub enum EventData {
         #[serde(default)]
         payload: serde_json::Value,
     },
+    /// An event this exo cannot read as one of the kinds above: a kind it
+    /// does not know (`codex.item`, a newer exo's), or a known kind with
+    /// fields it does not know or cannot read. Kept exactly as stored and
+    /// written back the same; never accepted as input.
+    #[serde(skip)]
+    Other(RawEvent),
+}
+
+/// The envelope's field names, which an event's own fields never use (they
+/// sit beside them in the event's JSON).
+pub const ENVELOPE_FIELDS: [&str; 5] = ["id", "conversation", "session", "turn", "created_at"];
+
+/// An event of a kind, or in a shape, this exo does not know: the stored
+/// JSON object, `kind` included, with its fields in their stored order.
+/// It serializes back to exactly that object.
+#[derive(Clone, PartialEq, Debug)]
+pub struct RawEvent(Map<String, Value>);
+
+impl RawEvent {
+    /// Wraps an event's object. It must have a string `kind` and no field
+    /// named like an envelope field ([`ENVELOPE_FIELDS`]).
+    pub fn new(fields: Map<String, Value>) -> Result<Self, ValidationError> {
+        match fields.get("kind") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(ValidationError::new("\"kind\" must be a string")),
+            None => return Err(ValidationError::new("missing \"kind\"")),
+        }
+        if let Some(name) = ENVELOPE_FIELDS
+            .iter()
+            .find(|name| fields.contains_key(**name))
+        {
+            return Err(ValidationError::new(format!(
+                "field {name:?} belongs to the envelope, not to the event's kind"
+            )));
+        }
+        Ok(RawEvent(fields))
+    }
+
+    /// The event's kind, as stored.
+    pub fn kind(&self) -> &str {
+        match self.0.get("kind") {
+            Some(Value::String(kind)) => kind,
+            _ => unreachable!("RawEvent::new checks that kind is a string"),
+        }
+    }
+
+    /// The event's fields, `kind` included, in their stored order.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The event's fields, `kind` included.
+    pub fn into_fields(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+impl Serialize for RawEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RawEvent::new(Map::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for EventData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EventData::Other(raw) => raw.serialize(serializer),
+            // The derived code, for the kinds this exo knows.
+            known => EventData::serialize(known, serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventData {
+    /// Tolerant: what is not one of today's kinds exactly is
+    /// [`EventData::Other`] (see the module docs). Only input that is not
+    /// an object with a string `kind` fails.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::Object(Map::deserialize(deserializer)?);
+        // The derived code: the kinds this exo knows, strictly.
+        if let Ok(known) = EventData::deserialize(&value) {
+            return Ok(known);
+        }
+        let Value::Object(fields) = value else {
+            unreachable!("built as an object above")
+        };
+        RawEvent::new(fields)
+            .map(EventData::Other)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Today's kinds, strictly: the derived code behind a type that
+/// `exo_core::json::from_slice` can read.
+struct Known(EventData);
+
+impl<'de> Deserialize<'de> for Known {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        EventData::deserialize(deserializer).map(Known)
+    }
+}
+
+/// The JSON Schema of an event's data: today's kinds, or any other kind
+/// (which a reader must accept and keep, see the module docs).
+#[cfg(feature = "schemars")]
+fn other_kinds_schema(schema: &mut schemars::Schema) {
+    let known: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
+    let other = serde_json::json!({
+        "type": "object",
+        "description": "An event of a kind this exo does not know (an executor's `codex.*`, a newer exo's `exo.*`), kept and shown exactly as it was stored; readers must accept it, and may ignore it. A known kind with fields this exo does not know is kept the same way.",
+        "properties": {
+            "kind": {"type": "string", "not": {"enum": known}}
+        },
+        "required": ["kind"]
+    });
+    if let Some(Value::Array(variants)) = schema.get_mut("oneOf") {
+        variants.push(other);
+    }
 }
 
 impl EventData {
@@ -591,6 +752,36 @@ impl EventData {
             EventData::BindingDeleted { .. } => EventKind::BindingDeleted,
             EventData::WorkspaceSnapshot { .. } => EventKind::WorkspaceSnapshot,
             EventData::Custom { .. } => EventKind::Custom,
+            EventData::Other(_) => EventKind::Other,
+        }
+    }
+
+    /// The kind's name as written in JSON: [`EventKind::as_str`], or the
+    /// stored name of an [`EventData::Other`].
+    pub fn kind_name(&self) -> &str {
+        match self {
+            EventData::Other(raw) => raw.kind(),
+            known => known.kind().as_str(),
+        }
+    }
+
+    /// Reads an event's JSON (the store's encoding, `kind` and its fields)
+    /// tolerantly, like `Deserialize`: what is not one of today's kinds
+    /// exactly is [`EventData::Other`]. Fails only on text that is not an
+    /// object with a string `kind`, or nests deeper than
+    /// [`crate::json::MAX_DEPTH`].
+    pub fn from_json(text: &str) -> Result<Self, crate::json::JsonError> {
+        // Every event this exo wrote decodes on the first try, from the
+        // text; only the others are parsed twice.
+        match crate::json::from_str::<Known>(text) {
+            Ok(Known(known)) => Ok(known),
+            Err(crate::json::JsonError::TooDeep) => Err(crate::json::JsonError::TooDeep),
+            Err(_) => {
+                let fields: Map<String, Value> = crate::json::from_str(text)?;
+                RawEvent::new(fields)
+                    .map(EventData::Other)
+                    .map_err(|err| crate::json::JsonError::Json(serde::de::Error::custom(err)))
+            }
         }
     }
 
@@ -633,7 +824,8 @@ impl EventData {
                 kind = kind.as_str()
             )));
         }
-        let data: EventData = serde_json::from_value(serde_json::Value::Object(object))
+        // The derived code: today's kinds, unknown fields refused.
+        let data = EventData::deserialize(serde_json::Value::Object(object))
             .map_err(|err| ValidationError::new(err.to_string()))?;
         data.validate()?;
         Ok(data)
@@ -759,6 +951,9 @@ mod tests {
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
         }
+        // `Other` names no kind: nothing parses to it.
+        assert!(!EventKind::ALL.contains(&EventKind::Other));
+        assert!("other".parse::<EventKind>().is_err());
     }
 
     #[test]
@@ -862,6 +1057,129 @@ mod tests {
                 code: None
             }
         );
+    }
+
+    /// Bodies as a newer exo or an executor might have stored them: each
+    /// is read into `Other` and written back byte for byte.
+    const FOREIGN_BODIES: [&str; 6] = [
+        // A kind this exo does not know.
+        r#"{"kind":"codex.item","item":{"id":"item_1","type":"reasoning","summary":["z","a"]}}"#,
+        // `kind` not first, and fields out of alphabetical order.
+        r#"{"zeta":1,"kind":"harness.ts.note","alpha":[true,null,2.5],"mid":{"b":1,"a":2}}"#,
+        // A known kind with a field this exo does not know.
+        r#"{"kind":"message","role":"user","content":[{"type":"text","text":"hi"}],"phase":"final"}"#,
+        // A known kind whose field has a type this exo cannot read.
+        r#"{"kind":"turn_ended","status":{"code":"paused","until":"later"}}"#,
+        // A known kind with a content part this exo does not know.
+        r#"{"kind":"message","role":"assistant","content":[{"type":"audio","data":"aGk="}]}"#,
+        // A bare kind.
+        r#"{"kind":"sandbox.started"}"#,
+    ];
+
+    #[test]
+    fn foreign_events_are_read_raw_and_written_back_exactly() {
+        for body in FOREIGN_BODIES {
+            let data = EventData::from_json(body).unwrap();
+            let EventData::Other(raw) = &data else {
+                panic!("{body} read as {data:?}");
+            };
+            assert_eq!(data.kind(), EventKind::Other);
+            let stored: Map<String, Value> = serde_json::from_str(body).unwrap();
+            assert_eq!(data.kind_name(), stored["kind"].as_str().unwrap());
+            assert_eq!(raw.kind(), data.kind_name());
+            assert_eq!(serde_json::to_string(&data).unwrap(), body);
+            // The trait reads the same way (the wire, a client's decoding).
+            let through_serde: EventData = serde_json::from_str(body).unwrap();
+            assert_eq!(through_serde, data);
+            assert_eq!(serde_json::to_string(&through_serde).unwrap(), body);
+            // The field order survives a trip through a `Value` too.
+            let value = serde_json::to_value(&data).unwrap();
+            assert_eq!(serde_json::to_string(&value).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn events_this_exo_writes_are_read_as_their_kinds_and_written_back_exactly() {
+        let agent = AgentId::new();
+        let known = [
+            EventData::ConversationCreated {
+                agent,
+                name: "n".into(),
+                slug: "n".into(),
+                workspace: Some("/w".into()),
+            },
+            EventData::TurnStarted {},
+            EventData::TurnEnded {
+                status: TurnStatus::MaxRounds,
+            },
+            EventData::user_text("hi"),
+            EventData::ToolCall {
+                call_id: "c".into(),
+                name: "shell".into(),
+                arguments: json!({"command": "ls", "a": [1, 2]}),
+            },
+            EventData::ToolResult {
+                call_id: "c".into(),
+                output: json!("ok"),
+                is_error: false,
+            },
+            EventData::Custom {
+                custom_type: "exo.compaction".into(),
+                payload: json!({"summary": "s", "a": 1}),
+            },
+        ];
+        for data in known {
+            let body = serde_json::to_string(&data).unwrap();
+            let read = EventData::from_json(&body).unwrap();
+            assert_eq!(read, data, "{body}");
+            assert_eq!(read.kind_name(), data.kind().as_str());
+            assert_eq!(serde_json::to_string(&read).unwrap(), body);
+            let through_serde: EventData = serde_json::from_str(&body).unwrap();
+            assert_eq!(through_serde, data);
+        }
+    }
+
+    #[test]
+    fn what_is_not_an_event_at_all_is_refused() {
+        for (body, expected) in [
+            ("[1]", "invalid type"),
+            ("\"message\"", "invalid type"),
+            (r#"{"role":"user"}"#, "missing \"kind\""),
+            (r#"{"kind":7}"#, "\"kind\" must be a string"),
+            (
+                r#"{"kind":"codex.item","id":"x"}"#,
+                "field \"id\" belongs to the envelope",
+            ),
+            ("{\"kind\":", "EOF"),
+        ] {
+            let err = EventData::from_json(body).unwrap_err().to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+            let err = serde_json::from_str::<EventData>(body)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn raw_events_are_never_input() {
+        for (input, expected) in [
+            (
+                json!({"kind":"codex.item","item":{"id":"x"}}),
+                "unknown event kind \"codex.item\"",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":"hi","phase":"final"}),
+                "unknown field `phase`",
+            ),
+            (
+                json!({"kind":"message","role":"user","content":[{"type":"audio","data":"aGk="}]}),
+                "unknown variant `audio`",
+            ),
+        ] {
+            let err = EventData::from_input_json(input.clone()).unwrap_err();
+            assert!(err.0.contains(expected), "{input}: {err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! public JSON shape (`{"kind": "message", "role": "user", ...}`): the CLI
 //! prints it, `exo conversation append` reads it, and the store keeps it.
 //! It is pinned by tests, so change it only together with `spec/exoharness.md`.
+//! Reading it is tolerant (kinds and fields this exo does not know become
+//! [`EventData::Other`], kept exactly); input is strict
+//! ([`EventData::from_input_json`]).
 
 mod binding;
 mod event;
@@ -14,8 +17,8 @@ mod slug;
 
 pub use binding::{ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
 pub use event::{
-    ContentPart, Event, EventData, EventKind, PathConflict, Role, SessionEndReason, SkippedFile,
-    SnapshotReason, Timestamp, TurnStatus, Usage, MAX_INPUT_NESTING,
+    ContentPart, Event, EventData, EventKind, PathConflict, RawEvent, Role, SessionEndReason,
+    SkippedFile, SnapshotReason, Timestamp, TurnStatus, Usage, ENVELOPE_FIELDS, MAX_INPUT_NESTING,
 };
 pub use ids::{AgentId, ConversationId, EventId, IdParseError, SecretId, SessionId, TurnId};
 pub use slug::{slugify, validate_slug, SlugError};

@@ -82,3 +82,14 @@ fn an_event_round_trips_through_its_wire_shape() {
     let event: exo_protocol::Event = serde_json::from_value(wire.clone()).unwrap();
     assert_eq!(serde_json::to_value(&event).unwrap(), wire);
 }
+
+#[test]
+fn an_event_of_an_unknown_kind_travels_exactly_as_stored() {
+    // As a newer exo or an executor may have stored it: a kind this exo
+    // does not know, `kind` not first, fields in no particular order.
+    let wire = r#"{"id":"01a1fd25-dd69-709f-b817-0419790256d3","conversation":"01a1fd25-dd70-710d-8eeb-937480e09d66","session":null,"turn":null,"created_at":"2026-11-21T08:07:59.593707Z","zeta":{"b":1,"a":[2,"x"]},"kind":"codex.item","alpha":true}"#;
+    let event: exo_protocol::Event = serde_json::from_str(wire).unwrap();
+    assert_eq!(event.data.kind_name(), "codex.item");
+    assert!(matches!(event.data, exo_core::EventData::Other(_)));
+    assert_eq!(serde_json::to_string(&event).unwrap(), wire);
+}

@@ -518,7 +518,7 @@ pub(crate) fn resolve_snapshot(
                 ErrorCode::InvalidParams,
                 format!(
                     "event {event_id} is a {} event, not a workspace snapshot",
-                    other.kind()
+                    other.kind_name()
                 ),
             )),
         };

@@ -79,7 +79,7 @@ impl Inner {
             }),
             other => Err(Error::Corrupt(format!(
                 "artifact index points at a {} event",
-                other.kind()
+                other.kind_name()
             ))),
         }
     }

@@ -320,7 +320,7 @@ impl Inner {
                 conv.branch,
                 seq,
                 created_at.as_micros(),
-                new.data.kind().as_str(),
+                new.data.kind_name(),
                 new.session.as_ref().map(|s| s.as_bytes()),
                 new.turn.as_ref().map(|t| t.as_bytes()),
                 body,
@@ -660,7 +660,10 @@ fn not_in_history(conv: &Conversation, event: EventId) -> Error {
 fn event_from_row(row: &rusqlite::Row<'_>, conversation: ConversationId) -> Result<Event> {
     let id = id_column(row, 0, EventId::from_bytes)?;
     let body: String = row.get(6)?;
-    let data: EventData = exo_core::json::from_str(&body)
+    // Tolerant: a kind or field this exo does not know (a newer exo's, an
+    // executor's) is read raw, not as damage; only a body that is no
+    // event at all is.
+    let data = EventData::from_json(&body)
         .map_err(|err| Error::Corrupt(format!("event {id} cannot be decoded: {err}")))?;
     Ok(Event {
         id,
@@ -967,17 +970,24 @@ pub(crate) fn check_recordable(data: &EventData) -> Result<()> {
         EventData::WorkspaceSnapshot { .. } => Ok(()),
         other => Err(Error::Invalid(format!(
             "kind {} cannot be recorded this way",
-            other.kind()
+            other.kind_name()
         ))),
     }
 }
 
 pub(crate) fn check_appendable(index: usize, data: &EventData) -> Result<()> {
+    if let EventData::Other(raw) = data {
+        return Err(Error::Invalid(format!(
+            "event {}: a {:?} event of a kind or shape this exo does not know cannot be appended",
+            index + 1,
+            raw.kind()
+        )));
+    }
     if !data.kind().is_appendable() {
         return Err(Error::Invalid(format!(
             "event {}: kind {} is recorded by exo itself and cannot be appended",
             index + 1,
-            data.kind()
+            data.kind_name()
         )));
     }
     data.validate()

@@ -715,3 +715,79 @@ fn conversation_secrets_follow_a_fork() {
     assert_eq!(info.name, "api");
     assert_eq!(revealed, value("before-fork"));
 }
+
+/// Rewrites the body (and kind column) of the event `id` in place, the way
+/// a newer exo would have written it.
+fn store_as_a_newer_exo(store: &Store, id: EventId, kind: &str, body: &str) {
+    let conn = rusqlite::Connection::open(store.root().join(exo_store::DB_FILE)).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE events SET kind = ?1, body = ?2 WHERE id = ?3",
+            rusqlite::params![kind, body, id.as_bytes()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+#[test]
+fn events_a_newer_exo_stored_are_read_raw_and_crossed_by_fork_and_rewind() {
+    let (_dir, store) = new_store();
+    new_conversation(&store, "a");
+    let appended = store
+        .append(
+            AGENT,
+            "a",
+            vec![
+                custom("marker", json!(0)),
+                custom("marker", json!(1)),
+                message(Role::User, "after"),
+            ],
+            None,
+        )
+        .unwrap();
+    let unknown_kind = r#"{"item":{"id":"i1"},"kind":"codex.item"}"#;
+    let unknown_field = r#"{"kind":"turn_ended","status":"completed","reason":"done"}"#;
+    store_as_a_newer_exo(&store, appended[0].id, "codex.item", unknown_kind);
+    store_as_a_newer_exo(&store, appended[1].id, "turn_ended", unknown_field);
+
+    let events = history(&store, AGENT, "a");
+    assert_eq!(events.len(), 4);
+    for (event, (name, body)) in events[1..3]
+        .iter()
+        .zip([("codex.item", unknown_kind), ("turn_ended", unknown_field)])
+    {
+        assert!(matches!(event.data, EventData::Other(_)), "{event:?}");
+        assert_eq!(event.kind(), EventKind::Other);
+        assert_eq!(event.data.kind_name(), name);
+        assert_eq!(serde_json::to_string(&event.data).unwrap(), body);
+        assert_eq!(&store.event(AGENT, "a", event.id).unwrap(), event);
+    }
+    // The kind filter goes by the stored kind; `Other` names none.
+    let ended = store
+        .events(
+            AGENT,
+            "a",
+            &EventQuery {
+                kind: Some(EventKind::TurnEnded),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(ids(&ended.events), [events[2].id]);
+
+    let fork = fork_at(&store, "a", "f", Some(events[1].id));
+    let forked = history(&store, AGENT, &fork.slug);
+    assert_eq!(&forked[..2], &events[..2]);
+    store.rewind(AGENT, "a", events[2].id, None).unwrap();
+    let rewound = history(&store, AGENT, "a");
+    assert_eq!(&rewound[..3], &events[..3]);
+    assert_eq!(rewound[3].kind(), EventKind::Rewound);
+
+    // What was read raw is never written: not even through the library.
+    let raw = events[1].data.clone();
+    let before = history(&store, AGENT, "a");
+    let err = store.append(AGENT, "a", vec![raw], None).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("\"codex.item\""), "{err}");
+    assert_eq!(history(&store, AGENT, "a"), before);
+}
