@@ -2,7 +2,6 @@
 //! service in-process. Both answer the same JSON-RPC methods with the same
 //! results and errors, so every command prints the same either way.
 
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use exo_rpc::client::{CallError, Client};
@@ -34,7 +33,7 @@ pub enum Backend {
         _claim: exo_daemon::daemon::InProcessGuard,
     },
     /// A running daemon, over its socket.
-    Daemon(Client<UnixStream, UnixStream>),
+    Daemon(Client),
 }
 
 impl Backend {
@@ -44,8 +43,7 @@ impl Backend {
         match exo_daemon::daemon::access(root, mode == OpenMode::Create)? {
             exo_daemon::daemon::Access::Daemon(info, stream) => {
                 tracing::debug!(socket = %info.socket.display(), "using the running daemon");
-                let reader = stream.try_clone()?;
-                Ok(Backend::Daemon(Client::new(reader, stream)))
+                Ok(Backend::Daemon(Client::new(stream)?))
             }
             exo_daemon::daemon::Access::InProcess(claim) => Ok(Backend::Embedded {
                 service: Service::embedded(open_store(root, mode)?),

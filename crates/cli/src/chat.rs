@@ -5,36 +5,32 @@
 //! turn's notifications: streamed text, recorded events, approval
 //! questions.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use exo_core::{ContentPart, EventData, Role, TurnStatus};
 use exo_protocol::methods::*;
 use exo_protocol::{Conversation, Event, Method, Notification};
-use exo_rpc::message::{self, Incoming, Parsed};
-use exo_rpc::ErrorObject;
+use exo_rpc::message::Json;
+use exo_rpc::peer::{NotificationsOnly, Options, Outgoing, Peer, PeerHandle, RequestError};
 use exo_store::OpenMode;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::render::{event_line, one_line, short};
 use crate::Out;
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, ErrorObject>>>>>;
-
-/// An asynchronous JSON-RPC connection to the service.
+/// A JSON-RPC connection to the service: a peer of its own, to the
+/// daemon's socket or to the service served in this process.
 struct Conn {
-    writer: Box<dyn AsyncWrite + Unpin + Send>,
-    pending: Pending,
-    notifications: mpsc::UnboundedReceiver<(String, Value)>,
-    next_id: u64,
-    reader: JoinHandle<()>,
+    peer: Peer,
+    handle: PeerHandle,
+    notifications: mpsc::UnboundedReceiver<(String, Option<Json>)>,
     /// The in-process service, when no daemon runs.
     server: Option<JoinHandle<()>>,
     /// The root's in-process claim, kept until the connection is closed.
@@ -73,54 +69,35 @@ impl Conn {
         server: Option<JoinHandle<()>>,
         guard: Option<exo_daemon::daemon::InProcessGuard>,
     ) -> Conn {
-        let pending: Pending = Arc::default();
-        let (notify, notifications) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(reader, Arc::clone(&pending), notify));
+        let (handler, notifications) = NotificationsOnly::new();
+        let options = Options {
+            framing: Some(exo_rpc::Framing::Ndjson),
+            ..Options::default()
+        };
+        let peer = Peer::spawn(reader, writer, handler, options);
         Conn {
-            writer: Box::new(writer),
-            pending,
+            handle: peer.handle(),
+            peer,
             notifications,
-            next_id: 1,
-            reader,
             server,
             _guard: guard,
         }
     }
 
-    async fn write(&mut self, message: &Value) -> Result<()> {
-        let mut line = serde_json::to_vec(message)?;
-        line.push(b'\n');
-        self.writer
-            .write_all(&line)
+    /// Sends a request; await the returned request for its answer.
+    async fn start(&mut self, method: &str, params: Value) -> Result<Outgoing> {
+        self.handle
+            .start(method, Json::from_value(&params))
             .await
-            .context("writing to the service")?;
-        self.writer.flush().await.context("writing to the service")
-    }
-
-    /// Sends a request; its response arrives on the returned channel.
-    async fn start(
-        &mut self,
-        method: &str,
-        params: Value,
-    ) -> Result<(u64, oneshot::Receiver<Result<Value, ErrorObject>>)> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let (answer, answered) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, answer);
-        self.write(&message::request(Value::from(id), method, params))
-            .await?;
-        Ok((id, answered))
+            .map_err(|_| anyhow!("the connection to the service closed"))
     }
 
     async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
-        let (_, answered) = self.start(method, params).await?;
-        answered
-            .await
-            .map_err(|_| anyhow!("the connection to the service closed"))?
-            .map_err(|error| anyhow!(error.message))
+        let outcome = self.start(method, params).await?.await;
+        let result = answer(outcome)?;
+        result
+            .parse()
+            .map_err(|err| anyhow!("unexpected result from {method}: {err}"))
     }
 
     async fn call_as<T: DeserializeOwned>(&mut self, method: &str, params: Value) -> Result<T> {
@@ -131,90 +108,37 @@ impl Conn {
 
     /// Whether the service has closed the connection (the daemon stopped).
     fn is_closed(&self) -> bool {
-        self.reader.is_finished()
+        self.handle.is_input_closed()
     }
 
     async fn notify(&mut self, method: &str, params: Value) -> Result<()> {
-        self.write(&message::notification(method, params)).await
+        self.handle
+            .notify(method, Json::from_value(&params))
+            .await
+            .map_err(|_| anyhow!("the connection to the service closed"))
     }
 
     /// Closes the connection; an in-process service finishes what it was
     /// doing and closes the store.
-    async fn close(mut self) {
-        // Dropping one half of a split stream does not close it: shut the
-        // writing side down, so the service sees the end of input.
-        let _ = self.writer.shutdown().await;
-        drop(self.writer);
-        let _ = self.reader.await;
+    async fn close(self) {
+        // Stopping our reading closes our writing side once what runs has
+        // ended, so the service sees the end of input.
+        self.peer.stop();
+        self.peer.join().await;
         if let Some(server) = self.server {
             let _ = server.await;
         }
     }
 }
 
-async fn read_loop(
-    reader: impl AsyncRead + Unpin,
-    pending: Pending,
-    notify: mpsc::UnboundedSender<(String, Value)>,
-) {
-    let mut reader = BufReader::new(reader);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match message::parse(&line) {
-            // An error the service could not tie to a request (it could
-            // not read it): it answers whatever is waiting, rather than
-            // leaving it waiting for ever.
-            Parsed::Single(Incoming::Response(response))
-                if response.id.is_null() && response.outcome.is_err() =>
-            {
-                let waiting: Vec<_> = pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .drain()
-                    .collect();
-                for (_, waiting) in waiting {
-                    let _ = waiting.send(response.outcome.clone().map(|_| Value::Null));
-                }
-            }
-            Parsed::Single(Incoming::Response(response)) => {
-                let waiting = response.id.as_u64().and_then(|id| {
-                    pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id)
-                });
-                if let Some(waiting) = waiting {
-                    let outcome = response.outcome.and_then(|result| {
-                        result.parse().map_err(|err| {
-                            ErrorObject::new(
-                                exo_rpc::message::PARSE_ERROR,
-                                format!("unreadable answer from the service: {err}"),
-                            )
-                        })
-                    });
-                    let _ = waiting.send(outcome);
-                }
-            }
-            Parsed::Single(Incoming::Request(request)) => {
-                let params = request
-                    .params
-                    .map(|params| params.to_value())
-                    .unwrap_or(Value::Null);
-                let _ = notify.send((request.method, params));
-            }
-            other => tracing::debug!(?other, "ignoring a message from the service"),
-        }
+/// A request's outcome as the command line reports it.
+fn answer(outcome: Result<Json, RequestError>) -> Result<Json> {
+    match outcome {
+        Ok(result) => Ok(result),
+        Err(RequestError::Rpc(error)) => Err(anyhow!(error.message)),
+        Err(RequestError::Closed) => Err(anyhow!("the connection to the service closed")),
+        Err(RequestError::Unexpected(why)) => Err(anyhow!("unexpected answer: {why}")),
     }
-    // Whoever waits for a response learns the connection closed.
-    pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
 }
 
 /// Lines typed on stdin, read on their own task so a turn can go on (and
@@ -362,19 +286,14 @@ fn interrupts() -> Result<tokio::signal::unix::Signal> {
 /// Ctrl-C during a turn: the first cancels it; a second, if the turn has
 /// still not ended, leaves at once (the turn is then closed as
 /// interrupted, or, in a daemon, cancelled when it notices).
-async fn interrupted(
-    conn: &mut Conn,
-    id: u64,
-    screen: &mut Screen,
-    cancelling: &mut bool,
-) -> Result<()> {
+async fn interrupted(turn: &Outgoing, screen: &mut Screen, cancelling: &mut bool) {
     if *cancelling {
         screen.note("^C again: leaving");
         std::process::exit(130);
     }
     screen.note("^C cancelling the turn (again to leave)");
     *cancelling = true;
-    conn.notify(CancelRequest::NAME, json!({ "id": id })).await
+    turn.cancel().await;
 }
 
 /// Runs one turn, printing as it streams (unless `quiet`), cancelling it
@@ -395,7 +314,7 @@ async fn run_turn(
         max_rounds,
         approvals: Some(!matches!(approver, Approver::Nobody)),
     };
-    let (id, mut answered) = conn
+    let mut answered = conn
         .start(TurnRun::NAME, serde_json::to_value(params)?)
         .await?;
     let mut screen = Screen::default();
@@ -404,6 +323,7 @@ async fn run_turn(
         tokio::select! {
             outcome = &mut answered => break outcome,
             Some((method, params)) = conn.notifications.recv() => {
+                let params = params.map(|params| params.to_value()).unwrap_or(Value::Null);
                 if quiet && method != ApprovalRequestNotification::NAME {
                     continue;
                 }
@@ -453,7 +373,7 @@ async fn run_turn(
                                         break 'turn outcome;
                                     }
                                     _ = ctrl_c.recv() => {
-                                        interrupted(conn, id, &mut screen, &mut cancelling).await?;
+                                        interrupted(&answered, &mut screen, &mut cancelling).await;
                                         false
                                     }
                                 }
@@ -469,14 +389,15 @@ async fn run_turn(
                     _ => {}
                 }
             }
-            _ = ctrl_c.recv() => interrupted(conn, id, &mut screen, &mut cancelling).await?,
+            _ = ctrl_c.recv() => interrupted(&answered, &mut screen, &mut cancelling).await,
         }
     };
     screen.end_line();
-    let value = outcome
-        .map_err(|_| anyhow!("the connection to the service closed during the turn"))?
-        .map_err(|error| anyhow!(error.message))?;
-    Ok(serde_json::from_value(value)?)
+    let result = match outcome {
+        Err(RequestError::Closed) => bail!("the connection to the service closed during the turn"),
+        other => answer(other)?,
+    };
+    Ok(result.parse()?)
 }
 
 /// Why a turn that did not complete ended, in one line.

@@ -258,7 +258,7 @@ pub fn access(root: &Path, create: bool) -> Result<Access, DaemonError> {
         if let Holder::Daemon(Some(info)) = probe(&canonical) {
             match std::os::unix::net::UnixStream::connect(&info.socket) {
                 Ok(stream) => {
-                    check_serves(&stream, &info, &canonical)?;
+                    check_serves(&info, &canonical)?;
                     return Ok(Access::Daemon(info, stream));
                 }
                 Err(err) => last_failure = Some((info, err)),
@@ -286,28 +286,34 @@ pub fn access(root: &Path, create: bool) -> Result<Access, DaemonError> {
 
 /// Asks the daemon at the other end which root it serves: a socket path
 /// can name another root's daemon (taken over, or given by hand).
-fn check_serves(
-    stream: &std::os::unix::net::UnixStream,
-    info: &DaemonInfo,
-    root: &Path,
-) -> Result<(), DaemonError> {
+fn check_serves(info: &DaemonInfo, root: &Path) -> Result<(), DaemonError> {
     let failed = |why: String| DaemonError::NotAnswering {
         root: root.display().to_string(),
         pid: info.pid,
         socket: info.socket.display().to_string(),
         why,
     };
-    let reader = stream.try_clone().map_err(|err| failed(err.to_string()))?;
-    let writer = stream.try_clone().map_err(|err| failed(err.to_string()))?;
-    let _ = stream.set_read_timeout(Some(ANSWER_WAIT));
-    let mut client = exo_rpc::client::Client::new(reader, writer);
-    let status = client
-        .call(
-            <exo_protocol::methods::DaemonStatusMethod as exo_protocol::Method>::NAME,
-            serde_json::json!({}),
-        )
-        .map_err(|err| failed(err.to_string()))?;
-    let _ = stream.set_read_timeout(None);
+    let ask = || -> Result<serde_json::Value, String> {
+        let stream =
+            std::os::unix::net::UnixStream::connect(&info.socket).map_err(|err| err.to_string())?;
+        let mut client = exo_rpc::client::Client::new(stream).map_err(|err| err.to_string())?;
+        client.set_timeout(Some(ANSWER_WAIT));
+        client
+            .call(
+                <exo_protocol::methods::DaemonStatusMethod as exo_protocol::Method>::NAME,
+                serde_json::json!({}),
+            )
+            .map_err(|err| err.to_string())
+    };
+    // The blocking client runs a small runtime of its own, which may not
+    // start inside the caller's: on a thread of its own, then.
+    let status = std::thread::scope(|scope| {
+        scope
+            .spawn(ask)
+            .join()
+            .unwrap_or_else(|_| Err("the check panicked".to_string()))
+    })
+    .map_err(failed)?;
     let served = status
         .get("root")
         .and_then(serde_json::Value::as_str)

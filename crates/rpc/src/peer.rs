@@ -237,6 +237,14 @@ impl PeerHandle {
     /// Sends a request and waits for its answer. Dropping the future first
     /// cancels the request at the remote (`$/cancelRequest`).
     pub async fn request(&self, method: &str, params: Json) -> Result<Json, RequestError> {
+        self.start(method, params).await?.await
+    }
+
+    /// Sends a request and returns it in flight: await it for the answer;
+    /// [`Outgoing::cancel`] asks the remote to cancel it while its (then
+    /// cancelled) answer is still awaited. Dropping it unanswered cancels
+    /// it too.
+    pub async fn start(&self, method: &str, params: Json) -> Result<Outgoing, RequestError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         self.shared
@@ -244,13 +252,14 @@ impl PeerHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, answer);
-        let mut guard = InFlight {
-            peer: self,
+        let mut outgoing = Outgoing {
+            peer: self.clone(),
             id,
+            answered,
             done: false,
         };
         if self.shared.input_closed.is_cancelled() {
-            guard.done = true;
+            outgoing.done = true;
             self.forget(id);
             return Err(RequestError::Closed);
         }
@@ -258,17 +267,11 @@ impl PeerHandle {
         let params = (!params.is_null()).then_some(&params);
         let bytes = message::request_bytes_in(self.shared.dialect, Some(id), method, params);
         if self.shared.outgoing.send(Bytes::from(bytes)).await.is_err() {
-            guard.done = true;
+            outgoing.done = true;
             self.forget(id);
             return Err(RequestError::Closed);
         }
-        let outcome = answered.await;
-        guard.done = true;
-        match outcome {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(error)) => Err(RequestError::Rpc(error)),
-            Err(_) => Err(RequestError::Closed),
-        }
+        Ok(outgoing)
     }
 
     /// [`PeerHandle::request`] with typed params and result.
@@ -385,21 +388,58 @@ impl PeerHandle {
     }
 }
 
-/// Cancels an outgoing request whose future was dropped before its answer.
-struct InFlight<'a> {
-    peer: &'a PeerHandle,
+/// A request of ours in flight (see [`PeerHandle::start`]).
+pub struct Outgoing {
+    peer: PeerHandle,
     id: u64,
+    answered: oneshot::Receiver<Result<Json, ErrorObject>>,
     done: bool,
 }
 
-impl Drop for InFlight<'_> {
+impl Outgoing {
+    /// The request's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Asks the remote to cancel the request; its answer (usually saying
+    /// it was cancelled) is still awaited.
+    pub async fn cancel(&self) {
+        let _ = self
+            .peer
+            .notify(
+                CANCEL_METHOD,
+                Json::to(&serde_json::json!({ "id": self.id })).expect("a cancel serializes"),
+            )
+            .await;
+    }
+}
+
+impl Future for Outgoing {
+    type Output = Result<Json, RequestError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let outcome = match Pin::new(&mut self.answered).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(outcome) => outcome,
+        };
+        self.done = true;
+        Poll::Ready(match outcome {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(RequestError::Rpc(error)),
+            Err(_) => Err(RequestError::Closed),
+        })
+    }
+}
+
+/// Cancels a request whose future was dropped before its answer.
+impl Drop for Outgoing {
     fn drop(&mut self) {
         if self.done || !self.peer.forget(self.id) || !self.peer.shared.cancel_on_drop {
             return;
         }
-        let params = Json::from(self.id);
         let cancel =
-            Json::to(&serde_json::json!({ "id": params })).expect("a cancel always serializes");
+            Json::to(&serde_json::json!({ "id": self.id })).expect("a cancel always serializes");
         let bytes = Bytes::from(message::request_bytes_in(
             self.peer.shared.dialect,
             None,
