@@ -735,7 +735,7 @@ fn check_coding_turn(fixture: &Fixture, run: &Run) {
     );
     assert_eq!(
         turn[5]["payload"],
-        json!({"call_id": "call_write", "tool": "write_file", "approved": true, "by": "policy"})
+        json!({"call_id": "call_write", "tool": "write_file", "approved": true, "decision": "allow_once", "by": "policy"})
     );
     assert_eq!(turn[6]["call_id"], "call_write");
     assert_eq!(turn[6]["is_error"], false);
@@ -1233,7 +1233,7 @@ fn writes_need_a_terminal_to_ask(wire: Wire) {
     assert_eq!(approval["type"], "exo.approval");
     assert_eq!(
         approval["payload"],
-        json!({"call_id": "call_w", "tool": "write_file", "approved": false, "by": "no_client"})
+        json!({"call_id": "call_w", "tool": "write_file", "approved": false, "decision": "deny", "by": "no_client"})
     );
     let result = of_kind(&turn, "tool_result")[0];
     assert_eq!(result["is_error"], true);
@@ -1273,7 +1273,7 @@ fn a_deny_policy_refuses_writes_but_not_reads(wire: Wire) {
     assert_eq!(approvals.len(), 1, "reads are not asked about");
     assert_eq!(
         approvals[0]["payload"],
-        json!({"call_id": "call_s", "tool": "shell", "approved": false, "by": "policy"})
+        json!({"call_id": "call_s", "tool": "shell", "approved": false, "decision": "deny", "by": "policy"})
     );
     let results = of_kind(&turn, "tool_result");
     assert_eq!(results[0]["call_id"], "call_r");

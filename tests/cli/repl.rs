@@ -63,8 +63,8 @@ fn approvals(wire: Wire, with_daemon: bool) {
     );
     assert!(
         run.stderr.contains(
-            "• write_file: yes.txt\nallow write_file: yes.txt? [y/N] y\n  ok\n\
-             • write_file: no.txt\nallow write_file: no.txt? [y/N] n\n  \
+            "• write_file: yes.txt\nallow write_file: yes.txt? [y]es, for this [t]urn, [a]lways, [N]o: y\n  ok\n\
+             • write_file: no.txt\nallow write_file: no.txt? [y]es, for this [t]urn, [a]lways, [N]o: n\n  \
              error: denied: the user declined this call\n"
         ),
         "{}",
@@ -84,8 +84,8 @@ fn approvals(wire: Wire, with_daemon: bool) {
     assert_eq!(
         approvals,
         [
-            json!({"call_id": "call_yes", "tool": "write_file", "approved": true, "by": "user"}),
-            json!({"call_id": "call_no", "tool": "write_file", "approved": false, "by": "user"}),
+            json!({"call_id": "call_yes", "tool": "write_file", "approved": true, "decision": "allow_once", "by": "user"}),
+            json!({"call_id": "call_no", "tool": "write_file", "approved": false, "decision": "deny", "by": "user"}),
         ]
     );
     let results = of_kind(&events, "tool_result");

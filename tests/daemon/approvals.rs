@@ -122,8 +122,8 @@ fn a_question_asked_on_one_connection_is_answered_from_another() {
     assert_eq!(
         decisions(events),
         [
-            json!({"call_id": "call_yes", "tool": "shell", "approved": true, "by": "user"}),
-            json!({"call_id": "call_no", "tool": "shell", "approved": false, "by": "user"}),
+            json!({"call_id": "call_yes", "tool": "shell", "approved": true, "decision": "allow_once", "by": "user"}),
+            json!({"call_id": "call_no", "tool": "shell", "approved": false, "decision": "deny", "by": "user"}),
         ]
     );
     let yes = tool_result(events, "call_yes");
@@ -167,7 +167,9 @@ fn a_caller_that_will_not_answer_gets_calls_denied_without_a_question() {
     let events = result["events"].as_array().unwrap();
     assert_eq!(
         decisions(events),
-        [json!({"call_id": "call_1", "tool": "shell", "approved": false, "by": "no_client"})]
+        [
+            json!({"call_id": "call_1", "tool": "shell", "approved": false, "decision": "deny", "by": "no_client"})
+        ]
     );
     let denied = tool_result(events, "call_1");
     assert_eq!(denied["is_error"], true);
@@ -291,7 +293,9 @@ fn a_caller_that_leaves_gets_its_waiting_call_denied_and_the_turn_goes_on() {
     assert_eq!(of_kind(&events, "turn_ended")[0]["status"], "completed");
     assert_eq!(
         decisions(&events),
-        [json!({"call_id": "call_1", "tool": "shell", "approved": false, "by": "no_client"})]
+        [
+            json!({"call_id": "call_1", "tool": "shell", "approved": false, "decision": "deny", "by": "no_client"})
+        ]
     );
     assert!(!asking.workspace.join("made.txt").exists());
     assert_eq!(asking.model.requests().len(), 2);

@@ -296,6 +296,19 @@ async fn interrupted(turn: &Outgoing, screen: &mut Screen, cancelling: &mut bool
     turn.cancel().await;
 }
 
+/// An answer typed to an approval question: `y`/`yes` allows this call,
+/// `t`/`turn` the tool for the rest of the turn, `a`/`always` for every
+/// later turn of the agent; anything else refuses.
+fn decision_of(line: Option<&str>) -> exo_core::ApprovalDecision {
+    use exo_core::ApprovalDecision;
+    match line.map(|line| line.trim().to_ascii_lowercase()).as_deref() {
+        Some("y" | "yes") => ApprovalDecision::AllowOnce,
+        Some("t" | "turn") => ApprovalDecision::AllowTurn,
+        Some("a" | "always") => ApprovalDecision::AllowAlways,
+        _ => ApprovalDecision::Deny,
+    }
+}
+
 /// Runs one turn, printing as it streams (unless `quiet`), cancelling it
 /// on Ctrl-C. Returns the turn's result.
 async fn run_turn(
@@ -340,8 +353,8 @@ async fn run_turn(
                     }
                     ApprovalRequestNotification::NAME => {
                         let request: ApprovalRequest = serde_json::from_value(params)?;
-                        let approve = match &mut approver {
-                            Approver::Nobody => false,
+                        let decision = match &mut approver {
+                            Approver::Nobody => exo_core::ApprovalDecision::Deny,
                             Approver::Lines(lines) => {
                                 let terminal = std::io::stdin().is_terminal();
                                 if terminal {
@@ -350,7 +363,7 @@ async fn run_turn(
                                     while lines.try_recv().is_ok() {}
                                 }
                                 screen.ask(&format!(
-                                    "allow {}? [y/N] ",
+                                    "allow {}? [y]es, for this [t]urn, [a]lways, [N]o: ",
                                     call_summary(&request.tool, &request.arguments)
                                 ));
                                 tokio::select! {
@@ -361,10 +374,7 @@ async fn run_turn(
                                         if !terminal {
                                             screen.note(line.as_deref().unwrap_or(""));
                                         }
-                                        matches!(
-                                            line.as_deref().map(|l| l.trim().to_ascii_lowercase()).as_deref(),
-                                            Some("y" | "yes")
-                                        )
+                                        decision_of(line.as_deref())
                                     }
                                     // The turn ended while it asked (cancelled
                                     // elsewhere, or the daemon stopped).
@@ -374,7 +384,7 @@ async fn run_turn(
                                     }
                                     _ = ctrl_c.recv() => {
                                         interrupted(&answered, &mut screen, &mut cancelling).await;
-                                        false
+                                        exo_core::ApprovalDecision::Deny
                                     }
                                 }
                             }
@@ -382,7 +392,8 @@ async fn run_turn(
                         let answer = ApprovalRespondParams {
                             turn: request.turn,
                             call_id: request.call_id,
-                            approve,
+                            approve: None,
+                            decision: Some(decision),
                         };
                         conn.notify(ApprovalRespond::NAME, serde_json::to_value(answer)?).await?;
                     }

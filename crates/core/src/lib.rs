@@ -9,12 +9,14 @@
 //! [`EventData::Other`], kept exactly); input is strict
 //! ([`EventData::from_input_json`]).
 
+mod agent;
 mod binding;
 mod event;
 mod ids;
 pub mod json;
 mod slug;
 
+pub use agent::{AgentConfig, ApprovalDecision, Harness};
 pub use binding::{ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
 pub use event::{
     ContentPart, Event, EventData, EventKind, PathConflict, RawEvent, Role, SessionEndReason,

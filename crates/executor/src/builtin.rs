@@ -2,17 +2,15 @@
 
 use std::sync::Arc;
 
-use exo_core::{ApprovalPolicy, ContentPart, Event, EventData, Role, TurnId, TurnStatus};
-use exo_model::{Client, ClientOptions, Delta, Item, Request, Response, Stop, ToolSpec};
-use exo_tools::{Access, Limits, ToolOutput, Workspace};
+use exo_core::{ContentPart, Event, EventData, Role, TurnStatus};
+use exo_model::{Client, ClientOptions, Item, Request, Stop};
+use exo_tools::{Limits, ToolOutput, Workspace};
 use futures_util::future::BoxFuture;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::prompt::{self, APPROVAL_TYPE};
-use crate::{
-    ApprovalAsk, Executor, Observer, Outcome, Setup, Substrate, SubstrateError, TurnRequest,
-};
+use crate::host::{blocking, HostParts, ToolCall, TurnHost};
+use crate::prompt;
+use crate::{Executor, Observer, Outcome, Setup, Substrate, SubstrateError, TurnRequest};
 
 /// The round limit when the request sets none: model calls per turn.
 pub const DEFAULT_MAX_ROUNDS: u32 = 32;
@@ -43,36 +41,6 @@ impl Executor for Builtin {
     }
 }
 
-/// Runs a substrate call on the blocking pool.
-async fn blocking<T, F>(substrate: &Arc<dyn Substrate>, call: F) -> Result<T, SubstrateError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Substrate) -> Result<T, SubstrateError> + Send + 'static,
-{
-    let substrate = Arc::clone(substrate);
-    tokio::task::spawn_blocking(move || call(substrate.as_ref()))
-        .await
-        .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
-}
-
-/// A running turn: what it has recorded so far.
-struct Turn {
-    substrate: Arc<dyn Substrate>,
-    observer: Arc<dyn Observer>,
-    turn: TurnId,
-    events: Vec<Event>,
-}
-
-impl Turn {
-    async fn record(&mut self, data: Vec<EventData>) -> Result<(), SubstrateError> {
-        let turn = self.turn;
-        let appended = blocking(&self.substrate, move |s| s.append(turn, data)).await?;
-        self.observer.recorded(turn, &appended);
-        self.events.extend(appended);
-        Ok(())
-    }
-}
-
 /// How the loop ended, before the turn is finished.
 struct Ending {
     status: TurnStatus,
@@ -100,31 +68,7 @@ impl Builtin {
         // before the turn begins, so a failure records nothing.
         let (agent, conversation) = (request.agent.clone(), request.conversation.clone());
         let setup = blocking(&substrate, move |s| s.setup(&agent, &conversation)).await?;
-        // Building the client may read a script file, and the workspace is
-        // resolved on disk: no file I/O on the async loop, which in a daemon
-        // serves every connection.
-        let client_options = self.client_options.clone();
-        let endpoint = setup.model.endpoint.clone();
-        let root = setup.workspace.clone();
-        let protected = setup.protected.clone();
-        let (client, workspace) = tokio::task::spawn_blocking(
-            move || -> Result<(Client, Option<Workspace>), SubstrateError> {
-                let client = Client::new(endpoint.with_options(client_options))?;
-                let workspace = match &root {
-                    Some(root) => {
-                        let mut workspace = Workspace::new(root)?;
-                        for path in &protected {
-                            workspace = workspace.protect(path);
-                        }
-                        Some(workspace)
-                    }
-                    None => None,
-                };
-                Ok((client, workspace))
-            },
-        )
-        .await
-        .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })??;
+        let (client, workspace) = prepare(&setup, &self.client_options).await?;
         let conversation_id = setup.conversation;
 
         let input = EventData::Message {
@@ -139,12 +83,20 @@ impl Builtin {
         })
         .await?;
         observer.recorded(begun.turn, &begun.events);
-        let mut turn = Turn {
+        let host = TurnHost::new(HostParts {
             substrate: Arc::clone(&substrate),
             observer: Arc::clone(&observer),
             turn: begun.turn,
-            events: begun.events,
-        };
+            conversation: conversation_id,
+            agent: setup.agent.clone(),
+            approval: setup.approval,
+            allow: setup.allow.clone(),
+            client,
+            upstream: setup.model.upstream.clone(),
+            workspace,
+            limits: self.limits.clone(),
+            recorded: begun.events.clone(),
+        });
 
         let max_rounds = request.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1);
         let looped = async {
@@ -159,16 +111,7 @@ impl Builtin {
                 }))
             })
             .await?;
-            self.rounds(
-                &setup,
-                &client,
-                workspace.as_ref(),
-                &mut turn,
-                items,
-                max_rounds,
-                &cancel,
-            )
-            .await
+            self.rounds(&setup, &host, items, max_rounds, &cancel).await
         }
         .await;
         let ending = match looped {
@@ -176,7 +119,7 @@ impl Builtin {
             Err(err) => {
                 // The substrate failed mid-turn: close the turn if it still
                 // can, and report the failure.
-                let turn_id = turn.turn;
+                let turn_id = host.turn();
                 let _ = blocking(&substrate, move |s| {
                     s.finish_turn(turn_id, TurnStatus::Failed)
                 })
@@ -184,51 +127,18 @@ impl Builtin {
                 return Err(err);
             }
         };
-
-        let turn_id = turn.turn;
-        let status = blocking(&substrate, move |s| s.finish_turn(turn_id, ending.status)).await?;
-        let last = turn.events.last().map(|event| event.id);
-        let finished = blocking(&substrate, move |s| s.events(conversation_id, last)).await?;
-        let finished: Vec<Event> = finished
-            .into_iter()
-            .filter(|event| event.turn == Some(turn_id))
-            .collect();
-        observer.recorded(turn_id, &finished);
-        turn.events.extend(finished);
-        let text = last_answer(&turn.events);
-        Ok(Outcome {
-            turn: turn_id,
-            session: begun.session,
-            status,
-            text,
-            error: ending.error,
-            events: turn.events,
-        })
+        finish(&host, begun.session, ending.status, ending.error).await
     }
 
     /// Calls the model and runs its tool calls until it stops.
-    #[allow(clippy::too_many_arguments)]
     async fn rounds(
         &self,
         setup: &Setup,
-        client: &Client,
-        workspace: Option<&Workspace>,
-        turn: &mut Turn,
+        host: &TurnHost,
         mut items: Vec<Item>,
         max_rounds: u32,
         cancel: &CancellationToken,
     ) -> Result<Ending, SubstrateError> {
-        let tools: Vec<ToolSpec> = match workspace {
-            Some(_) => exo_tools::specs_for(&self.limits)
-                .into_iter()
-                .map(|spec| ToolSpec {
-                    name: spec.name.to_owned(),
-                    description: spec.description,
-                    parameters: spec.parameters,
-                })
-                .collect(),
-            None => Vec::new(),
-        };
         let mut request = Request {
             model: setup.model.upstream.clone(),
             instructions: Some(prompt::instructions(
@@ -236,7 +146,7 @@ impl Builtin {
                 setup.workspace.as_deref(),
             )),
             items: Vec::new(),
-            tools,
+            tools: host.tool_specs(),
             max_output_tokens: None,
         };
         for _ in 0..max_rounds {
@@ -244,14 +154,11 @@ impl Builtin {
                 return Ok(Ending::new(TurnStatus::Cancelled));
             }
             request.items = items.clone();
-            let observer = Arc::clone(&turn.observer);
-            let turn_id = turn.turn;
-            let mut on_delta = move |delta: Delta| observer.delta(turn_id, &delta);
-            let response = match client.complete(&request, cancel, &mut on_delta).await {
-                Ok(response) => response,
+            let completion = match host.complete(&request, true, cancel, &mut |_| {}).await? {
+                Ok(completion) => completion,
                 Err(err) => {
                     let message = err.to_string();
-                    turn.record(vec![EventData::Error {
+                    host.record(vec![EventData::Error {
                         message: message.clone(),
                         code: Some(err.code().to_owned()),
                     }])
@@ -262,32 +169,20 @@ impl Builtin {
                     });
                 }
             };
-            let cancelled = response.stop == Stop::Cancelled;
+            let response = completion.response;
             // A cancelled answer keeps its text; its calls never run, so
-            // they are not recorded.
-            let calls = if cancelled {
-                Vec::new()
-            } else {
-                response.tool_calls.clone()
-            };
-            let message = assistant_message(&response, &setup.model.upstream);
-            if let EventData::Message { content, .. } = &message {
+            // they were not recorded.
+            if response.stop == Stop::Cancelled {
+                return Ok(Ending::new(TurnStatus::Cancelled));
+            }
+            let calls = response.tool_calls.clone();
+            if let Some(EventData::Message { content, .. }) =
+                completion.events.first().map(|event| &event.data)
+            {
                 items.push(Item::Message {
                     role: Role::Assistant,
                     content: content.clone(),
                 });
-            }
-            let mut batch = vec![message];
-            for call in &calls {
-                batch.push(EventData::ToolCall {
-                    call_id: call.call_id.clone(),
-                    name: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                });
-            }
-            turn.record(batch).await?;
-            if cancelled {
-                return Ok(Ending::new(TurnStatus::Cancelled));
             }
             if calls.is_empty() {
                 // Also when the answer was cut short (`max_tokens`) or
@@ -305,9 +200,14 @@ impl Builtin {
                 let output = if cancel.is_cancelled() {
                     ToolOutput::error("cancelled before it ran")
                 } else {
-                    self.tool(setup, workspace, turn, call, cancel).await?
+                    let call = ToolCall {
+                        call_id: call.call_id.clone(),
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                    };
+                    host.run_tool(&call, cancel).await?
                 };
-                turn.record(vec![EventData::ToolResult {
+                host.record(vec![EventData::ToolResult {
                     call_id: call.call_id.clone(),
                     output: output.output.clone(),
                     is_error: output.is_error,
@@ -326,7 +226,7 @@ impl Builtin {
                         message: message.clone(),
                         code: Some("tool".to_owned()),
                     });
-                    turn.record(batch).await?;
+                    host.record(batch).await?;
                     return Ok(Ending {
                         status: TurnStatus::Failed,
                         error: Some(message),
@@ -342,7 +242,7 @@ impl Builtin {
                     // history stays paired.
                     let rest = not_run(&calls[index + 1..], "cancelled before it ran");
                     if !rest.is_empty() {
-                        turn.record(rest).await?;
+                        host.record(rest).await?;
                     }
                     return Ok(Ending::new(TurnStatus::Cancelled));
                 }
@@ -352,7 +252,7 @@ impl Builtin {
             "stopped after {max_rounds} model call{}: the turn's round limit",
             if max_rounds == 1 { "" } else { "s" }
         );
-        turn.record(vec![EventData::Error {
+        host.record(vec![EventData::Error {
             message: message.clone(),
             code: Some("max_rounds".to_owned()),
         }])
@@ -362,72 +262,69 @@ impl Builtin {
             error: Some(message),
         })
     }
+}
 
-    /// Checks, approves and runs one tool call.
-    async fn tool(
-        &self,
-        setup: &Setup,
-        workspace: Option<&Workspace>,
-        turn: &mut Turn,
-        call: &exo_model::ToolCallOut,
-        cancel: &CancellationToken,
-    ) -> Result<ToolOutput, SubstrateError> {
-        let Some(workspace) = workspace else {
-            return Ok(ToolOutput::error(
-                "no workspace is bound to this conversation, so no tool can run",
-            ));
-        };
-        if !workspace.root().is_dir() {
-            return Ok(ToolOutput::broken(format!(
-                "the workspace {} is gone",
-                workspace.root().display()
-            )));
-        }
-        let parsed = match exo_tools::parse(&call.name, &call.arguments) {
-            Ok(parsed) => parsed,
-            Err(err) => return Ok(ToolOutput::error(err.to_string())),
-        };
-        if parsed.access() != Access::Read {
-            let (approved, by) = match setup.approval {
-                ApprovalPolicy::Auto => (true, "policy"),
-                ApprovalPolicy::Deny => (false, "policy"),
-                ApprovalPolicy::Ask => {
-                    let ask = ApprovalAsk {
-                        turn: turn.turn,
-                        call_id: call.call_id.clone(),
-                        tool: call.name.clone(),
-                        arguments: call.arguments.clone(),
-                    };
-                    let answer = tokio::select! {
-                        answer = turn.observer.approve(ask) => answer,
-                        () = cancel.cancelled() => return Ok(ToolOutput::error("cancelled while waiting for approval")),
-                    };
-                    match answer {
-                        Some(approved) => (approved, "user"),
-                        None => (false, "no_client"),
+/// Builds the model's client and resolves the workspace, off the async
+/// loop: building the client may read a script file, and the workspace is
+/// resolved on disk (a daemon's async loop serves every connection).
+pub(crate) async fn prepare(
+    setup: &Setup,
+    client_options: &ClientOptions,
+) -> Result<(Client, Option<Workspace>), SubstrateError> {
+    let client_options = client_options.clone();
+    let endpoint = setup.model.endpoint.clone();
+    let root = setup.workspace.clone();
+    let protected = setup.protected.clone();
+    tokio::task::spawn_blocking(
+        move || -> Result<(Client, Option<Workspace>), SubstrateError> {
+            let client = Client::new(endpoint.with_options(client_options))?;
+            let workspace = match &root {
+                Some(root) => {
+                    let mut workspace = Workspace::new(root)?;
+                    for path in &protected {
+                        workspace = workspace.protect(path);
                     }
+                    Some(workspace)
                 }
+                None => None,
             };
-            turn.record(vec![EventData::Custom {
-                custom_type: APPROVAL_TYPE.to_owned(),
-                payload: json!({
-                    "call_id": call.call_id,
-                    "tool": call.name,
-                    "approved": approved,
-                    "by": by,
-                }),
-            }])
-            .await?;
-            if !approved {
-                return Ok(ToolOutput::error(match by {
-                    "policy" => "denied: this agent's approval policy refuses shell commands and file writes",
-                    "no_client" => "denied: approval was needed and no one was there to give it",
-                    _ => "denied: the user declined this call",
-                }));
-            }
-        }
-        Ok(exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await)
-    }
+            Ok((client, workspace))
+        },
+    )
+    .await
+    .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
+}
+
+/// Ends a turn: the turn-end snapshot and `turn_ended` (as `turn/finish`),
+/// then what the turn recorded, from its beginning to its end.
+pub(crate) async fn finish(
+    host: &TurnHost,
+    session: exo_core::SessionId,
+    status: TurnStatus,
+    error: Option<String>,
+) -> Result<Outcome, SubstrateError> {
+    let substrate = host.substrate();
+    let turn_id = host.turn();
+    let conversation_id = host.conversation();
+    let status = blocking(substrate, move |s| s.finish_turn(turn_id, status)).await?;
+    let last = host.recorded().last().map(|event| event.id);
+    let finished = blocking(substrate, move |s| s.events(conversation_id, last)).await?;
+    let finished: Vec<Event> = finished
+        .into_iter()
+        .filter(|event| event.turn == Some(turn_id))
+        .collect();
+    host.observer().recorded(turn_id, &finished);
+    host.note_recorded(&finished);
+    let events = host.recorded();
+    let text = last_answer(&events);
+    Ok(Outcome {
+        turn: turn_id,
+        session,
+        status,
+        text,
+        error,
+        events,
+    })
 }
 
 /// Results for calls that will not run, so the history stays paired.
@@ -440,28 +337,6 @@ fn not_run(calls: &[exo_model::ToolCallOut], why: &str) -> Vec<EventData> {
             is_error: true,
         })
         .collect()
-}
-
-/// The assistant's message for a response: reasoning and text, with usage
-/// and the model's name. Recorded even when empty, for its usage.
-fn assistant_message(response: &Response, model: &str) -> EventData {
-    let mut content = Vec::new();
-    if let Some(reasoning) = &response.reasoning {
-        content.push(ContentPart::Reasoning {
-            text: reasoning.clone(),
-        });
-    }
-    if !response.text.is_empty() {
-        content.push(ContentPart::Text {
-            text: response.text.clone(),
-        });
-    }
-    EventData::Message {
-        role: Role::Assistant,
-        content,
-        usage: response.usage.clone(),
-        model: Some(model.to_owned()),
-    }
 }
 
 /// The text of the last assistant message that has any.

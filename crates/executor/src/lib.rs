@@ -21,6 +21,7 @@
 //! protocol; the service implements [`Substrate`] and [`Observer`].
 
 mod builtin;
+pub mod host;
 mod prompt;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ use serde_json::Value;
 
 pub use builtin::{Builtin, DEFAULT_MAX_ROUNDS};
 pub use exo_model::{CancellationToken, Delta};
+pub use host::{Approval, Completion, HostParts, ToolCall, TurnHost};
 pub use prompt::{APPROVAL_TYPE, COMPACTION_TYPE, INTERRUPTED_OUTPUT};
 
 /// A substrate failure, as the substrate reported it (the service keeps
@@ -43,6 +45,14 @@ pub type SubstrateError = Box<dyn std::error::Error + Send + Sync>;
 /// nothing, so a misconfigured agent fails cleanly.
 #[derive(Debug)]
 pub struct Setup {
+    /// The agent's id.
+    pub agent: String,
+    /// The executor the agent's turns run on.
+    pub harness: exo_core::Harness,
+    /// The module of a `typescript` harness.
+    pub module: Option<PathBuf>,
+    /// Tools the agent was allowed for good (`allow_always`).
+    pub allow: Vec<String>,
     /// The conversation.
     pub conversation: ConversationId,
     /// The agent's system instructions.
@@ -113,6 +123,9 @@ pub trait Substrate: Send + Sync {
     /// Ends the turn with a turn-end snapshot (as `turn/finish`); returns
     /// the status recorded (an earlier one if it had already ended).
     fn finish_turn(&self, turn: TurnId, status: TurnStatus) -> Result<TurnStatus, SubstrateError>;
+    /// Allows `tool` for every later turn of the agent without asking (an
+    /// `allow_always` decision), in its configuration.
+    fn allow_always(&self, agent: &str, tool: &str) -> Result<(), SubstrateError>;
 }
 
 /// A tool call waiting for a client's approval.
@@ -135,9 +148,9 @@ pub trait Observer: Send + Sync {
     fn delta(&self, turn: TurnId, delta: &Delta);
     /// Events the turn recorded, as each batch commits.
     fn recorded(&self, turn: TurnId, events: &[Event]);
-    /// Asks whether a tool call may run. Resolves to `Some(answer)`, or
+    /// Asks whether a tool call may run. Resolves to `Some(decision)`, or
     /// `None` when there is no one to ask.
-    fn approve(&self, ask: ApprovalAsk) -> BoxFuture<'static, Option<bool>>;
+    fn approve(&self, ask: ApprovalAsk) -> BoxFuture<'static, Option<exo_core::ApprovalDecision>>;
 }
 
 /// One turn to run.

@@ -185,6 +185,38 @@ pub struct AgentCreateParams {
     /// A slug instead of the derived one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
+    /// Which executor runs its turns (default `builtin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<exo_core::Harness>,
+    /// For the `typescript` harness: the module (a path; relative paths
+    /// are resolved against the daemon's working directory, so clients
+    /// send absolute ones). Checked by loading it before the agent is
+    /// created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// `agent/set` params: what to change; what is absent stays.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentSetParams {
+    /// Slug or id.
+    pub agent: String,
+    /// Another executor for its turns; its conversations go on under it
+    /// from their full history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<exo_core::Harness>,
+    /// Another module (the `typescript` harness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// Another model binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Other instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Another approval policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
 }
 
 /// Params naming one agent.
@@ -439,8 +471,14 @@ pub struct ApprovalRespondParams {
     pub turn: TurnId,
     /// The tool call asked about.
     pub call_id: String,
-    /// Run it (true) or refuse it (false).
-    pub approve: bool,
+    /// Run it (true) or refuse it (false): `allow_once` or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<bool>,
+    /// The decision, when more than yes or no: `allow_turn` allows the
+    /// same tool for the rest of the turn, `allow_always` for every later
+    /// turn of the agent. Wins over `approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<exo_core::ApprovalDecision>,
 }
 
 /// `turn/delta` notification params: a piece of the model's answer as it
@@ -1070,6 +1108,8 @@ methods! {
     AgentGet = "agent/get" (AgentParams) -> Agent [read_only];
     /// Deletes an agent and its conversations.
     AgentDelete = "agent/delete" (AgentParams) -> Agent;
+    /// Changes an agent's harness, module, model, instructions or policy.
+    AgentSet = "agent/set" (AgentSetParams) -> Agent;
     /// Creates a conversation.
     ConversationCreate = "conversation/create" (ConversationCreateParams) -> Conversation;
     /// Lists an agent's conversations.

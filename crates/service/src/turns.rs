@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use exo_core::{
-    ApprovalPolicy, BindingKind, ContentPart, ConversationId, Event, EventData, EventId,
+    ApprovalDecision, BindingKind, ContentPart, ConversationId, Event, EventData, EventId,
     SecretValue, TurnId, TurnStatus,
 };
 use exo_executor::{
@@ -31,7 +31,7 @@ use crate::Service;
 pub(crate) struct Running {
     /// Turns that have begun, for `turn/cancel`.
     turns: Mutex<HashMap<TurnId, CancellationToken>>,
-    approvals: Mutex<HashMap<(TurnId, String), oneshot::Sender<bool>>>,
+    approvals: Mutex<HashMap<(TurnId, String), oneshot::Sender<ApprovalDecision>>>,
     /// Every `turn/run` in progress, begun or still setting up, for
     /// shutdown.
     runs: Mutex<Runs>,
@@ -190,6 +190,24 @@ impl Substrate for Service {
     fn finish_turn(&self, turn: TurnId, status: TurnStatus) -> Result<TurnStatus, SubstrateError> {
         Service::finish_turn(self, turn, status).map_err(to_substrate)
     }
+
+    fn allow_always(&self, agent: &str, tool: &str) -> Result<(), SubstrateError> {
+        self.store()
+            .update_agent_config(agent, |mut config| {
+                let mut allow: Vec<Value> = config
+                    .get("allow")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if !allow.iter().any(|known| known.as_str() == Some(tool)) {
+                    allow.push(Value::from(tool));
+                }
+                config.insert("allow".into(), Value::Array(allow));
+                Ok(config)
+            })
+            .map(|_| ())
+            .map_err(|err| to_substrate(store_error(err)))
+    }
 }
 
 impl Service {
@@ -208,29 +226,21 @@ impl Service {
             ))));
         }
         let invalid = |message: String| simple_error(ErrorCode::InvalidParams, message);
-        let model = agent_record.model().ok_or_else(|| {
-            invalid(format!(
-                "agent {} has no model; create it with `exo agent create NAME --model MODEL`",
-                agent_record.slug
-            ))
+        let config = exo_core::AgentConfig::from_map(&agent_record.config)
+            .map_err(|err| invalid(format!("agent {}: {err}", agent_record.slug)))?;
+        let model = config.model.as_deref().ok_or_else(|| {
+            crate::convert::rpc_error(
+                ErrorCode::InvalidParams,
+                format!("agent {} has no model", agent_record.slug),
+                exo_protocol::ErrorData {
+                    what: Some("agent_model".into()),
+                    key: Some(agent_record.slug.clone()),
+                    ..Default::default()
+                },
+            )
         })?;
-        let approval = match agent_record.config.get("approval") {
-            None => ApprovalPolicy::default(),
-            Some(value) => value
-                .as_str()
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "agent {} has an invalid approval policy {value}: expected auto, ask or deny",
-                        agent_record.slug
-                    ))
-                })?,
-        };
-        let instructions = agent_record
-            .config
-            .get("instructions")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let approval = config.approval;
+        let instructions = config.instructions.clone();
         let scope = store
             .scope(Some(agent), Some(conversation))
             .map_err(store_error)?;
@@ -238,7 +248,7 @@ impl Service {
             Err(exo_store::Error::NotFound { .. }) => {
                 return Err(convert::rpc_error(
                     ErrorCode::NotFound,
-                    format!("model {model:?} not found; register it first with `exo model register {model}`"),
+                    format!("model {model:?} not found"),
                     exo_protocol::ErrorData {
                         what: Some("model".into()),
                         key: Some(model.to_owned()),
@@ -274,6 +284,10 @@ impl Service {
             endpoint = endpoint.with_api_key(token);
         }
         Ok(Setup {
+            agent: agent_record.id.to_string(),
+            harness: config.harness,
+            module: config.module.map(Into::into),
+            allow: config.allow,
             conversation: record.id,
             instructions,
             approval,
@@ -305,6 +319,17 @@ impl Service {
         &self,
         params: ApprovalRespondParams,
     ) -> Result<Empty, crate::ServiceError> {
+        let decision = match (params.decision, params.approve) {
+            (Some(decision), _) => decision,
+            (None, Some(true)) => ApprovalDecision::AllowOnce,
+            (None, Some(false)) => ApprovalDecision::Deny,
+            (None, None) => {
+                return Err(simple_error(
+                    ErrorCode::InvalidParams,
+                    "approval/respond needs a decision (or approve: true or false)",
+                ))
+            }
+        };
         let waiting = self
             .inner
             .running
@@ -316,7 +341,7 @@ impl Service {
             Some(answer) => {
                 // The turn may have been cancelled meanwhile; then no one
                 // is waiting, and that is fine.
-                let _ = answer.send(params.approve);
+                let _ = answer.send(decision);
                 Ok(Empty {})
             }
             None => Err(not_running(
@@ -519,7 +544,7 @@ impl Observer for Notifier {
         }
     }
 
-    fn approve(&self, ask: ApprovalAsk) -> BoxFuture<'static, Option<bool>> {
+    fn approve(&self, ask: ApprovalAsk) -> BoxFuture<'static, Option<ApprovalDecision>> {
         if !self.can_ask || self.gone.is_cancelled() {
             return Box::pin(async { None });
         }

@@ -386,6 +386,34 @@ impl Store {
         })
     }
 
+    /// Replaces an agent's configuration with what `update` makes of it,
+    /// in one transaction (so two updates never lose each other's change).
+    /// A `model` must name a registered model.
+    pub fn update_agent_config(
+        &self,
+        key: &str,
+        update: impl FnOnce(Map<String, Value>) -> Result<Map<String, Value>>,
+    ) -> Result<Agent> {
+        self.inner.write(|tx| {
+            let mut agent = self.inner.find_agent(tx, key)?;
+            let config = update(agent.config.clone())?;
+            if let Some(model) = config.get("model") {
+                let model = model
+                    .as_str()
+                    .ok_or_else(|| Error::Invalid("config.model must be a string".into()))?;
+                self.inner
+                    .require_model(tx, &exo_core::Scope::Root, model)?;
+            }
+            tx.prepare_cached("UPDATE agents SET config = ?2 WHERE id = ?1")?
+                .execute(params![
+                    agent.id.as_bytes(),
+                    Value::Object(config.clone()).to_string()
+                ])?;
+            agent.config = config;
+            Ok(agent)
+        })
+    }
+
     /// Every live agent, oldest first.
     pub fn agents(&self) -> Result<Vec<Agent>> {
         self.inner.read(|tx| {

@@ -1,0 +1,419 @@
+//! What every executor may ask of exo during a turn, in one place: call
+//! the model (streaming to the turn's client, recording the answer), ask
+//! whether a call may run (the agent's policy, its standing permissions,
+//! the user), run one of exo's tools, record events.
+//!
+//! The built-in executor uses a [`TurnHost`] in-process; an out-of-process
+//! executor's runner reaches the same functions through the harness
+//! protocol (`model/complete`, `approval/ask`, `tool/run`, `turn/append`,
+//! spec/harness.md), so every executor's turns are recorded the same way
+//! and the model's key never leaves exo's process.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use exo_core::{
+    ApprovalDecision, ApprovalPolicy, ContentPart, ConversationId, Event, EventData, Role, TurnId,
+};
+use exo_model::{Client, Delta, Request, Response, Stop};
+use exo_tools::{Access, Limits, ToolOutput, Workspace};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::prompt::APPROVAL_TYPE;
+use crate::{ApprovalAsk, Observer, Substrate, SubstrateError};
+
+/// Runs a substrate call on the blocking pool.
+pub(crate) async fn blocking<T, F>(
+    substrate: &Arc<dyn Substrate>,
+    call: F,
+) -> Result<T, SubstrateError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Substrate) -> Result<T, SubstrateError> + Send + 'static,
+{
+    let substrate = Arc::clone(substrate);
+    tokio::task::spawn_blocking(move || call(substrate.as_ref()))
+        .await
+        .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
+}
+
+/// A model's answer, and what recording it wrote.
+#[derive(Debug)]
+pub struct Completion {
+    /// The answer.
+    pub response: Response,
+    /// The assistant message and its tool calls, when recorded.
+    pub events: Vec<Event>,
+}
+
+/// What was decided about a call, and by whom (`policy`, `user`,
+/// `no_client`, `agent` for a standing permission, `turn` for one given
+/// earlier in the turn).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// The decision.
+    pub decision: ApprovalDecision,
+    /// Who made it.
+    pub by: &'static str,
+}
+
+/// One call of a tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    /// Its id.
+    pub call_id: String,
+    /// The tool.
+    pub name: String,
+    /// Its arguments.
+    pub arguments: Value,
+}
+
+/// A turn in progress, and what its executor may do in it.
+pub struct TurnHost {
+    substrate: Arc<dyn Substrate>,
+    observer: Arc<dyn Observer>,
+    turn: TurnId,
+    conversation: ConversationId,
+    agent: String,
+    approval: ApprovalPolicy,
+    /// Tools allowed without asking: the agent's standing permissions,
+    /// and those allowed for the rest of this turn.
+    allowed: Mutex<HashSet<String>>,
+    client: Client,
+    upstream: String,
+    workspace: Option<Workspace>,
+    limits: Limits,
+    /// Every event recorded in the turn through this host, in order.
+    recorded: Mutex<Vec<Event>>,
+}
+
+/// What a [`TurnHost`] is made of.
+pub struct HostParts {
+    /// The substrate.
+    pub substrate: Arc<dyn Substrate>,
+    /// Who follows the turn.
+    pub observer: Arc<dyn Observer>,
+    /// The turn.
+    pub turn: TurnId,
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// Its agent's id.
+    pub agent: String,
+    /// The agent's approval policy.
+    pub approval: ApprovalPolicy,
+    /// The agent's standing permissions.
+    pub allow: Vec<String>,
+    /// The model's client.
+    pub client: Client,
+    /// The model's name upstream.
+    pub upstream: String,
+    /// The workspace, if the conversation has one.
+    pub workspace: Option<Workspace>,
+    /// Bounds on tool calls.
+    pub limits: Limits,
+    /// What the turn recorded before the host existed (its beginning).
+    pub recorded: Vec<Event>,
+}
+
+impl TurnHost {
+    /// A host for one turn.
+    pub fn new(parts: HostParts) -> TurnHost {
+        TurnHost {
+            substrate: parts.substrate,
+            observer: parts.observer,
+            turn: parts.turn,
+            conversation: parts.conversation,
+            agent: parts.agent,
+            approval: parts.approval,
+            allowed: Mutex::new(parts.allow.into_iter().collect()),
+            client: parts.client,
+            upstream: parts.upstream,
+            workspace: parts.workspace,
+            limits: parts.limits,
+            recorded: Mutex::new(parts.recorded),
+        }
+    }
+
+    /// The turn.
+    pub fn turn(&self) -> TurnId {
+        self.turn
+    }
+
+    /// The conversation.
+    pub fn conversation(&self) -> ConversationId {
+        self.conversation
+    }
+
+    /// The substrate.
+    pub fn substrate(&self) -> &Arc<dyn Substrate> {
+        &self.substrate
+    }
+
+    /// Who follows the turn.
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.observer
+    }
+
+    /// The workspace, if the conversation has one.
+    pub fn workspace(&self) -> Option<&Workspace> {
+        self.workspace.as_ref()
+    }
+
+    /// The model's name upstream.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    /// The tools offered to a model in this conversation: exo's six, or
+    /// none without a workspace.
+    pub fn tool_specs(&self) -> Vec<exo_model::ToolSpec> {
+        match &self.workspace {
+            Some(_) => exo_tools::specs_for(&self.limits)
+                .into_iter()
+                .map(|spec| exo_model::ToolSpec {
+                    name: spec.name.to_owned(),
+                    description: spec.description,
+                    parameters: spec.parameters,
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Every event recorded in the turn so far, in order.
+    pub fn recorded(&self) -> Vec<Event> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether a `tool_call` with this id was recorded in the turn.
+    pub fn has_call(&self, call_id: &str) -> bool {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|event| {
+                matches!(&event.data, EventData::ToolCall { call_id: id, .. } if id == call_id)
+            })
+    }
+
+    /// Records events in the turn, as one batch, and tells the observer.
+    pub async fn record(&self, data: Vec<EventData>) -> Result<Vec<Event>, SubstrateError> {
+        let turn = self.turn;
+        let appended = blocking(&self.substrate, move |s| s.append(turn, data)).await?;
+        self.observer.recorded(turn, &appended);
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(appended.iter().cloned());
+        Ok(appended)
+    }
+
+    /// Notes events recorded elsewhere in the turn (the turn's end).
+    pub fn note_recorded(&self, events: &[Event]) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(events.iter().cloned());
+    }
+
+    /// Calls the model. With `record`, text streams to the turn's client
+    /// (and watchers) as it arrives, and the answer is recorded as the
+    /// built-in executor records it: one batch with the assistant message
+    /// (recorded even when empty, for its usage) and its tool calls (not
+    /// those of a cancelled answer, which never run). `delta` sees every
+    /// piece either way. A model failure is returned, recording nothing.
+    pub async fn complete(
+        &self,
+        request: &Request,
+        record: bool,
+        cancel: &CancellationToken,
+        delta: &mut (dyn FnMut(&Delta) + Send),
+    ) -> Result<Result<Completion, exo_model::Error>, SubstrateError> {
+        let observer = Arc::clone(&self.observer);
+        let turn = self.turn;
+        let mut on_delta = |piece: Delta| {
+            if record {
+                observer.delta(turn, &piece);
+            }
+            delta(&piece);
+        };
+        let response = match self.client.complete(request, cancel, &mut on_delta).await {
+            Ok(response) => response,
+            Err(err) => return Ok(Err(err)),
+        };
+        if !record {
+            return Ok(Ok(Completion {
+                response,
+                events: Vec::new(),
+            }));
+        }
+        let mut batch = vec![assistant_message(&response, &self.upstream)];
+        if response.stop != Stop::Cancelled {
+            for call in &response.tool_calls {
+                batch.push(EventData::ToolCall {
+                    call_id: call.call_id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
+            }
+        }
+        let events = self.record(batch).await?;
+        Ok(Ok(Completion { response, events }))
+    }
+
+    /// Decides whether a call may run: reads always; otherwise a standing
+    /// permission, one given earlier in the turn, or the agent's policy,
+    /// which may ask the user. The decision is recorded as `exo.approval`
+    /// (reads are not). `None` when the turn was cancelled while it asked
+    /// (nothing is recorded then).
+    pub async fn approve(
+        &self,
+        call: &ToolCall,
+        access: Access,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Approval>, SubstrateError> {
+        if access == Access::Read {
+            return Ok(Some(Approval {
+                decision: ApprovalDecision::AllowOnce,
+                by: "policy",
+            }));
+        }
+        let standing = self
+            .allowed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&call.name);
+        let approval = if standing {
+            Approval {
+                decision: ApprovalDecision::AllowOnce,
+                by: "permission",
+            }
+        } else {
+            match self.approval {
+                ApprovalPolicy::Auto => Approval {
+                    decision: ApprovalDecision::AllowOnce,
+                    by: "policy",
+                },
+                ApprovalPolicy::Deny => Approval {
+                    decision: ApprovalDecision::Deny,
+                    by: "policy",
+                },
+                ApprovalPolicy::Ask => {
+                    let ask = ApprovalAsk {
+                        turn: self.turn,
+                        call_id: call.call_id.clone(),
+                        tool: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                    };
+                    let answer = tokio::select! {
+                        answer = self.observer.approve(ask) => answer,
+                        () = cancel.cancelled() => return Ok(None),
+                    };
+                    match answer {
+                        Some(decision) => Approval {
+                            decision,
+                            by: "user",
+                        },
+                        None => Approval {
+                            decision: ApprovalDecision::Deny,
+                            by: "no_client",
+                        },
+                    }
+                }
+            }
+        };
+        match approval.decision {
+            ApprovalDecision::AllowTurn => {
+                self.allowed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(call.name.clone());
+            }
+            ApprovalDecision::AllowAlways => {
+                self.allowed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(call.name.clone());
+                let (agent, tool) = (self.agent.clone(), call.name.clone());
+                blocking(&self.substrate, move |s| s.allow_always(&agent, &tool)).await?;
+            }
+            ApprovalDecision::AllowOnce | ApprovalDecision::Deny => {}
+        }
+        self.record(vec![EventData::Custom {
+            custom_type: APPROVAL_TYPE.to_owned(),
+            payload: json!({
+                "call_id": call.call_id,
+                "tool": call.name,
+                "approved": approval.decision.allows(),
+                "decision": approval.decision.as_str(),
+                "by": approval.by,
+            }),
+        }])
+        .await?;
+        Ok(Some(approval))
+    }
+
+    /// Checks, approves and runs one of exo's tools; the result is for the
+    /// caller to record. A tool that cannot run at all (the workspace is
+    /// gone) comes back `broken`.
+    pub async fn run_tool(
+        &self,
+        call: &ToolCall,
+        cancel: &CancellationToken,
+    ) -> Result<ToolOutput, SubstrateError> {
+        let Some(workspace) = &self.workspace else {
+            return Ok(ToolOutput::error(
+                "no workspace is bound to this conversation, so no tool can run",
+            ));
+        };
+        if !workspace.root().is_dir() {
+            return Ok(ToolOutput::broken(format!(
+                "the workspace {} is gone",
+                workspace.root().display()
+            )));
+        }
+        let parsed = match exo_tools::parse(&call.name, &call.arguments) {
+            Ok(parsed) => parsed,
+            Err(err) => return Ok(ToolOutput::error(err.to_string())),
+        };
+        let Some(approval) = self.approve(call, parsed.access(), cancel).await? else {
+            return Ok(ToolOutput::error("cancelled while waiting for approval"));
+        };
+        if !approval.decision.allows() {
+            return Ok(ToolOutput::error(match approval.by {
+                "policy" => {
+                    "denied: this agent's approval policy refuses shell commands and file writes"
+                }
+                "no_client" => "denied: approval was needed and no one was there to give it",
+                _ => "denied: the user declined this call",
+            }));
+        }
+        Ok(exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await)
+    }
+}
+
+/// The assistant's message for a response: reasoning and text, with usage
+/// and the model's name. Recorded even when empty, for its usage.
+pub(crate) fn assistant_message(response: &Response, model: &str) -> EventData {
+    let mut content = Vec::new();
+    if let Some(reasoning) = &response.reasoning {
+        content.push(ContentPart::Reasoning {
+            text: reasoning.clone(),
+        });
+    }
+    if !response.text.is_empty() {
+        content.push(ContentPart::Text {
+            text: response.text.clone(),
+        });
+    }
+    EventData::Message {
+        role: Role::Assistant,
+        content,
+        usage: response.usage.clone(),
+        model: Some(model.to_owned()),
+    }
+}
