@@ -5,6 +5,8 @@
 //!
 //! - `agent`: turns of the built-in executor (`conversation send`)
 //!   against a fake model server, once per wire.
+//! - `compaction`: automatic compaction of a history approaching the
+//!   model's context window, against the fake model server.
 //! - `repl`: `chat repl` in line mode: approvals and slash commands.
 //! - `scripted`: the scripted provider, replaying by history.
 //! - `quickstart`: the README's quickstart, exactly.
@@ -24,6 +26,7 @@ mod race;
 mod util;
 
 mod agent;
+mod compaction;
 mod crash;
 mod errors;
 mod events;

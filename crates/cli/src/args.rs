@@ -406,6 +406,11 @@ pub enum ModelCommand {
         /// The secret holding the API key.
         #[arg(long)]
         secret: Option<String>,
+        /// How many tokens the model takes in one request; the built-in
+        /// executor compacts a history that approaches it (default: the
+        /// provider's, see spec/models.md).
+        #[arg(long, value_name = "TOKENS")]
+        context_window: Option<u64>,
         #[command(flatten)]
         scope: ScopeArgs,
     },

@@ -851,6 +851,7 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
             base_url,
             upstream,
             secret,
+            context_window,
             scope,
         } => {
             // A scripted model's base URL names its script: a plain path is
@@ -866,7 +867,12 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
             let request = params(
                 json!({ "name": name, "provider": provider }),
                 params(
-                    json!({ "base_url": base_url, "upstream": upstream, "secret": secret }),
+                    json!({
+                        "base_url": base_url,
+                        "upstream": upstream,
+                        "secret": secret,
+                        "context_window": context_window,
+                    }),
                     scope_params(&scope),
                 ),
             );
@@ -887,6 +893,7 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
                     "UPSTREAM".into(),
                     "BASE URL".into(),
                     "SECRET".into(),
+                    "WINDOW".into(),
                 ]];
                 rows.extend(list.models.iter().filter_map(|entry| match &entry.binding {
                     exo_core::Binding::Model {
@@ -895,12 +902,14 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
                         base_url,
                         upstream,
                         secret,
+                        context_window,
                     } => Some(vec![
                         name.clone(),
                         provider.to_string(),
                         upstream.clone(),
                         base_url.clone(),
                         secret.clone().unwrap_or_else(|| "-".into()),
+                        context_window.map_or_else(|| "-".into(), |tokens| tokens.to_string()),
                     ]),
                     _ => None,
                 }));

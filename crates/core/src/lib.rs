@@ -12,10 +12,13 @@ mod ids;
 pub mod json;
 mod slug;
 
-pub use binding::{ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
+pub use binding::{
+    ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue,
+    MAX_CONTEXT_WINDOW,
+};
 pub use event::{
     ContentPart, Event, EventData, EventKind, PathConflict, Role, SessionEndReason, SkippedFile,
-    SnapshotReason, Timestamp, TurnStatus, Usage, MAX_INPUT_NESTING,
+    SnapshotReason, Timestamp, TurnStatus, Usage, COMPACTION_TYPE, MAX_INPUT_NESTING,
 };
 pub use ids::{AgentId, ConversationId, EventId, IdParseError, SecretId, SessionId, TurnId};
 pub use slug::{slugify, validate_slug, SlugError};

@@ -1,5 +1,7 @@
 //! The built-in executor: a coding-agent loop. See spec/executor.md.
 
+mod compaction;
+
 use std::sync::Arc;
 
 use exo_core::{ApprovalPolicy, ContentPart, Event, EventData, Role, TurnId, TurnStatus};
@@ -150,21 +152,32 @@ impl Builtin {
         let looped = async {
             // Read after the turn began, so the history ends with this
             // turn's input and nothing another writer added just before is
-            // missed.
-            let items = blocking(&substrate, move |s| {
-                let history = s.events(conversation_id, None)?;
-                Ok(prompt::items(&history, |path, version| {
-                    let bytes = s.artifact(conversation_id, path, version).ok()?;
-                    String::from_utf8(bytes).ok()
-                }))
-            })
-            .await?;
+            // missed; read from the compaction in effect on, never the
+            // whole of a long history.
+            let input = turn
+                .events
+                .iter()
+                .rev()
+                .find(|event| {
+                    matches!(
+                        event.data,
+                        EventData::Message {
+                            role: Role::User,
+                            ..
+                        }
+                    )
+                })
+                .map(|event| event.id);
+            let loaded =
+                blocking(&substrate, move |s| prompt::load(s, conversation_id, input)).await?;
+            let compactor = compaction::Compactor::new(setup.model.context_window, &loaded);
             self.rounds(
                 &setup,
                 &client,
                 workspace.as_ref(),
                 &mut turn,
-                items,
+                loaded.items,
+                compactor,
                 max_rounds,
                 &cancel,
             )
@@ -215,6 +228,7 @@ impl Builtin {
         workspace: Option<&Workspace>,
         turn: &mut Turn,
         mut items: Vec<Item>,
+        mut compactor: compaction::Compactor,
         max_rounds: u32,
         cancel: &CancellationToken,
     ) -> Result<Ending, SubstrateError> {
@@ -240,6 +254,9 @@ impl Builtin {
             max_output_tokens: None,
         };
         for _ in 0..max_rounds {
+            // A history approaching the model's context window is
+            // summarised first (spec/executor.md, "Compaction").
+            compaction::compact(&mut compactor, client, &request, &mut items, turn, cancel).await?;
             if cancel.is_cancelled() {
                 return Ok(Ending::new(TurnStatus::Cancelled));
             }

@@ -32,8 +32,9 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 pub use builtin::{Builtin, DEFAULT_MAX_ROUNDS};
+pub use exo_core::COMPACTION_TYPE;
 pub use exo_model::{CancellationToken, Delta};
-pub use prompt::{APPROVAL_TYPE, COMPACTION_TYPE, INTERRUPTED_OUTPUT};
+pub use prompt::{APPROVAL_TYPE, INTERRUPTED_OUTPUT};
 
 /// A substrate failure, as the substrate reported it (the service keeps
 /// its JSON-RPC error inside, so codes survive the trip).
@@ -64,6 +65,10 @@ pub struct ModelAccess {
     pub upstream: String,
     /// Where and how to call it, key included.
     pub endpoint: exo_model::Endpoint,
+    /// How many tokens it takes in one request: the binding's, else its
+    /// provider's default. `None` (a scripted model without one) never
+    /// compacts.
+    pub context_window: Option<u64>,
 }
 
 /// A turn begun: what `begin_turn` recorded.
@@ -92,6 +97,30 @@ pub trait Substrate: Send + Sync {
         conversation: ConversationId,
         after: Option<EventId>,
     ) -> Result<Vec<Event>, SubstrateError>;
+    /// The newest compaction (`custom` of type [`COMPACTION_TYPE`]) on the
+    /// conversation's current history before `before` (exclusive), or up
+    /// to the head. A store answers from an index, without reading the
+    /// history; this default reads the history, so it is right for any
+    /// substrate but slow on a long one.
+    fn latest_compaction(
+        &self,
+        conversation: ConversationId,
+        before: Option<EventId>,
+    ) -> Result<Option<Event>, SubstrateError> {
+        let history = self.events(conversation, None)?;
+        let end = match before {
+            Some(before) => history
+                .iter()
+                .position(|event| event.id == before)
+                .ok_or_else(|| format!("event {before} is not on the conversation's history"))?,
+            None => history.len(),
+        };
+        Ok(history[..end]
+            .iter()
+            .rev()
+            .find(|event| event.data.is_compaction())
+            .cloned())
+    }
     /// Begins a turn: session, turn-start snapshot, input message, in one
     /// transaction (as `turn/begin`).
     fn begin_turn(
@@ -113,6 +142,17 @@ pub trait Substrate: Send + Sync {
     /// Ends the turn with a turn-end snapshot (as `turn/finish`); returns
     /// the status recorded (an earlier one if it had already ended).
     fn finish_turn(&self, turn: TurnId, status: TurnStatus) -> Result<TurnStatus, SubstrateError>;
+}
+
+/// The conversation as the built-in executor's model sees it now: the
+/// summary of the compaction in effect, then what followed it
+/// (spec/executor.md, "Prompt"). What a turn's prompt starts from; read
+/// from that compaction on, never the whole of a long history.
+pub fn prompt_items(
+    substrate: &dyn Substrate,
+    conversation: ConversationId,
+) -> Result<Vec<exo_model::Item>, SubstrateError> {
+    Ok(prompt::load(substrate, conversation, None)?.items)
 }
 
 /// A tool call waiting for a client's approval.

@@ -545,6 +545,7 @@ impl Service {
                     provider,
                     base_url,
                     secret: params.secret,
+                    context_window: params.context_window,
                 };
                 self.set_binding(&params.scope, binding)
             }
