@@ -7,6 +7,7 @@
 //!   against a fake model server, once per wire.
 //! - `compaction`: automatic compaction of a history approaching the
 //!   model's context window, against the fake model server.
+//! - `roots`: finding the root from a subdirectory, as git finds `.git`.
 //! - `repl`: `chat repl` in line mode: approvals and slash commands.
 //! - `scripted`: the scripted provider, replaying by history.
 //! - `quickstart`: the README's quickstart, exactly.
@@ -35,6 +36,7 @@ mod guards;
 mod isolation;
 mod quickstart;
 mod repl;
+mod roots;
 mod scripted;
 mod secrets;
 mod snapshots;
