@@ -54,7 +54,11 @@ fn usage_errors_exit_2() {
 fn reading_without_a_store_creates_nothing() {
     let env = Env::new();
     let err = env.fails(&["agent", "list"]);
-    assert!(err.contains("no exo store at"), "{err}");
+    assert!(err.contains("no exo store found in"), "{err}");
+    assert!(!env.root().exists());
+    // A root given that holds no store: the same refusal, naming it.
+    let err = env.fails(&["--root", ".exo", "agent", "list"]);
+    assert!(err.contains("no exo store at .exo"), "{err}");
     assert!(!env.root().exists());
 }
 

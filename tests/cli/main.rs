@@ -5,6 +5,9 @@
 //!
 //! - `agent`: turns of the built-in executor (`conversation send`)
 //!   against a fake model server, once per wire.
+//! - `compaction`: automatic compaction of a history approaching the
+//!   model's context window, against the fake model server.
+//! - `roots`: finding the root from a subdirectory, as git finds `.git`.
 //! - `repl`: `chat repl` in line mode: approvals and slash commands.
 //! - `scripted`: the scripted provider, replaying by history.
 //! - `quickstart`: the README's quickstart, exactly.
@@ -29,6 +32,7 @@ mod race;
 mod util;
 
 mod agent;
+mod compaction;
 mod crash;
 mod errors;
 mod events;
@@ -38,6 +42,7 @@ mod guards;
 mod isolation;
 mod quickstart;
 mod repl;
+mod roots;
 mod scripted;
 mod secrets;
 mod snapshots;

@@ -42,13 +42,21 @@ impl Env {
         self.dir.path().join(".exo")
     }
 
+    /// The directory a search for a root does not move up into: the
+    /// temporary directory's parent.
+    pub fn ceiling(&self) -> PathBuf {
+        let dir = self.dir.path().canonicalize().expect("canonical tempdir");
+        dir.parent().expect("a tempdir has a parent").to_path_buf()
+    }
+
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().join("config")
     }
 
     /// A command for `exo` with a hermetic environment: the temporary
     /// directory as working directory, its own config dir, no inherited exo
-    /// variables.
+    /// variables, and no looking for a root above the temporary directory
+    /// (`EXO_CEILING_DIRECTORIES` is its parent).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_exo"));
         command.args(args);
@@ -75,6 +83,7 @@ impl Env {
             .env_remove("EXO_LOG")
             .env("HOME", self.dir.path())
             .env("XDG_CONFIG_HOME", self.config_dir())
+            .env("EXO_CEILING_DIRECTORIES", self.ceiling())
             .stdin(Stdio::null());
         command
     }

@@ -9,15 +9,10 @@ use exo_core::{ApprovalPolicy, EventId, EventKind, Provider, SessionId, TurnId};
 #[derive(Debug, Parser)]
 #[command(name = "exo", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// The exo root holding the store.
-    #[arg(
-        long,
-        global = true,
-        env = "EXO_ROOT",
-        default_value = ".exo",
-        value_name = "PATH"
-    )]
-    pub root: PathBuf,
+    /// The exo root holding the store (default: the nearest `.exo` holding
+    /// a store, from the current directory up; else `./.exo`).
+    #[arg(long, global = true, env = "EXO_ROOT", value_name = "PATH")]
+    pub root: Option<PathBuf>,
     /// Print one JSON document instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -406,6 +401,11 @@ pub enum ModelCommand {
         /// The secret holding the API key.
         #[arg(long)]
         secret: Option<String>,
+        /// How many tokens the model takes in one request; the built-in
+        /// executor compacts a history that approaches it (default: the
+        /// provider's, see spec/models.md).
+        #[arg(long, value_name = "TOKENS")]
+        context_window: Option<u64>,
         #[command(flatten)]
         scope: ScopeArgs,
     },

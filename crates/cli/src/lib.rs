@@ -18,6 +18,7 @@ mod backend;
 mod chat;
 mod files;
 mod render;
+mod root;
 mod startup;
 
 use std::io::{IsTerminal, Read, Write};
@@ -68,13 +69,16 @@ pub fn main() -> ExitCode {
         }) => log_file.clone(),
         _ => None,
     };
-    let result = log_file
-        .as_deref()
-        .map_or(Ok(()), |path| {
-            files::refuse_inside_root(&cli.root, path, "the log file")
-        })
-        .and_then(|()| init_tracing(log_file.as_deref()))
-        .and_then(|()| run(cli));
+    let result =
+        root::resolve(cli.root.clone(), root::creates_store(&cli.command)).and_then(|root| {
+            log_file
+                .as_deref()
+                .map_or(Ok(()), |path| {
+                    files::refuse_inside_root(&root, path, "the log file")
+                })
+                .and_then(|()| init_tracing(log_file.as_deref()))
+                .and_then(|()| run(cli, &root))
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -225,13 +229,14 @@ impl Out {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Runs the command on `root`, found by [`root::resolve`].
+fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
     let out = Out { json: cli.json };
     let command = match cli.command {
-        Command::Daemon(args) => return daemon(&cli.root, &out, args),
+        Command::Daemon(args) => return daemon(root, &out, args),
         // These hold a connection open for the turn's notifications.
         Command::Chat(ChatCommand::Repl { target, max_rounds }) => {
-            return chat::repl(&cli.root, &target.agent, &target.conversation, max_rounds)
+            return chat::repl(root, &target.agent, &target.conversation, max_rounds)
         }
         Command::Conversation(ConversationCommand::Send {
             target,
@@ -239,7 +244,7 @@ fn run(cli: Cli) -> Result<()> {
             max_rounds,
         }) => {
             return chat::send(
-                &cli.root,
+                root,
                 &out,
                 &target.agent,
                 &target.conversation,
@@ -250,16 +255,9 @@ fn run(cli: Cli) -> Result<()> {
         command => command,
     };
     // Commands that only read never create a store.
-    let creates = matches!(
-        &command,
-        Command::Agent(AgentCommand::Create { .. })
-            | Command::Secret(SecretCommand::Set { .. })
-            | Command::Model(ModelCommand::Register { .. })
-            | Command::Binding(BindingCommand::Env { .. } | BindingCommand::Mcp { .. })
-    );
     let mut backend = Backend::open(
-        &cli.root,
-        if creates {
+        root,
+        if root::creates_store(&command) {
             OpenMode::Create
         } else {
             OpenMode::Existing
@@ -272,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Secret(command) => secret(backend, &out, command),
         Command::Model(command) => model(backend, &out, command),
         Command::Binding(command) => binding(backend, &out, command),
-        Command::Artifact(command) => artifact(backend, &cli.root, &out, command),
+        Command::Artifact(command) => artifact(backend, root, &out, command),
         Command::Snapshot(command) => snapshot(backend, &out, command),
         Command::Session(SessionCommand::Resume(target)) => resume(backend, &out, target),
         Command::Gc => {
@@ -851,6 +849,7 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
             base_url,
             upstream,
             secret,
+            context_window,
             scope,
         } => {
             // A scripted model's base URL names its script: a plain path is
@@ -866,7 +865,12 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
             let request = params(
                 json!({ "name": name, "provider": provider }),
                 params(
-                    json!({ "base_url": base_url, "upstream": upstream, "secret": secret }),
+                    json!({
+                        "base_url": base_url,
+                        "upstream": upstream,
+                        "secret": secret,
+                        "context_window": context_window,
+                    }),
                     scope_params(&scope),
                 ),
             );
@@ -887,6 +891,7 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
                     "UPSTREAM".into(),
                     "BASE URL".into(),
                     "SECRET".into(),
+                    "WINDOW".into(),
                 ]];
                 rows.extend(list.models.iter().filter_map(|entry| match &entry.binding {
                     exo_core::Binding::Model {
@@ -895,12 +900,14 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
                         base_url,
                         upstream,
                         secret,
+                        context_window,
                     } => Some(vec![
                         name.clone(),
                         provider.to_string(),
                         upstream.clone(),
                         base_url.clone(),
                         secret.clone().unwrap_or_else(|| "-".into()),
+                        context_window.map_or_else(|| "-".into(), |tokens| tokens.to_string()),
                     ]),
                     _ => None,
                 }));

@@ -172,9 +172,11 @@ pub fn binding_line(entry: &BindingEntry) -> String {
             base_url,
             upstream,
             secret,
+            context_window,
         } => format!(
-            "{name}  {provider}  {upstream}  {base_url}  secret={}  ({})",
+            "{name}  {provider}  {upstream}  {base_url}  secret={}{}  ({})",
             secret.as_deref().unwrap_or("-"),
+            context_window.map_or_else(String::new, |tokens| format!("  window={tokens}")),
             entry.scope
         ),
         Binding::Env { name, secret } => format!("env {name} = secret {secret}  ({})", entry.scope),

@@ -72,6 +72,7 @@ pub const ALLOWED: &[&str] = &[
     "CLICOLOR",
     "CLICOLOR_FORCE",
     "EXO_ROOT",
+    "EXO_CEILING_DIRECTORIES",
     "EXO_LOG",
     "RUST_LOG",
     "RUST_BACKTRACE",
@@ -264,6 +265,7 @@ mod tests {
             "LC_ALL",
             "XDG_CONFIG_HOME",
             "EXO_ROOT",
+            "EXO_CEILING_DIRECTORIES",
             "TERM",
         ] {
             assert!(allowed(OsStr::new(name)), "{name}");

@@ -94,7 +94,24 @@ impl Provider {
             Provider::Scripted => None,
         }
     }
+
+    /// The context window, in tokens, assumed for a model of this provider
+    /// whose binding gives none: the window of the vendor's current
+    /// mainstream models, on the low side, since a window assumed too large
+    /// means requests the provider refuses, and one too small only means
+    /// compacting early. A scripted model has none: it replays a script by
+    /// the history's length and never compacts unless told its window.
+    pub fn default_context_window(self) -> Option<u64> {
+        match self {
+            Provider::OpenAi | Provider::OpenAiChat => Some(128_000),
+            Provider::Anthropic => Some(200_000),
+            Provider::Scripted => None,
+        }
+    }
 }
+
+/// The largest context window a model binding may give, in tokens.
+pub const MAX_CONTEXT_WINDOW: u64 = 100_000_000;
 
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,6 +214,12 @@ pub enum Binding {
         /// The secret holding the API key, if the endpoint needs one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<String>,
+        /// How many tokens the model takes in one request, its prompt and
+        /// its answer together; the provider's
+        /// [default](Provider::default_context_window) when absent. The
+        /// built-in executor compacts a history that approaches it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context_window: Option<u64>,
     },
 }
 
@@ -255,8 +278,16 @@ impl Binding {
                 base_url,
                 upstream,
                 secret,
+                context_window,
             } => {
                 validate_name("model", name)?;
+                if let Some(tokens) = context_window {
+                    if !(1..=MAX_CONTEXT_WINDOW).contains(tokens) {
+                        return Err(ValidationError::new(format!(
+                            "invalid context window {tokens}: expected 1 to {MAX_CONTEXT_WINDOW} tokens"
+                        )));
+                    }
+                }
                 match provider {
                     Provider::Scripted => validate_script_url(base_url)?,
                     _ => validate_url(base_url)?,
@@ -402,6 +433,7 @@ mod tests {
             base_url: "https://api.openai.com/v1".into(),
             upstream: "gpt-5.4".into(),
             secret: Some("openai".into()),
+            context_window: Some(400_000),
         };
         model.validate().unwrap();
         let bad_env = Binding::Env {
@@ -424,7 +456,34 @@ mod tests {
             base_url: base_url.into(),
             upstream: "demo".into(),
             secret: None,
+            context_window: None,
         }
+    }
+
+    #[test]
+    fn a_context_window_is_at_least_one_token_and_at_most_the_limit() {
+        let with = |tokens| Binding::Model {
+            name: "demo".into(),
+            provider: Provider::OpenAi,
+            base_url: "https://api.example.com/v1".into(),
+            upstream: "demo".into(),
+            secret: None,
+            context_window: Some(tokens),
+        };
+        with(1).validate().unwrap();
+        with(MAX_CONTEXT_WINDOW).validate().unwrap();
+        for tokens in [0, MAX_CONTEXT_WINDOW + 1] {
+            assert_eq!(
+                with(tokens).validate().unwrap_err().to_string(),
+                format!(
+                    "invalid context window {tokens}: expected 1 to {MAX_CONTEXT_WINDOW} tokens"
+                )
+            );
+        }
+        // Absent, it is not written, so bindings stored before it existed
+        // read the same.
+        let json = serde_json::to_value(model(Provider::OpenAi, "https://x.example/v1")).unwrap();
+        assert!(json.get("context_window").is_none(), "{json}");
     }
 
     #[test]

@@ -730,7 +730,18 @@ fn other_kinds_schema(schema: &mut schemars::Schema) {
     }
 }
 
+/// The `custom` event type of a compaction: a summary that stands, in
+/// the prompt the built-in executor builds, for the history it summarises
+/// (spec/executor.md). The store indexes these events, so the newest one
+/// on a history is found without reading the history.
+pub const COMPACTION_TYPE: &str = "exo.compaction";
+
 impl EventData {
+    /// Whether this is a compaction (`custom` of type [`COMPACTION_TYPE`]).
+    pub fn is_compaction(&self) -> bool {
+        matches!(self, EventData::Custom { custom_type, .. } if custom_type == COMPACTION_TYPE)
+    }
+
     /// The event's kind.
     pub fn kind(&self) -> EventKind {
         match self {

@@ -17,10 +17,14 @@ pub mod json;
 mod slug;
 
 pub use agent::{AgentConfig, ApprovalDecision, Harness};
-pub use binding::{ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue};
+pub use binding::{
+    ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue,
+    MAX_CONTEXT_WINDOW,
+};
 pub use event::{
     ContentPart, Event, EventData, EventKind, PathConflict, RawEvent, Role, SessionEndReason,
-    SkippedFile, SnapshotReason, Timestamp, TurnStatus, Usage, ENVELOPE_FIELDS, MAX_INPUT_NESTING,
+    SkippedFile, SnapshotReason, Timestamp, TurnStatus, Usage, COMPACTION_TYPE, ENVELOPE_FIELDS,
+    MAX_INPUT_NESTING,
 };
 pub use ids::{AgentId, ConversationId, EventId, IdParseError, SecretId, SessionId, TurnId};
 pub use slug::{slugify, validate_slug, SlugError};

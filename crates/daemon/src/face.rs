@@ -103,7 +103,7 @@ fn route(
         TurnAppend::NAME => append(service, method, params),
         _ => routes!(service, client, method, params;
             Ping, DaemonStatusMethod,
-            AgentCreate, AgentListMethod, AgentGet, AgentDelete,
+            AgentCreate, AgentListMethod, AgentGet, AgentDelete, AgentSet,
             ConversationCreate, ConversationListMethod, ConversationGet, ConversationDelete,
             ConversationFork, ConversationRewind,
             TurnBegin, TurnFinish, TurnGet, TurnCancel, ApprovalRespond,

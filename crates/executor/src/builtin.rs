@@ -1,5 +1,7 @@
 //! The built-in executor: a coding-agent loop. See spec/executor.md.
 
+mod compaction;
+
 use std::sync::Arc;
 
 use exo_core::{ContentPart, Event, EventData, Role, TurnStatus};
@@ -102,16 +104,27 @@ impl Builtin {
         let looped = async {
             // Read after the turn began, so the history ends with this
             // turn's input and nothing another writer added just before is
-            // missed.
-            let items = blocking(&substrate, move |s| {
-                let history = s.events(conversation_id, None)?;
-                Ok(prompt::items(&history, |path, version| {
-                    let bytes = s.artifact(conversation_id, path, version).ok()?;
-                    String::from_utf8(bytes).ok()
-                }))
-            })
-            .await?;
-            self.rounds(&setup, &host, items, max_rounds, &cancel).await
+            // missed; read from the compaction in effect on, never the
+            // whole of a long history.
+            let input = begun
+                .events
+                .iter()
+                .rev()
+                .find(|event| {
+                    matches!(
+                        event.data,
+                        EventData::Message {
+                            role: Role::User,
+                            ..
+                        }
+                    )
+                })
+                .map(|event| event.id);
+            let loaded =
+                blocking(&substrate, move |s| prompt::load(s, conversation_id, input)).await?;
+            let compactor = compaction::Compactor::new(setup.model.context_window, &loaded);
+            self.rounds(&setup, &host, loaded.items, compactor, max_rounds, &cancel)
+                .await
         }
         .await;
         let ending = match looped {
@@ -136,6 +149,7 @@ impl Builtin {
         setup: &Setup,
         host: &TurnHost,
         mut items: Vec<Item>,
+        mut compactor: compaction::Compactor,
         max_rounds: u32,
         cancel: &CancellationToken,
     ) -> Result<Ending, SubstrateError> {
@@ -150,6 +164,9 @@ impl Builtin {
             max_output_tokens: None,
         };
         for _ in 0..max_rounds {
+            // A history approaching the model's context window is
+            // summarised first (spec/executor.md, "Compaction").
+            compaction::compact(&mut compactor, &request, &mut items, host, cancel).await?;
             if cancel.is_cancelled() {
                 return Ok(Ending::new(TurnStatus::Cancelled));
             }

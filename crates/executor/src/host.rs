@@ -160,6 +160,11 @@ impl TurnHost {
         self.workspace.as_ref()
     }
 
+    /// The model's client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The model's name upstream.
     pub fn upstream(&self) -> &str {
         &self.upstream

@@ -33,9 +33,10 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 pub use builtin::{Builtin, DEFAULT_MAX_ROUNDS};
+pub use exo_core::COMPACTION_TYPE;
 pub use exo_model::{CancellationToken, Delta};
 pub use host::{Approval, Completion, HostParts, ToolCall, TurnHost};
-pub use prompt::{APPROVAL_TYPE, COMPACTION_TYPE, INTERRUPTED_OUTPUT};
+pub use prompt::{APPROVAL_TYPE, INTERRUPTED_OUTPUT};
 
 /// A substrate failure, as the substrate reported it (the service keeps
 /// its JSON-RPC error inside, so codes survive the trip).
@@ -74,6 +75,10 @@ pub struct ModelAccess {
     pub upstream: String,
     /// Where and how to call it, key included.
     pub endpoint: exo_model::Endpoint,
+    /// How many tokens it takes in one request: the binding's, else its
+    /// provider's default. `None` (a scripted model without one) never
+    /// compacts.
+    pub context_window: Option<u64>,
 }
 
 /// A turn begun: what `begin_turn` recorded.
@@ -102,6 +107,30 @@ pub trait Substrate: Send + Sync {
         conversation: ConversationId,
         after: Option<EventId>,
     ) -> Result<Vec<Event>, SubstrateError>;
+    /// The newest compaction (`custom` of type [`COMPACTION_TYPE`]) on the
+    /// conversation's current history before `before` (exclusive), or up
+    /// to the head. A store answers from an index, without reading the
+    /// history; this default reads the history, so it is right for any
+    /// substrate but slow on a long one.
+    fn latest_compaction(
+        &self,
+        conversation: ConversationId,
+        before: Option<EventId>,
+    ) -> Result<Option<Event>, SubstrateError> {
+        let history = self.events(conversation, None)?;
+        let end = match before {
+            Some(before) => history
+                .iter()
+                .position(|event| event.id == before)
+                .ok_or_else(|| format!("event {before} is not on the conversation's history"))?,
+            None => history.len(),
+        };
+        Ok(history[..end]
+            .iter()
+            .rev()
+            .find(|event| event.data.is_compaction())
+            .cloned())
+    }
     /// Begins a turn: session, turn-start snapshot, input message, in one
     /// transaction (as `turn/begin`).
     fn begin_turn(
@@ -126,6 +155,17 @@ pub trait Substrate: Send + Sync {
     /// Allows `tool` for every later turn of the agent without asking (an
     /// `allow_always` decision), in its configuration.
     fn allow_always(&self, agent: &str, tool: &str) -> Result<(), SubstrateError>;
+}
+
+/// The conversation as the built-in executor's model sees it now: the
+/// summary of the compaction in effect, then what followed it
+/// (spec/executor.md, "Prompt"). What a turn's prompt starts from; read
+/// from that compaction on, never the whole of a long history.
+pub fn prompt_items(
+    substrate: &dyn Substrate,
+    conversation: ConversationId,
+) -> Result<Vec<exo_model::Item>, SubstrateError> {
+    Ok(prompt::load(substrate, conversation, None)?.items)
 }
 
 /// A tool call waiting for a client's approval.

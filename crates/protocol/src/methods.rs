@@ -808,6 +808,10 @@ pub struct ModelRegisterParams {
     /// The secret holding the API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// How many tokens the model takes in one request (1 to 100 000 000);
+    /// the provider's default when absent (spec/models.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
     /// Where it lives.
     #[serde(flatten)]
     pub scope: ScopeParams,

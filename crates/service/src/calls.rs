@@ -53,6 +53,7 @@ calls! {
     AgentListMethod => agent_list,
     AgentGet => agent_get,
     AgentDelete => agent_delete,
+    AgentSet => agent_set,
     ConversationCreate => conversation_create,
     ConversationListMethod => conversation_list,
     ConversationGet => conversation_get,
@@ -196,20 +197,85 @@ impl Service {
     }
 
     fn agent_create(&self, _: &ClientContext, params: AgentCreateParams) -> ServiceResult<Agent> {
-        let mut config = serde_json::Map::new();
-        if let Some(model) = params.model {
-            config.insert("model".into(), json!(model));
-        }
-        if let Some(instructions) = params.instructions {
-            config.insert("instructions".into(), json!(instructions));
-        }
-        if let Some(approval) = params.approval {
-            config.insert("approval".into(), json!(approval));
-        }
+        let config = exo_core::AgentConfig {
+            harness: params.harness.unwrap_or_default(),
+            module: params.module,
+            model: params.model,
+            instructions: params.instructions,
+            approval: params.approval.unwrap_or_default(),
+            ..exo_core::AgentConfig::default()
+        };
+        let config = self.checked_config(config)?;
         let agent = self
             .store()
-            .create_agent(&params.name, params.slug.as_deref(), config)?;
+            .create_agent(&params.name, params.slug.as_deref(), config.to_map())?;
         Ok(convert::agent(&agent))
+    }
+
+    fn agent_set(&self, _: &ClientContext, params: AgentSetParams) -> ServiceResult<Agent> {
+        let current = self.store().agent(&params.agent)?;
+        let mut config = exo_core::AgentConfig::from_map(&current.config)
+            .map_err(|err| invalid(format!("agent {}: {err}", current.slug)))?;
+        if let Some(harness) = params.harness {
+            config.harness = harness;
+            if !harness.takes_module() && params.module.is_none() {
+                config.module = None;
+            }
+        }
+        if let Some(module) = params.module {
+            config.module = Some(module);
+        }
+        if let Some(model) = params.model {
+            config.model = Some(model);
+        }
+        if let Some(instructions) = params.instructions {
+            config.instructions = Some(instructions);
+        }
+        if let Some(approval) = params.approval {
+            config.approval = approval;
+        }
+        // Checked (the module loaded) before anything is written.
+        let config = self.checked_config(config)?;
+        let agent = self
+            .store()
+            .update_agent_config(&current.id.to_string(), |mut stored| {
+                // Keys set meanwhile by another writer (a standing
+                // permission) are kept; what this call sets wins.
+                let allow = stored.remove("allow");
+                let mut map = config.to_map();
+                if let Some(allow) = allow {
+                    map.entry("allow").or_insert(allow);
+                }
+                stored = map;
+                Ok(stored)
+            })?;
+        self.inner.executors.forget_agent(&agent.id.to_string());
+        Ok(convert::agent(&agent))
+    }
+
+    /// An agent's configuration, checked: a harness this exo runs, a module
+    /// only for the harness that takes one (made absolute, and loaded once
+    /// to see that it is a harness).
+    fn checked_config(&self, mut config: exo_core::AgentConfig) -> ServiceResult<exo_core::AgentConfig> {
+        let harness = config.harness;
+        match (&config.module, harness.takes_module()) {
+            (None, true) => {
+                return Err(invalid(format!(
+                    "the {harness} harness needs a module: the file that default-exports defineHarness(...)"
+                )))
+            }
+            (Some(_), false) => {
+                return Err(invalid(format!("the {harness} harness takes no module")))
+            }
+            _ => {}
+        }
+        if let Some(module) = &config.module {
+            let path = std::path::absolute(module)
+                .map_err(|err| invalid(format!("module {module}: {err}")))?;
+            config.module = Some(path.display().to_string());
+        }
+        self.inner.executors.check(&config)?;
+        Ok(config)
     }
 
     fn agent_list(&self, _: &ClientContext, _: Empty) -> ServiceResult<AgentList> {
@@ -641,6 +707,7 @@ impl Service {
             provider,
             base_url,
             secret: params.secret,
+            context_window: params.context_window,
         };
         self.set_binding(&params.scope, binding)
     }

@@ -148,6 +148,20 @@ impl Substrate for Service {
         }
     }
 
+    fn latest_compaction(
+        &self,
+        conversation: ConversationId,
+        before: Option<EventId>,
+    ) -> Result<Option<Event>, SubstrateError> {
+        let store = self.store();
+        store
+            .conversation_by_id(conversation)
+            .and_then(|record| {
+                store.latest_compaction(&record.agent.to_string(), &record.id.to_string(), before)
+            })
+            .map_err(|err| to_substrate(store_error(err)))
+    }
+
     fn begin_turn(
         &self,
         agent: &str,
@@ -263,6 +277,7 @@ impl Service {
             base_url,
             upstream,
             secret,
+            context_window,
             ..
         } = binding.binding
         else {
@@ -293,7 +308,11 @@ impl Service {
             approval,
             workspace: record.workspace.map(Into::into),
             protected: protected_dirs(store.root()),
-            model: ModelAccess { upstream, endpoint },
+            model: ModelAccess {
+                upstream,
+                endpoint,
+                context_window: context_window.or(provider.default_context_window()),
+            },
         })
     }
 

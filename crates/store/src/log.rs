@@ -602,7 +602,8 @@ pub(crate) struct HistoryValue {
     pub branch: i64,
     pub seq: i64,
     pub version: Option<i64>,
-    /// `None` records a deletion.
+    /// `None` records a deletion (or, for a compaction, means nothing:
+    /// see [`COMPACTION_NS`]).
     pub value: Option<String>,
 }
 
@@ -635,9 +636,20 @@ fn implied_history_value(
         EventData::BindingDeleted { binding_kind, name } => {
             Some(("binding", binding_key(*binding_kind, name), None, None))
         }
+        // Only where it sits matters: the event is read from there.
+        data if data.is_compaction() => Some((
+            COMPACTION_NS,
+            exo_core::COMPACTION_TYPE.to_owned(),
+            None,
+            None,
+        )),
         _ => None,
     }
 }
+
+/// The `history_values` namespace that indexes compactions. Its rows carry
+/// no value: the compaction is the event at their `(branch, seq)`.
+pub(crate) const COMPACTION_NS: &str = "compaction";
 
 /// The `history_values` key of a conversation-scoped binding.
 pub(crate) fn binding_key(kind: exo_core::BindingKind, name: &str) -> String {
@@ -805,6 +817,38 @@ impl Store {
                 }
             }
             Ok(None)
+        })
+    }
+
+    /// The newest compaction (`custom` of type
+    /// [`exo_core::COMPACTION_TYPE`]) on the conversation's current history,
+    /// before the event `before` (exclusive) or up to the head. A compaction
+    /// on a branch the conversation rewound away from is not on its history
+    /// and is not found. Cost: one index lookup per history segment, however
+    /// long the history.
+    pub fn latest_compaction(
+        &self,
+        agent: &str,
+        conversation: &str,
+        before: Option<EventId>,
+    ) -> Result<Option<Event>> {
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.read(|tx| {
+            let conv = self.inner.load_conversation(tx, conv.id)?;
+            let mut chain = self.inner.chain(tx, conv.branch, conv.head_seq)?;
+            if let Some(before) = before {
+                let below = self.inner.depth_in_history(tx, &chain, &conv, before)? - 1;
+                chain.retain_mut(|segment| {
+                    segment.end = segment.end.min(below);
+                    segment.start <= segment.end
+                });
+            }
+            let found =
+                self.inner
+                    .history_value(tx, &chain, COMPACTION_NS, exo_core::COMPACTION_TYPE)?;
+            found
+                .map(|value| self.inner.event_at(tx, value.branch, value.seq))
+                .transpose()
         })
     }
 

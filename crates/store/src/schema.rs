@@ -19,7 +19,8 @@ const APPLICATION_ID: i64 = 0x6578_6f31;
 
 /// Each entry upgrades the schema by one version; entry `i` takes version
 /// `i` to `i + 1`. Append only: never edit a migration that has shipped.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 -- Key/value facts about the store itself (the secrets key check).
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -149,7 +150,16 @@ CREATE TABLE bindings (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (scope, kind, name)
 ) STRICT;
-"#];
+"#,
+    // 1 -> 2: compactions are indexed in history_values (ns 'compaction'), so
+    // the newest one on a history is found without reading the history. The
+    // rows of compactions recorded before are written here.
+    r#"
+INSERT OR IGNORE INTO history_values (ns, key, branch, seq, version, value)
+SELECT 'compaction', 'exo.compaction', branch, seq, NULL, NULL FROM events
+WHERE kind = 'custom' AND json_extract(body, '$.type') = 'exo.compaction';
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -278,5 +288,47 @@ pub(crate) fn file_error(err: Error, path: &Path) -> Error {
             _ => err,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use exo_core::{EventData, COMPACTION_TYPE};
+    use rusqlite::Connection;
+    use serde_json::json;
+
+    use crate::{OpenMode, Store};
+
+    /// A store of schema version 1 holding a compaction, opened by this
+    /// exo: the migration indexes the compaction, so it is found.
+    #[test]
+    fn migrating_from_version_1_indexes_the_compactions_already_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let store = Store::open(&root, OpenMode::Create).unwrap();
+        store
+            .create_agent("A", Some("a"), Default::default())
+            .unwrap();
+        store
+            .create_conversation("a", "C", Some("c"), None)
+            .unwrap();
+        let compaction = EventData::Custom {
+            custom_type: COMPACTION_TYPE.to_owned(),
+            payload: json!({"summary": "so far"}),
+        };
+        let recorded = store.append("a", "c", vec![compaction], None).unwrap();
+        drop(store);
+        // Make it a version 1 store: no compaction rows.
+        let conn = Connection::open(root.join(crate::DB_FILE)).unwrap();
+        let removed = conn
+            .execute("DELETE FROM history_values WHERE ns = 'compaction'", [])
+            .unwrap();
+        assert_eq!(removed, 1);
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        drop(conn);
+
+        let store = Store::open(&root, OpenMode::Existing).unwrap();
+        let found = store.latest_compaction("a", "c", None).unwrap();
+        assert_eq!(found.map(|event| event.id), Some(recorded[0].id));
     }
 }

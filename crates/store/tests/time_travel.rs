@@ -791,3 +791,97 @@ fn events_a_newer_exo_stored_are_read_raw_and_crossed_by_fork_and_rewind() {
     assert!(err.to_string().contains("\"codex.item\""), "{err}");
     assert_eq!(history(&store, AGENT, "a"), before);
 }
+
+fn compaction(summary: &str) -> EventData {
+    EventData::Custom {
+        custom_type: exo_core::COMPACTION_TYPE.to_string(),
+        payload: json!({ "summary": summary }),
+    }
+}
+
+fn latest_compaction(store: &Store, conversation: &str, before: Option<EventId>) -> Option<String> {
+    store
+        .latest_compaction(AGENT, conversation, before)
+        .unwrap()
+        .map(|event| match event.data {
+            EventData::Custom { payload, .. } => payload["summary"].as_str().unwrap().to_owned(),
+            other => panic!("a compaction was expected, not {other:?}"),
+        })
+}
+
+#[test]
+fn the_newest_compaction_is_found_as_of_the_head_across_fork_and_rewind() {
+    let (_dir, store) = new_store();
+    new_conversation(&store, "a");
+    assert_eq!(latest_compaction(&store, "a", None), None);
+    append_n(&store, "a", "a", 3);
+    // A custom event of another type is not a compaction.
+    let first = store
+        .append(
+            AGENT,
+            "a",
+            vec![
+                compaction("one"),
+                custom("compaction", json!({"summary": "no"})),
+            ],
+            None,
+        )
+        .unwrap();
+    append_n(&store, "a", "a", 3);
+    let second = store
+        .append(AGENT, "a", vec![compaction("two")], None)
+        .unwrap();
+    let after_second = append_n(&store, "a", "a", 2);
+    assert_eq!(latest_compaction(&store, "a", None).as_deref(), Some("two"));
+    // Before an event: the newest one strictly before it.
+    assert_eq!(
+        latest_compaction(&store, "a", Some(second[0].id)).as_deref(),
+        Some("one")
+    );
+    assert_eq!(latest_compaction(&store, "a", Some(first[0].id)), None);
+    assert_not_found(
+        store.latest_compaction(AGENT, "a", Some(EventId::new())),
+        "an event not on the history",
+    );
+
+    // A fork at or after a compaction sees it; one before it does not.
+    fork_at(&store, "a", "after", Some(after_second[0].id));
+    assert_eq!(
+        latest_compaction(&store, "after", None).as_deref(),
+        Some("two")
+    );
+    fork_at(&store, "a", "between", Some(first[1].id));
+    assert_eq!(
+        latest_compaction(&store, "between", None).as_deref(),
+        Some("one")
+    );
+
+    // Rewound away, a compaction no longer applies; redo brings it back.
+    let head = after_second[1].id;
+    store.rewind(AGENT, "a", first[1].id, None).unwrap();
+    assert_eq!(latest_compaction(&store, "a", None).as_deref(), Some("one"));
+    append_n(&store, "a", "new", 2);
+    assert_eq!(latest_compaction(&store, "a", None).as_deref(), Some("one"));
+    store.rewind(AGENT, "a", first[0].id, None).unwrap();
+    assert_eq!(latest_compaction(&store, "a", None).as_deref(), Some("one"));
+    let history_before = history(&store, AGENT, "a");
+    store
+        .rewind(AGENT, "a", history_before[1].id, None)
+        .unwrap();
+    assert_eq!(latest_compaction(&store, "a", None), None);
+    store.rewind(AGENT, "a", head, None).unwrap();
+    assert_eq!(latest_compaction(&store, "a", None).as_deref(), Some("two"));
+    // A compaction appended on the rewound branch is found on it alone.
+    store.rewind(AGENT, "a", first[1].id, None).unwrap();
+    store
+        .append(AGENT, "a", vec![compaction("three")], None)
+        .unwrap();
+    assert_eq!(
+        latest_compaction(&store, "a", None).as_deref(),
+        Some("three")
+    );
+    assert_eq!(
+        latest_compaction(&store, "after", None).as_deref(),
+        Some("two")
+    );
+}
