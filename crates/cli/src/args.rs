@@ -16,8 +16,42 @@ pub struct Cli {
     /// Print one JSON document instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The executor that runs an agent's turns, for `agent create` and
+    /// `agent set`: builtin (exo's own loop), typescript (a module of
+    /// yours, with --module), and later codex, claude-code, cursor.
+    #[arg(long, global = true, value_enum, value_name = "HARNESS")]
+    pub harness: Option<HarnessArg>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The `--harness` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HarnessArg {
+    /// exo's own coding loop.
+    Builtin,
+    /// A TypeScript module (`export default defineHarness(...)`), run by
+    /// `@exo/harness`.
+    Typescript,
+    /// OpenAI's Codex CLI.
+    Codex,
+    /// Anthropic's Claude Code CLI.
+    ClaudeCode,
+    /// The Cursor SDK.
+    Cursor,
+}
+
+impl HarnessArg {
+    /// The harness it names.
+    pub fn harness(self) -> exo_core::Harness {
+        match self {
+            HarnessArg::Builtin => exo_core::Harness::Builtin,
+            HarnessArg::Typescript => exo_core::Harness::Typescript,
+            HarnessArg::Codex => exo_core::Harness::Codex,
+            HarnessArg::ClaudeCode => exo_core::Harness::ClaudeCode,
+            HarnessArg::Cursor => exo_core::Harness::Cursor,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +228,29 @@ pub enum AgentCommand {
         /// Slug to use instead of the derived one.
         #[arg(long)]
         slug: Option<String>,
+        /// With `--harness typescript`: the module that default-exports
+        /// `defineHarness(...)`. It is loaded once to check it.
+        #[arg(long, value_name = "FILE")]
+        module: Option<PathBuf>,
+    },
+    /// Change an agent's harness (with --harness), module, model,
+    /// instructions or approval policy. Its conversations go on under the
+    /// new settings from their full history.
+    Set {
+        /// Slug or id.
+        agent: String,
+        /// Another model binding.
+        #[arg(long)]
+        model: Option<String>,
+        /// Other system instructions.
+        #[arg(long)]
+        instructions: Option<String>,
+        /// Another approval policy.
+        #[arg(long, value_parser = parse_approval)]
+        approval: Option<ApprovalPolicy>,
+        /// Another module (the typescript harness).
+        #[arg(long, value_name = "FILE")]
+        module: Option<PathBuf>,
     },
     /// List agents.
     List,

@@ -232,6 +232,15 @@ impl Out {
 /// Runs the command on `root`, found by [`root::resolve`].
 fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
     let out = Out { json: cli.json };
+    let harness = cli.harness;
+    if harness.is_some()
+        && !matches!(
+            cli.command,
+            Command::Agent(AgentCommand::Create { .. } | AgentCommand::Set { .. })
+        )
+    {
+        bail!("--harness is for `exo agent create` and `exo agent set`");
+    }
     let command = match cli.command {
         Command::Daemon(args) => return daemon(root, &out, args),
         // These hold a connection open for the turn's notifications.
@@ -265,7 +274,7 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
     )?;
     let backend = &mut backend;
     match command {
-        Command::Agent(command) => agent(backend, &out, command),
+        Command::Agent(command) => agent(backend, &out, command, harness),
         Command::Conversation(command) => conversation(backend, &out, command),
         Command::Secret(command) => secret(backend, &out, command),
         Command::Model(command) => model(backend, &out, command),
@@ -371,7 +380,12 @@ fn params(mut base: Value, extra: Value) -> Value {
     base
 }
 
-fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> {
+fn agent(
+    backend: &mut Backend,
+    out: &Out,
+    command: AgentCommand,
+    harness: Option<crate::args::HarnessArg>,
+) -> Result<()> {
     match command {
         AgentCommand::Create {
             name,
@@ -379,14 +393,44 @@ fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> 
             instructions,
             approval,
             slug,
+            module,
         } => {
+            let module = module.map(|path| absolute_module(&path)).transpose()?;
             let request = params(
                 json!({ "name": name, "approval": approval }),
-                json!({ "model": model, "instructions": instructions, "slug": slug }),
+                json!({ "model": model, "instructions": instructions, "slug": slug,
+                        "harness": harness.map(|h| h.harness()), "module": module }),
             );
             let (value, agent) = backend.call_as::<Agent>(AgentCreate::NAME, request)?;
             out.emit(&value, || {
-                format!("created agent {} ({})", agent.slug, agent.id)
+                format!(
+                    "created agent {} ({}), harness {}",
+                    agent.slug,
+                    agent.id,
+                    harness_of(&agent)
+                )
+            })
+        }
+        AgentCommand::Set {
+            agent,
+            model,
+            instructions,
+            approval,
+            module,
+        } => {
+            let module = module.map(|path| absolute_module(&path)).transpose()?;
+            let request = params(
+                json!({ "agent": agent }),
+                json!({ "model": model, "instructions": instructions, "approval": approval,
+                        "harness": harness.map(|h| h.harness()), "module": module }),
+            );
+            let (value, agent) = backend.call_as::<Agent>(AgentSet::NAME, request)?;
+            out.emit(&value, || {
+                format!(
+                    "agent {} now runs on harness {}",
+                    agent.slug,
+                    harness_of(&agent)
+                )
             })
         }
         AgentCommand::List => {
@@ -396,6 +440,7 @@ fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> 
                     "SLUG".into(),
                     "NAME".into(),
                     "MODEL".into(),
+                    "HARNESS".into(),
                     "ID".into(),
                 ]];
                 rows.extend(list.agents.iter().map(|a| {
@@ -404,6 +449,7 @@ fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> 
                         a.slug.clone(),
                         a.name.clone(),
                         model.to_string(),
+                        harness_of(a),
                         a.id.to_string(),
                     ]
                 }));
@@ -414,14 +460,25 @@ fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> 
             let (value, agent) =
                 backend.call_as::<Agent>(AgentGet::NAME, json!({ "agent": agent }))?;
             out.emit(&value, || {
-                format!(
-                    "{} ({})\nname: {}\nconfig: {}\ncreated: {}",
-                    agent.slug,
-                    agent.id,
-                    agent.name,
-                    Value::Object(agent.config.clone()),
-                    agent.created_at
-                )
+                let config = exo_core::AgentConfig::from_map(&agent.config).unwrap_or_default();
+                let mut lines = vec![
+                    format!("{} ({})", agent.slug, agent.id),
+                    format!("name: {}", agent.name),
+                    format!("harness: {}", harness_of(&agent)),
+                ];
+                if let Some(module) = &config.module {
+                    lines.push(format!("module: {module}"));
+                }
+                lines.push(format!("model: {}", config.model.as_deref().unwrap_or("-")));
+                lines.push(format!("approval: {}", config.approval));
+                if !config.allow.is_empty() {
+                    lines.push(format!("allowed always: {}", config.allow.join(", ")));
+                }
+                if let Some(instructions) = &config.instructions {
+                    lines.push(format!("instructions: {}", one_line_text(instructions)));
+                }
+                lines.push(format!("created: {}", agent.created_at));
+                lines.join("\n")
             })
         }
         AgentCommand::Delete { agent } => {
@@ -430,6 +487,34 @@ fn agent(backend: &mut Backend, out: &Out, command: AgentCommand) -> Result<()> 
             out.emit(&value, || format!("deleted agent {}", agent.slug))
         }
     }
+}
+
+/// An agent's harness, as shown.
+fn harness_of(agent: &Agent) -> String {
+    agent
+        .config
+        .get("harness")
+        .and_then(Value::as_str)
+        .unwrap_or("builtin")
+        .to_string()
+}
+
+/// Instructions on one line, shortened.
+fn one_line_text(text: &str) -> String {
+    let line = text.replace('\n', " ");
+    if line.chars().count() > 80 {
+        format!("{}…", line.chars().take(79).collect::<String>())
+    } else {
+        line
+    }
+}
+
+/// A module's path as the service needs it: absolute (a daemon's working
+/// directory is not ours).
+fn absolute_module(path: &std::path::Path) -> Result<String> {
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("module {}", path.display()))?;
+    Ok(absolute.display().to_string())
 }
 
 fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) -> Result<()> {

@@ -5,12 +5,12 @@ mod compaction;
 use std::sync::Arc;
 
 use exo_core::{ContentPart, Event, EventData, Role, TurnStatus};
-use exo_model::{Client, ClientOptions, Item, Request, Stop};
-use exo_tools::{Limits, ToolOutput, Workspace};
+use exo_model::{ClientOptions, Item, Request, Stop};
+use exo_tools::{Limits, ToolOutput};
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::host::{blocking, HostParts, ToolCall, TurnHost};
+use crate::host::{blocking, finish, prepare, HostParts, ToolCall, TurnHost};
 use crate::prompt;
 use crate::{Executor, Observer, Outcome, Setup, Substrate, SubstrateError, TurnRequest};
 
@@ -281,69 +281,6 @@ impl Builtin {
     }
 }
 
-/// Builds the model's client and resolves the workspace, off the async
-/// loop: building the client may read a script file, and the workspace is
-/// resolved on disk (a daemon's async loop serves every connection).
-pub(crate) async fn prepare(
-    setup: &Setup,
-    client_options: &ClientOptions,
-) -> Result<(Client, Option<Workspace>), SubstrateError> {
-    let client_options = client_options.clone();
-    let endpoint = setup.model.endpoint.clone();
-    let root = setup.workspace.clone();
-    let protected = setup.protected.clone();
-    tokio::task::spawn_blocking(
-        move || -> Result<(Client, Option<Workspace>), SubstrateError> {
-            let client = Client::new(endpoint.with_options(client_options))?;
-            let workspace = match &root {
-                Some(root) => {
-                    let mut workspace = Workspace::new(root)?;
-                    for path in &protected {
-                        workspace = workspace.protect(path);
-                    }
-                    Some(workspace)
-                }
-                None => None,
-            };
-            Ok((client, workspace))
-        },
-    )
-    .await
-    .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
-}
-
-/// Ends a turn: the turn-end snapshot and `turn_ended` (as `turn/finish`),
-/// then what the turn recorded, from its beginning to its end.
-pub(crate) async fn finish(
-    host: &TurnHost,
-    session: exo_core::SessionId,
-    status: TurnStatus,
-    error: Option<String>,
-) -> Result<Outcome, SubstrateError> {
-    let substrate = host.substrate();
-    let turn_id = host.turn();
-    let conversation_id = host.conversation();
-    let status = blocking(substrate, move |s| s.finish_turn(turn_id, status)).await?;
-    let last = host.recorded().last().map(|event| event.id);
-    let finished = blocking(substrate, move |s| s.events(conversation_id, last)).await?;
-    let finished: Vec<Event> = finished
-        .into_iter()
-        .filter(|event| event.turn == Some(turn_id))
-        .collect();
-    host.observer().recorded(turn_id, &finished);
-    host.note_recorded(&finished);
-    let events = host.recorded();
-    let text = last_answer(&events);
-    Ok(Outcome {
-        turn: turn_id,
-        session,
-        status,
-        text,
-        error,
-        events,
-    })
-}
-
 /// Results for calls that will not run, so the history stays paired.
 fn not_run(calls: &[exo_model::ToolCallOut], why: &str) -> Vec<EventData> {
     calls
@@ -357,7 +294,7 @@ fn not_run(calls: &[exo_model::ToolCallOut], why: &str) -> Vec<EventData> {
 }
 
 /// The text of the last assistant message that has any.
-fn last_answer(events: &[Event]) -> String {
+pub(crate) fn last_answer(events: &[Event]) -> String {
     events
         .iter()
         .rev()

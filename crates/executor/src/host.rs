@@ -15,19 +15,17 @@ use std::sync::{Arc, Mutex};
 use exo_core::{
     ApprovalDecision, ApprovalPolicy, ContentPart, ConversationId, Event, EventData, Role, TurnId,
 };
-use exo_model::{Client, Delta, Request, Response, Stop};
+use exo_model::{Client, ClientOptions, Delta, Request, Response, Stop};
 use exo_tools::{Access, Limits, ToolOutput, Workspace};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::prompt::APPROVAL_TYPE;
-use crate::{ApprovalAsk, Observer, Substrate, SubstrateError};
+use crate::{ApprovalAsk, Observer, Outcome, Setup, Substrate, SubstrateError};
+use exo_core::TurnStatus;
 
 /// Runs a substrate call on the blocking pool.
-pub(crate) async fn blocking<T, F>(
-    substrate: &Arc<dyn Substrate>,
-    call: F,
-) -> Result<T, SubstrateError>
+pub async fn blocking<T, F>(substrate: &Arc<dyn Substrate>, call: F) -> Result<T, SubstrateError>
 where
     T: Send + 'static,
     F: FnOnce(&dyn Substrate) -> Result<T, SubstrateError> + Send + 'static,
@@ -56,6 +54,15 @@ pub struct Approval {
     pub decision: ApprovalDecision,
     /// Who made it.
     pub by: &'static str,
+}
+
+/// A tool call's output, and whether it was allowed to run.
+#[derive(Clone, Debug)]
+pub struct ToolRun {
+    /// What the tool said (or why it did not run).
+    pub output: ToolOutput,
+    /// Whether the approval let it run.
+    pub approved: bool,
 }
 
 /// One call of a tool.
@@ -370,35 +377,116 @@ impl TurnHost {
         call: &ToolCall,
         cancel: &CancellationToken,
     ) -> Result<ToolOutput, SubstrateError> {
+        Ok(self.run_tool_approved(call, cancel).await?.output)
+    }
+
+    /// [`TurnHost::run_tool`], saying whether the call was allowed to run.
+    pub async fn run_tool_approved(
+        &self,
+        call: &ToolCall,
+        cancel: &CancellationToken,
+    ) -> Result<ToolRun, SubstrateError> {
+        let refused = |output: ToolOutput| ToolRun {
+            output,
+            approved: false,
+        };
         let Some(workspace) = &self.workspace else {
-            return Ok(ToolOutput::error(
+            return Ok(refused(ToolOutput::error(
                 "no workspace is bound to this conversation, so no tool can run",
-            ));
+            )));
         };
         if !workspace.root().is_dir() {
-            return Ok(ToolOutput::broken(format!(
+            return Ok(refused(ToolOutput::broken(format!(
                 "the workspace {} is gone",
                 workspace.root().display()
-            )));
+            ))));
         }
         let parsed = match exo_tools::parse(&call.name, &call.arguments) {
             Ok(parsed) => parsed,
-            Err(err) => return Ok(ToolOutput::error(err.to_string())),
+            Err(err) => return Ok(refused(ToolOutput::error(err.to_string()))),
         };
         let Some(approval) = self.approve(call, parsed.access(), cancel).await? else {
-            return Ok(ToolOutput::error("cancelled while waiting for approval"));
+            return Ok(refused(ToolOutput::error(
+                "cancelled while waiting for approval",
+            )));
         };
         if !approval.decision.allows() {
-            return Ok(ToolOutput::error(match approval.by {
+            return Ok(refused(ToolOutput::error(match approval.by {
                 "policy" => {
                     "denied: this agent's approval policy refuses shell commands and file writes"
                 }
                 "no_client" => "denied: approval was needed and no one was there to give it",
                 _ => "denied: the user declined this call",
-            }));
+            })));
         }
-        Ok(exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await)
+        Ok(ToolRun {
+            output: exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await,
+            approved: true,
+        })
     }
+}
+
+/// Builds the model's client and resolves the workspace, off the async
+/// loop: building the client may read a script file, and the workspace is
+/// resolved on disk (a daemon's async loop serves every connection).
+pub async fn prepare(
+    setup: &Setup,
+    client_options: &ClientOptions,
+) -> Result<(Client, Option<Workspace>), SubstrateError> {
+    let client_options = client_options.clone();
+    let endpoint = setup.model.endpoint.clone();
+    let root = setup.workspace.clone();
+    let protected = setup.protected.clone();
+    tokio::task::spawn_blocking(
+        move || -> Result<(Client, Option<Workspace>), SubstrateError> {
+            let client = Client::new(endpoint.with_options(client_options))?;
+            let workspace = match &root {
+                Some(root) => {
+                    let mut workspace = Workspace::new(root)?;
+                    for path in &protected {
+                        workspace = workspace.protect(path);
+                    }
+                    Some(workspace)
+                }
+                None => None,
+            };
+            Ok((client, workspace))
+        },
+    )
+    .await
+    .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
+}
+
+/// Ends a turn: the turn-end snapshot and `turn_ended` (as `turn/finish`),
+/// then what the turn recorded, from its beginning to its end.
+pub async fn finish(
+    host: &TurnHost,
+    session: exo_core::SessionId,
+    status: TurnStatus,
+    error: Option<String>,
+) -> Result<Outcome, SubstrateError> {
+    let substrate = host.substrate();
+    let turn_id = host.turn();
+    let conversation_id = host.conversation();
+    let status = blocking(substrate, move |s| s.finish_turn(turn_id, status)).await?;
+    let last = host.recorded().last().map(|event| event.id);
+    let finished = blocking(substrate, move |s| s.events(conversation_id, last)).await?;
+    let finished: Vec<Event> = finished
+        .into_iter()
+        .filter(|event| event.turn == Some(turn_id))
+        .collect();
+    host.observer().recorded(turn_id, &finished);
+    host.note_recorded(&finished);
+    let events = host.recorded();
+    let text = crate::builtin::last_answer(&events);
+    Ok(Outcome {
+        turn: turn_id,
+        session,
+        status,
+        text,
+        error,
+        events,
+    })
 }
 
 /// The assistant's message for a response: reasoning and text, with usage

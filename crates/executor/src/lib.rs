@@ -35,8 +35,8 @@ use serde_json::Value;
 pub use builtin::{Builtin, DEFAULT_MAX_ROUNDS};
 pub use exo_core::COMPACTION_TYPE;
 pub use exo_model::{CancellationToken, Delta};
-pub use host::{Approval, Completion, HostParts, ToolCall, TurnHost};
-pub use prompt::{APPROVAL_TYPE, INTERRUPTED_OUTPUT};
+pub use host::{Approval, Completion, HostParts, ToolCall, ToolRun, TurnHost};
+pub use prompt::{instructions, output_text, APPROVAL_TYPE, INTERRUPTED_OUTPUT};
 
 /// A substrate failure, as the substrate reported it (the service keeps
 /// its JSON-RPC error inside, so codes survive the trip).
@@ -155,7 +155,48 @@ pub trait Substrate: Send + Sync {
     /// Allows `tool` for every later turn of the agent without asking (an
     /// `allow_always` decision), in its configuration.
     fn allow_always(&self, agent: &str, tool: &str) -> Result<(), SubstrateError>;
+
+    /// Runs one of the service's reading or artifact methods
+    /// (`events/list`, `events/get`, `artifact/put`, `artifact/get`,
+    /// `artifact/list`) for `conversation`, params and result as JSON: what
+    /// an out-of-process executor's runner may ask beyond its turn. The
+    /// agent and conversation of the params are this conversation's,
+    /// whatever they said. A refusal comes back as a [`Refusal`].
+    fn scoped_call(
+        &self,
+        conversation: ConversationId,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, SubstrateError> {
+        let _ = (conversation, params);
+        Err(Box::new(Refusal {
+            code: -32601,
+            name: "method_not_found".into(),
+            message: format!("{method} is not served here"),
+        }))
+    }
 }
+
+/// A substrate refusal that says what kind it is (a JSON-RPC code and its
+/// `data.code` name), for faces that must tell: an out-of-process
+/// executor's runner gets it as a JSON-RPC error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The JSON-RPC code.
+    pub code: i64,
+    /// The machine-readable name (`not_found`, `invalid_params`, ...).
+    pub name: String,
+    /// One line.
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 /// The conversation as the built-in executor's model sees it now: the
 /// summary of the compaction in effect, then what followed it
@@ -240,4 +281,14 @@ pub trait Executor: Send + Sync {
         observer: Arc<dyn Observer>,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Result<Outcome, SubstrateError>>;
+
+    /// Checks an agent's configuration for this executor before it is
+    /// stored (a module that loads, say); the error is one line. Blocking.
+    fn check(&self, _config: &exo_core::AgentConfig) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Drops what the executor keeps warm for an agent (its configuration
+    /// changed): the next turn starts afresh, from the log.
+    fn forget_agent(&self, _agent: &str) {}
 }

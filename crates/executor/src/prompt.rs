@@ -358,7 +358,7 @@ const IMAGE_TOKENS: u64 = 1_600;
 
 /// A tool result as text for the model: a string as it is, anything else
 /// as JSON.
-pub(crate) fn output_text(output: &Value) -> String {
+pub fn output_text(output: &Value) -> String {
     match output {
         Value::String(text) => text.clone(),
         other => other.to_string(),

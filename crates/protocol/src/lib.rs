@@ -8,9 +8,13 @@
 //! freely; renaming or removing a field, or changing a type, is a breaking
 //! change that bumps [`PROTOCOL_VERSION`].
 //!
+//! The harness protocol, between exo and an out-of-process executor's
+//! runner, is in [`harness`] (`spec/harness.md`, `spec/harness.schema.json`).
+//!
 //! No I/O here: this crate never pulls in tokio, rusqlite or git2.
 
 pub mod errors;
+pub mod harness;
 pub mod methods;
 pub mod types;
 

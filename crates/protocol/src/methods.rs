@@ -45,7 +45,7 @@ pub struct MethodInfo {
 
 impl MethodInfo {
     /// Reads the flags of the table below.
-    const fn new(name: &'static str, flags: &[&str]) -> MethodInfo {
+    pub(crate) const fn new(name: &'static str, flags: &[&str]) -> MethodInfo {
         MethodInfo {
             name,
             read_only: has(flags, "read_only"),

@@ -206,9 +206,9 @@ impl Service {
             ..exo_core::AgentConfig::default()
         };
         let config = self.checked_config(config)?;
-        let agent = self
-            .store()
-            .create_agent(&params.name, params.slug.as_deref(), config.to_map())?;
+        let agent =
+            self.store()
+                .create_agent(&params.name, params.slug.as_deref(), config.to_map())?;
         Ok(convert::agent(&agent))
     }
 
@@ -256,7 +256,10 @@ impl Service {
     /// An agent's configuration, checked: a harness this exo runs, a module
     /// only for the harness that takes one (made absolute, and loaded once
     /// to see that it is a harness).
-    fn checked_config(&self, mut config: exo_core::AgentConfig) -> ServiceResult<exo_core::AgentConfig> {
+    fn checked_config(
+        &self,
+        mut config: exo_core::AgentConfig,
+    ) -> ServiceResult<exo_core::AgentConfig> {
         let harness = config.harness;
         match (&config.module, harness.takes_module()) {
             (None, true) => {

@@ -19,6 +19,7 @@
 mod calls;
 mod convert;
 mod error;
+mod executors;
 pub mod hub;
 mod turns;
 mod workspace;
@@ -50,8 +51,8 @@ struct Inner {
     /// Workspace shadow stores (and, in a daemon, their watchers).
     workspaces: workspace::Workspaces,
     hub: Arc<Hub>,
-    /// Runs `turn/run` turns.
-    executor: Arc<dyn exo_executor::Executor>,
+    /// Runs `turn/run` turns, by the agent's harness.
+    executors: executors::Executors,
     /// The turns running here, and the approvals they wait for.
     running: turns::Running,
     key: Mutex<Option<exo_secrets::Key>>,
@@ -95,7 +96,7 @@ impl Service {
                 workspaces,
                 store,
                 hub,
-                executor: Arc::new(exo_executor::Builtin::default()),
+                executors: executors::Executors::standard(),
                 running: turns::Running::default(),
                 key: Mutex::new(None),
                 daemon: watch,

@@ -17,7 +17,7 @@ use exo_executor::{
     SubstrateError, TurnRequest,
 };
 use exo_protocol::methods::*;
-use exo_protocol::ErrorCode;
+use exo_protocol::{ErrorCode, Method};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use serde_json::Value;
@@ -203,6 +203,59 @@ impl Substrate for Service {
 
     fn finish_turn(&self, turn: TurnId, status: TurnStatus) -> Result<TurnStatus, SubstrateError> {
         Service::finish_turn(self, turn, status).map_err(to_substrate)
+    }
+
+    fn scoped_call(
+        &self,
+        conversation: ConversationId,
+        method: &str,
+        mut params: Value,
+    ) -> Result<Value, SubstrateError> {
+        fn typed<M: crate::Call>(
+            service: &Service,
+            params: Value,
+        ) -> Result<Value, crate::ServiceError> {
+            let params: M::Params = serde_json::from_value(params).map_err(|err| {
+                simple_error(
+                    ErrorCode::InvalidParams,
+                    format!("invalid params for {}: {err}", M::NAME),
+                )
+            })?;
+            let result = service.call::<M>(params)?;
+            serde_json::to_value(result)
+                .map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))
+        }
+        let refusal = |error: crate::ServiceError| -> SubstrateError {
+            Box::new(exo_executor::Refusal {
+                code: error.code.code(),
+                name: error.code.name().to_string(),
+                message: error.message,
+            })
+        };
+        let record = self
+            .store()
+            .conversation_by_id(conversation)
+            .map_err(|err| refusal(store_error(err)))?;
+        let Value::Object(fields) = &mut params else {
+            return Err(refusal(simple_error(
+                ErrorCode::InvalidParams,
+                format!("invalid params for {method}: expected an object"),
+            )));
+        };
+        fields.insert("agent".into(), Value::from(record.agent.to_string()));
+        fields.insert("conversation".into(), Value::from(record.id.to_string()));
+        match method {
+            EventsList::NAME => typed::<EventsList>(self, params),
+            EventsGet::NAME => typed::<EventsGet>(self, params),
+            ArtifactPut::NAME => typed::<ArtifactPut>(self, params),
+            ArtifactGet::NAME => typed::<ArtifactGet>(self, params),
+            ArtifactListMethod::NAME => typed::<ArtifactListMethod>(self, params),
+            other => Err(simple_error(
+                ErrorCode::MethodNotFound,
+                format!("method not found: {other}"),
+            )),
+        }
+        .map_err(refusal)
     }
 
     fn allow_always(&self, agent: &str, tool: &str) -> Result<(), SubstrateError> {
@@ -414,7 +467,21 @@ impl Service {
             turn: Mutex::new(None),
             conversation: Mutex::new(None),
         });
-        let executor = Arc::clone(&self.inner.executor);
+        // The agent's harness, read at each turn: an agent switched to
+        // another one goes on under it.
+        let service = self.clone();
+        let agent = request.agent.clone();
+        let harness = tokio::task::spawn_blocking(move || {
+            service.store().agent(&agent).map(|agent| {
+                exo_core::AgentConfig::from_map(&agent.config)
+                    .map(|config| config.harness)
+                    .unwrap_or_default()
+            })
+        })
+        .await
+        .map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))?
+        .map_err(store_error)?;
+        let executor = self.inner.executors.get(harness)?;
         let substrate: Arc<dyn Substrate> = Arc::new(self.clone());
         let watched = Arc::clone(&observer);
         let run = executor.run_turn(substrate, request, observer, cancel);

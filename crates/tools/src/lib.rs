@@ -56,7 +56,7 @@ mod call;
 mod error;
 mod files;
 mod output;
-mod reaper;
+pub mod reaper;
 mod search;
 mod shell;
 mod spec;

@@ -139,20 +139,20 @@ impl Reaper {
 
 /// Makes sure a reaper runs, so that a command started next can be
 /// guarded.
-pub(crate) fn ready() -> io::Result<()> {
+pub fn ready() -> io::Result<()> {
     guarded().reaper().map(|_| ())
 }
 
 /// Has process group `group` killed if this process dies before
 /// [`release`].
-pub(crate) fn guard(group: i32) -> io::Result<()> {
+pub fn guard(group: i32) -> io::Result<()> {
     let mut guarded = guarded();
     guarded.groups.insert(group);
     guarded.send(&format!("+{group}"))
 }
 
 /// Forgets process group `group`, which was killed.
-pub(crate) fn release(group: i32) {
+pub fn release(group: i32) {
     let mut guarded = guarded();
     if guarded.groups.remove(&group) {
         // A reaper that is gone has nothing to forget.

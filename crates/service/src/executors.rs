@@ -1,0 +1,55 @@
+//! Which executor runs an agent's turns: one per harness this exo offers,
+//! chosen by the agent's configuration at each turn, so an agent switched
+//! to another harness (`agent/set`) goes on under it from its full
+//! history.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use exo_core::{AgentConfig, Harness};
+use exo_executor::Executor;
+use exo_protocol::ErrorCode;
+
+use crate::ServiceError;
+
+/// The executors of a service, by harness.
+pub struct Executors {
+    by_harness: HashMap<Harness, Arc<dyn Executor>>,
+}
+
+impl Executors {
+    /// The executors this exo offers.
+    pub fn standard() -> Executors {
+        let mut by_harness: HashMap<Harness, Arc<dyn Executor>> = HashMap::new();
+        by_harness.insert(Harness::Builtin, Arc::new(exo_executor::Builtin::default()));
+        by_harness.insert(
+            Harness::Typescript,
+            Arc::new(exo_harness::TypeScript::default()),
+        );
+        Executors { by_harness }
+    }
+
+    /// The executor of `harness`.
+    pub fn get(&self, harness: Harness) -> Result<Arc<dyn Executor>, ServiceError> {
+        self.by_harness.get(&harness).cloned().ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::InvalidParams,
+                format!("the {harness} harness is not available in this version of exo"),
+            )
+        })
+    }
+
+    /// Checks a configuration with its harness's executor.
+    pub fn check(&self, config: &AgentConfig) -> Result<(), ServiceError> {
+        self.get(config.harness)?
+            .check(config)
+            .map_err(|message| ServiceError::new(ErrorCode::InvalidParams, message))
+    }
+
+    /// Drops what any executor keeps warm for `agent`.
+    pub fn forget_agent(&self, agent: &str) {
+        for executor in self.by_harness.values() {
+            executor.forget_agent(agent);
+        }
+    }
+}
