@@ -193,12 +193,9 @@ fn a_large_batch_is_answered_whole_and_in_order() {
     }
 }
 
-#[test]
-fn batch_items_count_against_the_in_flight_limit() {
-    // Every item of this batch waits for an approval. At most 64 requests
-    // run per connection, batch items included: the 65th starts only when
-    // one of the first 64 ends.
-    let root = Root::new();
+/// A daemon, a scripted model whose first answer is one shell call, an
+/// agent that asks before running it, and `turns` conversations.
+fn asking_conversations(root: &Root, turns: usize) -> crate::support::Daemon {
     let workspace = root.dir.path().join("work");
     std::fs::create_dir(&workspace).unwrap();
     let script = root.dir.path().join("script.json");
@@ -221,34 +218,57 @@ fn batch_items_count_against_the_in_flight_limit() {
         "agent/create",
         json!({"name": "A", "slug": "a", "model": "script", "approval": "ask"}),
     );
-    let turns = 65;
     for i in 0..turns {
         setup.ok(
             "conversation/create",
             json!({"agent": "a", "name": format!("C{i}"), "slug": format!("c{i}"), "workspace": workspace}),
         );
     }
-    let batch: Vec<Value> = (0..turns)
-        .map(|i| {
-            json!({"jsonrpc": "2.0", "id": i, "method": "turn/run",
-                   "params": {"agent": "a", "conversation": format!("c{i}"), "input": "go"}})
-        })
-        .collect();
-    let mut runner = daemon.connect();
-    runner.send(&Value::Array(batch));
+    daemon
+}
+
+fn turn_batch(turns: usize) -> Value {
+    Value::Array(
+        (0..turns)
+            .map(|i| {
+                json!({"jsonrpc": "2.0", "id": i, "method": "turn/run",
+                       "params": {"agent": "a", "conversation": format!("c{i}"), "input": "go"}})
+            })
+            .collect(),
+    )
+}
+
+fn deny(question: &Value) -> Value {
+    json!({"turn": question["turn"], "call_id": question["call_id"], "approve": false})
+}
+
+/// Reads until `count` approval questions have come; returns them.
+fn questions(conn: &mut Conn, count: usize) -> Vec<Value> {
     let mut questions = Vec::new();
-    while questions.len() < 64 {
-        let message = runner.recv();
+    while questions.len() < count {
+        let message = conn.recv();
         if message["method"] == "approval/request" {
             questions.push(message["params"].clone());
         }
     }
-    // Nothing more starts while all 64 wait (the reader stops at the 65th
-    // item), so no 65th question comes: checked for a while, then one
-    // question is answered from another connection, which frees a place.
-    let mut answering = daemon.connect();
-    let probe = std::time::Instant::now();
+    questions
+}
+
+#[test]
+fn batch_items_count_against_the_in_flight_limit_without_wedging_the_connection() {
+    // Every item of this batch waits for an approval. At most 64 requests
+    // run per connection, batch items included: the 65th starts only when
+    // one of the first 64 ends. The answers come on the very connection
+    // that runs the turns: store-free requests never wait for a place.
+    let root = Root::new();
+    let turns = 65;
+    let daemon = asking_conversations(&root, turns);
+    let mut runner = daemon.connect();
+    runner.send(&turn_batch(turns));
+    let asked = questions(&mut runner, 64);
+    // Nothing more starts while all 64 wait, so no 65th question comes.
     runner.set_read_timeout(std::time::Duration::from_millis(500));
+    let probe = std::time::Instant::now();
     while probe.elapsed() < std::time::Duration::from_secs(1) {
         if let Some(message) = runner.try_recv() {
             assert_ne!(
@@ -258,17 +278,20 @@ fn batch_items_count_against_the_in_flight_limit() {
         }
     }
     runner.set_read_timeout(TIMEOUT);
-    let deny = |question: &Value| json!({"turn": question["turn"], "call_id": question["call_id"], "approve": false});
-    answering.ok("approval/respond", deny(&questions[0]));
+    let answer = runner.request("approval/respond", deny(&asked[0]));
+    let mut last = Vec::new();
     loop {
         let message = runner.recv();
         if message["method"] == "approval/request" {
-            questions.push(message["params"].clone());
+            last.push(message["params"].clone());
             break;
         }
+        if message["id"] == answer {
+            assert!(message.get("result").is_some(), "{message}");
+        }
     }
-    for question in &questions[1..] {
-        answering.ok("approval/respond", deny(question));
+    for question in asked[1..].iter().chain(&last) {
+        runner.request("approval/respond", deny(question));
     }
     let replies = loop {
         let message = runner.recv();
@@ -277,6 +300,91 @@ fn batch_items_count_against_the_in_flight_limit() {
         }
     };
     assert_eq!(replies.as_array().unwrap().len(), turns);
+}
+
+#[test]
+fn a_client_that_leaves_with_turns_waiting_for_places_ends_them() {
+    let root = Root::new();
+    let turns = 70;
+    let daemon = asking_conversations(&root, turns);
+    let mut runner = daemon.connect();
+    runner.send(&turn_batch(turns));
+    questions(&mut runner, 64);
+    // The client goes away: its questions are denied, the turns end, and
+    // the ones still waiting for a place run and end the same way.
+    drop(runner);
+    let mut checker = daemon.connect();
+    wait_until("every turn has ended", || {
+        (0..turns).all(|i| {
+            let conversation = checker.ok(
+                "conversation/get",
+                json!({"agent": "a", "conversation": format!("c{i}")}),
+            );
+            conversation["open_turn"].is_null()
+        })
+    });
+    assert_eq!(
+        checker.ok("daemon/status", json!({}))["connections"],
+        1,
+        "the departed connection is gone"
+    );
+}
+
+#[test]
+fn a_batch_costs_memory_in_proportion_to_its_answer_bound() {
+    // Events of 7 MB: a page holds at most 16 MiB of them (two), and a
+    // batch's answers at most 64 MiB: the items past it are answered with
+    // an error saying to send them on their own.
+    let root = Root::new();
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    conn.agent_and_conversation();
+    let big = "x".repeat(7 << 20);
+    for _ in 0..3 {
+        conn.ok(
+            "conversation/append",
+            json!({"agent": "a", "conversation": "c", "return_events": false,
+                   "events": [{"kind": "custom", "type": "test.big", "payload": big}]}),
+        );
+    }
+    let page = conn.ok(
+        "events/list",
+        json!({"agent": "a", "conversation": "c", "kind": "custom", "limit": 10}),
+    );
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].clone();
+    assert!(!cursor.is_null());
+    let rest = conn.ok(
+        "events/list",
+        json!({"agent": "a", "conversation": "c", "kind": "custom", "limit": 10, "after": cursor}),
+    );
+    assert_eq!(rest["events"].as_array().unwrap().len(), 1);
+    assert!(rest["next_cursor"].is_null());
+
+    let batch: Vec<Value> = (0..6)
+        .map(|id| {
+            json!({"jsonrpc": "2.0", "id": id, "method": "events/list",
+                   "params": {"agent": "a", "conversation": "c", "kind": "custom", "limit": 10}})
+        })
+        .collect();
+    conn.send(&Value::Array(batch));
+    let replies = conn.recv();
+    let replies = replies.as_array().unwrap();
+    assert_eq!(replies.len(), 6);
+    let refused: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "every answer of 6 x 14 MB fit in 64 MiB"
+    );
+    assert!(refused[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("send this request on its own"));
+    let answered = replies.len() - refused.len();
+    assert!(answered >= 4, "only {answered} answers fit");
 }
 
 /// Runs `exo ARGS` with stdin from `input`, its data segment limited.

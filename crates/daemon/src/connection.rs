@@ -146,6 +146,14 @@ impl Handler for Connection {
         }
     }
 
+    fn needs_slot(&self, request: &Request) -> bool {
+        // Store-free methods (`approval/respond`, `turn/cancel`, `ping`)
+        // are answered at once even when every place is taken: a turn
+        // waiting for an approval must be able to get it on the very
+        // connection that runs it.
+        !method_info(&request.method).is_some_and(|info| info.inline)
+    }
+
     fn peer_error(&self, error: ErrorObject) -> ErrorObject {
         face::shape_peer_error(error)
     }

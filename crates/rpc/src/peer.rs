@@ -78,6 +78,9 @@ pub struct Options {
     pub max_in_flight: usize,
     /// Messages queued for the writer.
     pub outgoing_queue: usize,
+    /// Bytes of requests read but not yet started (waiting for an
+    /// in-flight place) before the peer stops reading.
+    pub waiting_bytes: usize,
     /// The framing to write before anything was read. A peer that speaks
     /// first (a client) sets it; otherwise it is detected from the first
     /// bytes read, and NDJSON is written until then.
@@ -94,6 +97,7 @@ impl Default for Options {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: 64,
             outgoing_queue: 256,
+            waiting_bytes: 2 * DEFAULT_MAX_FRAME_BYTES,
             framing: None,
             cancel_on_drop: true,
         }
@@ -110,6 +114,15 @@ pub trait Handler: Send + Sync + 'static {
         request: Request,
         context: Context,
     ) -> BoxFuture<'static, Result<Json, ErrorObject>>;
+
+    /// Whether a request takes one of the in-flight places. A request the
+    /// handler answers from memory at once (a ping, an answer to a
+    /// question the peer's own turn asked) does not: it is answered even
+    /// while the places are all taken, so that a connection whose running
+    /// requests wait for its later messages is never wedged.
+    fn needs_slot(&self, _request: &Request) -> bool {
+        true
+    }
 
     /// Shapes an error the peer itself answers with (an invalid message, a
     /// frame over the limit), for instance to add machine-readable data.
@@ -209,11 +222,11 @@ pub enum RequestError {
     Unexpected(String),
 }
 
-type Waiting = oneshot::Sender<Result<Json, ErrorObject>>;
+type Answering = oneshot::Sender<Result<Json, ErrorObject>>;
 
 struct Shared {
     outgoing: mpsc::Sender<Bytes>,
-    pending: Mutex<HashMap<u64, Waiting>>,
+    pending: Mutex<HashMap<u64, Answering>>,
     next_id: AtomicU64,
     dialect: Dialect,
     cancel_on_drop: bool,
@@ -368,7 +381,7 @@ impl PeerHandle {
 
     /// Fails every request still waiting.
     fn fail_all(&self, error: Option<ErrorObject>) {
-        let waiting: Vec<Waiting> = self
+        let waiting: Vec<Answering> = self
             .shared
             .pending
             .lock()
@@ -499,6 +512,8 @@ impl Peer {
             options.max_frame_bytes,
             writer_closed.clone(),
         ));
+        let (waiting, queue) = mpsc::unbounded_channel();
+        let budget_kib = (options.waiting_bytes >> 10).clamp(1, u32::MAX as usize >> 3);
         let connection = Arc::new(Connection {
             handle: handle.clone(),
             handler,
@@ -507,7 +522,10 @@ impl Peer {
             in_flight: Mutex::new(HashMap::new()),
             dialect: options.dialect,
             stop: stop.clone(),
+            waiting,
+            waiting_budget: Arc::new(Semaphore::new(budget_kib)),
         });
+        let dispatcher = tokio::spawn(dispatch(Arc::clone(&connection), queue));
         let task = tokio::spawn(run(
             connection,
             reader,
@@ -515,6 +533,7 @@ impl Peer {
             framing,
             writer_task,
             writer_closed,
+            dispatcher,
         ));
         Peer { handle, stop, task }
     }
@@ -560,16 +579,91 @@ struct Connection {
     handler: Arc<dyn Handler>,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
-    /// Incoming requests running, by the text of their id.
+    /// Incoming requests running or waiting, by the text of their id.
     in_flight: Mutex<HashMap<String, CancellationToken>>,
     dialect: Dialect,
     stop: CancellationToken,
+    /// Requests waiting for an in-flight place, in order.
+    waiting: mpsc::UnboundedSender<Waiting>,
+    /// The bytes they may take, in KiB.
+    waiting_budget: Arc<Semaphore>,
 }
 
-/// One item of a batch: answered already, or running.
+/// A request read and waiting for an in-flight place.
+struct Waiting {
+    request: Request,
+    cancelled: CancellationToken,
+    /// For a batch item: where its start goes.
+    reply: Option<oneshot::Sender<Started>>,
+    /// Its share of the waiting budget, given back once it starts.
+    _bytes: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// One item of a batch, as it is read: answered already, started, or
+/// waiting for an in-flight place.
 enum Slot {
     Ready(Response),
+    Started(Started),
+    Waiting(oneshot::Receiver<Started>),
+}
+
+/// One item of a batch, once started.
+enum Answer {
+    Ready(Response),
     Running(tokio::task::JoinHandle<Option<Response>>),
+}
+
+/// The most bytes of answers one batch gets back; past it, the answers
+/// that would not fit are replaced by an error saying so (send those
+/// requests on their own), so a batch costs memory in proportion to this
+/// bound, not to what its requests return.
+pub const MAX_BATCH_ANSWER_BYTES: usize = 64 << 20;
+
+/// A batch's answers, written as they come, within
+/// [`MAX_BATCH_ANSWER_BYTES`].
+struct BatchAnswers {
+    dialect: Dialect,
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl BatchAnswers {
+    fn new(dialect: Dialect) -> BatchAnswers {
+        BatchAnswers {
+            dialect,
+            bytes: vec![b'['],
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, response: Response) {
+        let mut encoded = response.to_bytes_in(self.dialect);
+        if self.bytes.len() + encoded.len() > MAX_BATCH_ANSWER_BYTES {
+            let error = ErrorObject::new(
+                INTERNAL_ERROR,
+                format!(
+                    "the batch's answers exceed {} MiB: send this request on its own",
+                    MAX_BATCH_ANSWER_BYTES >> 20
+                ),
+            );
+            encoded = Response::error(response.id, error).to_bytes_in(self.dialect);
+        }
+        if self.count > 0 {
+            self.bytes.push(b',');
+        }
+        self.bytes.extend_from_slice(&encoded);
+        self.count += 1;
+    }
+
+    /// The array, unless it would be empty (a batch of notifications gets
+    /// no answer).
+    fn finish(mut self) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        self.bytes.push(b']');
+        Some(self.bytes)
+    }
 }
 
 async fn run<R>(
@@ -579,6 +673,7 @@ async fn run<R>(
     framing: Arc<OnceLock<Framing>>,
     writer_task: tokio::task::JoinHandle<()>,
     writer_closed: CancellationToken,
+    dispatcher: tokio::task::JoinHandle<()>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
 {
@@ -626,6 +721,14 @@ async fn run<R>(
     // answer; the ones it sent are finished and answered.
     connection.handle.shared.input_closed.cancel();
     connection.handle.fail_all(None);
+    // Requests still waiting for a place are started (they were sent
+    // before the end), unless the peer was stopped; then everything that
+    // runs finishes and is answered.
+    let connection = {
+        let _ = connection.waiting.send(Waiting::end());
+        connection
+    };
+    let _ = dispatcher.await;
     let _ = connection
         .permits
         .acquire_many(connection.max_in_flight as u32)
@@ -633,6 +736,64 @@ async fn run<R>(
     connection.handler.closed().await;
     writer_closed.cancel();
     let _ = writer_task.await;
+}
+
+impl Waiting {
+    /// The marker that tells the dispatcher no more will come.
+    fn end() -> Waiting {
+        Waiting {
+            request: Request {
+                id: None,
+                method: String::new(),
+                params: None,
+            },
+            cancelled: CancellationToken::new(),
+            reply: None,
+            _bytes: None,
+        }
+    }
+
+    fn is_end(&self) -> bool {
+        self.request.method.is_empty()
+    }
+}
+
+/// Starts waiting requests, in order, as in-flight places free up.
+async fn dispatch(connection: Arc<Connection>, mut queue: mpsc::UnboundedReceiver<Waiting>) {
+    while let Some(waiting) = queue.recv().await {
+        if waiting.is_end() {
+            break;
+        }
+        let permit = tokio::select! {
+            permit = Arc::clone(&connection.permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = connection.stop.cancelled() => return,
+        };
+        let Waiting {
+            request,
+            cancelled,
+            reply,
+            _bytes,
+        } = waiting;
+        let started = connection.launch(request, cancelled, Some(permit), reply.is_some());
+        match reply {
+            Some(reply) => {
+                let _ = reply.send(started);
+            }
+            None => {
+                if let Started::Done(response, replied) = started {
+                    if let Some(response) = response {
+                        connection
+                            .send(response.to_bytes_in(connection.dialect))
+                            .await;
+                    }
+                    replied.mark();
+                }
+            }
+        }
+    }
 }
 
 impl Connection {
@@ -656,34 +817,68 @@ impl Connection {
             Parsed::Single(Incoming::Response(response)) => self.response(response),
             Parsed::Single(Incoming::Request(request)) if request.method == CANCEL_METHOD => {
                 self.cancel(&request);
-            }
-            Parsed::Single(Incoming::Request(request)) => {
-                if let Some(Started::Done(response, replied)) = self.start(request, false).await {
-                    if let Some(response) = response {
-                        self.send(response.to_bytes_in(self.dialect)).await;
-                    }
-                    replied.mark();
+                // Sent as a request by mistake: answered, so no one waits.
+                if let Some(id) = request.id {
+                    self.send(Response::ok(id, Json::null()).to_bytes_in(self.dialect))
+                        .await;
                 }
             }
+            Parsed::Single(Incoming::Request(request)) => {
+                if !self.handler.needs_slot(&request) {
+                    let cancelled = self.register(&request);
+                    if let Started::Done(response, replied) =
+                        self.launch(request, cancelled, None, false)
+                    {
+                        if let Some(response) = response {
+                            self.send(response.to_bytes_in(self.dialect)).await;
+                        }
+                        replied.mark();
+                    }
+                    return;
+                }
+                let Some(bytes) = self.reserve(payload.len()).await else {
+                    return;
+                };
+                let cancelled = self.register(&request);
+                let _ = self.waiting.send(Waiting {
+                    request,
+                    cancelled,
+                    reply: None,
+                    _bytes: Some(bytes),
+                });
+            }
             Parsed::Batch(items) => {
+                // The batch's bytes count against the waiting budget until
+                // every item has started; its items wait for places in
+                // order, like requests sent one by one, while the reader
+                // goes on reading.
+                let Some(bytes) = self.reserve(payload.len()).await else {
+                    return;
+                };
                 let mut slots = Vec::with_capacity(items.len());
-                let mut replies = Vec::new();
                 for item in items {
                     match item {
                         Incoming::Request(request) if request.method == CANCEL_METHOD => {
                             self.cancel(&request);
+                            if let Some(id) = request.id {
+                                slots.push(Slot::Ready(Response::ok(id, Json::null())));
+                            }
                         }
-                        Incoming::Request(request) => match self.start(request, true).await {
-                            Some(Started::Done(response, replied)) => {
-                                slots.extend(response.map(Slot::Ready));
-                                replies.push(replied);
-                            }
-                            Some(Started::Running(task, replied)) => {
-                                slots.push(Slot::Running(task));
-                                replies.push(replied);
-                            }
-                            Some(Started::Spawned) | None => {}
-                        },
+                        Incoming::Request(request) if !self.handler.needs_slot(&request) => {
+                            let cancelled = self.register(&request);
+                            slots.push(Slot::Started(self.launch(request, cancelled, None, true)));
+                        }
+                        Incoming::Request(request) => {
+                            let cancelled = self.register(&request);
+                            let (reply, started) = oneshot::channel();
+                            let _ = self.waiting.send(Waiting {
+                                request,
+                                cancelled,
+                                reply: Some(reply),
+                                _bytes: None,
+                            });
+                            slots.push(Slot::Waiting(started));
+                        }
                         Incoming::Invalid(response) => {
                             slots.push(Slot::Ready(self.shaped(response)))
                         }
@@ -692,21 +887,47 @@ impl Connection {
                 }
                 let connection = Arc::clone(self);
                 tokio::spawn(async move {
-                    let mut responses = Vec::with_capacity(slots.len());
+                    let mut replies = Vec::new();
+                    let mut running = Vec::with_capacity(slots.len());
                     for slot in slots {
-                        match slot {
-                            Slot::Ready(response) => responses.push(response),
-                            Slot::Running(task) => {
+                        let started = match slot {
+                            Slot::Ready(response) => {
+                                running.push(Answer::Ready(response));
+                                continue;
+                            }
+                            Slot::Started(started) => started,
+                            Slot::Waiting(started) => match started.await {
+                                Ok(started) => started,
+                                // The peer stopped before it started.
+                                Err(_) => continue,
+                            },
+                        };
+                        match started {
+                            Started::Done(response, replied) => {
+                                running.extend(response.map(Answer::Ready));
+                                replies.push(replied);
+                            }
+                            Started::Running(task, replied) => {
+                                running.push(Answer::Running(task));
+                                replies.push(replied);
+                            }
+                            Started::Spawned => {}
+                        }
+                    }
+                    drop(bytes);
+                    let mut answers = BatchAnswers::new(connection.dialect);
+                    for answer in running {
+                        match answer {
+                            Answer::Ready(response) => answers.push(response),
+                            Answer::Running(task) => {
                                 if let Ok(Some(response)) = task.await {
-                                    responses.push(response);
+                                    answers.push(response);
                                 }
                             }
                         }
                     }
-                    if !responses.is_empty() {
-                        connection
-                            .send(Response::batch_to_bytes_in(&responses, connection.dialect))
-                            .await;
+                    if let Some(bytes) = answers.finish() {
+                        connection.send(bytes).await;
                     }
                     for replied in replies {
                         replied.mark();
@@ -714,6 +935,31 @@ impl Connection {
                 });
             }
         }
+    }
+
+    /// Takes `bytes` of the waiting budget, waiting (and so not reading)
+    /// while it is spent. `None` when the peer stopped meanwhile.
+    async fn reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = (bytes >> 10).max(1) as u32;
+        let budget = Arc::clone(&self.waiting_budget);
+        let kib = kib.min(budget.available_permits().max(1) as u32).max(1);
+        tokio::select! {
+            permit = budget.acquire_many_owned(kib) => permit.ok(),
+            () = self.stop.cancelled() => None,
+        }
+    }
+
+    /// Makes a request cancellable by its id (notifications have none),
+    /// before anything else happens to it.
+    fn register(&self, request: &Request) -> CancellationToken {
+        let cancelled = self.stop.child_token();
+        if let Some(id) = &request.id {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.get().to_string(), cancelled.clone());
+        }
+        cancelled
     }
 
     fn shaped(&self, mut response: Response) -> Response {
@@ -759,28 +1005,21 @@ impl Connection {
         }
     }
 
-    /// Starts an incoming request once a permit is free. A handler ready at
-    /// once is answered by the caller (`Done`: the caller queues the
-    /// response, if any, then marks it replied). Otherwise the request goes
-    /// on in a task of its own, which queues its answer itself (`Spawned`),
-    /// or, in a batch, hands it to the batch (`Running`). `None` when the
-    /// peer stopped first.
-    async fn start(self: &Arc<Self>, request: Request, in_batch: bool) -> Option<Started> {
-        let permit = tokio::select! {
-            permit = Arc::clone(&self.permits).acquire_owned() => permit.ok()?,
-            () = self.stop.cancelled() => return None,
-        };
+    /// Starts a request, with the in-flight place it holds (none for a
+    /// request that needs none). A handler ready at once gives `Done` (the
+    /// caller queues the answer, if any, then marks it replied); otherwise
+    /// the request goes on in a task of its own, which queues its answer
+    /// itself (`Spawned`) or, in a batch, hands it to the batch
+    /// (`Running`).
+    fn launch(
+        self: &Arc<Self>,
+        request: Request,
+        cancelled: CancellationToken,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        in_batch: bool,
+    ) -> Started {
         let id = request.id.clone();
         let key = id.as_ref().map(|id| id.get().to_string());
-        let cancelled = self.stop.child_token();
-        if let Some(key) = &key {
-            // Registered before the handler runs, so a cancel sent right
-            // behind the request finds it.
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), cancelled.clone());
-        }
         let replied = Arc::new(Replied::default());
         let context = Context {
             peer: self.handle.clone(),
@@ -806,10 +1045,12 @@ impl Connection {
         };
         // Polled once here: a handler that answers from memory costs no
         // task and no hop between threads.
-        if let Poll::Ready(outcome) = futures_util::poll!(&mut future) {
+        let waker = futures_util::task::noop_waker();
+        let mut poll_context = std::task::Context::from_waker(&waker);
+        if let Poll::Ready(outcome) = future.as_mut().poll(&mut poll_context) {
             let response = finish(outcome);
             drop(permit);
-            return Some(Started::Done(response, replied));
+            return Started::Done(response, replied);
         }
         let connection = Arc::clone(self);
         let answered = Arc::clone(&replied);
@@ -827,11 +1068,11 @@ impl Connection {
             answered.mark();
             None
         });
-        Some(if in_batch {
+        if in_batch {
             Started::Running(task, replied)
         } else {
             Started::Spawned
-        })
+        }
     }
 }
 

@@ -95,6 +95,10 @@ calls! {
 /// The largest page of events a call returns.
 const MAX_PAGE: u32 = 10_000;
 
+/// The most bytes of events a page holds (at least one event): what one
+/// `events/list` answer costs, whatever its events weigh.
+pub const MAX_PAGE_BYTES: usize = 16 << 20;
+
 fn invalid(message: impl Into<String>) -> ServiceError {
     ServiceError::invalid(message)
 }
@@ -561,9 +565,30 @@ impl Service {
         let page = self
             .store()
             .events(&params.agent, &params.conversation, &query)?;
+        // A page holds at most MAX_PAGE_BYTES of events (at least one): a
+        // page of large events is cut short, and its cursor says where to
+        // go on, so no answer grows with the events' size.
+        let mut events = Vec::with_capacity(page.events.len());
+        let mut bytes = 0;
+        let mut cut = false;
+        for event in &page.events {
+            let event = exo_protocol::Event::from(event);
+            let size = serde_json::to_vec(&event).map_or(0, |encoded| encoded.len());
+            if !events.is_empty() && bytes + size > MAX_PAGE_BYTES {
+                cut = true;
+                break;
+            }
+            bytes += size;
+            events.push(event);
+        }
+        let next_cursor = if cut {
+            events.last().map(|event| event.id)
+        } else {
+            page.next_cursor
+        };
         Ok(EventPage {
-            events: convert::events(&page.events),
-            next_cursor: page.next_cursor,
+            events,
+            next_cursor,
         })
     }
 
