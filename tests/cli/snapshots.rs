@@ -902,3 +902,68 @@ fn a_refused_fork_leaves_nothing_behind() {
         "hi\n"
     );
 }
+
+#[test]
+fn a_directory_moved_away_during_a_restore_is_never_written_through() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    let files = 4000;
+    let dir = ws.join("m");
+    std::fs::create_dir(&dir).unwrap();
+    let write = |tag: &str| {
+        for i in 0..files {
+            std::fs::write(dir.join(format!("{i:05}")), format!("{tag}-{i}")).unwrap();
+        }
+    };
+    write("a");
+    let (a, _) = setup.take();
+    write("b");
+    setup.take();
+
+    // As soon as the restore has rewritten the directory's first file, the
+    // user moves the directory away and makes a new, empty one.
+    let mut rewind = env
+        .command(&["--json", "conversation", "rewind", "a", "c", "--to", &a])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = dir.join("00000");
+    let moved = ws.join("m.bak");
+    let mut in_time = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_to_string(&first).is_ok_and(|text| text == "a-0") {
+            std::fs::rename(&dir, &moved).unwrap();
+            std::fs::create_dir(&dir).unwrap();
+            in_time = rewind.try_wait().unwrap().is_none();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    let output = rewind.wait_with_output().unwrap();
+    assert!(moved.exists(), "the restore never rewrote the first file");
+    if !in_time {
+        eprintln!("inconclusive: the restore had ended before the directory was moved");
+        return;
+    }
+    // The moved directory is the user's now: what the restore had not yet
+    // written there when it moved is left as it was (B), never rewritten.
+    let untouched = (0..files)
+        .filter(|i| {
+            std::fs::read_to_string(moved.join(format!("{i:05}"))).unwrap() == format!("b-{i}")
+        })
+        .count();
+    assert!(
+        untouched > 0,
+        "every file of the moved directory was written through after the move: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // And the restore does not claim the workspace matches the snapshot.
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

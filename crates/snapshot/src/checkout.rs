@@ -179,7 +179,10 @@ impl Writer {
             return Ok(Ok(self.root_fd.try_clone().at(&self.root)?));
         }
         if let Some((cached_rel, fd)) = &self.cached {
-            if cached_rel == dir_rel {
+            // Reused only while the path still names that very directory:
+            // one renamed away during a restore (and maybe replaced) must
+            // not be written through.
+            if cached_rel == dir_rel && still_at(&self.root_fd, dir_rel, fd) {
                 return Ok(Ok(fd.try_clone().at(&self.root)?));
             }
         }
@@ -656,4 +659,14 @@ fn same_content(fd: &OwnedFd, expected: &Expected) -> Result<bool, Error> {
     }
     data.truncate(filled);
     Ok(GitOid::hash_object(ObjectType::Blob, &data).is_ok_and(|oid| oid == expected.oid))
+}
+
+/// Whether `rel` (below `root`) still names the directory `fd` has open.
+fn still_at(root: &OwnedFd, rel: &[u8], fd: &OwnedFd) -> bool {
+    let here = rustix::fs::statat(root, OsStr::from_bytes(rel), AtFlags::SYMLINK_NOFOLLOW);
+    let open = rustix::fs::fstat(fd);
+    match (here, open) {
+        (Ok(here), Ok(open)) => here.st_dev == open.st_dev && here.st_ino == open.st_ino,
+        _ => false,
+    }
 }
