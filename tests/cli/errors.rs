@@ -324,3 +324,20 @@ fn image_parts_are_checked_on_input() {
     let run = env.append("a", "c", &[image("image/png", "aGk=")]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// A root that is a file is named as such, in one line, whatever the
+/// command.
+#[test]
+fn a_root_that_is_a_file_is_refused_in_one_line() {
+    let env = Env::new();
+    let file = env.dir().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    for args in [&["agent", "list"][..], &["agent", "create", "X"]] {
+        let mut full = vec!["--root", file.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let err = env.fails(&full);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}

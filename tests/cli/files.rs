@@ -237,3 +237,30 @@ fn the_daemon_log_file_is_never_inside_the_root() {
     assert_eq!(std::fs::read(&db).unwrap(), before);
     assert!(!env.root().join("daemon.log").exists());
 }
+
+/// The encryption key's directory is exo's too: a file written over the
+/// key would make every secret unreadable.
+#[test]
+fn output_files_are_never_written_over_the_key() {
+    let env = Env::new();
+    env.agent_and_conversation();
+    env.run_with(&["artifact", "put", "a", "c", "p"], b"artifact bytes", &[]);
+    let key_dir = env.config_dir().join("exo");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    let key = key_dir.join("key");
+    std::fs::write(&key, "0123").unwrap();
+    for output in [key.clone(), key_dir.join("other")] {
+        let err = env.fails(&[
+            "artifact",
+            "get",
+            "a",
+            "c",
+            "p",
+            "-o",
+            output.to_str().unwrap(),
+        ]);
+        assert!(err.contains("holds exo's encryption key"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), "0123");
+    assert!(!key_dir.join("other").exists());
+}

@@ -641,3 +641,22 @@ fn a_socket_path_that_is_not_a_socket_is_left_alone() {
     let listed = root.cli(&["agent", "list"]);
     assert!(listed.status.success());
 }
+
+#[test]
+fn a_huge_method_name_is_not_echoed_whole_and_a_cancel_sent_as_a_request_is_answered() {
+    let root = Root::new();
+    let daemon = root.daemon();
+    let mut conn = daemon.connect();
+    let name = "x".repeat(1 << 20);
+    let error = conn.err(&name, json!({}));
+    let message = error["message"].as_str().unwrap();
+    assert!(message.len() < 300, "{} bytes", message.len());
+    assert!(message.starts_with("method not found: xxx"), "{message}");
+    // `$/cancelRequest` is a notification; sent with an id, it is answered
+    // all the same, so the client does not wait for ever.
+    let answer = conn.call("$/cancelRequest", json!({"id": 12345}));
+    assert!(
+        answer["result"].is_null() && answer.get("error").is_none(),
+        "{answer}"
+    );
+}

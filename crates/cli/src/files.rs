@@ -137,6 +137,22 @@ pub fn refuse_inside_root(root: &Path, path: &Path, what: &str) -> Result<()> {
             root.display()
         );
     }
+    // The encryption key's directory too: a file written over the key file
+    // would make every stored secret unreadable.
+    if let Some(key_dir) = exo_secrets::default_key_file()
+        .ok()
+        .and_then(|file| file.parent().map(Path::to_path_buf))
+    {
+        let inside = exo_store::is_inside_root(&key_dir, path)
+            .with_context(|| format!("resolving {}", path.display()))?;
+        if inside {
+            bail!(
+                "{what} {} is inside {}, which holds exo's encryption key; choose a path outside it",
+                path.display(),
+                key_dir.display()
+            );
+        }
+    }
     Ok(())
 }
 

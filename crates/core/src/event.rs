@@ -815,7 +815,7 @@ impl EventData {
     pub fn from_input_json(value: serde_json::Value) -> Result<Self, ValidationError> {
         if nesting(&value) > MAX_INPUT_NESTING {
             return Err(ValidationError::new(format!(
-                "nested deeper than {MAX_INPUT_NESTING} levels"
+                "nested deeper than {MAX_INPUT_NESTING} levels (the event's own object counts as one)"
             )));
         }
         let serde_json::Value::Object(mut object) = value else {

@@ -83,12 +83,20 @@ pub enum DaemonError {
         root: String,
     },
     /// Processes using the store without a daemon did not finish in time.
-    #[error("other processes still use the store at {root} without a daemon (waited {waited} s)")]
+    #[error("other processes still use the store at {root} without a daemon (waited {waited} s){holders}")]
     InUse {
         /// The root.
         root: String,
         /// Seconds waited.
         waited: u64,
+        /// Which: `: pid 123 (exo chat repl a c)`, or nothing when unknown.
+        holders: String,
+    },
+    /// Another daemon is starting on the root.
+    #[error("another exo daemon is starting for {root}")]
+    Starting {
+        /// The root.
+        root: String,
     },
     /// The socket path is taken by something this daemon must not remove.
     #[error("cannot listen on {path}: {why}")]
@@ -140,6 +148,53 @@ pub struct Options {
 /// The default socket of a root.
 pub fn socket_path(root: &Path) -> PathBuf {
     root.join(SOCKET_FILE)
+}
+
+/// Which processes hold a lock on `path`, from `/proc/locks`: `: pid 123
+/// (exo chat repl a c), pid 456 (...)`, or nothing when none can be told.
+fn describe_holders(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return String::new();
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return String::new();
+    };
+    let inode = metadata.ino().to_string();
+    let me = std::process::id().to_string();
+    let mut holders: Vec<String> = locks
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `1: FLOCK  ADVISORY  READ  1234 08:01:567 0 EOF`
+            let pid = fields.get(4)?;
+            let file = fields.get(5)?;
+            (file.rsplit(':').next() == Some(inode.as_str()) && *pid != me).then(|| pid.to_string())
+        })
+        .collect();
+    holders.sort();
+    holders.dedup();
+    if holders.is_empty() {
+        return String::new();
+    }
+    let described: Vec<String> = holders
+        .iter()
+        .map(|pid| {
+            let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|bytes| {
+                    bytes
+                        .split(|&byte| byte == 0)
+                        .filter(|part| !part.is_empty())
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let command: String = command.chars().take(80).collect();
+            format!("pid {pid} ({command})")
+        })
+        .collect();
+    format!(": {}", described.join(", "))
 }
 
 /// Who holds a root's daemon lock.
@@ -209,6 +264,12 @@ pub struct InProcessGuard {
 /// missing root is created; without, a missing root is left to the store
 /// to report.
 pub fn access(root: &Path, create: bool) -> Result<Access, DaemonError> {
+    if root.exists() && !root.is_dir() {
+        return Err(DaemonError::Io {
+            context: format!("the exo root {}", root.display()),
+            source: std::io::Error::other("it is not a directory"),
+        });
+    }
     if !root.exists() {
         if !create {
             return Ok(Access::InProcess(InProcessGuard { _lock: None }));
@@ -377,10 +438,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             }
             // Another daemon is starting: it will say where it listens.
             Holder::Daemon(None) if !options.stdio => {
-                return Err(DaemonError::AlreadyRunning {
+                return Err(DaemonError::Starting {
                     root: options.root.display().to_string(),
-                    pid: 0,
-                    socket: socket.display().to_string(),
                 });
             }
             _ => {}
@@ -389,6 +448,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             return Err(DaemonError::InUse {
                 root: options.root.display().to_string(),
                 waited: IN_PROCESS_WAIT.as_secs(),
+                holders: describe_holders(&lock_path),
             });
         }
         if !said_waiting {
@@ -609,4 +669,36 @@ async fn relay_stdio(socket: &Path) -> Result<(), DaemonError> {
     };
     tokio::join!(upstream, downstream);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_processes_holding_the_lock_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(LOCK_FILE);
+        std::fs::write(&lock, "").unwrap();
+        // Another process holds it shared, as an in-process command does.
+        let mut holder = std::process::Command::new("flock")
+            .args(["--shared", lock.to_str().unwrap(), "sleep", "30"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let described = loop {
+            let described = describe_holders(&lock);
+            if !described.is_empty() || std::time::Instant::now() > deadline {
+                break described;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert!(described.starts_with(": pid "), "{described:?}");
+        assert!(
+            described.contains("sleep 30") || described.contains("flock"),
+            "{described:?}"
+        );
+    }
 }

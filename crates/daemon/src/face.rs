@@ -118,6 +118,14 @@ fn route(
 }
 
 fn unrouted(method: &str) -> ServiceError {
+    // A name is echoed, but never a megabyte of one.
+    let shown: String = method.chars().take(100).collect();
+    let method = if shown.len() < method.len() {
+        format!("{shown}…")
+    } else {
+        shown
+    };
+    let method = method.as_str();
     match method_info(method) {
         Some(info) if info.connection => ServiceError::new(
             ErrorCode::MethodNotFound,
