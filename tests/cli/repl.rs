@@ -4,7 +4,7 @@
 //! approval question takes the line after the prompt that caused it.
 
 use exo_fake_model::{Completion, Wire};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::agent::{for_each_wire, kinds, of_kind, text_of, transcript, Fixture};
 use crate::util::Run;
@@ -290,4 +290,56 @@ fn the_repl_leaves_when_its_daemon_stops() {
             .ends_with("exo: the connection to the service closed"),
         "{rest}"
     );
+}
+
+/// `a` answers "always": the tool runs without asking from then on, in
+/// this REPL and in later commands, until `agent set --revoke` withdraws
+/// it.
+#[test]
+fn always_is_remembered_until_revoked() {
+    let fixture = Fixture::new(Wire::OpenAiChat, "ask");
+    let write = |call: &str, path: &str| {
+        Completion::text("").with_tool_call(
+            call,
+            "write_file",
+            json!({"path": path, "content": "x\n"}),
+        )
+    };
+    let model = &fixture.model;
+    model.push(write("call_1", "one.txt"));
+    model.push(Completion::text("One."));
+    model.push(write("call_2", "two.txt"));
+    model.push(Completion::text("Two."));
+    let run = repl(&fixture, "work", &["First", "a", "Second", "/quit"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("[a]lways").count(), 1, "{}", run.stderr);
+    assert!(fixture.workspace.join("two.txt").exists());
+    let shown = fixture.ok(&["agent", "show", "coder"]).stdout;
+    assert!(shown.contains("allowed always: write_file"), "{shown}");
+
+    // A typo is refused with what there is to revoke.
+    let run = fixture.run(&["agent", "set", "coder", "--revoke", "shell"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("no standing permission for \"shell\" (it has: write_file)"),
+        "{}",
+        run.stderr
+    );
+    let set = fixture.ok(&["agent", "set", "coder", "--revoke", "write_file"]);
+    assert!(!set.stdout.contains("allowed always"), "{}", set.stdout);
+    let shown = fixture.ok(&["agent", "show", "coder"]).stdout;
+    assert!(!shown.contains("allowed always"), "{shown}");
+
+    model.push(write("call_3", "three.txt"));
+    model.push(Completion::text("Three."));
+    let run = repl(&fixture, "work", &["Third", "n", "/quit"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("[a]lways").count(), 1, "{}", run.stderr);
+    assert!(!fixture.workspace.join("three.txt").exists());
+    let by: Vec<Value> = of_kind(&fixture.events("work"), "custom")
+        .into_iter()
+        .map(|event| event["payload"]["by"].clone())
+        .collect();
+    assert_eq!(by, [json!("user"), json!("permission"), json!("user")]);
 }

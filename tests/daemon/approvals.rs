@@ -338,3 +338,116 @@ fn a_watcher_is_asked_and_may_answer() {
     assert!(asking.workspace.join("watched.txt").exists());
     assert_eq!(decisions(&seen.events())[0]["by"], "user");
 }
+
+/// Runs a turn on `runner`, answering each `approval/request` from
+/// `answers` (by call id) with its decision; returns what was seen and the
+/// call ids that were asked about.
+fn run_answering(runner: &mut Conn, input: &str, answers: &[(&str, &str)]) -> (Seen, Vec<String>) {
+    let id = runner.request("turn/run", turn(input));
+    let mut read = Vec::new();
+    let mut asked = Vec::new();
+    loop {
+        let message = runner.recv();
+        if message.get("id") == Some(&id) {
+            read.push(message);
+            break;
+        }
+        if message["method"] == "approval/request" {
+            let ask = message["params"].clone();
+            let call_id = ask["call_id"].as_str().unwrap().to_string();
+            let decision = answers
+                .iter()
+                .find(|(call, _)| *call == call_id)
+                .unwrap_or_else(|| panic!("{call_id} was asked about"))
+                .1;
+            runner.ok(
+                "approval/respond",
+                json!({"turn": ask["turn"], "call_id": call_id, "decision": decision}),
+            );
+            asked.push(call_id);
+        }
+        read.push(message);
+    }
+    (Seen::new(read, &id), asked)
+}
+
+#[test]
+fn allow_turn_lets_the_same_tool_run_for_the_rest_of_the_turn_only() {
+    let asking = Asking::new();
+    asking.model.push(echo_into("call_1", "one.txt"));
+    asking.model.push(echo_into("call_2", "two.txt"));
+    asking.model.push(Completion::text("Both."));
+    asking.model.push(echo_into("call_3", "three.txt"));
+    asking.model.push(Completion::text("Not this one."));
+    let mut runner = asking.daemon.connect();
+
+    let (seen, asked) = run_answering(&mut runner, "Two files.", &[("call_1", "allow_turn")]);
+    assert_eq!(asked, ["call_1"]);
+    let events = seen.result()["events"].as_array().unwrap().clone();
+    assert_eq!(
+        decisions(&events),
+        [
+            json!({"call_id": "call_1", "tool": "shell", "approved": true, "decision": "allow_turn", "by": "user"}),
+            json!({"call_id": "call_2", "tool": "shell", "approved": true, "decision": "allow_once", "by": "permission"}),
+        ]
+    );
+    assert!(asking.workspace.join("two.txt").exists());
+
+    // The next turn asks again.
+    let (seen, asked) = run_answering(&mut runner, "One more.", &[("call_3", "deny")]);
+    assert_eq!(asked, ["call_3"]);
+    assert_eq!(seen.result()["status"], "completed");
+    assert!(!asking.workspace.join("three.txt").exists());
+    let agent = runner.ok("agent/get", json!({"agent": "a"}));
+    assert!(agent["config"].get("allow").is_none(), "{agent}");
+}
+
+#[test]
+fn allow_always_is_a_standing_permission_until_revoked() {
+    let asking = Asking::new();
+    asking.model.push(echo_into("call_1", "one.txt"));
+    asking.model.push(Completion::text("One."));
+    asking.model.push(echo_into("call_2", "two.txt"));
+    asking.model.push(Completion::text("Two."));
+    asking.model.push(echo_into("call_3", "three.txt"));
+    asking.model.push(Completion::text("Three."));
+    let mut runner = asking.daemon.connect();
+
+    let (_, asked) = run_answering(&mut runner, "One.", &[("call_1", "allow_always")]);
+    assert_eq!(asked, ["call_1"]);
+    let agent = runner.ok("agent/get", json!({"agent": "a"}));
+    assert_eq!(agent["config"]["allow"], json!(["shell"]), "{agent}");
+
+    // Another turn, on another connection: not asked.
+    let mut other = asking.daemon.connect();
+    let (seen, asked) = run_answering(&mut other, "Two.", &[]);
+    assert!(asked.is_empty());
+    let events = seen.result()["events"].as_array().unwrap().clone();
+    assert_eq!(
+        decisions(&events),
+        [
+            json!({"call_id": "call_2", "tool": "shell", "approved": true, "decision": "allow_once", "by": "permission"})
+        ]
+    );
+    assert!(asking.workspace.join("two.txt").exists());
+
+    // Revoking something it does not have is refused, and changes nothing.
+    let error = other.err("agent/set", json!({"agent": "a", "revoke": ["write_file"]}));
+    assert_eq!(error["code"], -32602, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("no standing permission for \"write_file\" (it has: shell)"),
+        "{message}"
+    );
+    // Another change keeps it.
+    let agent = other.ok(
+        "agent/set",
+        json!({"agent": "a", "instructions": "Be brief."}),
+    );
+    assert_eq!(agent["config"]["allow"], json!(["shell"]), "{agent}");
+    let agent = other.ok("agent/set", json!({"agent": "a", "revoke": ["shell"]}));
+    assert!(agent["config"].get("allow").is_none(), "{agent}");
+    let (_, asked) = run_answering(&mut other, "Three.", &[("call_3", "deny")]);
+    assert_eq!(asked, ["call_3"]);
+    assert!(!asking.workspace.join("three.txt").exists());
+}

@@ -251,6 +251,10 @@ pub enum AgentCommand {
         /// Another module (the typescript harness).
         #[arg(long, value_name = "FILE")]
         module: Option<PathBuf>,
+        /// Withdraw the standing permission ("always") of this tool: it is
+        /// asked about again. Repeatable.
+        #[arg(long, value_name = "TOOL")]
+        revoke: Vec<String>,
     },
     /// List agents.
     List,

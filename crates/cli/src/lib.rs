@@ -417,17 +417,26 @@ fn agent(
             instructions,
             approval,
             module,
+            revoke,
         } => {
             let module = module.map(|path| absolute_module(&path)).transpose()?;
+            let revoke = (!revoke.is_empty()).then_some(revoke);
             let request = params(
                 json!({ "agent": agent }),
                 json!({ "model": model, "instructions": instructions, "approval": approval,
-                        "harness": harness.map(|h| h.harness()), "module": module }),
+                        "harness": harness.map(|h| h.harness()), "module": module,
+                        "revoke": revoke }),
             );
             let (value, agent) = backend.call_as::<Agent>(AgentSet::NAME, request)?;
             out.emit(&value, || {
+                let config = exo_core::AgentConfig::from_map(&agent.config).unwrap_or_default();
+                let allowed = if config.allow.is_empty() {
+                    String::new()
+                } else {
+                    format!("; allowed always: {}", config.allow.join(", "))
+                };
                 format!(
-                    "agent {} now runs on harness {}",
+                    "agent {} now runs on harness {}{allowed}",
                     agent.slug,
                     harness_of(&agent)
                 )

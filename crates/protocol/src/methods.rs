@@ -188,10 +188,9 @@ pub struct AgentCreateParams {
     /// Which executor runs its turns (default `builtin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness: Option<exo_core::Harness>,
-    /// For the `typescript` harness: the module (a path; relative paths
-    /// are resolved against the daemon's working directory, so clients
-    /// send absolute ones). Checked by loading it before the agent is
-    /// created.
+    /// For the `typescript` harness: the module, an absolute path (the
+    /// daemon's working directory is not the client's). Checked by loading
+    /// it before the agent is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
 }
@@ -217,6 +216,10 @@ pub struct AgentSetParams {
     /// Another approval policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPolicy>,
+    /// Tools whose standing permission (`allow_always`) is withdrawn: they
+    /// are asked about again. Each must be one the agent has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoke: Vec<String>,
 }
 
 /// Params naming one agent.

@@ -240,15 +240,37 @@ impl Service {
         }
         // Checked (the module loaded) before anything is written.
         let config = self.checked_config(config)?;
+        let slug = current.slug.clone();
         let agent = self
             .store()
             .update_agent_config(&current.id.to_string(), |mut stored| {
-                // Keys set meanwhile by another writer (a standing
-                // permission) are kept; what this call sets wins.
-                let allow = stored.remove("allow");
+                // The standing permissions as they are now (another turn
+                // may have added one meanwhile), less those revoked; what
+                // this call sets wins.
+                let mut allow: Vec<Value> = match stored.remove("allow") {
+                    Some(Value::Array(allow)) => allow,
+                    _ => Vec::new(),
+                };
+                let had: Vec<&str> = allow.iter().filter_map(Value::as_str).collect();
+                if let Some(tool) = params.revoke.iter().find(|t| !had.contains(&t.as_str())) {
+                    let had = if had.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        had.join(", ")
+                    };
+                    return Err(exo_store::Error::Invalid(format!(
+                        "agent {slug} has no standing permission for {tool:?} (it has: {had})"
+                    )));
+                }
+                allow.retain(|known| {
+                    !known
+                        .as_str()
+                        .is_some_and(|known| params.revoke.iter().any(|tool| tool == known))
+                });
                 let mut map = config.to_map();
-                if let Some(allow) = allow {
-                    map.entry("allow").or_insert(allow);
+                map.remove("allow");
+                if !allow.is_empty() {
+                    map.insert("allow".into(), Value::Array(allow));
                 }
                 stored = map;
                 Ok(stored)
@@ -258,11 +280,11 @@ impl Service {
     }
 
     /// An agent's configuration, checked: a harness this exo runs, a module
-    /// only for the harness that takes one (made absolute, and loaded once
+    /// only for the harness that takes one (an absolute path, loaded once
     /// to see that it is a harness).
     fn checked_config(
         &self,
-        mut config: exo_core::AgentConfig,
+        config: exo_core::AgentConfig,
     ) -> ServiceResult<exo_core::AgentConfig> {
         let harness = config.harness;
         match (&config.module, harness.takes_module()) {
@@ -277,9 +299,13 @@ impl Service {
             _ => {}
         }
         if let Some(module) = &config.module {
-            let path = std::path::absolute(module)
-                .map_err(|err| invalid(format!("module {module}: {err}")))?;
-            config.module = Some(path.display().to_string());
+            // Relative to what? Not to this process's directory, which is
+            // not the client's.
+            if !std::path::Path::new(module).is_absolute() {
+                return Err(invalid(format!(
+                    "module {module:?} is not an absolute path"
+                )));
+            }
         }
         self.inner.executors.check(&config)?;
         Ok(config)
