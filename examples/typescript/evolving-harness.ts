@@ -16,7 +16,7 @@
 // every executor honours: the built-in one, after a swap, starts from the
 // summary too. Then it runs the same loop as basic-harness.ts.
 
-import { defineHarness, itemsOf, resultItem, textOf, type Event, type ModelItem, type TurnContext } from "@exo/harness";
+import { defineHarness, isEvent, itemsOf, resultItem, textOf, type Event, type ModelItem, type TurnContext } from "@exo/harness";
 
 /** History larger than this (characters of text) is compacted. */
 export const COMPACT_AT = 24_000;
@@ -59,7 +59,7 @@ export default defineHarness({
 /** The newest policy this harness recorded, or an empty one. */
 async function currentPolicy(ctx: TurnContext): Promise<Policy> {
   for await (const event of ctx.events({ desc: true, kind: "custom", limit: 50 })) {
-    if (event.kind === "custom" && event.type === "harness.evolving.policy") return event.payload as Policy;
+    if (isEvent(event, "custom") && event.type === "harness.evolving.policy") return event.payload as Policy;
   }
   return EMPTY;
 }
@@ -85,14 +85,14 @@ async function learn(ctx: TurnContext, old: Policy): Promise<Policy> {
 
 function note(policy: Policy, tools: Map<string, string>, event: Event): void {
   policy.cursor = event.id;
-  if (event.kind === "tool_call") {
+  if (isEvent(event, "tool_call")) {
     tools.set(event.call_id, event.name);
-  } else if (event.kind === "tool_result" && event.is_error === true) {
+  } else if (isEvent(event, "tool_result") && event.is_error === true) {
     const tool = tools.get(event.call_id) ?? "unknown";
     const denied = JSON.stringify(event.output).includes("denied:");
     const counts = denied ? policy.denials : policy.failures;
     counts[tool] = (counts[tool] ?? 0) + 1;
-  } else if (event.kind === "message" && event.role === "assistant") {
+  } else if (isEvent(event, "message") && event.role === "assistant") {
     policy.answers += 1;
     policy.answerChars += textOf(event.content).length;
   }

@@ -21,6 +21,9 @@
 //! - `snapshots`: workspace snapshots, restore, rewind and fork with files.
 //! - `files`: files named on the command line: bounded reads, FIFOs,
 //!   output files kept out of the root and replaced whole.
+//! - `harness`: agents whose turns run a TypeScript module in a runner:
+//!   the turn it records, the key it never holds, swapping executors,
+//!   modules that throw or do not load, and runners killed mid-turn.
 //! - `foreign`: events a newer exo stored (kinds and fields this one does
 //!   not know): shown exactly, forked and rewound across, kept out of
 //!   prompts, refused as input.
@@ -39,6 +42,7 @@ mod events;
 mod files;
 mod foreign;
 mod guards;
+mod harness;
 mod isolation;
 mod quickstart;
 mod repl;

@@ -21,6 +21,8 @@
 //!   streams or a shell command runs.
 //! - `turn_lifecycle`: kill -9 and SIGTERM with a turn running, and the
 //!   turn after.
+//! - `harness`: TypeScript harness turns: warm runners, a harness that
+//!   ignores `turn/cancel`, runners ending with the daemon, `agent/set`.
 //! - `foreign`: events a newer exo stored (kinds and fields this one does
 //!   not know), listed, fetched, replayed and kept out of prompts.
 
@@ -35,6 +37,7 @@ mod cancellation;
 mod conformance;
 mod examples;
 mod foreign;
+mod harness;
 mod lifecycle;
 mod limits;
 mod roots;

@@ -56,8 +56,12 @@ pub const IDLE: Duration = Duration::from_secs(10 * 60);
 /// How long a runner has to answer a cancelled turn before it is killed.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
+/// How many runners stay warm at once: starting one more stops the one
+/// used least recently (that is not running a turn).
+pub const MAX_WARM: usize = 8;
+
 /// The TypeScript harness: an agent's module run by `@exo/harness`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TypeScript {
     /// Warm runners, by conversation.
     runners: Arc<Mutex<HashMap<ConversationId, Arc<Runner>>>>,
@@ -65,6 +69,31 @@ pub struct TypeScript {
     pub limits: Limits,
     /// Retries and timeouts of model calls.
     pub client_options: ClientOptions,
+    /// How long a runner stays warm without a turn ([`IDLE`], or
+    /// `EXO_HARNESS_IDLE_SECS`).
+    pub idle: Duration,
+    /// How many runners stay warm at once ([`MAX_WARM`], or
+    /// `EXO_HARNESS_WARM`).
+    pub warm: usize,
+}
+
+impl Default for TypeScript {
+    fn default() -> TypeScript {
+        let setting = |name: &str| {
+            exo_secrets::environment::var_os(name)
+                .and_then(|value| value.to_str()?.trim().parse::<u64>().ok())
+        };
+        TypeScript {
+            runners: Arc::default(),
+            limits: Limits::default(),
+            client_options: ClientOptions::default(),
+            idle: setting("EXO_HARNESS_IDLE_SECS").map_or(IDLE, Duration::from_secs),
+            warm: setting("EXO_HARNESS_WARM")
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(MAX_WARM),
+        }
+    }
 }
 
 impl Executor for TypeScript {
@@ -120,7 +149,7 @@ impl TypeScript {
                 .iter()
                 .filter(|(key, runner)| {
                     runner.is_gone()
-                        || runner.idle_for(IDLE)
+                        || runner.idle_for(self.idle)
                         || (**key == identity.conversation && runner.module != module)
                 })
                 .map(|(key, _)| *key)
@@ -141,11 +170,74 @@ impl TypeScript {
         }
         let conversation = identity.conversation;
         let runner = Runner::start(module, identity).await?;
-        self.runners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(conversation, Arc::clone(&runner));
+        let evicted = {
+            let mut runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+            runners.insert(conversation, Arc::clone(&runner));
+            self.over_the_cap(&mut runners)
+        };
+        for runner in evicted {
+            runner.stop().await;
+        }
+        self.stop_when_idle(&runner);
         Ok(runner)
+    }
+
+    /// Takes out of `runners` the least recently used ones beyond the cap
+    /// ([`TypeScript::warm`]), passing over those running a turn.
+    fn over_the_cap(&self, runners: &mut HashMap<ConversationId, Arc<Runner>>) -> Vec<Arc<Runner>> {
+        let mut idle: Vec<(std::time::Instant, ConversationId)> = runners
+            .iter()
+            .filter(|(_, runner)| runner.busy.try_lock().is_ok())
+            .map(|(key, runner)| (runner.last_used(), *key))
+            .collect();
+        idle.sort();
+        let excess = runners.len().saturating_sub(self.warm);
+        idle.into_iter()
+            .take(excess)
+            .filter_map(|(_, key)| runners.remove(&key))
+            .collect()
+    }
+
+    /// Stops `runner` once it has been idle for [`TypeScript::idle`] (unless
+    /// it is gone from the warm runners by then).
+    fn stop_when_idle(&self, runner: &Arc<Runner>) {
+        let (runners, weak, idle) = (
+            Arc::downgrade(&self.runners),
+            Arc::downgrade(runner),
+            self.idle,
+        );
+        tokio::spawn(async move {
+            loop {
+                let Some(runner) = weak.upgrade() else { return };
+                let since = runner.last_used().elapsed();
+                if since < idle {
+                    drop(runner);
+                    tokio::time::sleep(idle - since).await;
+                    continue;
+                }
+                if runner.busy.try_lock().is_err() {
+                    drop(runner);
+                    tokio::time::sleep(idle).await;
+                    continue;
+                }
+                let Some(runners) = runners.upgrade() else {
+                    return;
+                };
+                let removed = {
+                    let mut runners = runners.lock().unwrap_or_else(|p| p.into_inner());
+                    let key = runner.identity.conversation;
+                    let ours = runners
+                        .get(&key)
+                        .is_some_and(|known| Arc::ptr_eq(known, &runner));
+                    ours.then(|| runners.remove(&key)).flatten()
+                };
+                if let Some(runner) = removed {
+                    tracing::debug!(conversation = %runner.identity.conversation, "stopping an idle runner");
+                    runner.stop().await;
+                }
+                return;
+            }
+        });
     }
 
     fn discard(&self, runner: &Arc<Runner>) {
@@ -226,13 +318,15 @@ impl TypeScript {
             limits: self.limits.clone(),
             recorded: begun.events.clone(),
         }));
+        let max_rounds = request.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1);
         let scope = Arc::new(Scope {
             host: Arc::clone(&host),
             substrate: Arc::clone(&substrate),
             cancel: cancel.child_token(),
+            max_rounds,
+            calls: Default::default(),
         });
         runner.served.enter(Arc::clone(&scope));
-        let max_rounds = request.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1);
         let params = runner::turn_params(
             &host,
             begun.session,
@@ -262,6 +356,7 @@ impl TypeScript {
         params: &exo_protocol::harness::HarnessTurnParams,
         cancel: &CancellationToken,
     ) -> Result<(TurnStatus, Option<String>), SubstrateError> {
+        let max_rounds = params.max_rounds;
         let params = Json::to(params).map_err(|err| err.to_string())?;
         let mut outgoing = match runner.handle.start(HarnessTurn::NAME, params).await {
             Ok(outgoing) => outgoing,
@@ -287,13 +382,16 @@ impl TypeScript {
                 let result: HarnessTurnResult = result
                     .parse()
                     .map_err(|err| format!("the runner answered the turn unexpectedly: {err}"))?;
+                if result.status != HarnessTurnStatus::Cancelled {
+                    last_word(host, result.text.as_deref()).await?;
+                }
                 Ok(match result.status {
                     HarnessTurnStatus::Completed => (TurnStatus::Completed, None),
                     HarnessTurnStatus::Cancelled => (TurnStatus::Cancelled, None),
                     HarnessTurnStatus::MaxRounds => {
                         let message = format!(
-                            "the harness stopped at the turn's round limit ({} model calls)",
-                            params_rounds(runner, host)
+                            "stopped after {max_rounds} model call{}: the turn's round limit",
+                            if max_rounds == 1 { "" } else { "s" }
                         );
                         host.record(vec![EventData::Error {
                             message: message.clone(),
@@ -325,26 +423,56 @@ impl TypeScript {
     }
 }
 
+/// The text a harness returned is its turn's answer: unless the turn's
+/// last assistant message already says it (a harness that returns its
+/// model's answer), it is streamed to the turn's followers and recorded as
+/// an assistant message, so a harness that answers without a model call is
+/// seen and remembered like any other.
+async fn last_word(host: &TurnHost, text: Option<&str>) -> Result<(), SubstrateError> {
+    let Some(text) = text.filter(|text| !text.trim().is_empty()) else {
+        return Ok(());
+    };
+    let said = host
+        .recorded()
+        .into_iter()
+        .rev()
+        .find_map(|event| match event.data {
+            EventData::Message {
+                role: exo_core::Role::Assistant,
+                content,
+                ..
+            } => Some(
+                content
+                    .iter()
+                    .filter_map(|part| match part {
+                        exo_core::ContentPart::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect::<String>(),
+            ),
+            _ => None,
+        });
+    if said.as_deref().map(str::trim) == Some(text.trim()) {
+        return Ok(());
+    }
+    host.observer()
+        .delta(host.turn(), &exo_model::Delta::Text(text.to_owned()));
+    host.record(vec![EventData::Message {
+        role: exo_core::Role::Assistant,
+        content: vec![exo_core::ContentPart::Text {
+            text: text.to_owned(),
+        }],
+        usage: None,
+        model: None,
+    }])
+    .await?;
+    Ok(())
+}
+
 /// How a turn ends when its runner is gone.
 fn gone() -> (TurnStatus, Option<String>) {
     (
         TurnStatus::Interrupted,
         Some("the harness's runner exited during the turn".to_string()),
     )
-}
-
-/// The round limit, for the message (the runner enforces it).
-fn params_rounds(_runner: &Runner, host: &TurnHost) -> usize {
-    host.recorded()
-        .iter()
-        .filter(|event| {
-            matches!(
-                &event.data,
-                EventData::Message {
-                    role: exo_core::Role::Assistant,
-                    ..
-                }
-            )
-        })
-        .count()
 }

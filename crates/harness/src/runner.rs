@@ -50,6 +50,44 @@ pub(crate) struct Scope {
     /// Cancels what exo does for the turn (a model call, a shell command):
     /// the turn was cancelled, or the runner is gone.
     pub cancel: CancellationToken,
+    /// The turn's round limit, which exo enforces whatever the runner
+    /// counts: at most this many recorded `model/complete` calls, and as
+    /// many unrecorded ones.
+    pub max_rounds: u32,
+    /// Recorded and unrecorded `model/complete` calls begun so far.
+    pub calls: [std::sync::atomic::AtomicU32; 2],
+}
+
+impl Scope {
+    /// Takes one model call of the turn's budget (recorded or not), or
+    /// refuses it when the budget is spent.
+    fn take_call(&self, record: bool) -> Result<(), ErrorObject> {
+        let counter = &self.calls[usize::from(!record)];
+        let taken = counter
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| (n < self.max_rounds).then_some(n + 1),
+            )
+            .is_ok();
+        if taken {
+            return Ok(());
+        }
+        let kind = if record { "recorded" } else { "unrecorded" };
+        let n = self.max_rounds;
+        Err(ErrorObject::new(
+            HarnessErrorCode::MaxRounds.code(),
+            format!(
+                "stopped after {n} {kind} model call{}: the turn's round limit",
+                if n == 1 { "" } else { "s" }
+            ),
+        )
+        .with_data(serde_json::json!({
+            "code": HarnessErrorCode::MaxRounds.name(),
+            "max_rounds": n,
+            "recorded": record,
+        })))
+    }
 }
 
 /// A running runner.
@@ -174,6 +212,11 @@ impl Runner {
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
             >= idle
+    }
+
+    /// When it was last used.
+    pub fn last_used(&self) -> Instant {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Notes a use.
@@ -399,6 +442,7 @@ async fn model_complete(
             "model/complete calls the agent's model: other model bindings are not offered to runners",
         ));
     }
+    scope.take_call(params.record)?;
     let host = &scope.host;
     let model_request = exo_model::Request {
         model: host.upstream().to_string(),
@@ -569,6 +613,7 @@ async fn approval_ask(scope: Arc<Scope>, request: &Request) -> Result<Json, Erro
         by: match approval.by {
             "user" => ApprovalBy::User,
             "no_client" => ApprovalBy::NoClient,
+            "permission" => ApprovalBy::Permission,
             _ => ApprovalBy::Policy,
         },
     })

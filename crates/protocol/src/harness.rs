@@ -359,13 +359,15 @@ pub use exo_core::ApprovalDecision;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalBy {
-    /// The agent's approval policy (or an earlier allow for the turn or
-    /// the agent).
+    /// The agent's approval policy.
     Policy,
     /// A person, through `approval/respond`.
     User,
     /// Nobody could be asked: denied.
     NoClient,
+    /// An earlier `allow_turn` in this turn, or the agent's standing
+    /// `allow_always`: allowed without asking.
+    Permission,
 }
 
 /// `approval/ask` result.
@@ -527,14 +529,17 @@ pub enum HarnessErrorCode {
     Model,
     /// -32011, from the runner: the harness failed the turn (it threw).
     Harness,
+    /// -32012, from exo: a `model/complete` beyond the turn's round limit.
+    MaxRounds,
 }
 
 impl HarnessErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [HarnessErrorCode; 3] = [
+    pub const ALL: [HarnessErrorCode; 4] = [
         HarnessErrorCode::Module,
         HarnessErrorCode::Model,
         HarnessErrorCode::Harness,
+        HarnessErrorCode::MaxRounds,
     ];
 
     /// The numeric JSON-RPC code.
@@ -543,6 +548,7 @@ impl HarnessErrorCode {
             HarnessErrorCode::Module => -32001,
             HarnessErrorCode::Model => -32010,
             HarnessErrorCode::Harness => -32011,
+            HarnessErrorCode::MaxRounds => -32012,
         }
     }
 
@@ -552,6 +558,7 @@ impl HarnessErrorCode {
             HarnessErrorCode::Module => "module",
             HarnessErrorCode::Model => "model",
             HarnessErrorCode::Harness => "harness",
+            HarnessErrorCode::MaxRounds => "max_rounds",
         }
     }
 }

@@ -26,7 +26,9 @@ import {
   type ToolCall,
   type TurnContext,
 } from "./index.js";
-import { oneLine, type Peer } from "./jsonrpc.js";
+import { isEvent } from "./events.js";
+import { oneLine, RpcError, type Peer } from "./jsonrpc.js";
+import { HARNESS_ERROR_CODES } from "./protocol.js";
 import type {
   AppendResult,
   ApprovalAskResult,
@@ -250,10 +252,14 @@ export class Turn implements TurnContext {
       if (record) this.#rounds++;
       const pending = this.#peer.start<ModelCompleteResult>("model/complete", params, this.signal);
       if (stream) this.#routes.set(pending.id, (delta) => { queue.push(delta); });
-      result = pending.response.then(
+      result = pending.response.catch((err: unknown) => {
+        // exo's own count of the round limit, should it differ from ours.
+        if (err instanceof RpcError && err.code === HARNESS_ERROR_CODES.max_rounds) throw new MaxRoundsError(this.maxRounds);
+        throw err;
+      }).then(
         (answer) => {
           for (const event of answer.events) {
-            if (event.kind === "tool_call") this.#recordedCalls.add(event.call_id);
+            if (isEvent(event, "tool_call")) this.#recordedCalls.add(event.call_id);
           }
           return answer;
         },

@@ -38,6 +38,7 @@ import type {
 } from "./protocol.js";
 
 export * from "./protocol.js";
+export { isEvent, type EventOf } from "./events.js";
 export { RpcError } from "./jsonrpc.js";
 
 /** The symbol that marks what {@link defineHarness} made (shared by every

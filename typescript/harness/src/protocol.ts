@@ -13,6 +13,7 @@ export const HARNESS_ERROR_CODES = {
   module: -32001,
   model: -32010,
   harness: -32011,
+  max_rounds: -32012,
 } as const;
 
 /** Methods the daemon serves (spec/protocol.md). */
@@ -25,6 +26,7 @@ export interface DaemonMethods {
   "agent/list": { params: Empty; result: AgentList };
   "agent/get": { params: AgentParams; result: Agent };
   "agent/delete": { params: AgentParams; result: Agent };
+  "agent/set": { params: AgentSetParams; result: Agent };
   "conversation/create": { params: ConversationCreateParams; result: Conversation };
   "conversation/list": { params: AgentParams; result: ConversationList };
   "conversation/get": { params: ConversationRef; result: Conversation };
@@ -162,6 +164,16 @@ export interface AgentCreateParams {
    * A slug instead of the derived one.
    */
   slug?: string | null;
+  /**
+   * Which executor runs its turns (default `builtin`).
+   */
+  harness?: Harness | null;
+  /**
+   * For the `typescript` harness: the module, an absolute path (the
+   * daemon's working directory is not the client's). Checked by loading
+   * it before the agent is created.
+   */
+  module?: string | null;
 }
 
 /**
@@ -187,6 +199,42 @@ export interface AgentParams {
    * Slug or id.
    */
   agent: string;
+}
+
+/**
+ * `agent/set` params: what to change; what is absent stays.
+ */
+export interface AgentSetParams {
+  /**
+   * Slug or id.
+   */
+  agent: string;
+  /**
+   * Another executor for its turns; its conversations go on under it
+   * from their full history.
+   */
+  harness?: Harness | null;
+  /**
+   * Another module (the `typescript` harness).
+   */
+  module?: string | null;
+  /**
+   * Another model binding.
+   */
+  model?: string | null;
+  /**
+   * Other instructions.
+   */
+  instructions?: string | null;
+  /**
+   * Another approval policy.
+   */
+  approval?: ApprovalPolicy | null;
+  /**
+   * Tools whose standing permission (`allow_always`) is withdrawn: they
+   * are asked about again. Each must be one the agent has.
+   */
+  revoke?: string[];
 }
 
 /**
@@ -250,10 +298,10 @@ export interface ApprovalAskResult {
 /**
  * Who decided.
  */
-export type ApprovalBy = "policy" | "user" | "no_client";
+export type ApprovalBy = "policy" | "user" | "no_client" | "permission";
 
 /**
- * An approval decision.
+ * What was decided about a call that needed approval.
  */
 export type ApprovalDecision = "allow_once" | "allow_turn" | "allow_always" | "deny";
 
@@ -311,9 +359,15 @@ export interface ApprovalRespondParams {
    */
   call_id: string;
   /**
-   * Run it (true) or refuse it (false).
+   * Run it (true) or refuse it (false): `allow_once` or `deny`.
    */
-  approve: boolean;
+  approve?: boolean | null;
+  /**
+   * The decision, when more than yes or no: `allow_turn` allows the
+   * same tool for the rest of the turn, `allow_always` for every later
+   * turn of the agent. Wins over `approve`.
+   */
+  decision?: ApprovalDecision | null;
 }
 
 /**
@@ -517,6 +571,13 @@ export type Binding =
        * The secret holding the API key, if the endpoint needs one.
        */
       secret?: string | null;
+      /**
+       * How many tokens the model takes in one request, its prompt and
+       * its answer together; the provider's
+       * [default](Provider::default_context_window) when absent. The
+       * built-in executor compacts a history that approaches it.
+       */
+      context_window?: number | null;
     };
 
 /**
@@ -580,6 +641,13 @@ export type BindingEntry = {
        * The secret holding the API key, if the endpoint needs one.
        */
       secret?: string | null;
+      /**
+       * How many tokens the model takes in one request, its prompt and
+       * its answer together; the provider's
+       * [default](Provider::default_context_window) when absent. The
+       * built-in executor compacts a history that approaches it.
+       */
+      context_window?: number | null;
     }
 );
 
@@ -1258,6 +1326,9 @@ export type Event = {
        */
       payload?: unknown;
     }
+  | {
+      kind: string;
+    }
 );
 
 /**
@@ -1432,6 +1503,11 @@ export interface GcResult {
    */
   bytes_freed: number;
 }
+
+/**
+ * Which executor runs an agent's turns.
+ */
+export type Harness = "builtin" | "typescript" | "codex" | "claude-code" | "cursor";
 
 /**
  * `turn/delta` notification params (runner to exo): text the runner
@@ -1937,6 +2013,11 @@ export interface ModelRegisterParams {
    * The secret holding the API key.
    */
   secret?: string | null;
+  /**
+   * How many tokens the model takes in one request (1 to 100 000 000);
+   * the provider's default when absent (spec/models.md).
+   */
+  context_window?: number | null;
   /**
    * Agent scope (slug or id).
    */

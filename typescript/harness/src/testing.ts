@@ -19,6 +19,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 
+import { isEvent } from "./events.js";
+
 import type {
   ApprovalAskParams,
   ApprovalAskResult,
@@ -308,7 +310,7 @@ export class FakeHost {
 
   /** Custom events of a type, oldest first. */
   custom(type: string): Event[] {
-    return this.events.filter((event) => event.kind === "custom" && event.type === type);
+    return this.events.filter((event) => isEvent(event, "custom") && event.type === type);
   }
 
   /** Closes the runner's stdin and waits for it to exit. */
@@ -452,7 +454,7 @@ export class FakeHost {
     this.handle("tool/run", (params: ToolRunParams): ToolRunResult => {
       const callId = params.call_id ?? `call_${randomUUID()}`;
       const events: Event[] = [];
-      if (!this.events.some((event) => event.kind === "tool_call" && event.call_id === callId)) {
+      if (!this.events.some((event) => isEvent(event, "tool_call") && event.call_id === callId)) {
         events.push(...this.#append([{ kind: "tool_call", call_id: callId, name: params.name, arguments: params.arguments }]));
       }
       const output = { ran: params.name, arguments: params.arguments };
@@ -499,18 +501,18 @@ export function historyItems(events: Event[]): HistoryItems {
   let items: ModelItem[] = [];
   let compaction: Event | undefined;
   for (const event of events) {
-    if (event.kind === "message") {
+    if (isEvent(event, "message")) {
       items.push({ type: "message", role: event.role, content: event.content });
-    } else if (event.kind === "tool_call") {
+    } else if (isEvent(event, "tool_call")) {
       items.push({ type: "tool_call", call_id: event.call_id, name: event.name, arguments: event.arguments ?? {} });
-    } else if (event.kind === "tool_result") {
+    } else if (isEvent(event, "tool_result")) {
       items.push({
         type: "tool_result",
         call_id: event.call_id,
         output: typeof event.output === "string" ? event.output : JSON.stringify(event.output),
         is_error: event.is_error ?? false,
       });
-    } else if (event.kind === "custom" && event.type === "exo.compaction") {
+    } else if (isEvent(event, "custom") && event.type === "exo.compaction") {
       const summary = (event.payload as { summary?: unknown } | null)?.summary;
       if (typeof summary === "string") {
         compaction = event;

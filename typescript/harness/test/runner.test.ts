@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 
+import { isEvent } from "../src/events.js";
 import { FakeHost, type Message, type StartOptions } from "../src/testing.js";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/harness.ts", import.meta.url));
@@ -222,7 +223,7 @@ describe("a turn", LIMIT, () => {
       { kind: "tool_call", call_id: "c2", name: "echo", arguments: { text: "hi" } },
       { kind: "tool_result", call_id: "c2", output: { echoed: "hi" }, is_error: false },
     ]);
-    const kinds = host.events.slice(-4).map((e) => (e.kind === "custom" ? e.type : e.kind));
+    const kinds = host.events.slice(-4).map((e) => (isEvent(e, "custom") ? e.type : e.kind));
     assert.deepEqual(kinds, ["tool_call", "exo.approval", "tool_result", "turn_ended"]);
   });
 
