@@ -535,3 +535,100 @@ fn exo_enforces_the_round_limit_whatever_the_harness_counts() {
     );
     assert_eq!(fixture.model.requests().len(), 3);
 }
+
+/// The README's "TypeScript harnesses" commands, run as written (in a
+/// directory holding a copy of the example module, with `gpt-5.4`
+/// registered against the fake model server).
+#[test]
+fn the_readme_typescript_section_runs_as_written() {
+    require_runtime();
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let section = readme
+        .split("### TypeScript harnesses")
+        .nth(1)
+        .expect("the README has a TypeScript harnesses section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let commands: Vec<Vec<String>> = block
+        .lines()
+        .map(|line| line.split(" # ").next().unwrap().trim())
+        .filter(|line| !line.is_empty())
+        .map(words)
+        .collect();
+    assert_eq!(commands.len(), 4, "{block}");
+    assert!(commands[0]
+        .join(" ")
+        .contains("--harness typescript agent create"));
+
+    let env = crate::util::Env::new();
+    let examples = env.dir().join("examples/typescript");
+    std::fs::create_dir_all(&examples).unwrap();
+    std::fs::copy(
+        module("examples/typescript/basic-harness.ts"),
+        examples.join("basic-harness.ts"),
+    )
+    .unwrap();
+    let model = exo_fake_model::FakeModel::start(Wire::OpenAiChat);
+    model.push(Completion::text("Nothing but a module."));
+    env.ok(&[
+        "model",
+        "register",
+        "gpt-5.4",
+        "--provider",
+        "openai-chat",
+        "--base-url",
+        &model.base_url(),
+    ]);
+    for command in &commands {
+        assert_eq!(command[0], "exo", "{command:?}");
+        let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+        let run = env.run(&args);
+        assert_eq!(run.code, 0, "{command:?}: {}", run.stderr);
+        if args.contains(&"send") {
+            assert_eq!(run.stdout, "Nothing but a module.\n");
+        }
+    }
+    let shown = env.ok(&["agent", "show", "ts-basic"]).stdout;
+    assert!(
+        shown.contains("harness: builtin") && !shown.contains("module:"),
+        "{shown}"
+    );
+    let events = env.events("ts-basic", "try");
+    assert_eq!(of_kind(&events, "turn_ended")[0]["status"], "completed");
+}
+
+/// A command line split into words as a shell would, for the simple
+/// quoting the README uses (double quotes, no escapes).
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}

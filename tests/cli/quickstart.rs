@@ -93,7 +93,8 @@ fn root_comes_from_flag_then_env() {
 }
 
 /// The README's main command, `scripts/demo`, run with this build's binary:
-/// a scripted agent codes across three turns, then rewind, fork, resume.
+/// a scripted agent codes across three turns, then rewind, fork, and a
+/// resumed turn under the TypeScript harness.
 #[test]
 fn the_demo_runs() {
     let scratch = tempfile::tempdir().unwrap();
@@ -130,7 +131,22 @@ fn the_demo_runs() {
         "{rewound}"
     );
     assert!(rewound.contains("README.md\n(absent)"), "{rewound}");
-    // The fork holds turn 2's files and its resumed turn wrote a README.
+    // The fork holds turn 2's files and its resumed turn, run by the
+    // TypeScript harness, wrote a README.
     let fork = after_rewind.split("== fork").nth(1).unwrap();
+    let typescript = fork
+        .split("== the agent switches to a TypeScript harness")
+        .nth(1)
+        .unwrap();
+    assert!(typescript.contains("harness: typescript"), "{typescript}");
+    assert!(
+        typescript.contains("module: ")
+            && typescript.contains("examples/typescript/basic-harness.ts"),
+        "{typescript}"
+    );
+    assert!(
+        typescript.contains("README.md explains how to run it."),
+        "{typescript}"
+    );
     assert!(fork.contains("shout/README.md\n# greet"), "{fork}");
 }
