@@ -284,3 +284,46 @@ fn idle_runners_are_stopped_and_at_most_so_many_stay_warm() {
     harnessed.model.push(Completion::text("Back."));
     assert_eq!(conn.run_turn(turn("Again")).result()["status"], "completed");
 }
+
+#[test]
+fn a_rewind_or_a_delete_stops_the_runner_so_no_memory_outlives_the_log() {
+    let harnessed = Harnessed::new("tests/fixtures/harness/counter.ts");
+    let mut conn = harnessed.daemon.connect();
+    let text = |conn: &mut Conn| conn.run_turn(turn("Count")).result()["text"].clone();
+    assert_eq!(text(&mut conn), "turn 1 of this runner");
+    let first_end = conn.ok(
+        "events/list",
+        json!({"agent": "a", "conversation": "c", "kind": "turn_ended"}),
+    )["events"][0]["id"]
+        .clone();
+    assert_eq!(text(&mut conn), "turn 2 of this runner");
+    let runner = harnessed.runners();
+    assert_eq!(runner.len(), 1);
+
+    // After a rewind the next turn runs in a new runner: what the old one
+    // learnt on the abandoned branch is gone with it.
+    conn.ok(
+        "conversation/rewind",
+        json!({"agent": "a", "conversation": "c", "to": first_end}),
+    );
+    wait_until("the runner is stopped", || !alive(runner[0]));
+    assert_eq!(text(&mut conn), "turn 1 of this runner");
+
+    let runner = harnessed.runners();
+    assert_eq!(runner.len(), 1);
+    conn.ok(
+        "conversation/delete",
+        json!({"agent": "a", "conversation": "c"}),
+    );
+    wait_until("the runner is stopped", || !alive(runner[0]));
+
+    conn.ok(
+        "conversation/create",
+        json!({"agent": "a", "name": "D", "slug": "d"}),
+    );
+    conn.run_turn(json!({"agent": "a", "conversation": "d", "input": "Count"}));
+    let runner = harnessed.runners();
+    assert_eq!(runner.len(), 1);
+    conn.ok("agent/delete", json!({"agent": "a"}));
+    wait_until("the runner is stopped", || !alive(runner[0]));
+}

@@ -289,6 +289,12 @@ pub trait Executor: Send + Sync {
     }
 
     /// Drops what the executor keeps warm for an agent (its configuration
-    /// changed): the next turn starts afresh, from the log.
+    /// changed, or it was deleted): the next turn starts afresh, from the
+    /// log.
     fn forget_agent(&self, _agent: &str) {}
+
+    /// Drops what the executor keeps warm for a conversation (it was
+    /// rewound, so nothing learnt on the abandoned branch may carry over;
+    /// or it was deleted).
+    fn forget_conversation(&self, _conversation: exo_core::ConversationId) {}
 }

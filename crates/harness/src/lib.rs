@@ -133,6 +133,20 @@ impl Executor for TypeScript {
             runner.kill();
         }
     }
+
+    fn forget_conversation(&self, conversation: ConversationId) {
+        let stopped = self
+            .runners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conversation);
+        // A runner in a turn (one that began after the rewind) finishes
+        // it; out of the map, it is not used again, and its process is
+        // killed when the turn lets go of it.
+        if let Some(runner) = stopped.filter(|runner| runner.busy.try_lock().is_ok()) {
+            runner.kill();
+        }
+    }
 }
 
 impl TypeScript {

@@ -322,7 +322,9 @@ impl Service {
     }
 
     fn agent_delete(&self, _: &ClientContext, params: AgentParams) -> ServiceResult<Agent> {
-        Ok(convert::agent(&self.store().delete_agent(&params.agent)?))
+        let agent = self.store().delete_agent(&params.agent)?;
+        self.inner.executors.forget_agent(&agent.id.to_string());
+        Ok(convert::agent(&agent))
     }
 
     fn conversation_create(
@@ -368,10 +370,11 @@ impl Service {
         _: &ClientContext,
         params: exo_protocol::ConversationRef,
     ) -> ServiceResult<Conversation> {
-        Ok(convert::conversation(&self.store().delete_conversation(
-            &params.agent,
-            &params.conversation,
-        )?))
+        let conversation = self
+            .store()
+            .delete_conversation(&params.agent, &params.conversation)?;
+        self.inner.executors.forget_conversation(conversation.id);
+        Ok(convert::conversation(&conversation))
     }
 
     fn conversation_fork(
@@ -398,7 +401,11 @@ impl Service {
         _: &ClientContext,
         params: ConversationRewindParams,
     ) -> ServiceResult<RewindResult> {
-        self.rewind(params)
+        let rewound = self.rewind(params)?;
+        self.inner
+            .executors
+            .forget_conversation(rewound.conversation.id);
+        Ok(rewound)
     }
 
     fn conversation_append(

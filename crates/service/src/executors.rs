@@ -52,4 +52,11 @@ impl Executors {
             executor.forget_agent(agent);
         }
     }
+
+    /// Drops what any executor keeps warm for `conversation`.
+    pub fn forget_conversation(&self, conversation: exo_core::ConversationId) {
+        for executor in self.by_harness.values() {
+            executor.forget_conversation(conversation);
+        }
+    }
 }
