@@ -327,3 +327,42 @@ fn a_rewind_or_a_delete_stops_the_runner_so_no_memory_outlives_the_log() {
     conn.ok("agent/delete", json!({"agent": "a"}));
     wait_until("the runner is stopped", || !alive(runner[0]));
 }
+
+#[test]
+fn another_client_cannot_record_in_or_finish_an_executors_turn() {
+    let harnessed = Harnessed::new("tests/fixtures/harness/hangs.ts");
+    let mut conn = harnessed.daemon.connect();
+    let mut other = harnessed.daemon.connect();
+    let id = conn.request("turn/run", turn("Hang"));
+    let read = conn.until_streamed("hanging now");
+    let turn_id = read
+        .iter()
+        .find(|m| m["method"] == "turn/delta")
+        .expect("a delta")["params"]["turn"]
+        .clone();
+    let length = other.length("a", "c");
+    for (method, params) in [
+        (
+            "turn/append",
+            json!({"turn": turn_id, "events": [{"kind": "message", "role": "assistant", "content": "forged"}]}),
+        ),
+        (
+            "turn/finish",
+            json!({"turn": turn_id, "status": "completed"}),
+        ),
+    ] {
+        let error = other.err(method, params);
+        assert_eq!(error["code"], -32003, "{method}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("only it records in the turn"),
+            "{error}"
+        );
+    }
+    assert_eq!(other.length("a", "c"), length);
+    other.ok("turn/cancel", json!({"turn": turn_id}));
+    let response = conn.response(&id);
+    assert_eq!(response["result"]["status"], "cancelled", "{response}");
+}

@@ -450,6 +450,7 @@ impl Service {
         expected_head: Option<exo_core::EventId>,
         return_events: bool,
     ) -> ServiceResult<exo_store::Appended> {
+        self.not_an_executors_turn(turn)?;
         let events = input_events(events)?;
         Ok(self
             .store()
@@ -485,6 +486,7 @@ impl Service {
         _: &ClientContext,
         params: TurnAppendParams,
     ) -> ServiceResult<AppendResult> {
+        self.not_an_executors_turn(params.turn)?;
         let events = value_events(params.events)?;
         let appended = self.store().append_each_to_turn(
             params.turn,
@@ -500,6 +502,7 @@ impl Service {
         client: &ClientContext,
         params: TurnFinishParams,
     ) -> ServiceResult<TurnFinishResult> {
+        self.not_an_executors_turn(params.turn)?;
         let status = self.finish_turn(params.turn, params.status)?;
         client
             .turns

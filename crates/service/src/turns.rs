@@ -369,6 +369,27 @@ impl Service {
         })
     }
 
+    /// Refuses to let a caller record in, or finish, a turn an executor of
+    /// this process is running (`turn/run`): the turn is the executor's.
+    pub(crate) fn not_an_executors_turn(&self, turn: TurnId) -> Result<(), crate::ServiceError> {
+        let running = self
+            .inner
+            .running
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&turn);
+        if running {
+            return Err(simple_error(
+                ErrorCode::Busy,
+                format!(
+                    "turn {turn} is run by an executor here (turn/run): only it records in the turn; turn/cancel stops it"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `turn/cancel`: cancels a turn running here.
     pub(crate) fn cancel_turn(&self, turn: TurnId) -> Result<Empty, crate::ServiceError> {
         let running = self
