@@ -35,8 +35,8 @@
 //! # Running
 //!
 //! ```text
-//! cargo bench -p exo-service --bench rpc                     # full
-//! EXO_BENCH_QUICK=1 cargo bench -p exo-service --bench rpc   # quick: a few seconds
+//! cargo bench -p exo-daemon --bench rpc                     # full
+//! EXO_BENCH_QUICK=1 cargo bench -p exo-daemon --bench rpc   # quick: a few seconds
 //! ```
 //!
 //! `EXO_BENCH_TMP=<dir>` puts the temporary roots elsewhere (default
@@ -49,20 +49,24 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::error::Error;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-type BenchResult<T> = Result<T, Box<dyn Error>>;
+use common::{
+    exo_binary, exo_command, scratch_dir, start_socket_daemon, thousands, BenchResult, Client,
+    Mode, Peer, Reply, Report, Series, Stats, Target, Unit,
+};
 
 /// Set in the environment of the re-executed benchmark that serves as the
 /// stdio floor.
@@ -128,416 +132,19 @@ impl Plan {
     fn throughput_requests(&self) -> usize {
         self.round_requests * self.rounds
     }
-}
 
-// ------------------------------------------------------------ statistics
-
-/// A latency distribution.
-#[derive(Clone, Copy, Debug)]
-struct Stats {
-    n: usize,
-    p50: Duration,
-    p99: Duration,
-    min: Duration,
-    max: Duration,
-    mean: Duration,
-}
-
-impl Stats {
-    fn of(mut samples: Vec<Duration>) -> Stats {
-        assert!(!samples.is_empty(), "no samples");
-        samples.sort_unstable();
-        let n = samples.len();
-        let total: Duration = samples.iter().sum();
-        Stats {
-            n,
-            p50: percentile(&samples, 0.50),
-            p99: percentile(&samples, 0.99),
-            min: samples[0],
-            max: samples[n - 1],
-            mean: total / n as u32,
-        }
-    }
-
-    fn to_json(self) -> Value {
+    fn to_json(&self) -> Value {
         json!({
-            "n": self.n,
-            "p50_us": us(self.p50),
-            "p99_us": us(self.p99),
-            "min_us": us(self.min),
-            "max_us": us(self.max),
-            "mean_us": us(self.mean),
+            "warmup": self.warmup,
+            "ping_samples": self.ping_samples,
+            "ping_block": self.ping_block,
+            "window": self.window,
+            "round_requests": self.round_requests,
+            "rounds": self.rounds,
+            "turns": self.turns,
+            "batch": self.batch,
+            "append_events": self.append_events,
         })
-    }
-}
-
-/// The nearest-rank percentile `p` (0..=1) of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn us(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
-}
-
-/// Timed samples of one series, warm-up calls left out.
-struct Series {
-    warmup: usize,
-    calls: usize,
-    samples: Vec<Duration>,
-}
-
-impl Series {
-    fn new(warmup: usize) -> Series {
-        Series {
-            warmup,
-            calls: 0,
-            samples: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, elapsed: Duration) {
-        if self.calls >= self.warmup {
-            self.samples.push(elapsed);
-        }
-        self.calls += 1;
-    }
-
-    fn stats(self) -> Stats {
-        Stats::of(self.samples)
-    }
-}
-
-// ---------------------------------------------------------------- report
-
-#[derive(Clone, Copy, Debug)]
-enum Unit {
-    Micros,
-    RequestsPerSec,
-    Millis,
-    MiB,
-}
-
-impl Unit {
-    fn name(self) -> &'static str {
-        match self {
-            Unit::Micros => "us",
-            Unit::RequestsPerSec => "requests/s",
-            Unit::Millis => "ms",
-            Unit::MiB => "MiB",
-        }
-    }
-
-    fn format(self, value: f64) -> String {
-        match self {
-            Unit::Micros if value >= 10_000.0 => format!("{:.2} ms", value / 1e3),
-            Unit::Micros => format!("{value:.1} µs"),
-            Unit::RequestsPerSec => format!("{} req/s", thousands(value.round() as u64)),
-            Unit::Millis => format!("{value:.0} ms"),
-            Unit::MiB => format!("{value:.1} MiB"),
-        }
-    }
-}
-
-/// What the ratio of exo to its reference should reach.
-#[derive(Clone, Copy, Debug)]
-enum Target {
-    AtMost(f64),
-    AtLeast(f64),
-}
-
-impl Target {
-    fn met(self, value: f64) -> bool {
-        match self {
-            Target::AtMost(bound) => value <= bound,
-            Target::AtLeast(bound) => value >= bound,
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Target::AtMost(bound) => format!("<= {bound:.2}x"),
-            Target::AtLeast(bound) => format!(">= {bound:.2}x"),
-        }
-    }
-
-    fn to_json(self) -> Value {
-        match self {
-            Target::AtMost(bound) => json!({"op": "<=", "ratio": bound}),
-            Target::AtLeast(bound) => json!({"op": ">=", "ratio": bound}),
-        }
-    }
-}
-
-/// One row: exo's value next to its reference (the floor, or a paired
-/// fsync), and the ratio between them.
-struct Row {
-    key: String,
-    label: String,
-    unit: Unit,
-    exo: f64,
-    reference: f64,
-    /// What `reference` is: "floor" or "fsync".
-    reference_kind: &'static str,
-    target: Option<Target>,
-}
-
-impl Row {
-    fn ratio(&self) -> f64 {
-        self.exo / self.reference
-    }
-
-    fn pass(&self) -> Option<bool> {
-        self.target.map(|target| target.met(self.ratio()))
-    }
-}
-
-#[derive(Default)]
-struct Report {
-    rows: Vec<Row>,
-    distributions: Map<String, Value>,
-    extra: Map<String, Value>,
-}
-
-impl Report {
-    #[allow(clippy::too_many_arguments)]
-    fn row(
-        &mut self,
-        key: &str,
-        label: &str,
-        unit: Unit,
-        exo: f64,
-        reference: f64,
-        reference_kind: &'static str,
-        target: Option<Target>,
-    ) {
-        self.rows.push(Row {
-            key: key.to_string(),
-            label: label.to_string(),
-            unit,
-            exo,
-            reference,
-            reference_kind,
-            target,
-        });
-    }
-
-    /// p50 and p99 rows of two distributions; the target applies to p50.
-    fn latency(
-        &mut self,
-        key: &str,
-        label: &str,
-        (exo, reference): (Stats, Stats),
-        reference_kind: &'static str,
-        p50_target: Option<Target>,
-    ) {
-        self.distributions
-            .insert(format!("{key}.exo"), exo.to_json());
-        self.distributions
-            .insert(format!("{key}.{reference_kind}"), reference.to_json());
-        let (exo_p50, ref_p50) = (us(exo.p50), us(reference.p50));
-        self.row(
-            &format!("{key}.p50"),
-            &format!("{label} p50"),
-            Unit::Micros,
-            exo_p50,
-            ref_p50,
-            reference_kind,
-            p50_target,
-        );
-        let (exo_p99, ref_p99) = (us(exo.p99), us(reference.p99));
-        self.row(
-            &format!("{key}.p99"),
-            &format!("{label} p99"),
-            Unit::Micros,
-            exo_p99,
-            ref_p99,
-            reference_kind,
-            None,
-        );
-    }
-
-    fn all_pass(&self) -> bool {
-        self.rows.iter().all(|row| row.pass() != Some(false))
-    }
-
-    fn print_table(&self, plan: &Plan) {
-        println!();
-        println!(
-            "exo RPC benchmark ({}: {} pings, {} pipelined requests with {} in flight, {} turns)",
-            plan.mode,
-            thousands(plan.ping_samples as u64),
-            thousands(plan.throughput_requests() as u64),
-            plan.window,
-            plan.turns,
-        );
-        let width = self
-            .rows
-            .iter()
-            .map(|row| row.label.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(6);
-        println!(
-            "{:<width$}  {:>15}  {:>15}  {:>6}  {:>9}  {:>8}  result",
-            "metric", "exo", "reference", "ref", "exo/ref", "target"
-        );
-        println!(
-            "{}",
-            "-".repeat(width + 2 + 15 + 2 + 15 + 2 + 6 + 2 + 9 + 2 + 8 + 8)
-        );
-        for row in &self.rows {
-            let result = match row.pass() {
-                Some(true) => "PASS",
-                Some(false) => "MISS",
-                None => "info",
-            };
-            println!(
-                "{:<width$}  {:>15}  {:>15}  {:>6}  {:>9}  {:>8}  {result}",
-                row.label,
-                row.unit.format(row.exo),
-                row.unit.format(row.reference),
-                row.reference_kind,
-                format!("{:.2}x", row.ratio()),
-                row.target.map_or_else(|| "-".to_string(), Target::describe),
-            );
-        }
-        let targets = self.rows.iter().filter(|row| row.target.is_some()).count();
-        let missed = self
-            .rows
-            .iter()
-            .filter(|row| row.pass() == Some(false))
-            .count();
-        println!("{} of {targets} targets met", targets - missed);
-    }
-
-    fn to_json(&self, plan: &Plan, exo: &Path) -> Value {
-        let rows: Vec<Value> = self
-            .rows
-            .iter()
-            .map(|row| {
-                json!({
-                    "key": row.key,
-                    "label": row.label,
-                    "unit": row.unit.name(),
-                    "exo": row.exo,
-                    "reference": row.reference,
-                    "reference_kind": row.reference_kind,
-                    "ratio": row.ratio(),
-                    "target": row.target.map(Target::to_json),
-                    "pass": row.pass(),
-                })
-            })
-            .collect();
-        let unix_time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        json!({
-            "bench": "rpc",
-            "mode": plan.mode,
-            "unix_time": unix_time,
-            "exo_binary": exo.display().to_string(),
-            "plan": {
-                "warmup": plan.warmup,
-                "ping_samples": plan.ping_samples,
-                "ping_block": plan.ping_block,
-                "window": plan.window,
-                "round_requests": plan.round_requests,
-                "rounds": plan.rounds,
-                "turns": plan.turns,
-                "batch": plan.batch,
-                "append_events": plan.append_events,
-            },
-            "all_pass": self.all_pass(),
-            "metrics": rows,
-            "distributions": self.distributions,
-            "details": self.extra,
-        })
-    }
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-// ----------------------------------------------------------------- paths
-
-/// The directory of this benchmark's profile: the binary runs from
-/// `<target>/<profile>/deps/`.
-fn profile_dir() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let deps = exe.parent()?;
-    if deps.file_name()? != "deps" {
-        return None;
-    }
-    deps.parent().map(Path::to_path_buf)
-}
-
-fn target_dir() -> PathBuf {
-    profile_dir()
-        .and_then(|profile| profile.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// The workspace root; cargo runs benches from the package's directory.
-fn workspace_root() -> PathBuf {
-    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
-    package.ancestors().nth(2).unwrap_or(package).to_path_buf()
-}
-
-/// The `exo` binary of this benchmark's profile, built first.
-fn exo_binary() -> BenchResult<PathBuf> {
-    if let Some(path) = std::env::var_os("EXO_BENCH_EXO").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let profile = profile_dir().unwrap_or_else(|| target_dir().join("release"));
-    let binary = profile.join("exo");
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build
-        .args(["build", "--bin", "exo"])
-        .current_dir(workspace_root());
-    match profile.file_name().and_then(|name| name.to_str()) {
-        Some("debug") => {}
-        Some("release") | None => {
-            build.arg("--release");
-        }
-        Some(other) => {
-            build.args(["--profile", other]);
-        }
-    }
-    eprintln!("building the exo binary: {build:?}");
-    match build.status() {
-        Ok(status) if status.success() => {}
-        Ok(status) if binary.exists() => {
-            eprintln!("warning: `cargo build` failed ({status}); using the existing binary")
-        }
-        Ok(status) => return Err(format!("building exo failed: {status}").into()),
-        Err(err) if binary.exists() => {
-            eprintln!("warning: cannot run cargo ({err}); using the existing binary")
-        }
-        Err(err) => return Err(format!("cannot run cargo to build exo: {err}").into()),
-    }
-    if !binary.exists() {
-        return Err(format!("no exo binary at {}", binary.display()).into());
-    }
-    Ok(binary)
-}
-
-/// Where the JSON results go, if anywhere.
-fn output_path(bench_mode: bool) -> Option<PathBuf> {
-    match std::env::var_os("EXO_BENCH_OUT") {
-        Some(path) if !path.is_empty() => Some(workspace_root().join(path)),
-        _ if bench_mode => Some(target_dir().join("bench").join("rpc.json")),
-        _ => None,
     }
 }
 
@@ -592,114 +199,6 @@ fn spawn_socket_floor(path: &Path) -> BenchResult<()> {
 
 // -------------------------------------------------------------- children
 
-/// A child process, killed if still running when dropped.
-struct Peer {
-    name: &'static str,
-    child: Child,
-    log: Option<PathBuf>,
-}
-
-impl Peer {
-    fn log_tail(&self) -> String {
-        self.log
-            .as_ref()
-            .and_then(|log| fs::read_to_string(log).ok())
-            .map(|text| {
-                let lines: Vec<&str> = text.lines().collect();
-                lines[lines.len().saturating_sub(20)..].join("\n")
-            })
-            .unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> BenchResult<()> {
-        if let Some(status) = self.child.try_wait()? {
-            return Err(format!(
-                "{} exited early ({status}):\n{}",
-                self.name,
-                self.log_tail()
-            )
-            .into());
-        }
-        Ok(())
-    }
-
-    /// Waits for the process to end after it was asked to; then SIGTERM,
-    /// then SIGKILL.
-    fn wait(mut self, grace: Duration) {
-        if wait_exit(&mut self.child, grace) {
-            return;
-        }
-        eprintln!(
-            "{} did not stop within {grace:?}; sending SIGTERM",
-            self.name
-        );
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        if !wait_exit(&mut self.child, Duration::from_secs(5)) {
-            eprintln!("{} ignored SIGTERM; killing it", self.name);
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
-
-fn exo_command(exo: &Path, root: &Path, log: &Path) -> BenchResult<Command> {
-    let mut command = Command::new(exo);
-    command
-        .arg("--root")
-        .arg(root)
-        .arg("daemon")
-        .env_remove("EXO_LOG")
-        .env_remove("RUST_LOG")
-        .current_dir(root.parent().unwrap_or(root))
-        .stderr(File::create(log)?);
-    Ok(command)
-}
-
-/// `exo --root <root> daemon`, once its socket accepts connections.
-fn start_socket_daemon(exo: &Path, root: &Path) -> BenchResult<(Peer, PathBuf)> {
-    let log = root.with_extension("log");
-    let child = exo_command(exo, root, &log)?
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?;
-    let mut peer = Peer {
-        name: "exo daemon",
-        child,
-        log: Some(log),
-    };
-    let socket = root.join("exo.sock");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        peer.exited()?;
-        if UnixStream::connect(&socket).is_ok() {
-            return Ok((peer, socket));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("exo daemon: no socket at {} after 30 s", socket.display()).into());
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `exo --root <root> daemon --stdio`, and a client on its stdio.
 fn start_stdio_daemon(exo: &Path, root: &Path) -> BenchResult<(Peer, Client)> {
     let log = root.with_extension("log");
@@ -732,167 +231,6 @@ fn start_stdio_floor() -> BenchResult<(Peer, Client)> {
         log: None,
     };
     Ok((peer, client))
-}
-
-// ---------------------------------------------------------------- client
-
-#[derive(Deserialize)]
-struct Reply {
-    id: Option<u64>,
-    result: Option<IgnoredAny>,
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct FullReply {
-    id: Option<u64>,
-    result: Option<Value>,
-    error: Option<Value>,
-}
-
-/// A blocking NDJSON client that can pipeline.
-struct Client {
-    reader: BufReader<Box<dyn Read + Send>>,
-    writer: Box<dyn Write + Send>,
-    next_id: u64,
-    line: Vec<u8>,
-    out: Vec<u8>,
-}
-
-impl Client {
-    fn new(reader: Box<dyn Read + Send>, writer: Box<dyn Write + Send>) -> Client {
-        Client {
-            reader: BufReader::with_capacity(64 << 10, reader),
-            writer,
-            next_id: 1,
-            line: Vec::new(),
-            out: Vec::new(),
-        }
-    }
-
-    fn socket(path: &Path) -> BenchResult<Client> {
-        let stream = UnixStream::connect(path)?;
-        let reader = stream.try_clone()?;
-        Ok(Client::new(Box::new(reader), Box::new(stream)))
-    }
-
-    fn of_child(child: &mut Child) -> BenchResult<Client> {
-        let stdin = child.stdin.take().ok_or("no stdin pipe")?;
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        Ok(Client::new(Box::new(stdout), Box::new(stdin)))
-    }
-
-    fn queue_ping(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-        self.out.extend_from_slice(id.to_string().as_bytes());
-        self.out.extend_from_slice(b",\"method\":\"ping\"}\n");
-        id
-    }
-
-    fn send_queued(&mut self) -> io::Result<()> {
-        self.writer.write_all(&self.out)?;
-        self.writer.flush()?;
-        self.out.clear();
-        Ok(())
-    }
-
-    fn read_line(&mut self) -> BenchResult<()> {
-        self.line.clear();
-        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
-            return Err("the server closed the connection".into());
-        }
-        Ok(())
-    }
-
-    fn read_reply(&mut self) -> BenchResult<u64> {
-        self.read_line()?;
-        let reply: Reply = serde_json::from_slice(&self.line)?;
-        match reply {
-            Reply {
-                id: Some(id),
-                result: Some(_),
-                error: None,
-            } => Ok(id),
-            _ => Err(format!("unexpected reply: {}", String::from_utf8_lossy(&self.line)).into()),
-        }
-    }
-
-    fn buffered_line(&self) -> bool {
-        self.reader.buffer().contains(&b'\n')
-    }
-
-    /// One `ping` round trip.
-    fn ping(&mut self) -> BenchResult<Duration> {
-        let id = self.queue_ping();
-        let start = Instant::now();
-        self.send_queued()?;
-        self.read_line()?;
-        let elapsed = start.elapsed();
-        let reply: Reply = serde_json::from_slice(&self.line)?;
-        if reply.id != Some(id) || reply.result.is_none() {
-            return Err(format!(
-                "unexpected reply to ping {id}: {}",
-                String::from_utf8_lossy(&self.line)
-            )
-            .into());
-        }
-        Ok(elapsed)
-    }
-
-    /// `total` pings with up to `window` in flight: new requests go out in
-    /// one write whenever replies have made room. Returns the time from the
-    /// first write to the last reply.
-    fn pipelined(&mut self, total: usize, window: usize) -> BenchResult<Duration> {
-        let first = self.next_id;
-        let (mut sent, mut received, mut id_sum) = (0usize, 0usize, 0u64);
-        let start = Instant::now();
-        while received < total {
-            let room = (window - (sent - received)).min(total - sent);
-            if room > 0 {
-                for _ in 0..room {
-                    self.queue_ping();
-                }
-                sent += room;
-                self.send_queued()?;
-            }
-            loop {
-                id_sum += self.read_reply()?;
-                received += 1;
-                if !self.buffered_line() {
-                    break;
-                }
-            }
-        }
-        let elapsed = start.elapsed();
-        let expected: u64 = (first..first + total as u64).sum();
-        if id_sum != expected {
-            return Err("pipelined replies do not match their requests".into());
-        }
-        Ok(elapsed)
-    }
-
-    /// Calls `method` and returns its result.
-    fn call(&mut self, method: &str, params: Value) -> BenchResult<Value> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        serde_json::to_writer(&mut self.out, &request)?;
-        self.out.push(b'\n');
-        self.send_queued()?;
-        loop {
-            self.read_line()?;
-            let reply: FullReply = serde_json::from_slice(&self.line)?;
-            if reply.id != Some(id) {
-                continue;
-            }
-            return match (reply.result, reply.error) {
-                (Some(result), None) => Ok(result),
-                (_, error) => Err(format!("{method} failed: {}", error.unwrap_or_default()).into()),
-            };
-        }
-    }
 }
 
 // -------------------------------------------------------------- measures
@@ -1266,29 +604,10 @@ fn main() -> BenchResult<()> {
     if std::env::var_os(ECHO_ENV).is_some() {
         return Ok(echo(io::stdin().lock(), io::stdout().lock())?);
     }
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
-    // and then a quick smoke run is enough.
-    let bench_mode = std::env::args().any(|arg| arg == "--bench");
-    let quick = std::env::var("EXO_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let plan = Plan::new(match (bench_mode, quick) {
-        (false, _) => "smoke",
-        (true, true) => "quick",
-        (true, false) => "full",
-    });
+    let mode = Mode::from_env();
+    let plan = Plan::new(mode.name);
     let exo = exo_binary()?;
-
-    let scratch = match std::env::var_os("EXO_BENCH_TMP") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => target_dir().join("bench-tmp"),
-    };
-    fs::create_dir_all(&scratch)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix("rpc-")
-        .tempdir_in(&scratch)?;
-    // Unix socket paths are limited to 107 bytes.
-    if tmp.path().join("socket/exo.sock").as_os_str().len() > 100 {
-        tmp = tempfile::Builder::new().prefix("exo-rpc-").tempdir()?;
-    }
+    let tmp = scratch_dir("rpc", "socket/exo.sock")?;
     let mut report = Report::default();
 
     // ------------------------------------------------ socket
@@ -1483,15 +802,15 @@ fn main() -> BenchResult<()> {
     daemon.wait(Duration::from_secs(30));
     floor.wait(Duration::from_secs(5));
 
-    report.print_table(&plan);
-    if let Some(out) = output_path(bench_mode) {
-        if let Some(parent) = out.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        let json = serde_json::to_string_pretty(&report.to_json(&plan, &exo))?;
-        fs::write(&out, json + "\n")?;
-        println!("results written to {}", out.display());
-    }
+    report.print_table(&format!(
+        "exo RPC benchmark ({}: {} pings, {} pipelined requests with {} in flight, {} turns)",
+        plan.mode,
+        thousands(plan.ping_samples as u64),
+        thousands(plan.throughput_requests() as u64),
+        plan.window,
+        plan.turns,
+    ));
+    report.write_json(&mode, "rpc", &exo, plan.to_json())?;
     drop(probe);
     tmp.close()?;
     Ok(())
