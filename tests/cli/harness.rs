@@ -151,6 +151,7 @@ fn the_runner_never_holds_the_key() {
         &[
             ("EXO_E2E_PROVIDER_KEY", API_KEY),
             ("SOME_SERVICE_TOKEN", canary),
+            ("NODE_OPTIONS", "--max-old-space-size=300"),
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -182,6 +183,8 @@ fn the_runner_never_holds_the_key() {
         .keys()
         .any(|name| name.starts_with("EXO_E2E") || name == "EXO_ENCRYPTION_KEY"));
     assert_eq!(seen["env"]["EXO_HARNESS"], "1");
+    // Node's own settings are passed on.
+    assert_eq!(seen["env"]["NODE_OPTIONS"], "--max-old-space-size=300");
     // Its environment is the short list exo passes, nothing else.
     let names: Vec<&String> = seen["env"].as_object().unwrap().keys().collect();
     for name in &names {

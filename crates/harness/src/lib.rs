@@ -170,8 +170,10 @@ impl TypeScript {
                 .collect();
             keys.iter().filter_map(|key| runners.remove(key)).collect()
         };
+        // Stopped in the background: a turn never waits for another
+        // conversation's runner to exit.
         for runner in stale {
-            runner.stop().await;
+            tokio::spawn(runner.stop());
         }
         let warm = self
             .runners
@@ -190,7 +192,7 @@ impl TypeScript {
             self.over_the_cap(&mut runners)
         };
         for runner in evicted {
-            runner.stop().await;
+            tokio::spawn(runner.stop());
         }
         self.stop_when_idle(&runner);
         Ok(runner)
@@ -313,8 +315,12 @@ impl TypeScript {
             model: None,
         };
         let (agent, conversation) = (request.agent.clone(), request.conversation.clone());
-        let begun = blocking(&substrate, move |s| {
-            s.begin_turn(&agent, &conversation, input)
+        let conversation_id = setup.conversation;
+        // The history the runner is sent is read in the same trip to the
+        // blocking pool as the turn begins.
+        let (begun, history) = blocking(&substrate, move |s| {
+            let begun = s.begin_turn(&agent, &conversation, input)?;
+            Ok((begun, runner::history_of(s, conversation_id)))
         })
         .await?;
         observer.recorded(begun.turn, &begun.events);
@@ -341,18 +347,26 @@ impl TypeScript {
             calls: Default::default(),
         });
         runner.served.enter(Arc::clone(&scope));
-        let params = runner::turn_params(
-            &host,
-            begun.session,
-            agent_id,
-            request.input.clone(),
-            exo_executor::instructions(setup.instructions.as_deref(), setup.workspace.as_deref()),
-            max_rounds,
-        );
-        let (status, error) = self
-            .drive(&runner, &host, &params, &cancel)
-            .await
-            .unwrap_or_else(|err| (TurnStatus::Failed, Some(err.to_string())));
+        let (status, error) = match history {
+            Ok(history) => {
+                let params = runner::turn_params(
+                    &host,
+                    begun.session,
+                    agent_id,
+                    request.input.clone(),
+                    exo_executor::instructions(
+                        setup.instructions.as_deref(),
+                        setup.workspace.as_deref(),
+                    ),
+                    max_rounds,
+                    history,
+                );
+                self.drive(&runner, &host, &params, &cancel)
+                    .await
+                    .unwrap_or_else(|err| (TurnStatus::Failed, Some(err.to_string())))
+            }
+            Err(err) => (TurnStatus::Failed, Some(err.to_string())),
+        };
         runner.served.leave();
         runner.touch();
         if status == TurnStatus::Interrupted {

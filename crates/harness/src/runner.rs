@@ -299,10 +299,23 @@ impl Served {
 
     /// Refuses params that name another agent or conversation than the
     /// runner's.
-    fn check_names(&self, params: &Value) -> Result<(), ErrorObject> {
-        let names = |key: &str| params.get(key).and_then(Value::as_str).map(str::to_owned);
+    fn check_names(&self, request: &Request) -> Result<(), ErrorObject> {
+        // Only the two names are read; the rest of the params (a whole
+        // history, for model/complete) is skipped, not built into values.
+        #[derive(serde::Deserialize, Default)]
+        struct Names {
+            #[serde(default)]
+            agent: Option<Value>,
+            #[serde(default)]
+            conversation: Option<Value>,
+        }
+        let names: Names = request.params_as().unwrap_or_default();
+        let name = |value: Option<Value>| match value {
+            Some(Value::String(name)) => Some(name),
+            _ => None,
+        };
         let id = &self.identity;
-        if let Some(agent) = names("agent") {
+        if let Some(agent) = name(names.agent) {
             if agent != id.agent.to_string() && agent != id.agent_slug {
                 return Err(invalid(format!(
                     "this runner serves agent {}, not {agent}",
@@ -310,7 +323,7 @@ impl Served {
                 )));
             }
         }
-        if let Some(conversation) = names("conversation") {
+        if let Some(conversation) = name(names.conversation) {
             if conversation != id.conversation.to_string() && conversation != id.conversation_slug {
                 return Err(invalid(format!(
                     "this runner serves conversation {}, not {conversation}",
@@ -372,12 +385,7 @@ impl Handler for Served {
         }
         let scope = self.scope();
         let conversation = self.identity.conversation;
-        let params = request
-            .params
-            .as_ref()
-            .map(Json::to_value)
-            .unwrap_or(Value::Null);
-        let named = self.check_names(&params);
+        let named = self.check_names(&request);
         Box::pin(async move {
             named?;
             match request.method.as_str() {
@@ -395,7 +403,11 @@ impl Handler for Served {
                 | HostArtifactList::NAME => {
                     let substrate = Arc::clone(&scope?.substrate);
                     let method = request.method.clone();
-                    let mut params = params;
+                    let mut params = request
+                        .params
+                        .as_ref()
+                        .map(Json::to_value)
+                        .unwrap_or(Value::Null);
                     if params.is_null() {
                         params = Value::Object(Default::default());
                     }
@@ -662,15 +674,31 @@ async fn history_items(
     substrate: Arc<dyn Substrate>,
     conversation: ConversationId,
 ) -> Result<Json, ErrorObject> {
-    let (items, compaction) = tokio::task::spawn_blocking(move || {
-        let items = exo_executor::prompt_items(substrate.as_ref(), conversation)?;
-        let compaction = substrate.latest_compaction(conversation, None)?;
-        Ok::<_, SubstrateError>((items, compaction))
-    })
-    .await
-    .map_err(|err| internal(err.to_string()))?
-    .map_err(from_substrate)?;
-    reply(&HistoryItems {
+    let history = history_now(substrate, conversation)
+        .await
+        .map_err(from_substrate)?;
+    reply(&history)
+}
+
+/// The conversation's history as a model sees it, from the newest
+/// compaction on: what `history/items` answers.
+async fn history_now(
+    substrate: Arc<dyn Substrate>,
+    conversation: ConversationId,
+) -> Result<HistoryItems, SubstrateError> {
+    tokio::task::spawn_blocking(move || history_of(substrate.as_ref(), conversation))
+        .await
+        .map_err(|err| SubstrateError::from(err.to_string()))?
+}
+
+/// The same, on the caller's thread (which may block).
+pub(crate) fn history_of(
+    substrate: &dyn Substrate,
+    conversation: ConversationId,
+) -> Result<HistoryItems, SubstrateError> {
+    let items = exo_executor::prompt_items(substrate, conversation)?;
+    let compaction = substrate.latest_compaction(conversation, None)?;
+    Ok(HistoryItems {
         items: items.iter().map(from_model_item).collect(),
         compaction: compaction.as_ref().map(exo_protocol::Event::from),
     })
@@ -743,6 +771,7 @@ pub(crate) fn turn_params(
     input: Vec<ContentPart>,
     instructions: String,
     max_rounds: u32,
+    history: HistoryItems,
 ) -> HarnessTurnParams {
     HarnessTurnParams {
         turn: host.turn(),
@@ -761,5 +790,6 @@ pub(crate) fn turn_params(
             })
             .collect(),
         max_rounds,
+        history: Some(history),
     }
 }

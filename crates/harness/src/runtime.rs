@@ -92,12 +92,18 @@ impl Runtime {
 
 /// The variables a runner gets.
 pub(crate) fn passed_environment() -> Vec<(OsString, OsString)> {
-    std::env::vars_os()
-        .filter(|(name, _)| {
-            let name = name.to_string_lossy();
-            PASSED.contains(&name.as_ref()) || name.starts_with("LC_")
+    // A variable exo's start-up took out of its environment (NODE_OPTIONS,
+    // NODE_PATH: not among those a process that runs tools keeps) is read
+    // from what was handed over.
+    let mut passed: Vec<(OsString, OsString)> = PASSED
+        .iter()
+        .filter_map(|name| {
+            exo_secrets::environment::var_os(name).map(|value| (OsString::from(name), value))
         })
-        .collect()
+        .collect();
+    passed
+        .extend(std::env::vars_os().filter(|(name, _)| name.to_string_lossy().starts_with("LC_")));
+    passed
 }
 
 /// A message about starting `node`.

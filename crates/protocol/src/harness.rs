@@ -133,6 +133,11 @@ pub struct HarnessTurnParams {
     pub tools: Vec<ToolSpec>,
     /// The turn's round limit: the most recorded model calls it may make.
     pub max_rounds: u32,
+    /// The conversation's history as `history/items` answers it when the
+    /// turn begins (the user's message included), so that a harness that
+    /// starts by reading it needs no round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryItems>,
 }
 
 /// How a runner's turn ended.
@@ -159,9 +164,13 @@ pub struct HarnessTurnResult {
 
 // --------------------------------------------------------- model/complete
 
+// Read by hand (`ModelItem::deserialize`, below) rather than derived: a
+// derived internally tagged enum buffers every item, and its untagged
+// content again, before reading it, and a whole history travels in every
+// `model/complete`.
 /// One entry of the conversation as a model sees it, in exo's
 /// model-neutral form.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ModelItem {
     /// A message.
@@ -195,13 +204,97 @@ pub enum ModelItem {
 }
 
 /// A message's content: plain text, or content parts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ModelContent {
     /// Plain text: one text part.
     Text(String),
     /// Content parts.
     Parts(Vec<ContentPart>),
+}
+
+impl<'de> Deserialize<'de> for ModelContent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ModelContent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ModelContent, E> {
+                Ok(ModelContent::Text(text.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<ModelContent, E> {
+                Ok(ModelContent::Text(text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ModelContent, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+                while let Some(part) = seq.next_element::<ContentPart>()? {
+                    parts.push(part);
+                }
+                Ok(ModelContent::Parts(parts))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Message,
+            ToolCall,
+            ToolResult,
+        }
+        /// Every field of every kind, read in one pass; unknown fields are
+        /// ignored, as the derived form did.
+        #[derive(Deserialize)]
+        struct Flat {
+            #[serde(rename = "type")]
+            kind: Kind,
+            role: Option<Role>,
+            content: Option<ModelContent>,
+            call_id: Option<String>,
+            name: Option<String>,
+            arguments: Option<Value>,
+            output: Option<String>,
+            #[serde(default)]
+            is_error: bool,
+        }
+        let flat = Flat::deserialize(deserializer)?;
+        Ok(match flat.kind {
+            Kind::Message => ModelItem::Message {
+                role: flat.role.ok_or_else(|| D::Error::missing_field("role"))?,
+                content: flat
+                    .content
+                    .ok_or_else(|| D::Error::missing_field("content"))?,
+            },
+            Kind::ToolCall => ModelItem::ToolCall {
+                call_id: flat
+                    .call_id
+                    .ok_or_else(|| D::Error::missing_field("call_id"))?,
+                name: flat.name.ok_or_else(|| D::Error::missing_field("name"))?,
+                arguments: flat
+                    .arguments
+                    .ok_or_else(|| D::Error::missing_field("arguments"))?,
+            },
+            Kind::ToolResult => ModelItem::ToolResult {
+                call_id: flat
+                    .call_id
+                    .ok_or_else(|| D::Error::missing_field("call_id"))?,
+                output: flat
+                    .output
+                    .ok_or_else(|| D::Error::missing_field("output"))?,
+                is_error: flat.is_error,
+            },
+        })
+    }
 }
 
 fn yes() -> bool {
@@ -743,6 +836,53 @@ mod tests {
         ]);
         let items: Vec<ModelItem> = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(serde_json::to_value(&items).unwrap(), wire);
+    }
+
+    #[test]
+    fn items_read_from_text_as_from_values_and_bad_ones_say_what_is_missing() {
+        let text = r#"[{"type":"message","role":"user","content":"a \"quoted\" word","extra":1},
+            {"type":"tool_call","call_id":"c","name":"n","arguments":"not json"}]"#;
+        let items: Vec<ModelItem> = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            items[0],
+            ModelItem::Message {
+                role: Role::User,
+                content: ModelContent::Text("a \"quoted\" word".into())
+            }
+        );
+        assert_eq!(
+            items[1],
+            ModelItem::ToolCall {
+                call_id: "c".into(),
+                name: "n".into(),
+                arguments: json!("not json")
+            }
+        );
+        for (bad, why) in [
+            (
+                r#"{"type":"message","role":"user"}"#,
+                "missing field `content`",
+            ),
+            (
+                r#"{"type":"tool_call","name":"n","arguments":{}}"#,
+                "missing field `call_id`",
+            ),
+            (
+                r#"{"type":"tool_result","call_id":"c"}"#,
+                "missing field `output`",
+            ),
+            (r#"{"type":"picture"}"#, "unknown variant `picture`"),
+            (r#"{"role":"user","content":"x"}"#, "missing field `type`"),
+            (
+                r#"{"type":"message","role":"user","content":7}"#,
+                "a string or an array of content parts",
+            ),
+        ] {
+            let error = serde_json::from_str::<ModelItem>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 
     #[test]

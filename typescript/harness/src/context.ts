@@ -88,6 +88,9 @@ export class Turn implements TurnContext {
   readonly #recordedCalls = new Set<string>();
   #rounds = 0;
   #ended = false;
+  /** The history exo sent with the turn, until the first host request
+   * (after which it may be out of date) or its first use. */
+  #history: HistoryItems | undefined;
 
   constructor(peer: Peer, routes: DeltaRoutes, scope: RunnerScope, harness: Harness, params: HarnessTurnParams, signal: AbortSignal) {
     this.#peer = peer;
@@ -105,6 +108,7 @@ export class Turn implements TurnContext {
     this.maxRounds = params.max_rounds;
     this.harness = scope.harnessName;
     this.signal = signal;
+    this.#history = params.history ?? undefined;
     this.#exoTools = params.tools ?? [];
     this.#ownTools = new Map(harness.tools.map((tool) => [tool.name, tool]));
 
@@ -157,6 +161,13 @@ export class Turn implements TurnContext {
   }
 
   history(): Promise<HistoryItems> {
+    const sent = this.#history;
+    if (sent !== undefined) {
+      // Handed over once: the caller may change it.
+      this.#history = undefined;
+      this.#usable();
+      return Promise.resolve(sent);
+    }
     return this.#call("history/items", {}) as Promise<HistoryItems>;
   }
 
@@ -214,6 +225,7 @@ export class Turn implements TurnContext {
   /** One host request, cancelled with the turn. */
   #call(method: keyof HostMethods, params: unknown): Promise<unknown> {
     this.#usable();
+    this.#history = undefined;
     return this.#peer.request(method, params, this.signal);
   }
 
@@ -250,6 +262,7 @@ export class Turn implements TurnContext {
       result = Promise.reject(new MaxRoundsError(this.maxRounds));
     } else {
       if (record) this.#rounds++;
+      this.#history = undefined;
       const pending = this.#peer.start<ModelCompleteResult>("model/complete", params, this.signal);
       if (stream) this.#routes.set(pending.id, (delta) => { queue.push(delta); });
       result = pending.response.catch((err: unknown) => {
@@ -330,6 +343,7 @@ export class Turn implements TurnContext {
       if (this.signal.aborted) {
         // The turn is being cancelled: record why the call has no real
         // result (the turn is open until the runner answers), then unwind.
+        this.#history = undefined;
         await this.#peer.request("turn/append", {
           events: [{ kind: "tool_result", call_id: callId, output: { error: "cancelled while it ran" }, is_error: true }],
         });

@@ -1593,6 +1593,12 @@ export interface HarnessTurnParams {
    * The turn's round limit: the most recorded model calls it may make.
    */
   max_rounds: number;
+  /**
+   * The conversation's history as `history/items` answers it when the
+   * turn begins (the user's message included), so that a harness that
+   * starts by reading it needs no round trip.
+   */
+  history?: HistoryItems | null;
 }
 
 /**

@@ -270,6 +270,7 @@ export class FakeHost {
       instructions: "You are a coding agent.",
       tools: EXO_TOOLS,
       max_rounds: 32,
+      history: historyItems(this.events),
       ...overrides,
     };
     const { id, response } = this.request("harness/turn", params);

@@ -295,6 +295,17 @@ describe("a turn", LIMIT, () => {
     assert.deepEqual(out.newest, messages.reverse().map((e) => e.id));
   });
 
+  test("the history sent with the turn saves the first request, and only the first", async () => {
+    host.script.push({ text: "an answer" });
+    const from = host.received.length;
+    const out = parse((await host.turn("history twice")).text) as { lengths: number[] };
+    const [first, second, third] = out.lengths;
+    assert.equal(second, first, "the second read sees the same history");
+    assert.equal(third, (second ?? 0) + 1, "a read after a recorded answer sees it");
+    const reads = host.received.slice(from).filter((m) => m.method === "history/items");
+    assert.equal(reads.length, 2, "the first read was the history sent with the turn");
+  });
+
   test("stores and reads artifacts", async () => {
     const out = parse((await host.turn("artifacts")).text);
     assert.deepEqual(out, { second: 2, current: "two", first: "one", versions: 2 });
