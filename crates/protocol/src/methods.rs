@@ -2,8 +2,8 @@
 //! semantics and examples.
 
 use exo_core::{
-    ApprovalPolicy, Binding, BindingKind, ContentPart, EventId, EventKind, Provider, SessionId,
-    TurnId, TurnStatus,
+    ApprovalPolicy, Binding, BindingKind, ContentPart, ConversationId, EventId, EventKind,
+    Provider, SessionId, TurnId, TurnStatus,
 };
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -319,6 +319,195 @@ pub struct RewindResult {
     pub files: Option<RestoreResult>,
 }
 
+/// `conversation/tree` result: a conversation's history as a tree, summarised
+/// so that its size follows the turns, not the events.
+///
+/// # Format
+///
+/// `branches[0]` is the current history, from `conversation_created` (the
+/// source's, for a fork) to the head. Every other branch is a line of
+/// events this conversation rewound away from, which it can still reach:
+/// it continues from the event `from` of the branch `parent` (an index into
+/// `branches`), and its `head` is the event to rewind to for redo. Branches
+/// come in the order they were left behind, so a `parent` always comes
+/// before its children. `forks` are the live conversations forked at an
+/// event of a branch.
+///
+/// Each branch's `steps` summarise its events, oldest first: a turn is one
+/// step, `conversation_created`, `rewound` and `forked` are steps of their
+/// own, and the other events in a row are one step. A step ends at every
+/// event a branch or a fork leaves from, so `from` and `at` are always the
+/// `last` of a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationTree {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its agent's slug.
+    pub agent: String,
+    /// The current history first, then the branches left behind.
+    pub branches: Vec<TreeBranch>,
+    /// Live conversations forked at an event of one of the branches, oldest
+    /// first.
+    pub forks: Vec<TreeFork>,
+}
+
+/// A line of a conversation's history (see [`ConversationTree`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TreeBranch {
+    /// Whether it is the current history.
+    pub current: bool,
+    /// Its newest event: the conversation's head for the current branch,
+    /// else the event rewinding to is redo.
+    pub head: EventId,
+    /// The event it continues from, on branch `parent`; null for the
+    /// current branch.
+    pub from: Option<EventId>,
+    /// The index of the branch holding `from`; null for the current branch.
+    pub parent: Option<u32>,
+    /// Its events summarised, oldest first; never empty.
+    pub steps: Vec<TreeStep>,
+}
+
+/// Consecutive events of a branch, summarised. Every step has `first` and
+/// `last` (event ids) and `events` (how many it covers); `kind` says what
+/// they are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TreeStep {
+    /// The conversation's first event.
+    ConversationCreated {
+        /// Its first event.
+        first: EventId,
+        /// Its last event.
+        last: EventId,
+        /// How many events it covers.
+        events: u64,
+    },
+    /// A fork's `forked` event, where its own history starts.
+    Forked {
+        /// Its first event.
+        first: EventId,
+        /// Its last event.
+        last: EventId,
+        /// How many events it covers.
+        events: u64,
+        /// The conversation it was forked from.
+        source: TreeConversation,
+        /// The event it was forked at.
+        from_event: EventId,
+    },
+    /// A `rewound` event: the head moved from `from_event` to `to_event`.
+    Rewound {
+        /// Its first event.
+        first: EventId,
+        /// Its last event.
+        last: EventId,
+        /// How many events it covers.
+        events: u64,
+        /// The head before.
+        from_event: EventId,
+        /// The event the head moved to.
+        to_event: EventId,
+    },
+    /// A turn (with the `session_started` before it and the
+    /// `session_ended` after it, when they belong to its session), or the
+    /// part of it on this branch.
+    Turn {
+        /// Its first event.
+        first: EventId,
+        /// Its last event.
+        last: EventId,
+        /// How many events it covers.
+        events: u64,
+        /// The turn.
+        turn: TurnId,
+        /// The first line of the user's message, at most 72 characters
+        /// (`…` marks a cut); null when the step holds none.
+        prompt: Option<String>,
+        /// How it ended; null when its `turn_ended` is not in the step (it
+        /// is running, or the branch leaves it before its end).
+        status: Option<TurnStatus>,
+        /// How many tool calls it recorded.
+        tool_calls: u64,
+    },
+    /// Other events in a row.
+    Events {
+        /// Its first event.
+        first: EventId,
+        /// Its last event.
+        last: EventId,
+        /// How many events it covers.
+        events: u64,
+        /// Their kinds, each once, in the order first seen.
+        kinds: Vec<String>,
+        /// The first line of the first message (a user's when there is
+        /// one), at most 72 characters; null when there is none.
+        text: Option<String>,
+    },
+}
+
+impl TreeStep {
+    /// Its first event.
+    pub fn first(&self) -> EventId {
+        match self {
+            TreeStep::ConversationCreated { first, .. }
+            | TreeStep::Forked { first, .. }
+            | TreeStep::Rewound { first, .. }
+            | TreeStep::Turn { first, .. }
+            | TreeStep::Events { first, .. } => *first,
+        }
+    }
+
+    /// Its last event.
+    pub fn last(&self) -> EventId {
+        match self {
+            TreeStep::ConversationCreated { last, .. }
+            | TreeStep::Forked { last, .. }
+            | TreeStep::Rewound { last, .. }
+            | TreeStep::Turn { last, .. }
+            | TreeStep::Events { last, .. } => *last,
+        }
+    }
+
+    /// How many events it covers.
+    pub fn events(&self) -> u64 {
+        match self {
+            TreeStep::ConversationCreated { events, .. }
+            | TreeStep::Forked { events, .. }
+            | TreeStep::Rewound { events, .. }
+            | TreeStep::Turn { events, .. }
+            | TreeStep::Events { events, .. } => *events,
+        }
+    }
+}
+
+/// Another conversation a tree names: a fork, or a fork's source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TreeConversation {
+    /// Its id.
+    pub id: ConversationId,
+    /// Its agent's slug.
+    pub agent: String,
+    /// Its slug.
+    pub slug: String,
+    /// Its display name.
+    pub name: String,
+    /// Whether it was deleted (its slug may name another conversation
+    /// since).
+    pub deleted: bool,
+}
+
+/// A conversation forked at an event of a tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TreeFork {
+    /// The fork.
+    pub conversation: TreeConversation,
+    /// The event it was forked at.
+    pub at: EventId,
+    /// The index of the branch holding `at`.
+    pub branch: u32,
+}
+
 /// `conversation/append` params.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ConversationAppendParams {
@@ -482,6 +671,40 @@ pub struct ApprovalRespondParams {
     /// turn of the agent. Wins over `approve`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<exo_core::ApprovalDecision>,
+}
+
+/// `approval/list` params: the questions of one conversation (agent and
+/// conversation), or of every conversation (neither).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalListParams {
+    /// The conversation's agent (slug or id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The conversation (slug or id); needs `agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+}
+
+/// `approval/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalList {
+    /// The calls waiting for an answer, oldest question first.
+    pub approvals: Vec<PendingApproval>,
+}
+
+/// A tool call waiting for `approval/respond`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PendingApproval {
+    /// The turn that asks.
+    pub turn: TurnId,
+    /// The turn's conversation.
+    pub conversation: ConversationId,
+    /// The tool call.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Its arguments, as the model sent them.
+    pub arguments: Value,
 }
 
 /// `turn/delta` notification params: a piece of the model's answer as it
@@ -1129,6 +1352,9 @@ methods! {
     ConversationFork = "conversation/fork" (ConversationForkParams) -> Conversation;
     /// Moves a conversation's head.
     ConversationRewind = "conversation/rewind" (ConversationRewindParams) -> RewindResult;
+    /// Summarises a conversation's history as a tree: its current line, the
+    /// branches it rewound away from, and the forks taken from them.
+    ConversationTreeMethod = "conversation/tree" (ConversationRef) -> ConversationTree [read_only];
     /// Appends events as one atomic batch.
     ConversationAppend = "conversation/append" (ConversationAppendParams) -> AppendResult;
     /// Begins a turn.
@@ -1146,6 +1372,8 @@ methods! {
     TurnCancel = "turn/cancel" (TurnParams) -> Empty [inline];
     /// Answers an `approval/request`.
     ApprovalRespond = "approval/respond" (ApprovalRespondParams) -> Empty [inline];
+    /// Lists the tool calls running turns wait to have answered.
+    ApprovalListMethod = "approval/list" (ApprovalListParams) -> ApprovalList [read_only];
     /// Reports head, last turn and workspace drift, to pick a conversation up.
     SessionResume = "session/resume" (ConversationRef) -> ResumeResult;
     /// Snapshots the conversation's workspace now.

@@ -60,6 +60,7 @@ calls! {
     ConversationDelete => conversation_delete,
     ConversationFork => conversation_fork,
     ConversationRewind => conversation_rewind,
+    ConversationTreeMethod => conversation_tree,
     ConversationAppend => conversation_append,
     TurnBegin => turn_begin,
     TurnAppend => turn_append,
@@ -67,6 +68,7 @@ calls! {
     TurnGet => turn_get,
     TurnCancel => turn_cancel,
     ApprovalRespond => approval_respond,
+    ApprovalListMethod => approval_list,
     SessionResume => session_resume,
     SnapshotTake => snapshot_take_call,
     SnapshotListMethod => snapshot_list_call,
@@ -408,6 +410,15 @@ impl Service {
         Ok(rewound)
     }
 
+    fn conversation_tree(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ConversationRef,
+    ) -> ServiceResult<ConversationTree> {
+        let tree = self.store().tree(&params.agent, &params.conversation)?;
+        Ok(convert::tree(&tree))
+    }
+
     fn conversation_append(
         &self,
         _: &ClientContext,
@@ -537,6 +548,14 @@ impl Service {
         params: ApprovalRespondParams,
     ) -> ServiceResult<Empty> {
         self.respond_approval(params)
+    }
+
+    fn approval_list(
+        &self,
+        _: &ClientContext,
+        params: ApprovalListParams,
+    ) -> ServiceResult<ApprovalList> {
+        self.list_approvals(params)
     }
 
     fn session_resume(

@@ -1,6 +1,7 @@
 //! Store types to protocol types: the one place where the substrate meets
 //! the protocol.
 
+use exo_protocol::methods::{ConversationTree, TreeBranch, TreeConversation, TreeFork, TreeStep};
 use exo_protocol::types::rfc3339;
 use exo_protocol::{
     Agent, Artifact, BindingEntry, Conversation, ErrorCode, ErrorData, ForkedFrom, Secret, Turn,
@@ -34,6 +35,95 @@ pub fn conversation(conversation: &exo_store::Conversation) -> Conversation {
         open_session: conversation.open_session,
         open_turn: conversation.open_turn,
         created_at: rfc3339(conversation.created_at),
+    }
+}
+
+/// A conversation's tree; its indexes fit `u32`, as a store holds far
+/// fewer branches.
+pub fn tree(tree: &exo_store::Tree) -> ConversationTree {
+    let index = |index: usize| u32::try_from(index).unwrap_or(u32::MAX);
+    ConversationTree {
+        conversation: conversation(&tree.conversation),
+        agent: tree.agent.clone(),
+        branches: tree
+            .lines
+            .iter()
+            .map(|line| TreeBranch {
+                current: line.current,
+                head: line.head,
+                from: line.from,
+                parent: line.parent.map(index),
+                steps: line.steps.iter().map(tree_step).collect(),
+            })
+            .collect(),
+        forks: tree
+            .forks
+            .iter()
+            .map(|fork| TreeFork {
+                conversation: tree_conversation(&fork.conversation),
+                at: fork.at,
+                branch: index(fork.line),
+            })
+            .collect(),
+    }
+}
+
+fn tree_step(step: &exo_store::Step) -> TreeStep {
+    let (first, last, events) = (step.first, step.last, step.events);
+    match &step.kind {
+        exo_store::StepKind::ConversationCreated => TreeStep::ConversationCreated {
+            first,
+            last,
+            events,
+        },
+        exo_store::StepKind::Forked { from, from_event } => TreeStep::Forked {
+            first,
+            last,
+            events,
+            source: tree_conversation(from),
+            from_event: *from_event,
+        },
+        exo_store::StepKind::Rewound {
+            from_event,
+            to_event,
+        } => TreeStep::Rewound {
+            first,
+            last,
+            events,
+            from_event: *from_event,
+            to_event: *to_event,
+        },
+        exo_store::StepKind::Turn {
+            turn,
+            prompt,
+            status,
+            tool_calls,
+        } => TreeStep::Turn {
+            first,
+            last,
+            events,
+            turn: *turn,
+            prompt: prompt.clone(),
+            status: *status,
+            tool_calls: *tool_calls,
+        },
+        exo_store::StepKind::Events { kinds, text } => TreeStep::Events {
+            first,
+            last,
+            events,
+            kinds: kinds.clone(),
+            text: text.clone(),
+        },
+    }
+}
+
+fn tree_conversation(info: &exo_store::ConversationInfo) -> TreeConversation {
+    TreeConversation {
+        id: info.id,
+        agent: info.agent.clone(),
+        slug: info.slug.clone(),
+        name: info.name.clone(),
+        deleted: info.deleted,
     }
 }
 

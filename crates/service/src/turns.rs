@@ -31,10 +31,21 @@ use crate::Service;
 pub(crate) struct Running {
     /// Turns that have begun, for `turn/cancel`.
     turns: Mutex<HashMap<TurnId, CancellationToken>>,
-    approvals: Mutex<HashMap<(TurnId, String), oneshot::Sender<ApprovalDecision>>>,
+    approvals: Mutex<HashMap<(TurnId, String), Waiting>>,
+    /// How many questions were asked, to list them in order.
+    asked: std::sync::atomic::AtomicU64,
     /// Every `turn/run` in progress, begun or still setting up, for
     /// shutdown.
     runs: Mutex<Runs>,
+}
+
+/// A question a running turn waits on: who answers it, and what it asks.
+struct Waiting {
+    answer: oneshot::Sender<ApprovalDecision>,
+    /// The order it was asked in.
+    asked: u64,
+    /// What it asks (always known once the turn has begun).
+    question: Option<PendingApproval>,
 }
 
 #[derive(Default)]
@@ -407,6 +418,45 @@ impl Service {
         }
     }
 
+    /// `approval/list`: the questions running turns wait on, of one
+    /// conversation or all, oldest first.
+    pub(crate) fn list_approvals(
+        &self,
+        params: ApprovalListParams,
+    ) -> Result<ApprovalList, crate::ServiceError> {
+        let conversation = match (&params.agent, &params.conversation) {
+            (Some(agent), Some(conversation)) => Some(
+                self.store()
+                    .conversation(agent, conversation)
+                    .map_err(store_error)?
+                    .id,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(simple_error(
+                    ErrorCode::InvalidParams,
+                    "approval/list takes both agent and conversation, or neither",
+                ))
+            }
+        };
+        let approvals = self
+            .inner
+            .running
+            .approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pending: Vec<(u64, PendingApproval)> = approvals
+            .values()
+            .filter_map(|waiting| Some((waiting.asked, waiting.question.clone()?)))
+            .filter(|(_, question)| conversation.is_none_or(|c| question.conversation == c))
+            .collect();
+        drop(approvals);
+        pending.sort_by_key(|(asked, _)| *asked);
+        Ok(ApprovalList {
+            approvals: pending.into_iter().map(|(_, question)| question).collect(),
+        })
+    }
+
     /// `approval/respond`: answers a question a running turn asked.
     pub(crate) fn respond_approval(
         &self,
@@ -431,10 +481,10 @@ impl Service {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(params.turn, params.call_id.clone()));
         match waiting {
-            Some(answer) => {
+            Some(waiting) => {
                 // The turn may have been cancelled meanwhile; then no one
                 // is waiting, and that is fine.
-                let _ = answer.send(decision);
+                let _ = waiting.answer.send(decision);
                 Ok(Empty {})
             }
             None => Err(not_running(
@@ -657,13 +707,6 @@ impl Observer for Notifier {
         }
         let (answer, answered) = oneshot::channel();
         let key = (ask.turn, ask.call_id.clone());
-        self.service
-            .inner
-            .running
-            .approvals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), answer);
         let request = ApprovalRequest {
             turn: ask.turn,
             watch: None,
@@ -671,9 +714,29 @@ impl Observer for Notifier {
             tool: ask.tool,
             arguments: ask.arguments,
         };
+        let conversation = *self.conversation.lock().unwrap_or_else(|p| p.into_inner());
+        let running = &self.service.inner.running;
+        let waiting = Waiting {
+            answer,
+            asked: running
+                .asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            question: conversation.map(|conversation| PendingApproval {
+                turn: request.turn,
+                conversation,
+                call_id: request.call_id.clone(),
+                tool: request.tool.clone(),
+                arguments: request.arguments.clone(),
+            }),
+        };
+        running
+            .approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), waiting);
         // Watchers of the conversation (an editor showing it) may answer
         // too; the first answer counts.
-        if let Some(conversation) = *self.conversation.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(conversation) = conversation {
             self.service
                 .inner
                 .hub

@@ -27,6 +27,7 @@ mod error;
 mod identity;
 mod log;
 mod schema;
+mod tree;
 mod turn;
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ pub use log::{
     MAX_EVENT_NESTING, MAX_PAGE,
 };
 pub use schema::SCHEMA_VERSION;
+pub use tree::{ConversationInfo, Fork, Line, Step, StepKind, Tree, SUMMARY_CHARS};
 pub use turn::{TurnHandle, TurnInfo};
 
 use exo_core::{ConversationId, Event};

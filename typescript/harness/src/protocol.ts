@@ -33,6 +33,7 @@ export interface DaemonMethods {
   "conversation/delete": { params: ConversationRef; result: Conversation };
   "conversation/fork": { params: ConversationForkParams; result: Conversation };
   "conversation/rewind": { params: ConversationRewindParams; result: RewindResult };
+  "conversation/tree": { params: ConversationRef; result: ConversationTree };
   "conversation/append": { params: ConversationAppendParams; result: AppendResult };
   "turn/begin": { params: TurnBeginParams; result: TurnBeginResult };
   "turn/append": { params: TurnAppendParams; result: AppendResult };
@@ -41,6 +42,7 @@ export interface DaemonMethods {
   "turn/run": { params: TurnRunParams; result: TurnRunResult };
   "turn/cancel": { params: TurnParams; result: Empty };
   "approval/respond": { params: ApprovalRespondParams; result: Empty };
+  "approval/list": { params: ApprovalListParams; result: ApprovalList };
   "session/resume": { params: ConversationRef; result: ResumeResult };
   "snapshot/take": { params: ConversationRef; result: SnapshotResult };
   "snapshot/list": { params: SnapshotListParams; result: SnapshotList };
@@ -309,6 +311,31 @@ export type ApprovalDecision = "allow_once" | "allow_turn" | "allow_always" | "d
  * What a call does, for the approval policy.
  */
 export type ApprovalKind = "run" | "write" | "read";
+
+/**
+ * `approval/list` result.
+ */
+export interface ApprovalList {
+  /**
+   * The calls waiting for an answer, oldest question first.
+   */
+  approvals: PendingApproval[];
+}
+
+/**
+ * `approval/list` params: the questions of one conversation (agent and
+ * conversation), or of every conversation (neither).
+ */
+export interface ApprovalListParams {
+  /**
+   * The conversation's agent (slug or id).
+   */
+  agent?: string | null;
+  /**
+   * The conversation (slug or id); needs `agent`.
+   */
+  conversation?: string | null;
+}
 
 /**
  * What an agent's executor does before a tool call that runs a command or
@@ -992,6 +1019,47 @@ export interface ConversationRewindParams {
    * snapshot keeps them).
    */
   force?: boolean;
+}
+
+/**
+ * `conversation/tree` result: a conversation's history as a tree, summarised
+ * so that its size follows the turns, not the events.
+ *
+ * # Format
+ *
+ * `branches[0]` is the current history, from `conversation_created` (the
+ * source's, for a fork) to the head. Every other branch is a line of
+ * events this conversation rewound away from, which it can still reach:
+ * it continues from the event `from` of the branch `parent` (an index into
+ * `branches`), and its `head` is the event to rewind to for redo. Branches
+ * come in the order they were left behind, so a `parent` always comes
+ * before its children. `forks` are the live conversations forked at an
+ * event of a branch.
+ *
+ * Each branch's `steps` summarise its events, oldest first: a turn is one
+ * step, `conversation_created`, `rewound` and `forked` are steps of their
+ * own, and the other events in a row are one step. A step ends at every
+ * event a branch or a fork leaves from, so `from` and `at` are always the
+ * `last` of a step.
+ */
+export interface ConversationTree {
+  /**
+   * The conversation.
+   */
+  conversation: Conversation;
+  /**
+   * Its agent's slug.
+   */
+  agent: string;
+  /**
+   * The current history first, then the branches left behind.
+   */
+  branches: TreeBranch[];
+  /**
+   * Live conversations forked at an event of one of the branches, oldest
+   * first.
+   */
+  forks: TreeFork[];
 }
 
 /**
@@ -2084,6 +2152,32 @@ export interface PathConflict {
 }
 
 /**
+ * A tool call waiting for `approval/respond`.
+ */
+export interface PendingApproval {
+  /**
+   * The turn that asks.
+   */
+  turn: TurnId;
+  /**
+   * The turn's conversation.
+   */
+  conversation: ConversationId;
+  /**
+   * The tool call.
+   */
+  call_id: string;
+  /**
+   * The tool.
+   */
+  tool: string;
+  /**
+   * Its arguments, as the model sent them.
+   */
+  arguments: unknown;
+}
+
+/**
  * A model API's wire format.
  */
 export type Provider = "openai" | "openai-chat" | "anthropic" | "scripted";
@@ -2628,6 +2722,204 @@ export interface ToolSpec {
    */
   parameters: unknown;
 }
+
+/**
+ * A line of a conversation's history (see [`ConversationTree`]).
+ */
+export interface TreeBranch {
+  /**
+   * Whether it is the current history.
+   */
+  current: boolean;
+  /**
+   * Its newest event: the conversation's head for the current branch,
+   * else the event rewinding to is redo.
+   */
+  head: EventId;
+  /**
+   * The event it continues from, on branch `parent`; null for the
+   * current branch.
+   */
+  from?: EventId | null;
+  /**
+   * The index of the branch holding `from`; null for the current branch.
+   */
+  parent?: number | null;
+  /**
+   * Its events summarised, oldest first; never empty.
+   */
+  steps: TreeStep[];
+}
+
+/**
+ * Another conversation a tree names: a fork, or a fork's source.
+ */
+export interface TreeConversation {
+  /**
+   * Its id.
+   */
+  id: ConversationId;
+  /**
+   * Its agent's slug.
+   */
+  agent: string;
+  /**
+   * Its slug.
+   */
+  slug: string;
+  /**
+   * Its display name.
+   */
+  name: string;
+  /**
+   * Whether it was deleted (its slug may name another conversation
+   * since).
+   */
+  deleted: boolean;
+}
+
+/**
+ * A conversation forked at an event of a tree.
+ */
+export interface TreeFork {
+  /**
+   * The fork.
+   */
+  conversation: TreeConversation;
+  /**
+   * The event it was forked at.
+   */
+  at: EventId;
+  /**
+   * The index of the branch holding `at`.
+   */
+  branch: number;
+}
+
+/**
+ * Consecutive events of a branch, summarised. Every step has `first` and
+ * `last` (event ids) and `events` (how many it covers); `kind` says what
+ * they are.
+ */
+export type TreeStep =
+  | {
+      kind: "conversation_created";
+      /**
+       * Its first event.
+       */
+      first: EventId;
+      /**
+       * Its last event.
+       */
+      last: EventId;
+      /**
+       * How many events it covers.
+       */
+      events: number;
+    }
+  | {
+      kind: "forked";
+      /**
+       * Its first event.
+       */
+      first: EventId;
+      /**
+       * Its last event.
+       */
+      last: EventId;
+      /**
+       * How many events it covers.
+       */
+      events: number;
+      /**
+       * The conversation it was forked from.
+       */
+      source: TreeConversation;
+      /**
+       * The event it was forked at.
+       */
+      from_event: EventId;
+    }
+  | {
+      kind: "rewound";
+      /**
+       * Its first event.
+       */
+      first: EventId;
+      /**
+       * Its last event.
+       */
+      last: EventId;
+      /**
+       * How many events it covers.
+       */
+      events: number;
+      /**
+       * The head before.
+       */
+      from_event: EventId;
+      /**
+       * The event the head moved to.
+       */
+      to_event: EventId;
+    }
+  | {
+      kind: "turn";
+      /**
+       * Its first event.
+       */
+      first: EventId;
+      /**
+       * Its last event.
+       */
+      last: EventId;
+      /**
+       * How many events it covers.
+       */
+      events: number;
+      /**
+       * The turn.
+       */
+      turn: TurnId;
+      /**
+       * The first line of the user's message, at most 72 characters
+       * (`…` marks a cut); null when the step holds none.
+       */
+      prompt?: string | null;
+      /**
+       * How it ended; null when its `turn_ended` is not in the step (it
+       * is running, or the branch leaves it before its end).
+       */
+      status?: TurnStatus | null;
+      /**
+       * How many tool calls it recorded.
+       */
+      tool_calls: number;
+    }
+  | {
+      kind: "events";
+      /**
+       * Its first event.
+       */
+      first: EventId;
+      /**
+       * Its last event.
+       */
+      last: EventId;
+      /**
+       * How many events it covers.
+       */
+      events: number;
+      /**
+       * Their kinds, each once, in the order first seen.
+       */
+      kinds: string[];
+      /**
+       * The first line of the first message (a user's when there is
+       * one), at most 72 characters; null when there is none.
+       */
+      text?: string | null;
+    };
 
 /**
  * A turn's record.
