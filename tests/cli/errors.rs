@@ -53,12 +53,18 @@ fn usage_errors_exit_2() {
 #[test]
 fn reading_without_a_store_creates_nothing() {
     let env = Env::new();
-    let err = env.fails(&["agent", "list"]);
+    let err = env.fails(&["agent", "show", "a"]);
     assert!(err.contains("no exo store found in"), "{err}");
     assert!(!env.root().exists());
     // A root given that holds no store: the same refusal, naming it.
-    let err = env.fails(&["--root", ".exo", "agent", "list"]);
+    let err = env.fails(&["--root", ".exo", "conversation", "list", "a"]);
     assert!(err.contains("no exo store at .exo"), "{err}");
+    assert!(!env.root().exists());
+    // A list is empty there (spec/cli.md), and creates nothing either.
+    assert_eq!(
+        env.json(&["--root", ".exo", "agent", "list"]),
+        serde_json::json!({ "agents": [] })
+    );
     assert!(!env.root().exists());
 }
 

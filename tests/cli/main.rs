@@ -24,6 +24,14 @@
 //! - `harness`: agents whose turns run a TypeScript module in a runner:
 //!   the turn it records, the key it never holds, swapping executors,
 //!   modules that throw or do not load, and runners killed mid-turn.
+//! - `tree`: `conversation tree`, the history drawn as a graph with the
+//!   branches rewinds left and the forks taken.
+//! - `export`: `conversation export` as Markdown, HTML (rendered in a
+//!   real headless chromium) and JSON lines.
+//! - `daily`: help, possible values, completions and man pages, the
+//!   conversation in use, `watch` and `events --follow`, turns and
+//!   approvals from another terminal, empty lists on a fresh directory,
+//!   colours and spinners, `doctor`.
 //! - `foreign`: events a newer exo stored (kinds and fields this one does
 //!   not know): shown exactly, forked and rewound across, kept out of
 //!   prompts, refused as input.
@@ -37,8 +45,10 @@ mod util;
 mod agent;
 mod compaction;
 mod crash;
+mod daily;
 mod errors;
 mod events;
+mod export;
 mod files;
 mod foreign;
 mod guards;
@@ -51,3 +61,4 @@ mod scripted;
 mod secrets;
 mod snapshots;
 mod time_travel;
+mod tree;

@@ -110,7 +110,7 @@ fn root_and_exo_root_win_over_the_search() {
 fn a_reading_command_without_a_root_says_where_it_looked() {
     let env = Env::new();
     let nested = subdir(env.dir(), "a/b");
-    let args = ["agent", "list"];
+    let args = ["agent", "show", "a"];
     let run = run_in(&env, &nested, &args, &[]);
     assert_one_line_failure(&run, &args);
     assert_eq!(

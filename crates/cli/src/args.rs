@@ -5,17 +5,30 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use exo_core::{ApprovalPolicy, EventId, EventKind, Provider, SessionId, TurnId};
 
-/// exo: durable agent sessions you can stop, resume, fork and rewind.
+/// exo keeps coding agents' sessions (Codex, Claude Code, your own) in a
+/// durable log, with the workspace's files, so you can stop, resume, fork
+/// and rewind them without losing work.
 #[derive(Debug, Parser)]
-#[command(name = "exo", version, about, max_term_width = 100)]
+#[command(name = "exo", version, max_term_width = 100)]
 pub struct Cli {
     /// The exo root holding the store (default: the nearest `.exo` holding
     /// a store, from the current directory up; else `./.exo`).
     #[arg(long, global = true, env = "EXO_ROOT", value_name = "PATH")]
     pub root: Option<PathBuf>,
-    /// Print one JSON document instead of text.
+    /// Print JSON instead of text: one document, or one object per line
+    /// for commands that follow a conversation.
     #[arg(long, global = true)]
     pub json: bool,
+    /// When to colour the output: auto (on a terminal, unless NO_COLOR is
+    /// set), always or never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub color: ColorChoice,
     /// The executor that runs an agent's turns, for `agent create` and
     /// `agent set`: builtin (exo's own loop), typescript (a module of
     /// yours, with --module), and later codex, claude-code, cursor.
@@ -23,6 +36,17 @@ pub struct Cli {
     pub harness: Option<HarnessArg>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--color` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal unless NO_COLOR is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
 }
 
 /// The `--harness` values.
@@ -56,45 +80,254 @@ impl HarnessArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, list, show and delete agents.
-    #[command(subcommand)]
+    /// Create, list, show, change and delete agents.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo agent create Coder --model gpt-5.4 --approval ask
+  exo agent list"
+    )]
     Agent(AgentCommand),
-    /// Create, inspect, append to, fork and rewind conversations.
-    #[command(subcommand, alias = "conv")]
+    /// Create, inspect, follow, fork, rewind and export conversations.
+    #[command(
+        subcommand,
+        alias = "conv",
+        after_help = "Examples:
+  exo conversation create coder main --workspace .
+  exo conversation send coder main 'Add a test for parse()'
+  exo conversation watch
+  exo conversation tree"
+    )]
     Conversation(ConversationCommand),
-    /// Store encrypted secrets; values are never printed.
-    #[command(subcommand)]
-    Secret(SecretCommand),
-    /// Register the models agents can use.
-    #[command(subcommand)]
-    Model(ModelCommand),
-    /// Bind environment variables and MCP servers to secrets.
-    #[command(subcommand)]
-    Binding(BindingCommand),
-    /// Store and read versioned artifacts of a conversation.
-    #[command(subcommand)]
-    Artifact(ArtifactCommand),
+    /// Pick the conversation later commands use when AGENT CONV are left
+    /// out; without arguments, show it.
+    #[command(after_help = "Examples:
+  exo use coder main
+  exo conversation send 'Run the tests'   # goes to coder/main
+  exo use --clear")]
+    Use(UseArgs),
+    /// Talk to an agent: an interactive session with its executor.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo chat repl coder main"
+    )]
+    Chat(ChatCommand),
+    /// Show or cancel a turn.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo turn show
+  exo turn cancel"
+    )]
+    Turn(TurnCommand),
+    /// List the questions running turns wait on, and answer them.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo approval list
+  exo approval respond 01a1fd96-...31e8 call_1 allow-once"
+    )]
+    Approval(ApprovalCommand),
     /// Snapshot a conversation's workspace, compare snapshots, restore one.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo snapshot list
+  exo snapshot diff --diff
+  exo snapshot restore 3f9c2a1 --dry-run"
+    )]
     Snapshot(SnapshotCommand),
     /// Pick a conversation up: head, last turn, workspace drift.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo session resume coder main"
+    )]
     Session(SessionCommand),
-    /// Talk to an agent: an interactive session with its built-in executor.
-    #[command(subcommand)]
-    Chat(ChatCommand),
-    /// Remove snapshot objects no live conversation can reach.
-    Gc,
+    /// Store and read versioned artifacts of a conversation.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo artifact put notes/plan.md plan.md
+  exo artifact get notes/plan.md"
+    )]
+    Artifact(ArtifactCommand),
+    /// Register the models agents can use.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo model register gpt-5.4 --secret openai
+  exo model list"
+    )]
+    Model(ModelCommand),
+    /// Store encrypted secrets; values are never printed.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo secret set openai --env OPENAI_API_KEY
+  exo secret list"
+    )]
+    Secret(SecretCommand),
+    /// Bind environment variables and MCP servers to secrets.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo binding env GITHUB_TOKEN --secret github
+  exo binding list"
+    )]
+    Binding(BindingCommand),
     /// Run the daemon (JSON-RPC over a Unix socket, or stdio), or ask about
     /// a running one.
+    #[command(after_help = "Examples:
+  exo daemon &            # serve this root on .exo/exo.sock
+  exo daemon status
+  exo daemon stop")]
     Daemon(DaemonArgs),
+    /// Remove snapshot objects no live conversation can reach.
+    #[command(after_help = "Example:
+  exo gc")]
+    Gc,
+    /// Check the store, the key, the daemon and the optional parts (Node,
+    /// pnpm, the agent CLIs, Docker, bubblewrap), each with a fix.
+    #[command(after_help = "Example:
+  exo doctor")]
+    Doctor,
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  exo completions bash > ~/.local/share/bash-completion/completions/exo
+  exo completions zsh > ~/.zfunc/_exo
+  exo completions fish > ~/.config/fish/completions/exo.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print exo's man page (roff), or write one page per command into a
+    /// directory.
+    #[command(after_help = "Examples:
+  exo man > ~/.local/share/man/man1/exo.1
+  exo man --dir ~/.local/share/man/man1   # exo.1, exo-agent.1, exo-agent-create.1, ...")]
+    Man {
+        /// Write a page for every command into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `exo use`.
+#[derive(Debug, Args)]
+pub struct UseArgs {
+    /// The agent (slug or id).
+    #[arg(requires = "conversation", conflicts_with = "clear")]
+    pub agent: Option<String>,
+    /// The conversation (slug or id).
+    pub conversation: Option<String>,
+    /// Forget the current conversation.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TurnCommand {
+    /// Show a turn (the conversation's last one by default): its status,
+    /// times and events.
+    #[command(
+        override_usage = "exo turn show [OPTIONS] [AGENT CONV] [TURN]",
+        after_help = "Examples:
+  exo turn show                 # the current conversation's last turn
+  exo turn show coder main 01a1fd29-...db19"
+    )]
+    Show {
+        /// [AGENT CONV] [TURN]: the conversation (the current one when left
+        /// out) and the turn's id.
+        #[arg(value_name = "ARGS", num_args = 0..=3)]
+        words: Vec<String>,
+        #[arg(skip)]
+        target: ConversationRef,
+        #[arg(skip)]
+        turn: Option<TurnId>,
+    },
+    /// Cancel a running turn (the conversation's open one by default).
+    #[command(
+        override_usage = "exo turn cancel [OPTIONS] [AGENT CONV] [TURN]",
+        after_help = "Example:
+  exo turn cancel               # the current conversation's running turn"
+    )]
+    Cancel {
+        /// [AGENT CONV] [TURN]: the conversation (the current one when left
+        /// out) and the turn's id.
+        #[arg(value_name = "ARGS", num_args = 0..=3)]
+        words: Vec<String>,
+        #[arg(skip)]
+        target: ConversationRef,
+        #[arg(skip)]
+        turn: Option<TurnId>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// List the calls waiting for an answer (of one conversation with
+    /// AGENT CONV; all by default).
+    #[command(after_help = "Example:
+  exo approval list")]
+    List {
+        /// The agent (slug or id).
+        #[arg(requires = "conversation")]
+        agent: Option<String>,
+        /// The conversation (slug or id).
+        conversation: Option<String>,
+    },
+    /// Answer a waiting call.
+    #[command(after_help = "Examples:
+  exo approval respond 01a1fd96-...31e8 call_1 allow-once
+  exo approval respond 01a1fd96-...31e8 call_2 deny")]
+    Respond {
+        /// The turn (as `approval list` shows it).
+        turn: TurnId,
+        /// The call's id.
+        call_id: String,
+        /// The answer.
+        #[arg(value_enum)]
+        decision: DecisionArg,
+    },
+}
+
+/// `approval respond` decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecisionArg {
+    /// Run this call.
+    AllowOnce,
+    /// Run this call and the same tool for the rest of the turn.
+    AllowTurn,
+    /// Run this call and the same tool in every later turn of the agent.
+    AllowAlways,
+    /// Refuse this call; the model is told the user declined it.
+    Deny,
+}
+
+impl DecisionArg {
+    /// The decision as the protocol names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionArg::AllowOnce => "allow_once",
+            DecisionArg::AllowTurn => "allow_turn",
+            DecisionArg::AllowAlways => "allow_always",
+            DecisionArg::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Snapshot the conversation's workspace now.
+    #[command(after_help = "Example:
+  exo snapshot take coder main")]
     Take(ConversationRef),
     /// List the snapshots on the conversation's history, newest first.
+    #[command(after_help = "Example:
+  exo snapshot list --limit 5")]
     List {
         #[command(flatten)]
         target: ConversationRef,
@@ -104,6 +337,9 @@ pub enum SnapshotCommand {
     },
     /// Show what changed: between two snapshots, or since one (the latest
     /// by default) on disk.
+    #[command(after_help = "Examples:
+  exo snapshot diff --diff              # since the latest snapshot
+  exo snapshot diff --from 3f9c2a1 --to 9d0e4b2")]
     Diff {
         #[command(flatten)]
         target: ConversationRef,
@@ -120,10 +356,21 @@ pub enum SnapshotCommand {
     },
     /// Restore the workspace to a snapshot; only differing paths are
     /// written, after a safety snapshot.
+    #[command(
+        override_usage = "exo snapshot restore [OPTIONS] [AGENT CONV] SNAPSHOT",
+        after_help = "Examples:
+  exo snapshot list
+  exo snapshot restore 3f9c2a1 --dry-run --diff
+  exo snapshot restore coder main 3f9c2a1"
+    )]
     Restore {
-        #[command(flatten)]
+        /// [AGENT CONV] SNAPSHOT: the conversation (the current one when
+        /// left out) and a snapshot commit (or prefix) or its event id.
+        #[arg(value_name = "ARGS", num_args = 1..=3, required = true)]
+        words: Vec<String>,
+        #[arg(skip)]
         target: ConversationRef,
-        /// A snapshot commit (or prefix) or its event id.
+        #[arg(skip)]
         snapshot: String,
         /// Overwrite changes made since the latest snapshot (the safety
         /// snapshot keeps them).
@@ -143,6 +390,9 @@ pub enum ChatCommand {
     /// Read prompts (and /commands) line by line and run a turn for each,
     /// streaming the answer. Ctrl-C cancels a running turn; Ctrl-D or /quit
     /// leaves.
+    #[command(after_help = "Examples:
+  exo chat repl coder main
+  exo chat repl                         # the conversation in use")]
     Repl {
         #[command(flatten)]
         target: ConversationRef,
@@ -156,6 +406,8 @@ pub enum ChatCommand {
 pub enum SessionCommand {
     /// Report the head, the last turn and its status, and the workspace
     /// drift since the last snapshot.
+    #[command(after_help = "Example:
+  exo session resume coder main")]
     Resume(ConversationRef),
 }
 
@@ -181,8 +433,12 @@ pub struct DaemonArgs {
 #[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
     /// Show the running daemon's pid, socket, uptime and connections.
+    #[command(after_help = "Example:
+  exo daemon status --json")]
     Status,
     /// Stop the running daemon gracefully.
+    #[command(after_help = "Example:
+  exo daemon stop")]
     Stop,
 }
 
@@ -198,18 +454,31 @@ pub struct ScopeArgs {
     pub conversation: Option<String>,
 }
 
-/// An agent and one of its conversations, by slug or id.
-#[derive(Debug, Args, Clone)]
+/// An agent and one of its conversations, by slug or id; both left out
+/// for the conversation in use (`exo use`). Empty until filled in by
+/// [`crate::current`] when left out.
+#[derive(Debug, Args, Clone, Default)]
 pub struct ConversationRef {
-    /// The agent (slug or id).
+    /// The agent (slug or id); leave out AGENT and CONV for the
+    /// conversation in use (`exo use`).
+    #[arg(
+        value_name = "AGENT",
+        default_value = "",
+        hide_default_value = true,
+        requires = "conversation"
+    )]
     pub agent: String,
     /// The conversation (slug or id).
+    #[arg(value_name = "CONV", default_value = "", hide_default_value = true)]
     pub conversation: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Create an agent.
+    #[command(after_help = "Examples:
+  exo agent create Coder --model gpt-5.4 --approval ask
+  exo --harness typescript agent create 'TS Basic' --module examples/typescript/basic-harness.ts --model gpt-5.4")]
     Create {
         /// Display name; the slug derives from it.
         name: String,
@@ -223,8 +492,8 @@ pub enum AgentCommand {
         /// attached client (ask; denied when none can answer), or refuse
         /// (deny).
         /// [default: ask]
-        #[arg(long, value_parser = parse_approval)]
-        approval: Option<ApprovalPolicy>,
+        #[arg(long, value_enum)]
+        approval: Option<ApprovalArg>,
         /// Slug to use instead of the derived one.
         #[arg(long)]
         slug: Option<String>,
@@ -236,6 +505,9 @@ pub enum AgentCommand {
     /// Change an agent's harness (with --harness), module, model,
     /// instructions or approval policy. Its conversations go on under the
     /// new settings from their full history.
+    #[command(after_help = "Examples:
+  exo agent set coder --approval auto
+  exo agent set coder --revoke shell")]
     Set {
         /// Slug or id.
         agent: String,
@@ -246,8 +518,8 @@ pub enum AgentCommand {
         #[arg(long)]
         instructions: Option<String>,
         /// Another approval policy.
-        #[arg(long, value_parser = parse_approval)]
-        approval: Option<ApprovalPolicy>,
+        #[arg(long, value_enum)]
+        approval: Option<ApprovalArg>,
         /// Another module (the typescript harness).
         #[arg(long, value_name = "FILE")]
         module: Option<PathBuf>,
@@ -257,13 +529,19 @@ pub enum AgentCommand {
         revoke: Vec<String>,
     },
     /// List agents.
+    #[command(after_help = "Example:
+  exo agent list")]
     List,
     /// Show one agent.
+    #[command(after_help = "Example:
+  exo agent show coder")]
     Show {
         /// Slug or id.
         agent: String,
     },
     /// Delete an agent and its conversations.
+    #[command(after_help = "Example:
+  exo agent delete coder")]
     Delete {
         /// Slug or id.
         agent: String,
@@ -273,6 +551,8 @@ pub enum AgentCommand {
 #[derive(Debug, Subcommand)]
 pub enum ConversationCommand {
     /// Create a conversation.
+    #[command(after_help = "Example:
+  exo conversation create coder main --workspace .")]
     Create {
         /// The agent (slug or id).
         agent: String,
@@ -286,20 +566,29 @@ pub enum ConversationCommand {
         workspace: Option<PathBuf>,
     },
     /// List an agent's conversations.
+    #[command(after_help = "Example:
+  exo conversation list coder")]
     List {
         /// The agent (slug or id).
         agent: String,
     },
     /// Show one conversation.
+    #[command(after_help = "Example:
+  exo conversation show coder main")]
     Show(ConversationRef),
     /// Delete a conversation.
+    #[command(after_help = "Example:
+  exo conversation delete coder main")]
     Delete(ConversationRef),
     /// Print the conversation's history.
+    #[command(after_help = "Examples:
+  exo conversation events coder main --kind message
+  exo conversation events --follow      # then new ones, live")]
     Events {
         #[command(flatten)]
         target: ConversationRef,
         /// Only events of this kind.
-        #[arg(long, value_parser = parse_kind)]
+        #[arg(long, value_parser = event_kind_parser())]
         kind: Option<EventKind>,
         /// Only this session's events.
         #[arg(long)]
@@ -319,15 +608,46 @@ pub enum ConversationCommand {
         /// At most this many events (one page); all when absent.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: Option<u32>,
+        /// Then keep printing new events as they are recorded (through the
+        /// daemon), until Ctrl-C.
+        #[arg(long, short = 'f', conflicts_with_all = ["desc", "before", "limit"])]
+        follow: bool,
     },
-    /// Print one event the conversation can reach.
-    Event {
+    /// Follow a conversation live: its last events, then new events and
+    /// turn text as they happen (through the daemon), until Ctrl-C.
+    #[command(after_help = "Examples:
+  exo conversation watch                 # the conversation in use
+  exo conversation watch coder main --all
+  exo conversation watch --json | jq .kind")]
+    Watch {
         #[command(flatten)]
         target: ConversationRef,
-        /// The event's id.
-        event: EventId,
+        /// Replay the events after this one first.
+        #[arg(long, value_name = "EVENT_ID", conflicts_with_all = ["all", "last"])]
+        after: Option<EventId>,
+        /// Replay the whole history first.
+        #[arg(long, conflicts_with = "last")]
+        all: bool,
+        /// Replay this many of the latest events first.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        last: u32,
+    },
+    /// Print one event the conversation can reach.
+    #[command(override_usage = "exo conversation event [OPTIONS] [AGENT CONV] EVENT_ID")]
+    #[command(after_help = "Example:
+  exo conversation event coder main 01a1fd29-...2689")]
+    Event {
+        /// [AGENT CONV] EVENT_ID.
+        #[arg(value_name = "ARGS", num_args = 1..=3, required = true)]
+        words: Vec<String>,
+        #[arg(skip)]
+        target: ConversationRef,
+        #[arg(skip)]
+        event: Option<EventId>,
     },
     /// Append newline-delimited JSON events from stdin as one atomic batch.
+    #[command(after_help = "Example:
+  echo '{\"kind\":\"message\",\"role\":\"user\",\"content\":\"hi\"}' | exo conversation append coder main")]
     Append {
         #[command(flatten)]
         target: ConversationRef,
@@ -336,10 +656,20 @@ pub enum ConversationCommand {
         expected_head: Option<EventId>,
     },
     /// Fork a conversation at an event (its head by default).
+    #[command(
+        override_usage = "exo conversation fork [OPTIONS] [AGENT CONV] [NAME]",
+        after_help = "Examples:
+  exo conversation fork coder main 'try sqlite' --at 01a1fd29-...2689
+  exo conversation fork --workspace ../try-sqlite   # the current conversation, files too"
+    )]
     Fork {
-        #[command(flatten)]
+        /// [AGENT CONV] [NAME]: the conversation (the current one when left
+        /// out) and the fork's name.
+        #[arg(value_name = "ARGS", num_args = 0..=3)]
+        words: Vec<String>,
+        #[arg(skip)]
         target: ConversationRef,
-        /// The fork's name.
+        #[arg(skip)]
         name: Option<String>,
         /// The event to fork at.
         #[arg(long, value_name = "EVENT_ID")]
@@ -352,26 +682,66 @@ pub enum ConversationCommand {
         #[arg(long, value_name = "NEW_DIR")]
         workspace: Option<PathBuf>,
     },
-    /// Run one turn with the agent's built-in executor and print the answer
-    /// (--json: the turn's result and events). Without a terminal to ask,
+    /// Run one turn with the agent's harness and print the answer (--json:
+    /// the turn's result and events). Without a terminal to ask,
     /// calls the agent's policy would ask about are denied. Exits non-zero
     /// unless the turn completes.
+    #[command(
+        override_usage = "exo conversation send [OPTIONS] [AGENT CONV] PROMPT",
+        after_help = "Examples:
+  exo conversation send coder main 'Add a test for parse()'
+  git diff | exo conversation send coder main -
+  exo conversation send 'Now run it'   # the conversation in use"
+    )]
     Send {
-        #[command(flatten)]
+        /// [AGENT CONV] PROMPT: the conversation (the current one when left
+        /// out) and the prompt (`-` reads it from stdin).
+        #[arg(value_name = "ARGS", num_args = 1..=3, required = true)]
+        words: Vec<String>,
+        #[arg(skip)]
         target: ConversationRef,
-        /// The prompt; `-` reads it from stdin.
+        #[arg(skip)]
         prompt: String,
         /// The most model calls the turn may make.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         max_rounds: Option<u32>,
     },
+    /// Draw the conversation's history as a graph: the current line, the
+    /// branches rewinds left behind (with their heads, to redo), and the
+    /// forks taken from it.
+    #[command(after_help = "Examples:
+  exo conversation tree coder main
+  exo conversation tree --json")]
+    Tree {
+        #[command(flatten)]
+        target: ConversationRef,
+    },
+    /// Write a self-contained record of the conversation (messages, tool
+    /// calls and results, each turn's file changes) to stdout or a file.
+    #[command(after_help = "Examples:
+  exo conversation export coder main --format html -o session.html
+  exo conversation export --format md > session.md")]
+    Export {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// md (Markdown), html (one page, no server needed) or jsonl (one
+        /// event per line).
+        #[arg(long, value_enum, default_value = "md")]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Move the conversation's head to an earlier event, or forward again to
-    /// one it rewound away from.
+    /// one it rewound away from (redo); the workspace's files follow.
+    #[command(after_help = "Examples:
+  exo conversation rewind coder main --at 01a1fd29-...2689
+  exo conversation tree    # shows the heads rewinds left behind, to redo")]
     Rewind {
         #[command(flatten)]
         target: ConversationRef,
         /// The event to move the head to.
-        #[arg(long, value_name = "EVENT_ID")]
+        #[arg(long = "at", visible_alias = "to", value_name = "EVENT_ID")]
         to: EventId,
         /// Fail with a conflict unless the head is this event.
         #[arg(long, value_name = "EVENT_ID")]
@@ -386,8 +756,22 @@ pub enum ConversationCommand {
     },
 }
 
-fn parse_kind(text: &str) -> Result<EventKind, String> {
-    text.parse::<EventKind>().map_err(|err| err.0)
+/// The `conversation export` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Markdown.
+    Md,
+    /// One HTML page, styles inline.
+    Html,
+    /// One JSON event per line, as `conversation events --json` holds them.
+    Jsonl,
+}
+
+/// `--kind`: the event kinds, listed in `--help` and in errors.
+fn event_kind_parser() -> impl clap::builder::TypedValueParser<Value = EventKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(EventKind::ALL.map(EventKind::as_str))
+        .try_map(|text| text.parse::<EventKind>().map_err(|err| err.0))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -401,6 +785,9 @@ pub enum SecretKindArg {
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Set a secret from an environment variable, --value, or stdin.
+    #[command(after_help = "Examples:
+  exo secret set openai --env OPENAI_API_KEY
+  pass show openai | exo secret set openai")]
     Set {
         /// The secret's name.
         name: String,
@@ -423,11 +810,15 @@ pub enum SecretCommand {
         scope: ScopeArgs,
     },
     /// List secrets at a scope (names only).
+    #[command(after_help = "Example:
+  exo secret list --agent coder")]
     List {
         #[command(flatten)]
         scope: ScopeArgs,
     },
     /// Show a secret's metadata (never its value).
+    #[command(after_help = "Example:
+  exo secret show openai")]
     Show {
         /// The secret's name.
         name: String,
@@ -435,6 +826,8 @@ pub enum SecretCommand {
         scope: ScopeArgs,
     },
     /// Delete a secret.
+    #[command(after_help = "Example:
+  exo secret delete openai")]
     Delete {
         /// The secret's name.
         name: String,
@@ -447,12 +840,15 @@ pub enum SecretCommand {
 pub enum ModelCommand {
     /// Register a model: a name agents use, bound to a provider, base URL,
     /// upstream model name and secret.
+    #[command(after_help = "Examples:
+  exo model register gpt-5.4 --secret openai
+  exo model register local --provider openai-chat --base-url http://localhost:11434/v1 --upstream qwen3")]
     Register {
         /// The name agents use.
         name: String,
         /// The API's wire format.
-        #[arg(long, default_value = "openai", value_parser = parse_provider)]
-        provider: Provider,
+        #[arg(long, value_enum, default_value = "openai")]
+        provider: ProviderArg,
         /// The API's base URL (default: the provider's).
         #[arg(long)]
         base_url: Option<String>,
@@ -471,11 +867,15 @@ pub enum ModelCommand {
         scope: ScopeArgs,
     },
     /// List models registered at a scope.
+    #[command(after_help = "Example:
+  exo model list")]
     List {
         #[command(flatten)]
         scope: ScopeArgs,
     },
     /// Show the model a name resolves to from a scope.
+    #[command(after_help = "Example:
+  exo model show gpt-5.4 --agent coder")]
     Show {
         /// The model's name.
         name: String,
@@ -483,6 +883,8 @@ pub enum ModelCommand {
         scope: ScopeArgs,
     },
     /// Delete a model registered at a scope.
+    #[command(after_help = "Example:
+  exo model delete local")]
     Delete {
         /// The model's name.
         name: String,
@@ -491,17 +893,80 @@ pub enum ModelCommand {
     },
 }
 
-fn parse_approval(text: &str) -> Result<ApprovalPolicy, String> {
-    text.parse::<ApprovalPolicy>().map_err(|err| err.0)
+/// `--approval` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ApprovalArg {
+    /// Run it.
+    Auto,
+    /// Ask an attached client; with none to ask, deny.
+    Ask,
+    /// Refuse it; the model is told so.
+    Deny,
 }
 
-fn parse_provider(text: &str) -> Result<Provider, String> {
-    text.parse::<Provider>().map_err(|err| err.0)
+impl ApprovalArg {
+    /// The policy it names.
+    pub fn policy(self) -> ApprovalPolicy {
+        match self {
+            ApprovalArg::Auto => ApprovalPolicy::Auto,
+            ApprovalArg::Ask => ApprovalPolicy::Ask,
+            ApprovalArg::Deny => ApprovalPolicy::Deny,
+        }
+    }
+}
+
+/// `--provider` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    /// OpenAI Responses API.
+    Openai,
+    /// OpenAI Chat Completions (also OpenRouter, Ollama, vLLM, llama.cpp).
+    OpenaiChat,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// No network: replays a JSON script of responses (tests, the demo).
+    Scripted,
+}
+
+impl ProviderArg {
+    /// The provider it names.
+    pub fn provider(self) -> Provider {
+        match self {
+            ProviderArg::Openai => Provider::OpenAi,
+            ProviderArg::OpenaiChat => Provider::OpenAiChat,
+            ProviderArg::Anthropic => Provider::Anthropic,
+            ProviderArg::Scripted => Provider::Scripted,
+        }
+    }
+}
+
+/// Binding kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BindingKindArg {
+    /// An environment variable bound to a secret.
+    Env,
+    /// An MCP server.
+    Mcp,
+    /// A model.
+    Model,
+}
+
+impl BindingKindArg {
+    /// The kind as the protocol names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingKindArg::Env => "env",
+            BindingKindArg::Mcp => "mcp",
+            BindingKindArg::Model => "model",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BindingCommand {
     /// Bind an environment variable to a secret.
+    #[command(after_help = "Example:
+  exo binding env GITHUB_TOKEN --secret github --agent coder")]
     Env {
         /// The environment variable.
         var: String,
@@ -512,6 +977,8 @@ pub enum BindingCommand {
         scope: ScopeArgs,
     },
     /// Bind an MCP server to a URL and, optionally, a secret.
+    #[command(after_help = "Example:
+  exo binding mcp docs --url https://mcp.example.com --secret docs-token")]
     Mcp {
         /// The server's name.
         name: String,
@@ -525,26 +992,34 @@ pub enum BindingCommand {
         scope: ScopeArgs,
     },
     /// List bindings at a scope.
+    #[command(after_help = "Example:
+  exo binding list --kind env")]
     List {
-        /// Only this kind (env, mcp, model).
-        #[arg(long)]
-        kind: Option<String>,
+        /// Only this kind.
+        #[arg(long, value_enum)]
+        kind: Option<BindingKindArg>,
         #[command(flatten)]
         scope: ScopeArgs,
     },
     /// Show the binding a name resolves to from a scope.
+    #[command(after_help = "Example:
+  exo binding show env GITHUB_TOKEN --agent coder")]
     Show {
-        /// env, mcp or model.
-        kind: String,
+        /// The binding's kind.
+        #[arg(value_enum)]
+        kind: BindingKindArg,
         /// The binding's name.
         name: String,
         #[command(flatten)]
         scope: ScopeArgs,
     },
     /// Delete a binding at a scope.
+    #[command(after_help = "Example:
+  exo binding delete mcp docs")]
     Delete {
-        /// env, mcp or model.
-        kind: String,
+        /// The binding's kind.
+        #[arg(value_enum)]
+        kind: BindingKindArg,
         /// The binding's name.
         name: String,
         #[command(flatten)]
@@ -555,22 +1030,42 @@ pub enum BindingCommand {
 #[derive(Debug, Subcommand)]
 pub enum ArtifactCommand {
     /// Store a new version of an artifact from FILE or stdin.
+    #[command(
+        override_usage = "exo artifact put [OPTIONS] [AGENT CONV] PATH [FILE]",
+        after_help = "Examples:
+  exo artifact put coder main notes/plan.md plan.md
+  echo done | exo artifact put status.txt   # the conversation in use, from stdin"
+    )]
     Put {
-        #[command(flatten)]
+        /// [AGENT CONV] PATH [FILE]: the conversation (the current one when
+        /// left out), the artifact's path (e.g. notes/plan.md) and the file
+        /// to read (stdin when absent or "-").
+        #[arg(value_name = "ARGS", num_args = 1..=4, required = true)]
+        words: Vec<String>,
+        #[arg(skip)]
         target: ConversationRef,
-        /// The artifact's path, e.g. notes/plan.md.
+        #[arg(skip)]
         path: String,
-        /// The file to read; stdin when absent or "-".
+        #[arg(skip)]
         file: Option<PathBuf>,
         /// Its media type.
         #[arg(long)]
         media_type: Option<String>,
     },
     /// Write an artifact's bytes to stdout (or --output), as of the head.
+    #[command(
+        override_usage = "exo artifact get [OPTIONS] [AGENT CONV] PATH",
+        after_help = "Example:
+  exo artifact get coder main notes/plan.md -o plan.md"
+    )]
     Get {
-        #[command(flatten)]
+        /// [AGENT CONV] PATH: the conversation (the current one when left
+        /// out) and the artifact's path.
+        #[arg(value_name = "ARGS", num_args = 1..=3, required = true)]
+        words: Vec<String>,
+        #[arg(skip)]
         target: ConversationRef,
-        /// The artifact's path.
+        #[arg(skip)]
         path: String,
         /// A specific version.
         #[arg(long)]
@@ -580,6 +1075,9 @@ pub enum ArtifactCommand {
         output: Option<PathBuf>,
     },
     /// List current artifacts, or every version of one path.
+    #[command(after_help = "Examples:
+  exo artifact list coder main
+  exo artifact list --path notes/plan.md   # every version")]
     List {
         #[command(flatten)]
         target: ConversationRef,
@@ -587,4 +1085,88 @@ pub enum ArtifactCommand {
         #[arg(long)]
         path: Option<String>,
     },
+}
+
+/// The commands of `exo --help`, by task. Every command is in one group
+/// (a test checks it).
+const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "Agents and their conversations",
+        &["agent", "conversation", "use"],
+    ),
+    ("Run and follow turns", &["chat", "turn", "approval"]),
+    ("Files and history", &["snapshot", "session", "artifact"]),
+    ("Models and secrets", &["model", "secret", "binding"]),
+    ("Upkeep", &["daemon", "gc", "doctor", "completions", "man"]),
+];
+
+/// The command line's definition: the derived one, with `exo --help`
+/// listing the commands by task. Parsing, completions and the man page all
+/// come from it.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let width = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().len())
+        .max()
+        .unwrap_or(0);
+    let mut listed = String::new();
+    for (title, names) in GROUPS {
+        listed.push_str(&format!("{title}:\n"));
+        for name in *names {
+            let about = command
+                .find_subcommand(name)
+                .and_then(|sub| sub.get_about())
+                .map(|about| about.to_string())
+                .unwrap_or_default();
+            listed.push_str(&format!("  {name:<width$}  {about}\n"));
+        }
+        listed.push('\n');
+    }
+    // Braces in the listing would read as template tags.
+    let listed = listed.replace('{', "(").replace('}', ")");
+    command
+        .help_template(format!(
+            "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{listed}Options:\n{{options}}{{after-help}}"
+        ))
+        .after_help(
+            "Examples:
+  exo agent create Coder --model gpt-5.4
+  exo conversation create coder main --workspace .
+  exo use coder main
+  exo chat repl                 # talk; Ctrl-C cancels a turn
+  exo conversation watch        # in another terminal: follow it live
+  exo conversation tree         # forks, rewinds and what redo brings back
+  exo conversation rewind --at EVENT_ID
+
+`exo COMMAND --help` shows each command's examples.",
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_listed_by_task_once() {
+        use clap::CommandFactory;
+        let mut listed: Vec<&str> = GROUPS
+            .iter()
+            .flat_map(|(_, names)| names.iter().copied())
+            .collect();
+        let mut defined: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_string())
+            .filter(|name| name != "help")
+            .collect();
+        listed.sort_unstable();
+        defined.sort_unstable();
+        assert_eq!(listed, defined);
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        command().debug_assert();
+    }
 }

@@ -34,9 +34,24 @@ pub enum Backend {
     },
     /// A running daemon, over its socket.
     Daemon(Client),
+    /// No store at the root yet: lists are empty, anything else is
+    /// refused as opening the store would refuse it.
+    Absent(std::path::PathBuf),
 }
 
 impl Backend {
+    /// As [`Backend::open`] for a command that only reads: a root without
+    /// a store is [`Backend::Absent`], and nothing is created for it.
+    pub fn open_reading(root: &Path) -> anyhow::Result<Backend> {
+        // A root that is not a directory is refused as every command
+        // refuses it; a directory (or nothing) without a store is empty.
+        let is_file = root.exists() && !root.is_dir();
+        if !is_file && !root.join(exo_store::DB_FILE).exists() {
+            return Ok(Backend::Absent(root.to_path_buf()));
+        }
+        Backend::open(root, OpenMode::Existing)
+    }
+
     /// Connects to the root's daemon if one runs, else opens the store
     /// in-process (`mode` says whether a missing store may be created).
     pub fn open(root: &Path, mode: OpenMode) -> anyhow::Result<Backend> {
@@ -75,6 +90,23 @@ impl Backend {
                 CallError::Rpc(error) => Failure::Rpc(error),
                 other => Failure::Transport(other.to_string()),
             }),
+            Backend::Absent(root) => {
+                let empty = match method {
+                    "agent/list" => r#"{"agents":[]}"#,
+                    "secret/list" => r#"{"secrets":[]}"#,
+                    "model/list" => r#"{"models":[]}"#,
+                    "binding/list" => r#"{"bindings":[]}"#,
+                    "approval/list" => r#"{"approvals":[]}"#,
+                    _ => {
+                        let err = open_store(root, OpenMode::Existing).err().map_or_else(
+                            || "the store appeared".to_string(),
+                            |err| err.to_string(),
+                        );
+                        return Err(Failure::Transport(err));
+                    }
+                };
+                return Json::from_text(empty).map_err(|err| Failure::Transport(err.to_string()));
+            }
         };
         outcome.map_err(with_hint)
     }

@@ -27,10 +27,10 @@ use crate::Out;
 
 /// A JSON-RPC connection to the service: a peer of its own, to the
 /// daemon's socket or to the service served in this process.
-struct Conn {
+pub(crate) struct Conn {
     peer: Peer,
     handle: PeerHandle,
-    notifications: mpsc::UnboundedReceiver<(String, Option<Json>)>,
+    pub(crate) notifications: mpsc::UnboundedReceiver<(String, Option<Json>)>,
     /// The in-process service, when no daemon runs.
     server: Option<JoinHandle<()>>,
     /// The root's in-process claim, kept until the connection is closed.
@@ -40,7 +40,7 @@ struct Conn {
 impl Conn {
     /// Connects to the root's daemon if one runs, else serves the root's
     /// store in this process.
-    async fn open(root: &Path) -> Result<Conn> {
+    pub(crate) async fn open(root: &Path) -> Result<Conn> {
         let guard = match exo_daemon::daemon::access(root, false)? {
             exo_daemon::daemon::Access::Daemon(_, stream) => {
                 stream.set_nonblocking(true)?;
@@ -85,14 +85,14 @@ impl Conn {
     }
 
     /// Sends a request; await the returned request for its answer.
-    async fn start(&mut self, method: &str, params: Value) -> Result<Outgoing> {
+    pub(crate) async fn start(&mut self, method: &str, params: Value) -> Result<Outgoing> {
         self.handle
             .start(method, Json::from_value(&params))
             .await
             .map_err(|_| anyhow!("the connection to the service closed"))
     }
 
-    async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
         let outcome = self.start(method, params).await?.await;
         let result = answer(outcome)?;
         result
@@ -100,18 +100,22 @@ impl Conn {
             .map_err(|err| anyhow!("unexpected result from {method}: {err}"))
     }
 
-    async fn call_as<T: DeserializeOwned>(&mut self, method: &str, params: Value) -> Result<T> {
+    pub(crate) async fn call_as<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<T> {
         let value = self.call(method, params).await?;
         serde_json::from_value(value)
             .map_err(|err| anyhow!("unexpected result from {method}: {err}"))
     }
 
     /// Whether the service has closed the connection (the daemon stopped).
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.handle.is_input_closed()
     }
 
-    async fn notify(&mut self, method: &str, params: Value) -> Result<()> {
+    pub(crate) async fn notify(&mut self, method: &str, params: Value) -> Result<()> {
         self.handle
             .notify(method, Json::from_value(&params))
             .await
@@ -120,7 +124,7 @@ impl Conn {
 
     /// Closes the connection; an in-process service finishes what it was
     /// doing and closes the store.
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         // Stopping our reading closes our writing side once what runs has
         // ended, so the service sees the end of input.
         self.peer.stop();
@@ -278,7 +282,7 @@ enum Approver<'a> {
 
 /// Ctrl-C, as a stream: made once, so a press while nothing waits for it
 /// is kept for the next wait, not lost.
-fn interrupts() -> Result<tokio::signal::unix::Signal> {
+pub(crate) fn interrupts() -> Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("listening for Ctrl-C")
 }
@@ -452,6 +456,7 @@ pub(crate) fn send(
                     json!({ "agent": agent, "conversation": conversation }),
                 )
                 .await?;
+            remember(root, &target)?;
             let mut lines = ask.then(stdin_lines);
             let approver = match lines.as_mut() {
                 Some(lines) => Approver::Lines(lines),
@@ -482,10 +487,21 @@ pub(crate) fn send(
     })
 }
 
+/// Makes `conversation` the one in use (`exo use`).
+fn remember(root: &Path, conversation: &Conversation) -> Result<()> {
+    crate::current::write(
+        root,
+        &crate::current::Current {
+            agent: conversation.agent.to_string(),
+            conversation: conversation.id.to_string(),
+        },
+    )
+}
+
 /// Runs the command on a runtime of its own. The runtime is then left
 /// without waiting for its blocking threads: one may be stuck reading a
 /// terminal that will never send another line.
-fn run_async<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn run_async<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
@@ -516,7 +532,7 @@ pub(crate) fn repl(
     let terminal = std::io::stdin().is_terminal();
     run_async(async {
         let mut conn = Conn::open(root).await?;
-        let outcome = repl_loop(&mut conn, agent, conversation, max_rounds, terminal).await;
+        let outcome = repl_loop(&mut conn, root, agent, conversation, max_rounds, terminal).await;
         conn.close().await;
         outcome
     })
@@ -524,6 +540,7 @@ pub(crate) fn repl(
 
 async fn repl_loop(
     conn: &mut Conn,
+    root: &Path,
     agent: &str,
     conversation: &str,
     max_rounds: Option<u32>,
@@ -535,6 +552,7 @@ async fn repl_loop(
             json!({ "agent": agent, "conversation": conversation }),
         )
         .await?;
+    remember(root, &target)?;
     let mut screen = Screen::default();
     if terminal {
         screen.note(&format!(
@@ -566,10 +584,17 @@ async fn repl_loop(
             continue;
         }
         if let Some(command) = line.strip_prefix('/') {
+            let before = target.id;
             match slash(conn, &mut target, command).await {
                 Ok(Some(text)) => screen.note(&text),
                 Ok(None) => break,
                 Err(err) => screen.note(&format!("error: {err:#}")),
+            }
+            // A fork continues in the fork: it is the conversation in use.
+            if target.id != before {
+                if let Err(err) = remember(root, &target) {
+                    screen.note(&format!("error: {err:#}"));
+                }
             }
             continue;
         }

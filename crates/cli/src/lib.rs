@@ -16,17 +16,23 @@
 mod args;
 mod backend;
 mod chat;
+mod current;
+mod doctor;
+mod export;
 mod files;
 mod render;
 mod root;
 mod startup;
+mod style;
+mod tree;
+mod watch;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
-use clap::Parser;
+use clap::FromArgMatches;
 use exo_core::{EventData, Provider};
 use exo_protocol::methods::*;
 use exo_protocol::{Agent, Artifact, BindingEntry, Conversation, Event, Method, Secret};
@@ -34,9 +40,9 @@ use exo_store::OpenMode;
 use serde_json::{json, Value};
 
 use crate::args::{
-    AgentCommand, ArtifactCommand, BindingCommand, ChatCommand, Cli, Command, ConversationCommand,
-    ConversationRef, DaemonArgs, DaemonCommand, ModelCommand, ScopeArgs, SecretCommand,
-    SecretKindArg, SessionCommand, SnapshotCommand,
+    AgentCommand, ApprovalCommand, ArtifactCommand, BindingCommand, ChatCommand, Cli, Command,
+    ConversationCommand, ConversationRef, DaemonArgs, DaemonCommand, ModelCommand, ScopeArgs,
+    SecretCommand, SecretKindArg, SessionCommand, SnapshotCommand, TurnCommand, UseArgs,
 };
 use crate::backend::Backend;
 use crate::render::{binding_line, event_line, table};
@@ -47,7 +53,17 @@ const MAX_STDIN_BYTES: u64 = 32 << 20;
 
 /// Runs the command line and returns the process's exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches_mut(&mut args::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    style::init(cli.color);
+    // These need no root.
+    match &cli.command {
+        Command::Completions { shell } => return finish(completions(*shell)),
+        Command::Man { dir } => return finish(man(dir.as_deref())),
+        _ => {}
+    }
     // Before anything else (no thread runs yet): the commands that run
     // tools start again without secrets in their environment.
     let runs_tools = matches!(
@@ -69,26 +85,73 @@ pub fn main() -> ExitCode {
         }) => log_file.clone(),
         _ => None,
     };
-    let result =
-        root::resolve(cli.root.clone(), root::creates_store(&cli.command)).and_then(|root| {
-            log_file
-                .as_deref()
-                .map_or(Ok(()), |path| {
-                    files::refuse_inside_root(&root, path, "the log file")
-                })
-                .and_then(|()| init_tracing(log_file.as_deref()))
-                .and_then(|()| run(cli, &root))
-        });
+    let result = root::resolve_for(cli.root.clone(), &cli.command).and_then(|root| {
+        log_file
+            .as_deref()
+            .map_or(Ok(()), |path| {
+                files::refuse_inside_root(&root, path, "the log file")
+            })
+            .and_then(|()| init_tracing(log_file.as_deref()))
+            .and_then(|()| run(cli, &root))
+    });
+    finish(result)
+}
+
+/// The exit status of a command's outcome; a failure is one line on stderr.
+fn finish(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(std::io::stderr(), "exo: {}", one_line(&err));
+            let _ = writeln!(
+                std::io::stderr(),
+                "{} {}",
+                style::Paint::Red.err("exo:"),
+                one_line(&err)
+            );
             if err.is::<PartialRestore>() {
                 ExitCode::from(PARTIAL_RESTORE)
             } else {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// `exo completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    let mut command = args::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "exo", &mut script);
+    write_stdout(&script)
+}
+
+/// `exo man [--dir DIR]`.
+fn man(dir: Option<&std::path::Path>) -> Result<()> {
+    let command = args::command();
+    match dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("rendering the man page")?;
+            write_stdout(&page)
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            println!("wrote man pages into {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+/// Writes bytes to stdout; a closed pipe is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -241,8 +304,43 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
     {
         bail!("--harness is for `exo agent create` and `exo agent set`");
     }
-    let command = match cli.command {
+    let mut command = cli.command;
+    // AGENT CONV left out: the conversation in use.
+    current::fill(&mut command, || current::read(root))?;
+    let command = match command {
         Command::Daemon(args) => return daemon(root, &out, args),
+        Command::Doctor => return doctor::run(root, &out),
+        // These hold a connection to the daemon open, and follow.
+        Command::Conversation(ConversationCommand::Watch {
+            target,
+            after,
+            all,
+            last,
+        }) => {
+            let start = match (after, all) {
+                (Some(event), _) => watch::Start::After(event),
+                (None, true) => watch::Start::All,
+                (None, false) => watch::Start::Last(last),
+            };
+            return watch::run(root, &out, &target, start, watch::Filter::default(), true);
+        }
+        Command::Conversation(ConversationCommand::Events {
+            target,
+            kind,
+            session,
+            turn,
+            after,
+            follow: true,
+            ..
+        }) => {
+            let start = after.map_or(watch::Start::All, watch::Start::After);
+            let filter = watch::Filter {
+                kind,
+                session,
+                turn,
+            };
+            return watch::run(root, &out, &target, start, filter, false);
+        }
         // These hold a connection open for the turn's notifications.
         Command::Chat(ChatCommand::Repl { target, max_rounds }) => {
             return chat::repl(root, &target.agent, &target.conversation, max_rounds)
@@ -251,6 +349,7 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
             target,
             prompt,
             max_rounds,
+            ..
         }) => {
             return chat::send(
                 root,
@@ -263,19 +362,31 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
         }
         command => command,
     };
+    if let Command::Use(UseArgs { clear: true, .. }) = command {
+        let cleared = current::clear(root)?;
+        return out.emit(&json!({ "cleared": cleared }), || {
+            if cleared {
+                "no conversation in use now".to_string()
+            } else {
+                "no conversation was in use".to_string()
+            }
+        });
+    }
     // Commands that only read never create a store.
-    let mut backend = Backend::open(
-        root,
-        if root::creates_store(&command) {
-            OpenMode::Create
-        } else {
-            OpenMode::Existing
-        },
-    )?;
+    let mut backend = if root::creates_store(&command) {
+        Backend::open(root, OpenMode::Create)?
+    } else if root::empty_without_store(&command) {
+        Backend::open_reading(root)?
+    } else {
+        Backend::open(root, OpenMode::Existing)?
+    };
     let backend = &mut backend;
     match command {
+        Command::Use(args) => use_conversation(backend, root, &out, args),
+        Command::Turn(command) => turn(backend, &out, command),
+        Command::Approval(command) => approval(backend, &out, command),
         Command::Agent(command) => agent(backend, &out, command, harness),
-        Command::Conversation(command) => conversation(backend, &out, command),
+        Command::Conversation(command) => conversation(backend, root, &out, command),
         Command::Secret(command) => secret(backend, &out, command),
         Command::Model(command) => model(backend, &out, command),
         Command::Binding(command) => binding(backend, &out, command),
@@ -283,7 +394,10 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
         Command::Snapshot(command) => snapshot(backend, &out, command),
         Command::Session(SessionCommand::Resume(target)) => resume(backend, &out, target),
         Command::Gc => {
-            let (value, report) = backend.call_as::<GcResult>(Gc::NAME, json!({}))?;
+            let (value, report) =
+                style::progress("collecting unreachable snapshot objects", || {
+                    backend.call_as::<GcResult>(Gc::NAME, json!({}))
+                })?;
             out.emit(&value, || {
                 format!(
                     "gc: {} workspaces, {} objects kept of {}, {} bytes freed",
@@ -294,7 +408,11 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
                 )
             })
         }
-        Command::Daemon(_) | Command::Chat(_) => unreachable!("handled above"),
+        Command::Daemon(_)
+        | Command::Chat(_)
+        | Command::Doctor
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
     }
 }
 
@@ -397,7 +515,7 @@ fn agent(
         } => {
             let module = module.map(|path| absolute_module(&path)).transpose()?;
             let request = params(
-                json!({ "name": name, "approval": approval }),
+                json!({ "name": name, "approval": approval.map(|a| a.policy()) }),
                 json!({ "model": model, "instructions": instructions, "slug": slug,
                         "harness": harness.map(|h| h.harness()), "module": module }),
             );
@@ -423,7 +541,7 @@ fn agent(
             let revoke = (!revoke.is_empty()).then_some(revoke);
             let request = params(
                 json!({ "agent": agent }),
-                json!({ "model": model, "instructions": instructions, "approval": approval,
+                json!({ "model": model, "instructions": instructions, "approval": approval.map(|a| a.policy()),
                         "harness": harness.map(|h| h.harness()), "module": module,
                         "revoke": revoke }),
             );
@@ -526,9 +644,16 @@ fn absolute_module(path: &std::path::Path) -> Result<String> {
     Ok(absolute.display().to_string())
 }
 
-fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) -> Result<()> {
+fn conversation(
+    backend: &mut Backend,
+    root: &std::path::Path,
+    out: &Out,
+    command: ConversationCommand,
+) -> Result<()> {
     match command {
-        ConversationCommand::Send { .. } => unreachable!("handled in run"),
+        ConversationCommand::Send { .. } | ConversationCommand::Watch { .. } => {
+            unreachable!("handled in run")
+        }
         ConversationCommand::Create {
             agent,
             name,
@@ -577,7 +702,20 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
         }
         ConversationCommand::Show(target) => {
             let request = json!({ "agent": target.agent, "conversation": target.conversation });
-            let (value, conv) = backend.call_as::<Conversation>(ConversationGet::NAME, request)?;
+            let (value, conv) =
+                backend.call_as::<Conversation>(ConversationGet::NAME, request.clone())?;
+            // The heads rewinds left behind: what redo brings back.
+            let abandoned: Vec<exo_core::EventId> = if out.json {
+                Vec::new()
+            } else {
+                let (_, tree) =
+                    backend.call_as::<ConversationTree>(ConversationTreeMethod::NAME, request)?;
+                tree.branches
+                    .iter()
+                    .filter(|branch| !branch.current)
+                    .map(|branch| branch.head)
+                    .collect()
+            };
             out.emit(&value, || {
                 let mut lines = vec![
                     format!("{} ({})", conv.slug, conv.id),
@@ -596,6 +734,16 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
                 }
                 if let Some(turn) = conv.open_turn {
                     lines.push(format!("turn in progress: {turn}"));
+                }
+                if !abandoned.is_empty() {
+                    lines.push(format!(
+                        "abandoned heads (redo with `exo conversation rewind --at ID`): {}",
+                        abandoned
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
                 }
                 lines.push(format!("created: {}", conv.created_at));
                 lines.join("\n")
@@ -616,6 +764,7 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
             before,
             desc,
             limit,
+            ..
         } => {
             let mut request = params(
                 json!({ "agent": target.agent, "conversation": target.conversation, "desc": desc }),
@@ -661,7 +810,7 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
                 lines.join("\n")
             })
         }
-        ConversationCommand::Event { target, event } => {
+        ConversationCommand::Event { target, event, .. } => {
             let request = json!({ "agent": target.agent, "conversation": target.conversation, "event": event });
             let value = backend.call(EventsGet::NAME, request)?;
             out.emit(&value, || {
@@ -735,6 +884,7 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
             at,
             slug,
             workspace,
+            ..
         } => {
             // Resolved here: a daemon's working directory is not ours.
             let workspace = workspace.map(|dir| absolute(&dir)).transpose()?;
@@ -742,7 +892,9 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
                 json!({ "agent": target.agent, "conversation": target.conversation }),
                 json!({ "at": at, "name": name, "slug": slug, "workspace": workspace }),
             );
-            let (value, fork) = backend.call_as::<Conversation>(ConversationFork::NAME, request)?;
+            let (value, fork) = style::progress("forking", || {
+                backend.call_as::<Conversation>(ConversationFork::NAME, request)
+            })?;
             out.emit(&value, || {
                 let at = fork
                     .forked_from
@@ -755,6 +907,21 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
                 )
             })
         }
+        ConversationCommand::Tree { target } => {
+            crate::tree::run(backend, out.json, &target.agent, &target.conversation)
+        }
+        ConversationCommand::Export {
+            target,
+            format,
+            output,
+        } => crate::export::run(
+            backend,
+            root,
+            &target.agent,
+            &target.conversation,
+            format,
+            output.as_deref(),
+        ),
         ConversationCommand::Rewind {
             target,
             to,
@@ -766,8 +933,9 @@ fn conversation(backend: &mut Backend, out: &Out, command: ConversationCommand) 
                 json!({ "agent": target.agent, "conversation": target.conversation, "to": to, "force": force }),
                 json!({ "expected_head": expected_head, "files": if no_files { Some(false) } else { None } }),
             );
-            let (value, outcome) =
-                backend.call_as::<RewindResult>(ConversationRewind::NAME, request)?;
+            let (value, outcome) = style::progress("rewinding", || {
+                backend.call_as::<RewindResult>(ConversationRewind::NAME, request)
+            })?;
             out.emit(&value, || {
                 let mut lines = vec![match &outcome.event {
                     Some(event) => format!(
@@ -946,6 +1114,7 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
             context_window,
             scope,
         } => {
+            let provider = provider.provider();
             // A scripted model's base URL names its script: a plain path is
             // taken from the current directory.
             let base_url = match base_url {
@@ -1023,8 +1192,9 @@ fn model(backend: &mut Backend, out: &Out, command: ModelCommand) -> Result<()> 
     }
 }
 
-fn binding_kind(kind: &str) -> Result<exo_core::BindingKind> {
-    kind.parse()
+fn binding_kind(kind: crate::args::BindingKindArg) -> Result<exo_core::BindingKind> {
+    kind.as_str()
+        .parse()
         .map_err(|err: exo_core::ValidationError| anyhow!(err.0))
 }
 
@@ -1053,7 +1223,7 @@ fn binding(backend: &mut Backend, out: &Out, command: BindingCommand) -> Result<
             out.emit(&value, || format!("bound {}", binding_line(&entry)))
         }
         BindingCommand::List { kind, scope } => {
-            let kind = kind.as_deref().map(binding_kind).transpose()?;
+            let kind = kind.map(binding_kind).transpose()?;
             let request = params(json!({ "kind": kind }), scope_params(&scope));
             let (value, list) = backend.call_as::<BindingList>(BindingListMethod::NAME, request)?;
             out.emit(&value, || {
@@ -1066,7 +1236,7 @@ fn binding(backend: &mut Backend, out: &Out, command: BindingCommand) -> Result<
         }
         BindingCommand::Show { kind, name, scope } => {
             let request = params(
-                json!({ "kind": binding_kind(&kind)?, "name": name }),
+                json!({ "kind": binding_kind(kind)?, "name": name }),
                 scope_params(&scope),
             );
             let (value, entry) = backend.call_as::<BindingEntry>(BindingGet::NAME, request)?;
@@ -1074,7 +1244,7 @@ fn binding(backend: &mut Backend, out: &Out, command: BindingCommand) -> Result<
         }
         BindingCommand::Delete { kind, name, scope } => {
             let request = params(
-                json!({ "kind": binding_kind(&kind)?, "name": name }),
+                json!({ "kind": binding_kind(kind)?, "name": name }),
                 scope_params(&scope),
             );
             let (value, entry) = backend.call_as::<BindingEntry>(BindingDelete::NAME, request)?;
@@ -1102,6 +1272,7 @@ fn artifact(
             path,
             file,
             media_type,
+            ..
         } => {
             let bytes = match file {
                 Some(file) if file.as_os_str() != "-" => {
@@ -1131,6 +1302,7 @@ fn artifact(
             path,
             version,
             output,
+            ..
         } => {
             if let Some(output) = &output {
                 files::refuse_inside_root(root, output, "the output file")?;
@@ -1255,7 +1427,7 @@ fn restore_summary(result: &RestoreResult) -> String {
         }
     }
     if let Some(diff) = &result.diff {
-        lines.push(diff.trim_end().to_string());
+        lines.push(style::diff(diff.trim_end()));
     }
     lines.join("\n")
 }
@@ -1264,7 +1436,9 @@ fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Resul
     match command {
         SnapshotCommand::Take(target) => {
             let request = json!({ "agent": target.agent, "conversation": target.conversation });
-            let (value, taken) = backend.call_as::<SnapshotResult>(SnapshotTake::NAME, request)?;
+            let (value, taken) = style::progress("snapshotting the workspace", || {
+                backend.call_as::<SnapshotResult>(SnapshotTake::NAME, request)
+            })?;
             out.emit(&value, || {
                 format!(
                     "{}  {}",
@@ -1302,7 +1476,7 @@ fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Resul
                 backend.call_as::<SnapshotDiff>(SnapshotDiffMethod::NAME, request)?;
             out.emit(&value, || {
                 if let Some(diff) = &result.diff {
-                    return diff.trim_end().to_string();
+                    return style::diff(diff.trim_end());
                 }
                 result
                     .changes
@@ -1318,6 +1492,7 @@ fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Resul
             force,
             dry_run,
             diff,
+            ..
         } => {
             let request = json!({
                 "agent": target.agent,
@@ -1327,8 +1502,9 @@ fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Resul
                 "dry_run": dry_run,
                 "unified": diff,
             });
-            let (value, result) =
-                backend.call_as::<RestoreResult>(SnapshotRestore::NAME, request)?;
+            let (value, result) = style::progress("restoring", || {
+                backend.call_as::<RestoreResult>(SnapshotRestore::NAME, request)
+            })?;
             out.emit(&value, || restore_summary(&result))?;
             check_partial(&result)
         }
@@ -1378,4 +1554,204 @@ fn resume(backend: &mut Backend, out: &Out, target: ConversationRef) -> Result<(
         }
         lines.join("\n")
     })
+}
+
+/// `exo use`: show, choose or (handled before) clear the conversation in
+/// use.
+fn use_conversation(
+    backend: &mut Backend,
+    root: &std::path::Path,
+    out: &Out,
+    args: UseArgs,
+) -> Result<()> {
+    let (agent, conversation, chosen) = match (args.agent, args.conversation) {
+        (Some(agent), Some(conversation)) => (agent, conversation, true),
+        _ => match current::read(root)? {
+            Some(current) => (current.agent, current.conversation, false),
+            None => {
+                return out.emit(&json!({ "agent": null, "conversation": null }), || {
+                    "no conversation in use; choose one with `exo use AGENT CONV`".to_string()
+                })
+            }
+        },
+    };
+    let lookup = |backend: &mut Backend| -> Result<(Value, Agent, Value, Conversation)> {
+        let (conversation_value, conversation) = backend.call_as::<Conversation>(
+            ConversationGet::NAME,
+            json!({ "agent": agent, "conversation": conversation }),
+        )?;
+        let (agent_value, agent) = backend.call_as::<Agent>(
+            AgentGet::NAME,
+            json!({ "agent": conversation.agent.to_string() }),
+        )?;
+        Ok((agent_value, agent, conversation_value, conversation))
+    };
+    let (agent_value, agent, conversation_value, conversation) = match lookup(backend) {
+        Ok(found) => found,
+        Err(err) if !chosen => {
+            bail!("the conversation in use is gone ({err}); choose another with `exo use AGENT CONV`, or `exo use --clear`")
+        }
+        Err(err) => return Err(err),
+    };
+    if chosen {
+        current::write(
+            root,
+            &current::Current {
+                agent: agent.id.to_string(),
+                conversation: conversation.id.to_string(),
+            },
+        )?;
+    }
+    let value = json!({ "agent": agent_value, "conversation": conversation_value });
+    out.emit(&value, || {
+        format!(
+            "{} {}/{} ({})",
+            if chosen { "now using" } else { "using" },
+            agent.slug,
+            conversation.slug,
+            conversation.id
+        )
+    })
+}
+
+/// The id of the conversation's newest turn, if it has one.
+fn last_turn(backend: &mut Backend, target: &ConversationRef) -> Result<Option<exo_core::TurnId>> {
+    let (_, page) = backend.call_as::<EventPage>(
+        EventsList::NAME,
+        json!({ "agent": target.agent, "conversation": target.conversation,
+                "kind": "turn_started", "desc": true, "limit": 1 }),
+    )?;
+    Ok(page.events.first().and_then(|event| event.turn))
+}
+
+fn turn(backend: &mut Backend, out: &Out, command: TurnCommand) -> Result<()> {
+    match command {
+        TurnCommand::Show { target, turn, .. } => {
+            let turn = match turn {
+                Some(turn) => turn,
+                None => last_turn(backend, &target)?.ok_or_else(|| {
+                    anyhow!("{}/{} has no turns yet", target.agent, target.conversation)
+                })?,
+            };
+            let (record_value, record) =
+                backend.call_as::<exo_protocol::Turn>(TurnGet::NAME, json!({ "turn": turn }))?;
+
+            let mut events: Vec<Value> = Vec::new();
+            let mut request = json!({ "agent": target.agent, "conversation": target.conversation,
+                                      "turn": turn, "limit": exo_store::MAX_PAGE });
+            loop {
+                let (_, page) = backend.call_as::<Value>(EventsList::NAME, request.clone())?;
+                if let Some(Value::Array(batch)) = page.get("events") {
+                    events.extend(batch.iter().cloned());
+                }
+                match page.get("next_cursor") {
+                    Some(Value::String(cursor)) => request["after"] = json!(cursor),
+                    _ => break,
+                }
+            }
+            // A turn of another conversation, or of a branch a rewind left.
+            if events.is_empty() {
+                bail!("turn {turn} is not on the conversation's current history");
+            }
+            let value = json!({ "turn": record_value, "events": events });
+            out.emit(&value, || {
+                let status = record
+                    .status
+                    .map_or_else(|| "running".to_string(), |status| status.to_string());
+                let mut lines = vec![
+                    format!("turn {}  {}", record.id, status_paint(&status)),
+                    format!("session: {}", record.session),
+                    format!("started: {}", record.started_at),
+                ];
+                if let Some(ended) = &record.ended_at {
+                    lines.push(format!("ended: {ended}"));
+                }
+                lines.push(String::new());
+                lines.extend(
+                    events
+                        .iter()
+                        .filter_map(|event| serde_json::from_value::<Event>(event.clone()).ok())
+                        .map(|event| event_line(&event)),
+                );
+                lines.join("\n")
+            })
+        }
+        TurnCommand::Cancel { target, turn, .. } => {
+            let turn = match turn {
+                Some(turn) => turn,
+                None => {
+                    let (_, conversation) = backend.call_as::<Conversation>(
+                        ConversationGet::NAME,
+                        json!({ "agent": target.agent, "conversation": target.conversation }),
+                    )?;
+                    conversation
+                        .open_turn
+                        .ok_or_else(|| anyhow!("no turn is running in {}", conversation.slug))?
+                }
+            };
+            let value = backend.call(TurnCancel::NAME, json!({ "turn": turn }))?;
+            out.emit(&value, || format!("cancelling turn {turn}"))
+        }
+    }
+}
+
+/// A turn's status, coloured by how it ended.
+fn status_paint(status: &str) -> String {
+    let paint = match status {
+        "completed" => style::Paint::Green,
+        "running" => style::Paint::Yellow,
+        _ => style::Paint::Red,
+    };
+    paint.out(status)
+}
+
+fn approval(backend: &mut Backend, out: &Out, command: ApprovalCommand) -> Result<()> {
+    match command {
+        ApprovalCommand::List {
+            agent,
+            conversation,
+        } => {
+            let request = params(
+                json!({}),
+                json!({ "agent": agent, "conversation": conversation }),
+            );
+            let (value, list) =
+                backend.call_as::<ApprovalList>(ApprovalListMethod::NAME, request)?;
+            out.emit(&value, || {
+                if list.approvals.is_empty() {
+                    return "no calls are waiting for an answer".to_string();
+                }
+                let mut rows = vec![vec![
+                    "TURN".into(),
+                    "CALL".into(),
+                    "TOOL".into(),
+                    "CONVERSATION".into(),
+                    "ARGUMENTS".into(),
+                ]];
+                rows.extend(list.approvals.iter().map(|pending| {
+                    vec![
+                        pending.turn.to_string(),
+                        pending.call_id.clone(),
+                        pending.tool.clone(),
+                        pending.conversation.to_string(),
+                        one_line_text(&pending.arguments.to_string()),
+                    ]
+                }));
+                table(rows)
+            })
+        }
+        ApprovalCommand::Respond {
+            turn,
+            call_id,
+            decision,
+        } => {
+            let value = backend.call(
+                ApprovalRespond::NAME,
+                json!({ "turn": turn, "call_id": call_id, "decision": decision.as_str() }),
+            )?;
+            out.emit(&value, || {
+                format!("answered {call_id} of turn {turn}: {}", decision.as_str())
+            })
+        }
+    }
 }

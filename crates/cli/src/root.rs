@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::args::{AgentCommand, BindingCommand, Command, DaemonArgs, ModelCommand, SecretCommand};
+use crate::args::{
+    AgentCommand, ApprovalCommand, BindingCommand, Command, DaemonArgs, ModelCommand,
+    SecretCommand, UseArgs,
+};
 
 /// The name of a root directory.
 pub const ROOT_DIR: &str = ".exo";
@@ -37,6 +40,31 @@ pub fn creates_store(command: &Command) -> bool {
             | Command::Model(ModelCommand::Register { .. })
             | Command::Binding(BindingCommand::Env { .. } | BindingCommand::Mcp { .. })
             | Command::Daemon(DaemonArgs { command: None, .. })
+    )
+}
+
+/// Whether `command` only reads and, where there is no store yet, answers
+/// as an empty store would (an empty list) rather than fail: a fresh
+/// directory has no agents, which is not an error.
+pub fn empty_without_store(command: &Command) -> bool {
+    match command {
+        Command::Agent(AgentCommand::List)
+        | Command::Approval(ApprovalCommand::List { .. })
+        | Command::Doctor => true,
+        Command::Secret(SecretCommand::List { scope })
+        | Command::Model(ModelCommand::List { scope })
+        | Command::Binding(BindingCommand::List { scope, .. }) => scope.agent.is_none(),
+        Command::Use(UseArgs { agent, .. }) => agent.is_none(),
+        _ => false,
+    }
+}
+
+/// The root for `command`: as [`resolve`], falling back to `./.exo` for a
+/// command that creates a store or answers without one.
+pub fn resolve_for(given: Option<PathBuf>, command: &Command) -> Result<PathBuf> {
+    resolve(
+        given,
+        creates_store(command) || empty_without_store(command),
     )
 }
 
