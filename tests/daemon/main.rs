@@ -37,6 +37,7 @@ mod cancellation;
 mod conformance;
 mod examples;
 mod foreign;
+mod gateway;
 mod harness;
 mod lifecycle;
 mod limits;

@@ -107,6 +107,7 @@ fn route(
             ConversationCreate, ConversationListMethod, ConversationGet, ConversationDelete,
             ConversationFork, ConversationRewind, ConversationTreeMethod,
             TurnBegin, TurnFinish, TurnGet, TurnCancel, ApprovalRespond, ApprovalListMethod,
+            GatewayTokenMethod, GatewayRevoke,
             SessionResume, SnapshotTake, SnapshotListMethod, SnapshotDiffMethod, SnapshotRestore, Gc,
             EventsList, EventsGet,
             ArtifactPut, ArtifactGet, ArtifactListMethod,

@@ -20,6 +20,12 @@ impl ApiKey {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with the key redacted in every form a provider echoes it in
+    /// (see the `scrub` module); `None` when it holds none.
+    pub fn scrub(&self, text: &str) -> Option<String> {
+        crate::scrub::scrub(text, &self.0)
+    }
 }
 
 impl From<String> for ApiKey {

@@ -163,6 +163,41 @@ pub struct DaemonStatus {
     pub uptime_seconds: u64,
     /// Connections open now.
     pub connections: u64,
+    /// The model gateway's URL (`http://127.0.0.1:PORT`), once it has
+    /// started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+}
+
+// ---------------------------------------------------------------- gateway
+
+/// `gateway/token` result: a token for one conversation's model, and where
+/// to send it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GatewayToken {
+    /// The token: a client's API key for the gateway.
+    pub token: String,
+    /// The API the conversation's model speaks: `responses`,
+    /// `chat_completions` or `messages`.
+    pub api: String,
+    /// The base URL an OpenAI client takes (`http://127.0.0.1:PORT/v1`).
+    pub openai_base_url: String,
+    /// The base URL an Anthropic client takes (`http://127.0.0.1:PORT`).
+    pub anthropic_base_url: String,
+}
+
+/// `gateway/revoke` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GatewayRevokeParams {
+    /// The token.
+    pub token: String,
+}
+
+/// `gateway/revoke` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GatewayRevoked {
+    /// Whether the token was live.
+    pub revoked: bool,
 }
 
 // ---------------------------------------------------------------- agents
@@ -1355,6 +1390,11 @@ methods! {
     /// Summarises a conversation's history as a tree: its current line, the
     /// branches it rewound away from, and the forks taken from them.
     ConversationTreeMethod = "conversation/tree" (ConversationRef) -> ConversationTree [read_only];
+    /// Mints a model-gateway token for a conversation, revoked when this
+    /// connection ends.
+    GatewayTokenMethod = "gateway/token" (ConversationRef) -> GatewayToken;
+    /// Revokes a model-gateway token.
+    GatewayRevoke = "gateway/revoke" (GatewayRevokeParams) -> GatewayRevoked [inline];
     /// Appends events as one atomic batch.
     ConversationAppend = "conversation/append" (ConversationAppendParams) -> AppendResult;
     /// Begins a turn.

@@ -30,6 +30,20 @@ pub trait Call: Method {
     ) -> ServiceResult<Self::Result>;
 }
 
+/// The methods whose success may change which model, base URL or key a
+/// conversation resolves to.
+const CONFIGURES: &[&str] = &[
+    AgentSet::NAME,
+    AgentDelete::NAME,
+    ConversationDelete::NAME,
+    SecretSet::NAME,
+    SecretDelete::NAME,
+    ModelRegister::NAME,
+    ModelDelete::NAME,
+    BindingSet::NAME,
+    BindingDelete::NAME,
+];
+
 macro_rules! calls {
     ($($method:ident => $function:ident),* $(,)?) => {
         $(
@@ -39,7 +53,14 @@ macro_rules! calls {
                     client: &ClientContext,
                     params: Self::Params,
                 ) -> ServiceResult<Self::Result> {
-                    service.$function(client, params)
+                    let result = service.$function(client, params);
+                    // A change to what a conversation's model resolves to
+                    // (its binding, its secret, the agent's model):
+                    // resolutions cached by the gateway are stale.
+                    if result.is_ok() && CONFIGURES.contains(&<$method as Method>::NAME) {
+                        service.configuration_changed();
+                    }
+                    result
                 }
             }
         )*
@@ -69,6 +90,8 @@ calls! {
     TurnCancel => turn_cancel,
     ApprovalRespond => approval_respond,
     ApprovalListMethod => approval_list,
+    GatewayTokenMethod => gateway_token_call,
+    GatewayRevoke => gateway_revoke_call,
     SessionResume => session_resume,
     SnapshotTake => snapshot_take_call,
     SnapshotListMethod => snapshot_list_call,
@@ -199,6 +222,7 @@ impl Service {
                 .inner
                 .connections
                 .load(std::sync::atomic::Ordering::Relaxed),
+            gateway: self.gateway_url(),
         })
     }
 
@@ -556,6 +580,24 @@ impl Service {
         params: ApprovalListParams,
     ) -> ServiceResult<ApprovalList> {
         self.list_approvals(params)
+    }
+
+    fn gateway_token_call(
+        &self,
+        client: &ClientContext,
+        params: exo_protocol::ConversationRef,
+    ) -> ServiceResult<GatewayToken> {
+        self.gateway_token(client, params)
+    }
+
+    fn gateway_revoke_call(
+        &self,
+        _: &ClientContext,
+        params: GatewayRevokeParams,
+    ) -> ServiceResult<GatewayRevoked> {
+        Ok(GatewayRevoked {
+            revoked: self.gateway_revoke(&params.token),
+        })
     }
 
     fn session_resume(
@@ -936,8 +978,19 @@ impl Service {
         }
     }
 
-    /// Closes the turns a client began and left open, as interrupted.
+    /// Closes the turns a client began and left open, as interrupted, and
+    /// revokes the gateway tokens it minted: the client is gone.
     pub fn interrupt_turns(&self, client: &ClientContext) {
+        // Its gateway tokens go with it.
+        let tokens: Vec<String> = client
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for token in tokens {
+            self.gateway_revoke(&token);
+        }
         let turns: Vec<_> = client
             .turns
             .lock()

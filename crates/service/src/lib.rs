@@ -20,6 +20,7 @@ mod calls;
 mod convert;
 mod error;
 mod executors;
+mod gateway;
 pub mod hub;
 mod turns;
 mod workspace;
@@ -63,6 +64,11 @@ struct Inner {
     started: Instant,
     connections: AtomicU64,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The model gateway, once a token has been minted.
+    gateway: Mutex<Option<exo_gateway::Gateway>>,
+    /// Bumped after each change to bindings, secrets or agents' models:
+    /// the gateway's cached resolutions of older generations are stale.
+    configuration: AtomicU64,
 }
 
 /// What one client (a connection, a command line) owns: the turns it
@@ -71,6 +77,8 @@ struct Inner {
 #[derive(Default)]
 pub struct ClientContext {
     turns: Mutex<HashSet<TurnId>>,
+    /// Model-gateway tokens it minted, revoked when it goes.
+    tokens: Mutex<Vec<String>>,
 }
 
 impl Service {
@@ -104,6 +112,8 @@ impl Service {
                 started: Instant::now(),
                 connections: AtomicU64::new(0),
                 shutdown: tokio::sync::watch::channel(false).0,
+                gateway: Mutex::new(None),
+                configuration: AtomicU64::new(0),
             }),
         }
     }

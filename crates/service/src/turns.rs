@@ -26,6 +26,15 @@ use tokio::sync::{mpsc, oneshot};
 use crate::convert::{self, simple_error, store_error};
 use crate::Service;
 
+/// A model binding resolved for a conversation, its key opened.
+pub(crate) struct ResolvedModel {
+    pub(crate) provider: exo_core::Provider,
+    pub(crate) base_url: String,
+    pub(crate) upstream: String,
+    pub(crate) key: Option<exo_model::ApiKey>,
+    pub(crate) context_window: Option<u64>,
+}
+
 /// The turns running in this process and the approvals they wait for.
 #[derive(Default)]
 pub(crate) struct Running {
@@ -319,6 +328,45 @@ impl Service {
         })?;
         let approval = config.approval;
         let instructions = config.instructions.clone();
+        let resolved = self.resolve_model(agent, conversation, model)?;
+        let ResolvedModel {
+            provider,
+            base_url,
+            upstream,
+            key,
+            context_window,
+        } = resolved;
+        let mut endpoint = exo_model::Endpoint::for_binding(provider, &base_url);
+        if let Some(key) = key {
+            endpoint = endpoint.with_api_key(key);
+        }
+        Ok(Setup {
+            agent: agent_record.id.to_string(),
+            harness: config.harness,
+            module: config.module.map(Into::into),
+            allow: config.allow,
+            conversation: record.id,
+            instructions,
+            approval,
+            workspace: record.workspace.map(Into::into),
+            protected: protected_dirs(store.root()),
+            model: ModelAccess {
+                upstream,
+                endpoint,
+                context_window: context_window.or(provider.default_context_window()),
+            },
+        })
+    }
+
+    /// The model binding `model` names from the conversation's scope,
+    /// with its key opened.
+    pub(crate) fn resolve_model(
+        &self,
+        agent: &str,
+        conversation: &str,
+        model: &str,
+    ) -> Result<ResolvedModel, crate::ServiceError> {
+        let store = self.store();
         let scope = store
             .scope(Some(agent), Some(conversation))
             .map_err(store_error)?;
@@ -350,33 +398,25 @@ impl Service {
                 "a model binding is not a model",
             ));
         };
-        let mut endpoint = exo_model::Endpoint::for_binding(provider, &base_url);
-        if let Some(secret) = secret {
-            let key = self.key()?;
-            let (_, value) = store
-                .reveal_secret(scope, &secret, &key)
-                .map_err(store_error)?;
-            let token = match value {
-                SecretValue::ApiKey { value } => value,
-                SecretValue::Oauth { access_token, .. } => access_token,
-            };
-            endpoint = endpoint.with_api_key(token);
-        }
-        Ok(Setup {
-            agent: agent_record.id.to_string(),
-            harness: config.harness,
-            module: config.module.map(Into::into),
-            allow: config.allow,
-            conversation: record.id,
-            instructions,
-            approval,
-            workspace: record.workspace.map(Into::into),
-            protected: protected_dirs(store.root()),
-            model: ModelAccess {
-                upstream,
-                endpoint,
-                context_window: context_window.or(provider.default_context_window()),
-            },
+        let key = match secret {
+            Some(secret) => {
+                let key = self.key()?;
+                let (_, value) = store
+                    .reveal_secret(scope, &secret, &key)
+                    .map_err(store_error)?;
+                Some(exo_model::ApiKey::from(match value {
+                    SecretValue::ApiKey { value } => value,
+                    SecretValue::Oauth { access_token, .. } => access_token,
+                }))
+            }
+            None => None,
+        };
+        Ok(ResolvedModel {
+            provider,
+            base_url,
+            upstream,
+            key,
+            context_window,
         })
     }
 

@@ -34,6 +34,8 @@ export interface DaemonMethods {
   "conversation/fork": { params: ConversationForkParams; result: Conversation };
   "conversation/rewind": { params: ConversationRewindParams; result: RewindResult };
   "conversation/tree": { params: ConversationRef; result: ConversationTree };
+  "gateway/token": { params: ConversationRef; result: GatewayToken };
+  "gateway/revoke": { params: GatewayRevokeParams; result: GatewayRevoked };
   "conversation/append": { params: ConversationAppendParams; result: AppendResult };
   "turn/begin": { params: TurnBeginParams; result: TurnBeginResult };
   "turn/append": { params: TurnAppendParams; result: AppendResult };
@@ -1094,6 +1096,11 @@ export interface DaemonStatus {
    * Connections open now.
    */
   connections: number;
+  /**
+   * The model gateway's URL (`http://127.0.0.1:PORT`), once it has
+   * started.
+   */
+  gateway?: string | null;
 }
 
 /**
@@ -1548,6 +1555,50 @@ export interface ForkedFrom {
    * The event forked at.
    */
   event: EventId;
+}
+
+/**
+ * `gateway/revoke` params.
+ */
+export interface GatewayRevokeParams {
+  /**
+   * The token.
+   */
+  token: string;
+}
+
+/**
+ * `gateway/revoke` result.
+ */
+export interface GatewayRevoked {
+  /**
+   * Whether the token was live.
+   */
+  revoked: boolean;
+}
+
+/**
+ * `gateway/token` result: a token for one conversation's model, and where
+ * to send it.
+ */
+export interface GatewayToken {
+  /**
+   * The token: a client's API key for the gateway.
+   */
+  token: string;
+  /**
+   * The API the conversation's model speaks: `responses`,
+   * `chat_completions` or `messages`.
+   */
+  api: string;
+  /**
+   * The base URL an OpenAI client takes (`http://127.0.0.1:PORT/v1`).
+   */
+  openai_base_url: string;
+  /**
+   * The base URL an Anthropic client takes (`http://127.0.0.1:PORT`).
+   */
+  anthropic_base_url: string;
 }
 
 /**

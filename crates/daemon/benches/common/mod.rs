@@ -136,6 +136,7 @@ pub enum Unit {
     RequestsPerSec,
     Millis,
     MiB,
+    MiBPerSec,
 }
 
 impl Unit {
@@ -145,6 +146,7 @@ impl Unit {
             Unit::RequestsPerSec => "requests/s",
             Unit::Millis => "ms",
             Unit::MiB => "MiB",
+            Unit::MiBPerSec => "MiB/s",
         }
     }
 
@@ -155,6 +157,7 @@ impl Unit {
             Unit::RequestsPerSec => format!("{} req/s", thousands(value.round() as u64)),
             Unit::Millis => format!("{value:.0} ms"),
             Unit::MiB => format!("{value:.1} MiB"),
+            Unit::MiBPerSec => format!("{value:.1} MiB/s"),
         }
     }
 
