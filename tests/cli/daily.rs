@@ -397,13 +397,31 @@ fn send_and_chat_make_their_conversation_the_one_in_use() {
 }
 
 /// `exo conversation watch` in the background, its stdout read line by line.
-struct Watcher {
+/// Killed if the test ends without interrupting it.
+pub struct Watcher {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
+/// Stops the root's daemon (one a watch started) when the test ends,
+/// however it ends.
+pub struct StopsDaemon<'a>(pub &'a Fixture);
+
+impl Drop for StopsDaemon<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["daemon", "stop"]);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Watcher {
-    fn start(fixture: &Fixture, args: &[&str]) -> Watcher {
+    pub fn start(fixture: &Fixture, args: &[&str]) -> Watcher {
         let mut command = fixture.env.command(&fixture.args(args));
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn exo watch");
@@ -421,14 +439,14 @@ impl Watcher {
     }
 
     /// The next line, within the test's time bound.
-    fn next(&self) -> String {
+    pub fn next(&self) -> String {
         self.lines
             .recv_timeout(TIMEOUT)
             .expect("the watch printed nothing in time")
     }
 
     /// Lines until one satisfies `done`, which is returned.
-    fn until(&self, mut done: impl FnMut(&str) -> bool) -> String {
+    pub fn until(&self, mut done: impl FnMut(&str) -> bool) -> String {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             assert!(Instant::now() < deadline, "the line never came");
@@ -440,7 +458,7 @@ impl Watcher {
     }
 
     /// Ctrl-C, and the exit status.
-    fn interrupt(mut self) -> (i32, String) {
+    pub fn interrupt(mut self) -> (i32, String) {
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
             rustix::process::Signal::INT,
@@ -463,6 +481,7 @@ impl Watcher {
 #[test]
 fn watch_starts_a_daemon_and_shows_what_another_process_records_as_it_happens() {
     let fixture = Fixture::new(Wire::OpenAi, "auto");
+    let _stops = StopsDaemon(&fixture);
     fixture.model.push(Completion::text("First answer."));
     fixture.send_ok("work", "first");
     let watch = Watcher::start(
@@ -505,7 +524,7 @@ fn watch_starts_a_daemon_and_shows_what_another_process_records_as_it_happens() 
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("started a daemon"), "{stderr}");
     // The daemon goes on until stopped.
-    fixture.ok(&["daemon", "stop"]);
+    assert_eq!(fixture.run(&["daemon", "status"]).code, 0);
 }
 
 #[test]

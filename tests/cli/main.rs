@@ -46,6 +46,7 @@ mod agent;
 mod compaction;
 mod crash;
 mod daily;
+mod daily_review;
 mod errors;
 mod events;
 mod export;

@@ -628,8 +628,10 @@ pub enum ConversationCommand {
         /// Replay the whole history first.
         #[arg(long, conflicts_with = "last")]
         all: bool,
-        /// Replay this many of the latest events first.
-        #[arg(long, value_name = "N", default_value_t = 10)]
+        /// Replay this many of the latest events first (at most 10000; --all
+        /// for the whole history).
+        #[arg(long, value_name = "N", default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(0..=10_000))]
         last: u32,
     },
     /// Print one event the conversation can reach.

@@ -180,6 +180,15 @@ impl Screen {
         if text.is_empty() {
             return;
         }
+        // On a terminal, the model's control characters are shown, not
+        // obeyed; piped, its text goes out exactly as it came.
+        let shown;
+        let text = if std::io::stdout().is_terminal() {
+            shown = crate::render::printable(text);
+            shown.as_str()
+        } else {
+            text
+        };
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(text.as_bytes());
         let _ = stdout.flush();
@@ -197,13 +206,17 @@ impl Screen {
 
     fn note(&mut self, line: &str) {
         self.end_line();
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            crate::render::printable(line)
+        );
     }
 
     fn ask(&mut self, question: &str) {
         self.end_line();
         let mut stderr = std::io::stderr().lock();
-        let _ = write!(stderr, "{question}");
+        let _ = write!(stderr, "{}", crate::render::printable(question));
         let _ = stderr.flush();
     }
 
@@ -456,14 +469,13 @@ pub(crate) fn send(
                     json!({ "agent": agent, "conversation": conversation }),
                 )
                 .await?;
-            remember(root, &target)?;
             let mut lines = ask.then(stdin_lines);
             let approver = match lines.as_mut() {
                 Some(lines) => Approver::Lines(lines),
                 None => Approver::Nobody,
             };
             let mut ctrl_c = interrupts()?;
-            run_turn(
+            let ran = run_turn(
                 &mut conn,
                 &target,
                 prompt,
@@ -472,7 +484,11 @@ pub(crate) fn send(
                 out.json,
                 &mut ctrl_c,
             )
-            .await
+            .await?;
+            // The turn ran (whatever its end): this is the conversation in
+            // use now. A refused one changes nothing.
+            remember(root, &target)?;
+            Ok::<_, anyhow::Error>(ran)
         }
         .await;
         conn.close().await;
@@ -552,8 +568,9 @@ async fn repl_loop(
             json!({ "agent": agent, "conversation": conversation }),
         )
         .await?;
-    remember(root, &target)?;
     let mut screen = Screen::default();
+    // Made the conversation in use by the first turn that runs.
+    let mut remembered = false;
     if terminal {
         screen.note(&format!(
             "exo chat: {agent} / {}{}. /help lists commands.",
@@ -610,6 +627,12 @@ async fn repl_loop(
         .await
         {
             Ok(result) => {
+                if !remembered {
+                    remembered = true;
+                    if let Err(err) = remember(root, &target) {
+                        screen.note(&format!("error: {err:#}"));
+                    }
+                }
                 if let Some(problem) = turn_problem(&result) {
                     screen.note(&problem);
                 }

@@ -107,6 +107,10 @@ pub fn clear(root: &Path) -> Result<bool> {
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(true),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // Something else was put there: an empty directory goes too.
+        Err(_) if path.is_dir() => std::fs::remove_dir(&path)
+            .map(|()| true)
+            .with_context(|| format!("removing {} (a directory, not a choice)", path.display())),
         Err(err) => Err(err).with_context(|| format!("removing {}", path.display())),
     }
 }
@@ -128,10 +132,11 @@ fn split(words: &[String], own: RangeInclusive<usize>, usage: &str) -> Result<Sp
     if own.contains(&n) {
         return Ok((None, words.to_vec()));
     }
-    bail!(
+    Err(crate::UsageError(format!(
         "expected {usage}, got {n} argument{}",
         if n == 1 { "" } else { "s" }
-    )
+    ))
+    .into())
 }
 
 /// Fills in the names a command left out, from the words it was given and
@@ -151,19 +156,6 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
         target.conversation = current.conversation;
         Ok(())
     };
-    let mut given = |target: &mut ConversationRef,
-                     words: &[String],
-                     own: RangeInclusive<usize>,
-                     usage: &str|
-     -> Result<Vec<String>> {
-        let (names, rest) = split(words, own, usage)?;
-        if let Some((agent, conversation)) = names {
-            target.agent = agent;
-            target.conversation = conversation;
-        }
-        need(target)?;
-        Ok(rest)
-    };
     match command {
         Command::Conversation(command) => match command {
             ConversationCommand::Create { .. } | ConversationCommand::List { .. } => {}
@@ -182,6 +174,7 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
             } => {
                 let rest = given(target, words, 1..=1, "[AGENT CONV] EVENT_ID")?;
                 *event = Some(parse_id(&rest[0], "event")?);
+                need(target)?;
             }
             ConversationCommand::Fork {
                 words,
@@ -191,6 +184,7 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
             } => {
                 let rest = given(target, words, 0..=1, "[AGENT CONV] [NAME]")?;
                 *name = rest.into_iter().next();
+                need(target)?;
             }
             ConversationCommand::Send {
                 words,
@@ -200,6 +194,7 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
             } => {
                 let rest = given(target, words, 1..=1, "[AGENT CONV] PROMPT")?;
                 *prompt = rest.into_iter().next().unwrap_or_default();
+                need(target)?;
             }
         },
         Command::Chat(ChatCommand::Repl { target, .. })
@@ -216,6 +211,7 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
             } => {
                 let rest = given(target, words, 1..=1, "[AGENT CONV] SNAPSHOT")?;
                 *snapshot = rest.into_iter().next().unwrap_or_default();
+                need(target)?;
             }
         },
         Command::Artifact(command) => match command {
@@ -229,6 +225,7 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
                 let mut rest = given(target, words, 1..=2, "[AGENT CONV] PATH [FILE]")?.into_iter();
                 *path = rest.next().unwrap_or_default();
                 *file = rest.next().map(PathBuf::from);
+                need(target)?;
             }
             ArtifactCommand::Get {
                 words,
@@ -238,6 +235,7 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
             } => {
                 let rest = given(target, words, 1..=1, "[AGENT CONV] PATH")?;
                 *path = rest.into_iter().next().unwrap_or_default();
+                need(target)?;
             }
             ArtifactCommand::List { target, .. } => need(target)?,
         },
@@ -256,16 +254,37 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
                 .first()
                 .map(|text| parse_id(text, "turn"))
                 .transpose()?;
+            need(target)?;
         }
         _ => {}
     }
     Ok(())
 }
 
+/// Takes AGENT CONV from `words` into `target` when given; the command's
+/// own words.
+fn given(
+    target: &mut ConversationRef,
+    words: &[String],
+    own: RangeInclusive<usize>,
+    usage: &str,
+) -> Result<Vec<String>> {
+    let (names, rest) = split(words, own, usage)?;
+    if let Some((agent, conversation)) = names {
+        target.agent = agent;
+        target.conversation = conversation;
+    }
+    Ok(rest)
+}
+
 /// An id given as a word.
 fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T> {
-    text.parse::<T>()
-        .map_err(|_| anyhow!("invalid {what} id {text:?}: expected a UUID"))
+    text.parse::<T>().map_err(|_| {
+        crate::UsageError(format!(
+            "invalid {what} id {text:?}: expected a UUID (AGENT and CONV go together, before it)"
+        ))
+        .into()
+    })
 }
 
 #[cfg(test)]

@@ -61,7 +61,16 @@ pub fn main() -> ExitCode {
     // These need no root.
     match &cli.command {
         Command::Completions { shell } => return finish(completions(*shell)),
-        Command::Man { dir } => return finish(man(dir.as_deref())),
+        Command::Man { dir } => {
+            // Never into a store's root (as no output file goes there).
+            let guarded = match (dir, root::resolve(cli.root.clone(), false)) {
+                (Some(dir), Ok(root)) => {
+                    files::refuse_inside_root(&root, dir, "the man pages' directory")
+                }
+                _ => Ok(()),
+            };
+            return finish(guarded.and_then(|()| man(dir.as_deref())));
+        }
         _ => {}
     }
     // Before anything else (no thread runs yet): the commands that run
@@ -110,6 +119,8 @@ fn finish(result: Result<()>) -> ExitCode {
             );
             if err.is::<PartialRestore>() {
                 ExitCode::from(PARTIAL_RESTORE)
+            } else if err.is::<UsageError>() {
+                ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
             }
@@ -172,6 +183,20 @@ fn one_line(err: &anyhow::Error) -> String {
     }
     message.replace('\n', " ")
 }
+
+/// A command line that does not say what it means (too few or too many
+/// words, a word that is not an id): exit status 2, as clap's own usage
+/// errors.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// The exit status of a restore (or rewind) that left paths alone.
 const PARTIAL_RESTORE: u8 = 3;
@@ -605,7 +630,7 @@ fn agent(
                     lines.push(format!("instructions: {}", one_line_text(instructions)));
                 }
                 lines.push(format!("created: {}", agent.created_at));
-                lines.join("\n")
+                crate::render::printable(&lines.join("\n"))
             })
         }
         AgentCommand::Delete { agent } => {
@@ -705,7 +730,18 @@ fn conversation(
             let (value, conv) =
                 backend.call_as::<Conversation>(ConversationGet::NAME, request.clone())?;
             // The heads rewinds left behind: what redo brings back.
-            let abandoned: Vec<exo_core::EventId> = if out.json {
+            // Only a conversation that was ever rewound has them, and then
+            // its current history holds a `rewound` event (the last rewind
+            // appends one; later events follow it): one indexed look first,
+            // the whole tree only then.
+            let rewound = !out.json && {
+                let (_, page) = backend.call_as::<EventPage>(
+                    EventsList::NAME,
+                    params(request.clone(), json!({ "kind": "rewound", "limit": 1 })),
+                )?;
+                !page.events.is_empty()
+            };
+            let abandoned: Vec<exo_core::EventId> = if !rewound {
                 Vec::new()
             } else {
                 let (_, tree) =
@@ -746,7 +782,7 @@ fn conversation(
                     ));
                 }
                 lines.push(format!("created: {}", conv.created_at));
-                lines.join("\n")
+                crate::render::printable(&lines.join("\n"))
             })
         }
         ConversationCommand::Delete(target) => {
@@ -1426,10 +1462,14 @@ fn restore_summary(result: &RestoreResult) -> String {
             ));
         }
     }
+    // Paths are whatever the workspace holds: escaped. The diff is the
+    // files' own content, shown as git shows it.
+    let mut text = render::printable(&lines.join("\n"));
     if let Some(diff) = &result.diff {
-        lines.push(style::diff(diff.trim_end()));
+        text.push('\n');
+        text.push_str(&style::diff(diff.trim_end()));
     }
-    lines.join("\n")
+    text
 }
 
 fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Result<()> {
@@ -1481,7 +1521,9 @@ fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Resul
                 result
                     .changes
                     .iter()
-                    .map(|change| format!("{:<12} {}", change.change, change.path))
+                    .map(|change| {
+                        format!("{:<12} {}", change.change, render::printable(&change.path))
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -1552,7 +1594,7 @@ fn resume(backend: &mut Backend, out: &Out, target: ConversationRef) -> Result<(
             }
             None => {}
         }
-        lines.join("\n")
+        crate::render::printable(&lines.join("\n"))
     })
 }
 
@@ -1677,17 +1719,27 @@ fn turn(backend: &mut Backend, out: &Out, command: TurnCommand) -> Result<()> {
             })
         }
         TurnCommand::Cancel { target, turn, .. } => {
+            let (_, conversation) = backend.call_as::<Conversation>(
+                ConversationGet::NAME,
+                json!({ "agent": target.agent, "conversation": target.conversation }),
+            )?;
             let turn = match turn {
-                Some(turn) => turn,
-                None => {
-                    let (_, conversation) = backend.call_as::<Conversation>(
-                        ConversationGet::NAME,
-                        json!({ "agent": target.agent, "conversation": target.conversation }),
-                    )?;
-                    conversation
-                        .open_turn
-                        .ok_or_else(|| anyhow!("no turn is running in {}", conversation.slug))?
+                // Only a turn of this conversation: a running turn is always
+                // its conversation's own (never inherited by a fork).
+                Some(turn) => {
+                    let (_, record) = backend
+                        .call_as::<exo_protocol::Turn>(TurnGet::NAME, json!({ "turn": turn }))?;
+                    if record.conversation != conversation.id {
+                        bail!("turn {turn} is not a turn of {}", conversation.slug);
+                    }
+                    if let Some(status) = record.status {
+                        bail!("turn {turn} has already ended ({status})");
+                    }
+                    turn
                 }
+                None => conversation
+                    .open_turn
+                    .ok_or_else(|| anyhow!("no turn is running in {}", conversation.slug))?,
             };
             let value = backend.call(TurnCancel::NAME, json!({ "turn": turn }))?;
             out.emit(&value, || format!("cancelling turn {turn}"))

@@ -6,6 +6,16 @@ use exo_protocol::{BindingEntry, Event};
 
 /// Aligns rows into columns separated by two spaces.
 pub fn table(rows: Vec<Vec<String>>) -> String {
+    // Cells from the store (names, a call's id and arguments) may hold
+    // anything: escaped, so one cannot hide the rest of its row.
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| printable(cell).replace('\n', " "))
+                .collect()
+        })
+        .collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|column| {
@@ -152,8 +162,33 @@ pub fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
-/// Collapses whitespace to single spaces and cuts at `max` characters.
+/// `text` safe to show on a terminal: every control character (C0 but
+/// newline and tab, DEL, C1) written as an escape (`\u{1b}`), so text
+/// from a model, a tool or a file cannot move the cursor, recolour, retitle
+/// or hide the rest of a line.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(is_unsafe) {
+        return text.to_string();
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            shown.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+/// Collapses whitespace to single spaces and cuts at `max` characters,
+/// control characters escaped.
 pub fn one_line(text: &str, max: usize) -> String {
+    let text = printable(text);
     let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.chars().count() > max {
         let cut: String = collapsed.chars().take(max.saturating_sub(1)).collect();
@@ -187,5 +222,24 @@ pub fn binding_line(entry: &BindingEntry) -> String {
                 entry.scope
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\u{7}c\u{9b}d\re"),
+            "a\\u{1b}[2Jb\\u{7}c\\u{9b}d\\u{d}e"
+        );
+        assert_eq!(one_line("x\u{1b}]0;T\u{7} y", 80), "x\\u{1b}]0;T\\u{7} y");
+        assert_eq!(
+            table(vec![vec!["ok\u{1b}[8m".into(), "rm -rf".into()]]),
+            "ok\\u{1b}[8m  rm -rf"
+        );
     }
 }

@@ -68,6 +68,15 @@ pub fn run(
     filter: Filter,
     live_text: bool,
 ) -> Result<()> {
+    // Refused before a daemon is started for it: a watch of nothing must
+    // leave nothing running.
+    if exo_daemon::daemon::running(root).is_none() {
+        let mut backend = crate::backend::Backend::open(root, exo_store::OpenMode::Existing)?;
+        backend.call(
+            ConversationGet::NAME,
+            json!({ "agent": target.agent, "conversation": target.conversation }),
+        )?;
+    }
     ensure_daemon(root)?;
     run_async(async {
         let mut conn = Conn::open(root).await?;
@@ -142,51 +151,53 @@ async fn cursor(
             Ok(Some(conversation.head))
         }
         Start::Last(n) => {
-            // The event before the last n: the (n+1)th newest.
+            // The newest n, then the event just before the oldest of them:
+            // the cursor the replay starts after.
             let page: EventPage = conn
                 .call_as(
                     EventsList::NAME,
                     json!({ "agent": target.agent, "conversation": target.conversation,
-                            "desc": true, "limit": n.saturating_add(1).min(10_000) }),
+                            "desc": true, "limit": n.clamp(1, 10_000) }),
                 )
                 .await?;
-            if page.events.len() as u64 > u64::from(n) {
-                Ok(page.events.last().map(|event| event.id))
-            } else {
-                Ok(None)
-            }
+            let Some(oldest) = page.events.last() else {
+                return Ok(None);
+            };
+            let before: EventPage = conn
+                .call_as(
+                    EventsList::NAME,
+                    json!({ "agent": target.agent, "conversation": target.conversation,
+                            "desc": true, "limit": 1, "before": oldest.id }),
+                )
+                .await?;
+            Ok(before.events.first().map(|event| event.id))
         }
     }
 }
 
-/// What a line of output is written to: stdout, until it is closed.
+/// What the watch prints, as text to write: the renderer keeps track of
+/// streamed text left mid-line.
 struct Printer {
     json: bool,
     /// Whether streamed text left the cursor mid-line.
     mid_line: bool,
+    /// Whether stdout is a terminal (streamed text is then escaped).
+    terminal: bool,
 }
 
 impl Printer {
-    /// Writes `text`; false once stdout is closed.
-    fn write(&mut self, text: &str) -> bool {
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush())
-            .is_ok()
-    }
-
-    fn line(&mut self, text: &str) -> bool {
-        let mut text = text.to_string();
+    fn line(&mut self, text: &str) -> String {
+        let mut line = String::with_capacity(text.len() + 2);
         if self.mid_line {
-            text.insert(0, '\n');
+            line.push('\n');
             self.mid_line = false;
         }
-        text.push('\n');
-        self.write(&text)
+        line.push_str(text);
+        line.push('\n');
+        line
     }
 
-    fn event(&mut self, event: &Value) -> bool {
+    fn event(&mut self, event: &Value) -> String {
         if self.json {
             return self.line(&event.to_string());
         }
@@ -195,11 +206,11 @@ impl Printer {
                 let line = event_line(&event);
                 self.line(&paint_event(&line, event.data.kind_name()))
             }
-            Err(_) => self.line(&event.to_string()),
+            Err(_) => self.line(&crate::render::printable(&event.to_string())),
         }
     }
 
-    fn notification(&mut self, method: &str, params: &Value) -> bool {
+    fn notification(&mut self, method: &str, params: &Value) -> String {
         if self.json {
             let mut params = params.clone();
             if let Value::Object(object) = &mut params {
@@ -210,36 +221,114 @@ impl Printer {
         match method {
             TurnDeltaNotification::NAME => {
                 if let Some(text) = params.get("text").and_then(Value::as_str) {
+                    if text.is_empty() {
+                        return String::new();
+                    }
                     self.mid_line = !text.ends_with('\n');
-                    return self.write(text);
+                    // A model's control characters are shown, not obeyed,
+                    // on a terminal.
+                    return if self.terminal {
+                        crate::render::printable(text)
+                    } else {
+                        text.to_string()
+                    };
                 }
                 if let Some(call) = params.get("tool_call") {
                     let name = call.get("name").and_then(Value::as_str).unwrap_or("?");
-                    return self.line(&Paint::Dim.out(&format!("… calling {name}")));
+                    let text = format!("… calling {}", crate::render::one_line(name, 60));
+                    return self.line(&Paint::Dim.out(&text));
                 }
-                true
+                String::new()
             }
             ApprovalRequestNotification::NAME => {
                 let field = |name: &str| {
-                    params
+                    let text = params
                         .get(name)
                         .map(|value| {
                             value
                                 .as_str()
                                 .map_or_else(|| value.to_string(), str::to_owned)
                         })
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    crate::render::one_line(&text, 120)
                 };
                 let (turn, call) = (field("turn"), field("call_id"));
                 let text = format!(
                     "approval needed: {} {} — answer with `exo approval respond {turn} {call} allow-once` (or deny)",
                     field("tool"),
-                    crate::render::one_line(&field("arguments"), 120),
+                    field("arguments"),
                 );
                 self.line(&Paint::Yellow.out(&text))
             }
-            _ => true,
+            _ => String::new(),
         }
+    }
+}
+
+/// How a write to stdout went.
+enum Written {
+    Done,
+    /// The reader went away (`watch | head`): the watch is over.
+    Closed,
+}
+
+/// Writes `text` to stdout, while still listening for the signals that
+/// end the watch: a reader that stopped reading cannot hold it.
+async fn write(stdout: &mut tokio::io::Stdout, text: &str, stop: &mut Stop) -> Result<Written> {
+    use tokio::io::AsyncWriteExt;
+    if text.is_empty() {
+        return Ok(Written::Done);
+    }
+    let written = tokio::select! {
+        written = async {
+            stdout.write_all(text.as_bytes()).await?;
+            stdout.flush().await
+        } => written,
+        () = stop.signalled() => return Ok(Written::Closed),
+    };
+    match written {
+        Ok(()) => Ok(Written::Done),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(Written::Closed),
+        Err(err) => Err(anyhow!("writing the watch's output: {err}")),
+    }
+}
+
+/// Ctrl-C and SIGTERM.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn new() -> Result<Stop> {
+        Ok(Stop {
+            interrupt: crate::chat::interrupts()?,
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("listening for SIGTERM")?,
+        })
+    }
+
+    async fn signalled(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Whether the reader of stdout has gone (a pipe whose other end closed):
+/// noticed while the conversation is quiet, with nothing to write.
+fn stdout_gone() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(_) => fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP),
+        Err(_) => false,
     }
 }
 
@@ -265,13 +354,18 @@ async fn follow(
     live_text: bool,
 ) -> Result<()> {
     let mut after = cursor(conn, target, start).await?;
-    let mut interrupt = crate::chat::interrupts()?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
+    let mut stop = Stop::new()?;
+    let mut stdout = tokio::io::stdout();
     let mut printer = Printer {
         json: out.json,
         mid_line: false,
+        terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
     };
+    // While nothing happens: is the reader still there, the conversation
+    // still alive?
+    let mut quiet = tokio::time::interval(QUIET_CHECK);
+    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
     loop {
         let watch: WatchResult = conn
             .call_as(
@@ -283,12 +377,33 @@ async fn follow(
         // daemon goes, or we are told to stop.
         let lagged = loop {
             let (method, params) = tokio::select! {
-                _ = interrupt.recv() => { finish(&mut printer); return Ok(()) }
-                _ = terminate.recv() => { finish(&mut printer); return Ok(()) }
+                () = stop.signalled() => {
+                    let _ = write(&mut stdout, &finish(&mut printer), &mut stop).await;
+                    return Ok(())
+                }
+                _ = quiet.tick() => {
+                    if stdout_gone() {
+                        return Ok(());
+                    }
+                    ticks += 1;
+                    if ticks.is_multiple_of(CONVERSATION_CHECK_EVERY) {
+                        let alive = conn
+                            .call(
+                                ConversationGet::NAME,
+                                json!({ "agent": target.agent, "conversation": target.conversation }),
+                            )
+                            .await;
+                        if let Err(err) = alive {
+                            let _ = write(&mut stdout, &finish(&mut printer), &mut stop).await;
+                            bail!("the watched conversation is gone: {err}");
+                        }
+                    }
+                    continue;
+                }
                 notification = conn.notifications.recv() => match notification {
                     Some(notification) => notification,
                     None => {
-                        finish(&mut printer);
+                        let _ = write(&mut stdout, &finish(&mut printer), &mut stop).await;
                         bail!("the daemon closed the connection (it stopped?)")
                     }
                 },
@@ -300,20 +415,20 @@ async fn follow(
             if params.get("watch").and_then(Value::as_u64) != Some(watch.watch) {
                 continue;
             }
-            let open = match method.as_str() {
+            let text = match method.as_str() {
                 EventsAppendedNotification::NAME => {
-                    let mut open = true;
+                    let mut text = String::new();
                     if let Some(Value::Array(events)) = params.get("events") {
                         for event in events {
                             if let Some(id) = event.get("id").and_then(Value::as_str) {
                                 after = id.parse().ok();
                             }
-                            if open && filter.admits(event) {
-                                open = printer.event(event);
+                            if filter.admits(event) {
+                                text.push_str(&printer.event(event));
                             }
                         }
                     }
-                    open
+                    text
                 }
                 EventsLaggedNotification::NAME => {
                     break params
@@ -322,10 +437,9 @@ async fn follow(
                         .and_then(|cursor| cursor.parse().ok());
                 }
                 other if live_text => printer.notification(other, &params),
-                _ => true,
+                _ => String::new(),
             };
-            // stdout closed (`exo ... watch | head`): done.
-            if !open {
+            if let Written::Closed = write(&mut stdout, &text, &mut stop).await? {
                 return Ok(());
             }
         };
@@ -335,10 +449,18 @@ async fn follow(
     }
 }
 
-/// Ends a line streamed text left open.
-fn finish(printer: &mut Printer) {
+/// How often a quiet watch checks that its reader is still there.
+const QUIET_CHECK: Duration = Duration::from_secs(1);
+/// Every how many quiet checks it also checks that the conversation still
+/// exists (deleting one ends no watch on the daemon's side).
+const CONVERSATION_CHECK_EVERY: u32 = 5;
+
+/// What ends a line streamed text left open.
+fn finish(printer: &mut Printer) -> String {
     if printer.mid_line {
-        printer.write("\n");
         printer.mid_line = false;
+        "\n".to_string()
+    } else {
+        String::new()
     }
 }
