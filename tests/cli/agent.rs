@@ -19,7 +19,7 @@ pub const API_KEY: &str = "sk-e2e-test-7f3a9c1d5b2e4f60a8c7";
 /// The environment variable `exo secret set --env` reads the key from.
 /// Every `exo` run gets it, so a shell tool inheriting it would leak it
 /// into the log.
-const API_KEY_VAR: &str = "EXO_E2E_PROVIDER_KEY";
+pub const API_KEY_VAR: &str = "EXO_E2E_PROVIDER_KEY";
 /// The agent's instructions; a marker easy to find in a request.
 pub const INSTRUCTIONS: &str = "Keep answers short. Marker: violet-otter.";
 /// The model's name at the provider, as the binding says.

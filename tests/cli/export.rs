@@ -208,7 +208,7 @@ fn html_rendered_by_a_headless_browser_shows_the_content_and_runs_nothing() {
 
 /// `<dir>/<name>` for the first directory of `PATH` holding an executable
 /// `name`.
-fn find_in_path(name: &str) -> Option<PathBuf> {
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))

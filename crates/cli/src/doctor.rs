@@ -89,11 +89,15 @@ pub fn run(root: &Path, out: &Out) -> Result<()> {
         "building TypeScript harnesses from source needs it: npm install -g pnpm@10",
     ));
     checks.push(harness_runtime());
+    let codex = std::env::var("EXO_CODEX_BIN")
+        .ok()
+        .filter(|bin| !bin.is_empty())
+        .unwrap_or_else(|| "codex".to_string());
     checks.push(program(
         "codex",
-        "codex",
+        &codex,
         &["--version"],
-        "for --harness codex: npm install -g @openai/codex",
+        "for --harness codex: scripts/setup-agents (or npm install -g @openai/codex@0.169.0, or name it in EXO_CODEX_BIN)",
     ));
     checks.push(program(
         "claude",

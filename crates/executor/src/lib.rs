@@ -66,6 +66,25 @@ pub struct Setup {
     pub protected: Vec<PathBuf>,
     /// The model to call.
     pub model: ModelAccess,
+    /// A directory inside exo's root for this conversation's executor
+    /// state (an agent CLI's home, say), created on first use. Exo's
+    /// tools never touch it.
+    pub state_dir: PathBuf,
+}
+
+/// A token for the model gateway (spec/gateway.md): what an agent process
+/// is given instead of the model's key.
+#[derive(Clone, Debug)]
+pub struct GatewayAccess {
+    /// The token, sent as the API key.
+    pub token: String,
+    /// The API the conversation's model speaks (`responses`,
+    /// `chat_completions`, `messages`).
+    pub api: String,
+    /// The base URL for OpenAI clients (ends in `/v1`).
+    pub openai_base_url: String,
+    /// The base URL for Anthropic clients.
+    pub anthropic_base_url: String,
 }
 
 /// A resolved model binding.
@@ -155,6 +174,33 @@ pub trait Substrate: Send + Sync {
     /// Allows `tool` for every later turn of the agent without asking (an
     /// `allow_always` decision), in its configuration.
     fn allow_always(&self, agent: &str, tool: &str) -> Result<(), SubstrateError>;
+
+    /// Mints a model-gateway token for the conversation's model, for an
+    /// agent process to call it with; revoke it when the process ends.
+    fn gateway_token(
+        &self,
+        agent: &str,
+        conversation: ConversationId,
+    ) -> Result<GatewayAccess, SubstrateError> {
+        let _ = (agent, conversation);
+        Err("this exo serves no model gateway".into())
+    }
+
+    /// Sets (or, with `None`, clears) what every model request of the
+    /// conversation's agent process must begin with, after the CLI's own
+    /// context: the conversation's history and the turn's input. The
+    /// gateway records a request that does not as an `error` event.
+    fn gateway_expect(&self, conversation: ConversationId, history: Option<Vec<exo_model::Item>>) {
+        let _ = (conversation, history);
+    }
+
+    /// Revokes a gateway token, then waits (a few seconds at most) until
+    /// the exchanges made with it are recorded, so they are in the turn;
+    /// whether it was live. Blocking.
+    fn gateway_revoke(&self, token: &str) -> bool {
+        let _ = token;
+        false
+    }
 
     /// Runs one of the service's reading or artifact methods
     /// (`events/list`, `events/get`, `artifact/put`, `artifact/get`,

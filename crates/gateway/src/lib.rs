@@ -140,6 +140,9 @@ pub struct Gateway {
 struct Inner {
     addr: SocketAddr,
     tokens: Mutex<HashMap<String, Grant>>,
+    /// Exchanges under way (not yet recorded), by token.
+    in_flight: Mutex<HashMap<String, usize>>,
+    settled: std::sync::Condvar,
     upstreams: Arc<dyn Upstreams>,
     client: reqwest::Client,
     stop: CancellationToken,
@@ -184,6 +187,8 @@ impl Gateway {
         let inner = Arc::new(Inner {
             addr,
             tokens: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            settled: std::sync::Condvar::new(),
             upstreams,
             client,
             stop: CancellationToken::new(),
@@ -254,6 +259,33 @@ impl Gateway {
             .is_some()
     }
 
+    /// Waits until every exchange made with `token` so far has been
+    /// recorded, or `timeout` passed; whether they all were. Blocking: call
+    /// it off the async threads.
+    pub fn settle(&self, token: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        loop {
+            if in_flight.get(token).copied().unwrap_or(0) == 0 {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            in_flight = self
+                .inner
+                .settled
+                .wait_timeout(in_flight, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// How many tokens are live.
     pub fn live_tokens(&self) -> usize {
         self.inner
@@ -319,17 +351,58 @@ const PASSED_BACK: [&str; 6] = [
     "retry-after-ms",
 ];
 
+/// An exchange under way with a token, from the moment its request is
+/// accepted until it is recorded (or refused): [`Gateway::settle`] waits
+/// for these.
+struct InFlight {
+    inner: Arc<Inner>,
+    token: String,
+}
+
+impl InFlight {
+    fn new(inner: &Arc<Inner>, token: &str) -> InFlight {
+        *inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(token.to_owned())
+            .or_insert(0) += 1;
+        InFlight {
+            inner: Arc::clone(inner),
+            token: token.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = in_flight.get_mut(&self.token) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.token);
+            }
+        }
+        self.inner.settled.notify_all();
+    }
+}
+
 async fn handle(inner: Arc<Inner>, api: Api, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let grant = token_of(&headers).and_then(|token| {
-        inner
+    let granted = token_of(&headers).and_then(|token| {
+        let grant = inner
             .tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
-            .cloned()
+            .cloned()?;
+        Some((grant, InFlight::new(&inner, token)))
     });
-    let Some(grant) = grant else {
+    let Some((grant, in_flight)) = granted else {
         return refuse(
             api,
             StatusCode::UNAUTHORIZED,
@@ -540,6 +613,7 @@ async fn handle(inner: Arc<Inner>, api: Api, uri: Uri, headers: HeaderMap, body:
             Ok(exchange) => upstreams.record(&grant, exchange).await,
             Err(err) => tracing::warn!(%err, "could not record a gateway exchange"),
         }
+        drop(in_flight);
     });
     let body = Body::from_stream(futures_util::stream::unfold(receive, |mut receive| async {
         receive.recv().await.map(|item| (item, receive))

@@ -60,6 +60,13 @@ pub use exo_core::{ContentPart, Provider, Role, Usage};
 pub use secret::ApiKey;
 pub use tokio_util::sync::CancellationToken;
 
+/// Items as the OpenAI Responses API takes them in a request's `input`
+/// (spec/models.md): what an agent CLI speaking that API is handed when
+/// its history is rebuilt from exo's log.
+pub fn responses_input(items: &[Item]) -> Vec<Value> {
+    items.iter().filter_map(openai::input_item).collect()
+}
+
 /// One entry of the conversation as the model sees it.
 #[derive(Clone, PartialEq, Debug)]
 pub enum Item {

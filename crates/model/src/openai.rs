@@ -55,7 +55,7 @@ pub(crate) fn body(request: &Request) -> Value {
     Value::Object(body)
 }
 
-fn input_item(item: &Item) -> Option<Value> {
+pub(crate) fn input_item(item: &Item) -> Option<Value> {
     match item {
         Item::Message { role, content } => {
             let parts: Vec<Value> = content

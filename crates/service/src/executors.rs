@@ -26,6 +26,7 @@ impl Executors {
             Harness::Typescript,
             Arc::new(exo_harness::TypeScript::default()),
         );
+        by_harness.insert(Harness::Codex, Arc::new(exo_agents::Codex::default()));
         Executors { by_harness }
     }
 

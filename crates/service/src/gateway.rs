@@ -18,6 +18,111 @@ use crate::{ClientContext, Inner, Service, ServiceResult};
 /// The custom event type of a recorded exchange.
 pub const EXCHANGE_TYPE: &str = "exo.gateway.exchange";
 
+/// The `error` code of a request whose history is not the log's.
+pub const HISTORY_MISMATCH: &str = "history_mismatch";
+
+/// What a conversation's model requests must begin with: its history as
+/// lines (`user: TEXT`, `assistant: TEXT`, `call ID NAME`, `result ID`).
+pub(crate) struct Expected {
+    lines: Vec<String>,
+}
+
+/// A Responses API `input` as lines, each with whether it may be the
+/// CLI's own context rather than conversation: a system or developer
+/// message, or a user message that is one tag-wrapped block (Codex's
+/// `<environment_context>`).
+fn responses_lines(input: &[serde_json::Value]) -> Vec<(String, bool)> {
+    use serde_json::Value;
+    let text_of = |item: &Value| -> String {
+        match item.get("content") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .map(|part| match part.get("text").and_then(Value::as_str) {
+                    Some(text) => text.to_owned(),
+                    None => "[image]".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
+    };
+    let field = |item: &Value, key: &str| -> String {
+        item.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut lines = Vec::new();
+    for item in input {
+        let kind = item
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("message");
+        match kind {
+            "message" => {
+                let role = field(item, "role");
+                let text = text_of(item);
+                let tagged = text.trim_start().starts_with('<') && text.trim_end().ends_with('>');
+                let context = role == "system" || role == "developer" || (role == "user" && tagged);
+                lines.push((format!("{role}: {text}"), context));
+            }
+            "function_call" | "custom_tool_call" => lines.push((
+                format!("call {} {}", field(item, "call_id"), field(item, "name")),
+                false,
+            )),
+            "function_call_output" | "custom_tool_call_output" => {
+                lines.push((format!("result {}", field(item, "call_id")), false))
+            }
+            // Reasoning and other items are the CLI's own.
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// Where a request's history first departs from what was expected, if it
+/// does. The expected history may follow the CLI's own context, and be
+/// followed by anything (the turn's own items).
+fn history_mismatch(expected: &Expected, request: &[u8]) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(request).ok()?;
+    let input = body.get("input")?.as_array()?;
+    let sent = responses_lines(input);
+    let matches_at = |start: usize| {
+        expected.lines.len() <= sent.len() - start
+            && expected
+                .lines
+                .iter()
+                .zip(&sent[start..])
+                .all(|(want, (got, _))| want == got)
+    };
+    let preamble = sent.iter().take_while(|(_, context)| *context).count();
+    if (0..=preamble).any(matches_at) {
+        return None;
+    }
+    let short = |line: &str| -> String { line.chars().take(80).collect() };
+    let start = preamble;
+    for (index, want) in expected.lines.iter().enumerate() {
+        match sent.get(start + index) {
+            Some((got, _)) if got == want => {}
+            Some((got, _)) => {
+                return Some(format!(
+                    "the history sent to the model departs from the log at item {}: the log holds {:?}, the request {:?}",
+                    index + 1,
+                    short(want),
+                    short(got)
+                ))
+            }
+            None => break,
+        }
+    }
+    Some(format!(
+        "the history sent to the model stops after {} of the log's {} items",
+        sent.len() - start,
+        expected.lines.len()
+    ))
+}
+
 /// The API a provider speaks, as the gateway names it.
 fn api_of(provider: Provider) -> Option<Api> {
     match provider {
@@ -81,11 +186,27 @@ impl Service {
         client: &ClientContext,
         params: exo_protocol::ConversationRef,
     ) -> ServiceResult<GatewayToken> {
+        let minted = self.mint_gateway_token(&params.agent, &params.conversation)?;
+        client
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(minted.token.clone());
+        Ok(minted)
+    }
+
+    /// A token for the conversation's model, owned by the caller, who
+    /// revokes it ([`Service::gateway_revoke`]).
+    pub fn mint_gateway_token(
+        &self,
+        agent: &str,
+        conversation: &str,
+    ) -> ServiceResult<GatewayToken> {
         let store = self.store();
         let conversation = store
-            .conversation(&params.agent, &params.conversation)
+            .conversation(agent, conversation)
             .map_err(store_error)?;
-        let agent = store.agent(&params.agent).map_err(store_error)?;
+        let agent = store.agent(agent).map_err(store_error)?;
         // The model must resolve now, so that a misconfigured agent is
         // refused here rather than at the CLI's first request.
         let resolved = self.model_of(&agent.id.to_string(), conversation.id)?;
@@ -105,11 +226,6 @@ impl Service {
                 conversation: conversation.id.to_string(),
             })
             .map_err(|err| simple_error(ErrorCode::Internal, err.to_string()))?;
-        client
-            .tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(token.clone());
         let url = gateway.url();
         Ok(GatewayToken {
             token,
@@ -117,6 +233,49 @@ impl Service {
             openai_base_url: format!("{url}/v1"),
             anthropic_base_url: url,
         })
+    }
+
+    /// Waits until the exchanges made with `token` are recorded, or
+    /// `timeout` passed. Blocking.
+    pub fn gateway_settle(&self, token: &str, timeout: std::time::Duration) -> bool {
+        let gateway = self
+            .inner
+            .gateway
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        gateway.is_none_or(|gateway| gateway.settle(token, timeout))
+    }
+
+    /// Sets or clears what the conversation's model requests must begin
+    /// with.
+    pub(crate) fn expect_history(
+        &self,
+        conversation: ConversationId,
+        history: Option<Vec<exo_model::Item>>,
+    ) {
+        let mut expected = self
+            .inner
+            .expected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match history {
+            Some(items) => {
+                let input = exo_model::responses_input(&items);
+                expected.insert(
+                    conversation,
+                    Expected {
+                        lines: responses_lines(&input)
+                            .into_iter()
+                            .map(|(line, _)| line)
+                            .collect(),
+                    },
+                );
+            }
+            None => {
+                expected.remove(&conversation);
+            }
+        }
     }
 
     /// Revokes a token; whether it was live.
@@ -201,15 +360,33 @@ impl Service {
         let conversation = store
             .conversation(&grant.agent, &grant.conversation)
             .map_err(store_error)?;
+        let mut events = vec![event];
+        if exchange.api == Api::Responses {
+            let expected = self
+                .inner
+                .expected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(mismatch) = expected
+                .get(&conversation.id)
+                .and_then(|expected| history_mismatch(expected, &exchange.request))
+            {
+                tracing::warn!(conversation = %conversation.id, "{mismatch}");
+                events.push(EventData::Error {
+                    message: mismatch,
+                    code: Some(HISTORY_MISMATCH.to_string()),
+                });
+            }
+        }
         if let Some(turn) = conversation.open_turn {
-            match store.append_to_turn(turn, vec![event.clone()], None) {
+            match store.append_to_turn(turn, events.clone(), None) {
                 Ok(_) => return Ok(()),
                 // The turn ended meanwhile: outside it, then.
                 Err(err) => tracing::debug!(%err, "recording an exchange outside its turn"),
             }
         }
         store
-            .append(&grant.agent, &grant.conversation, vec![event], None)
+            .append(&grant.agent, &grant.conversation, events, None)
             .map(|_| ())
             .map_err(store_error)
     }
@@ -323,5 +500,94 @@ impl exo_gateway::Upstreams for ServiceUpstreams {
                 Err(err) => tracing::warn!(%err, "could not record a gateway exchange"),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exo_core::{ContentPart, Role};
+    use exo_model::Item;
+
+    fn message(role: Role, text: &str) -> Item {
+        Item::Message {
+            role,
+            content: vec![ContentPart::Text { text: text.into() }],
+        }
+    }
+
+    fn expected(items: &[Item]) -> Expected {
+        Expected {
+            lines: responses_lines(&exo_model::responses_input(items))
+                .into_iter()
+                .map(|(line, _)| line)
+                .collect(),
+        }
+    }
+
+    fn request(input: serde_json::Value) -> Vec<u8> {
+        json!({"model": "m", "input": input})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_request_that_carries_the_log_after_the_cli_context_matches() {
+        let log = expected(&[
+            message(Role::User, "<b>bold</b>"),
+            Item::ToolCall {
+                call_id: "c1".into(),
+                name: "exec_command".into(),
+                arguments: json!({"cmd": "ls"}),
+            },
+            Item::ToolResult {
+                call_id: "c1".into(),
+                output: "a".into(),
+                is_error: false,
+            },
+            message(Role::Assistant, "done"),
+        ]);
+        let sent = request(json!([
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>x</environment_context>"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<b>bold</b>"}]},
+            {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{}"},
+            {"type": "reasoning", "summary": []},
+            {"type": "function_call_output", "call_id": "c1", "output": "a"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "done"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "more of the turn"}]},
+        ]));
+        assert_eq!(history_mismatch(&log, &sent), None);
+    }
+
+    #[test]
+    fn a_request_missing_or_changing_history_is_a_mismatch() {
+        let log = expected(&[
+            message(Role::User, "first"),
+            message(Role::Assistant, "answer"),
+            message(Role::User, "second"),
+        ]);
+        let rewound_away = request(json!([
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "an old answer"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second"}]},
+        ]));
+        let why = history_mismatch(&log, &rewound_away).unwrap();
+        assert!(
+            why.contains("item 2") && why.contains("an old answer"),
+            "{why}"
+        );
+        let cut = request(json!([
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]},
+        ]));
+        let why = history_mismatch(&log, &cut).unwrap();
+        assert!(why.contains("stops after 1 of the log's 3"), "{why}");
+        let stale_prefix = request(json!([
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a turn rewound away"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "answer"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second"}]},
+        ]));
+        assert!(history_mismatch(&log, &stale_prefix).is_some());
     }
 }

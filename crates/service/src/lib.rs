@@ -69,6 +69,9 @@ struct Inner {
     /// Bumped after each change to bindings, secrets or agents' models:
     /// the gateway's cached resolutions of older generations are stale.
     configuration: AtomicU64,
+    /// What the history of a conversation's model requests must begin
+    /// with while an agent CLI runs its turn (`gateway::Expected`).
+    expected: Mutex<std::collections::HashMap<exo_core::ConversationId, gateway::Expected>>,
 }
 
 /// What one client (a connection, a command line) owns: the turns it
@@ -114,6 +117,7 @@ impl Service {
                 shutdown: tokio::sync::watch::channel(false).0,
                 gateway: Mutex::new(None),
                 configuration: AtomicU64::new(0),
+                expected: Mutex::default(),
             }),
         }
     }

@@ -139,6 +139,32 @@ impl Substrate for Service {
         self.turn_setup(agent, conversation).map_err(to_substrate)
     }
 
+    fn gateway_token(
+        &self,
+        agent: &str,
+        conversation: ConversationId,
+    ) -> Result<exo_executor::GatewayAccess, SubstrateError> {
+        let minted = self
+            .mint_gateway_token(agent, &conversation.to_string())
+            .map_err(to_substrate)?;
+        Ok(exo_executor::GatewayAccess {
+            token: minted.token,
+            api: minted.api,
+            openai_base_url: minted.openai_base_url,
+            anthropic_base_url: minted.anthropic_base_url,
+        })
+    }
+
+    fn gateway_expect(&self, conversation: ConversationId, history: Option<Vec<exo_model::Item>>) {
+        self.expect_history(conversation, history);
+    }
+
+    fn gateway_revoke(&self, token: &str) -> bool {
+        let live = Service::gateway_revoke(self, token);
+        self.gateway_settle(token, std::time::Duration::from_secs(5));
+        live
+    }
+
     fn events(
         &self,
         conversation: ConversationId,
@@ -350,6 +376,7 @@ impl Service {
             approval,
             workspace: record.workspace.map(Into::into),
             protected: protected_dirs(store.root()),
+            state_dir: store.root().join("executors").join(record.id.to_string()),
             model: ModelAccess {
                 upstream,
                 endpoint,

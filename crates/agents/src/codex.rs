@@ -1,0 +1,954 @@
+//! `--harness codex`: a turn run by `codex app-server` (spec/agents.md).
+//!
+//! For each turn exo starts the app-server with an exo-owned `CODEX_HOME`
+//! (inside exo's root), its model provider pointed at exo's gateway with a
+//! token minted for the conversation, and no other credential in its
+//! environment. It starts an ephemeral thread, hands it the conversation's
+//! history as Responses items rebuilt from exo's log (`thread/inject_items`:
+//! messages, structured tool calls and their outputs, no length cap), and
+//! starts the turn. As the turn runs:
+//!
+//! - answer text streams to exo's observer (`item/agentMessage/delta`);
+//! - every item the model produced or a tool returned is recorded as the
+//!   exo event other executors read (`message`, `tool_call`,
+//!   `tool_result`), from the raw Responses item;
+//! - every completed thread item is recorded whole as a `codex.item`
+//!   custom event with its native thread, turn and item ids;
+//! - the usage of each model response is recorded as `codex.usage`;
+//! - Codex's approval requests go through exo's approvals (the agent's
+//!   policy, its standing permissions, the attached client);
+//! - a cancel interrupts the turn (`turn/interrupt`), and a process that
+//!   does not end it within [`CANCEL_GRACE`] is killed.
+//!
+//! The process ends with the turn; a process killed mid-turn leaves the
+//! turn `interrupted` with what was recorded, and the next turn rebuilds
+//! the thread from the log.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use exo_core::{AgentConfig, ContentPart, EventData, Harness, Role, TurnStatus, Usage};
+use exo_executor::host::{blocking, finish, prepare};
+use exo_executor::{
+    Delta, Executor, GatewayAccess, HostParts, Observer, Outcome, Substrate, SubstrateError,
+    ToolCall, TurnHost, TurnRequest,
+};
+use exo_model::ClientOptions;
+use exo_rpc::message::{Dialect, ErrorObject, Json, Request};
+use exo_rpc::peer::{Context, Handler, Options, Peer, PeerHandle};
+use exo_rpc::Framing;
+use exo_tools::{Access, Limits};
+use futures_util::future::BoxFuture;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{find_program, AgentProcess};
+
+/// The custom event type of a completed Codex thread item.
+pub const CODEX_ITEM_TYPE: &str = "codex.item";
+/// The custom event type naming the Codex thread a turn ran in.
+pub const CODEX_THREAD_TYPE: &str = "codex.thread";
+/// The custom event type of a model response's usage, as Codex saw it.
+pub const CODEX_USAGE_TYPE: &str = "codex.usage";
+
+/// How long the app-server has to start and answer a setup request.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an interrupted turn has to end before its process is killed.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// The variable the app-server reads the gateway token from.
+const TOKEN_VARIABLE: &str = "EXO_GATEWAY_TOKEN";
+
+/// The Codex harness.
+#[derive(Clone)]
+pub struct Codex {
+    /// The `codex` program: `EXO_CODEX_BIN`, else `codex` on `PATH`.
+    pub program: PathBuf,
+    /// Retries and timeouts of model calls (for the host; Codex calls the
+    /// model itself, through the gateway).
+    pub client_options: ClientOptions,
+}
+
+impl Default for Codex {
+    fn default() -> Codex {
+        Codex {
+            program: exo_secrets::environment::var_os("EXO_CODEX_BIN")
+                .filter(|value| !value.is_empty())
+                .map_or_else(|| PathBuf::from("codex"), PathBuf::from),
+            client_options: ClientOptions::default(),
+        }
+    }
+}
+
+impl Executor for Codex {
+    fn name(&self) -> &'static str {
+        "codex"
+    }
+
+    fn run_turn(
+        &self,
+        substrate: Arc<dyn Substrate>,
+        request: TurnRequest,
+        observer: Arc<dyn Observer>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Result<Outcome, SubstrateError>> {
+        let this = self.clone();
+        Box::pin(async move { this.run(substrate, request, observer, cancel).await })
+    }
+
+    fn check(&self, _config: &AgentConfig) -> Result<(), String> {
+        self.locate().map(|_| ())
+    }
+}
+
+/// A gateway token, revoked (and the history the gateway expects
+/// forgotten) when closed or dropped.
+struct Token {
+    substrate: Arc<dyn Substrate>,
+    access: GatewayAccess,
+    conversation: exo_core::ConversationId,
+    closed: bool,
+}
+
+impl Token {
+    /// Revokes the token once the exchanges made with it are recorded (so
+    /// they fall in the turn, checked against the history).
+    async fn close(mut self) -> Result<(), SubstrateError> {
+        self.closed = true;
+        let (token, conversation) = (self.access.token.clone(), self.conversation);
+        blocking(&self.substrate, move |s| {
+            s.gateway_revoke(&token);
+            s.gateway_expect(conversation, None);
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        // Off the async threads: revoking waits for exchanges in flight.
+        let (substrate, token, conversation) = (
+            Arc::clone(&self.substrate),
+            self.access.token.clone(),
+            self.conversation,
+        );
+        let revoke = move || {
+            substrate.gateway_revoke(&token);
+            substrate.gateway_expect(conversation, None);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(revoke)),
+            Err(_) => revoke(),
+        }
+    }
+}
+
+impl Codex {
+    /// Where the `codex` program is.
+    fn locate(&self) -> Result<PathBuf, String> {
+        find_program(&self.program).ok_or_else(|| {
+            format!(
+                "the codex CLI was not found (looked for {}): install @openai/codex, or name the program in EXO_CODEX_BIN",
+                self.program.display()
+            )
+        })
+    }
+
+    async fn run(
+        self,
+        substrate: Arc<dyn Substrate>,
+        request: TurnRequest,
+        observer: Arc<dyn Observer>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, SubstrateError> {
+        // Everything that can be wrong is found before the turn begins,
+        // so that a failure records nothing.
+        let (agent, conversation) = (request.agent.clone(), request.conversation.clone());
+        let setup = blocking(&substrate, move |s| s.setup(&agent, &conversation)).await?;
+        if setup.harness != Harness::Codex {
+            return Err(format!("the agent's harness is {}, not codex", setup.harness).into());
+        }
+        let program = self.locate()?;
+        let workspace_dir = setup
+            .workspace
+            .clone()
+            .ok_or("the codex harness needs a workspace: its agent works in a directory")?;
+        if !workspace_dir.is_dir() {
+            return Err(format!("the workspace {} is gone", workspace_dir.display()).into());
+        }
+        let (agent_id, conversation_id) = (setup.agent.clone(), setup.conversation);
+        let access = blocking(&substrate, move |s| {
+            s.gateway_token(&agent_id, conversation_id)
+        })
+        .await?;
+        let token = Token {
+            substrate: Arc::clone(&substrate),
+            access,
+            conversation: conversation_id,
+            closed: false,
+        };
+        if token.access.api != "responses" {
+            return Err(format!(
+                "the codex harness speaks the OpenAI Responses API, and this agent's model speaks {}: bind a model with provider openai",
+                token.access.api
+            )
+            .into());
+        }
+        let home = setup.state_dir.join("codex");
+        create_private_dir(&home)
+            .map_err(|err| format!("cannot create {}: {err}", home.display()))?;
+        let (client, workspace) = prepare(&setup, &self.client_options).await?;
+
+        let started = start_app_server(&program, &home, &workspace_dir, &token.access)?;
+        let process = started.process;
+        let host_cell: Arc<OnceLock<Arc<TurnHost>>> = Arc::new(OnceLock::new());
+        let (notes_tx, mut notes) = mpsc::unbounded_channel();
+        let served = Arc::new(Served {
+            host: Arc::clone(&host_cell),
+            notes: notes_tx,
+            cancel: cancel.clone(),
+        });
+        let peer = Peer::spawn(
+            started.stdout,
+            started.stdin,
+            served as Arc<dyn Handler>,
+            Options {
+                dialect: Dialect::Bare,
+                framing: Some(Framing::Ndjson),
+                cancel_on_drop: false,
+                ..Options::default()
+            },
+        );
+        let handle = peer.handle();
+        let failed_start = |what: &str, err: String| -> SubstrateError {
+            process.kill();
+            let why = process
+                .last_error()
+                .map(|line| format!(" ({line})"))
+                .unwrap_or_default();
+            format!("codex app-server: {what}: {err}{why}").into()
+        };
+
+        let initialize = json!({
+            "clientInfo": {"name": "exo", "title": "exo", "version": env!("CARGO_PKG_VERSION")},
+            "capabilities": {"experimentalApi": true},
+        });
+        setup_call(&handle, "initialize", initialize)
+            .await
+            .map_err(|err| failed_start("initialize", err))?;
+        let _ = handle.notify("initialized", Json::null()).await;
+        let mut thread_params = json!({
+            "cwd": workspace_dir.display().to_string(),
+            "model": setup.model.upstream,
+            "modelProvider": "exo",
+            // Every command and file change is put to exo, which applies
+            // the agent's policy and asks its client.
+            "approvalPolicy": "untrusted",
+            "sandbox": "danger-full-access",
+            "ephemeral": true,
+            "experimentalRawEvents": true,
+        });
+        if let Some(instructions) = &setup.instructions {
+            thread_params["developerInstructions"] = json!(instructions);
+        }
+        let thread = setup_call(&handle, "thread/start", thread_params)
+            .await
+            .map_err(|err| failed_start("thread/start", err))?;
+        let thread_id = thread
+            .get("thread")
+            .and_then(|thread| thread.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| failed_start("thread/start", "its answer named no thread".into()))?;
+
+        // The turn begins, and the history is read in the same trip.
+        let input = EventData::Message {
+            role: Role::User,
+            content: request.input.clone(),
+            usage: None,
+            model: None,
+        };
+        let (agent, conversation) = (request.agent.clone(), request.conversation.clone());
+        let (begun, mut history) = blocking(&substrate, move |s| {
+            let begun = s.begin_turn(&agent, &conversation, input)?;
+            let history = exo_executor::prompt_items(s, conversation_id)?;
+            // Every request of the turn must carry this history, then
+            // the input: the gateway checks.
+            s.gateway_expect(conversation_id, Some(history.clone()));
+            Ok((begun, history))
+        })
+        .await
+        .inspect_err(|_| process.kill())?;
+        observer.recorded(begun.turn, &begun.events);
+        // The input is the turn's own; the thread gets it from turn/start.
+        if matches!(
+            history.last(),
+            Some(exo_model::Item::Message {
+                role: Role::User,
+                ..
+            })
+        ) {
+            history.pop();
+        }
+        let host = Arc::new(TurnHost::new(HostParts {
+            substrate: Arc::clone(&substrate),
+            observer: Arc::clone(&observer),
+            turn: begun.turn,
+            conversation: setup.conversation,
+            agent: setup.agent.clone(),
+            approval: setup.approval,
+            allow: setup.allow.clone(),
+            client,
+            upstream: setup.model.upstream.clone(),
+            workspace,
+            limits: Limits::default(),
+            recorded: begun.events.clone(),
+        }));
+        let _ = host_cell.set(Arc::clone(&host));
+
+        let mut turn = TurnState {
+            host: Arc::clone(&host),
+            upstream: setup.model.upstream.clone(),
+            thread: thread_id.clone(),
+            codex_turn: String::new(),
+            pending: Vec::new(),
+            streamed: String::new(),
+        };
+        let outcome = turn
+            .drive(
+                &handle,
+                &process,
+                &mut notes,
+                &history,
+                &request.input,
+                &cancel,
+            )
+            .await;
+        let (status, error) = match outcome {
+            Ok(ended) => ended,
+            Err(err) => {
+                process.kill();
+                // What failed is the substrate; the turn still ends.
+                let _ = finish(
+                    &host,
+                    begun.session,
+                    TurnStatus::Failed,
+                    Some(err.to_string()),
+                )
+                .await;
+                return Err(err);
+            }
+        };
+        peer.stop();
+        process.kill();
+        token.close().await?;
+        if let Some(message) = &error {
+            host.record(vec![EventData::Error {
+                message: message.clone(),
+                code: Some("codex".into()),
+            }])
+            .await?;
+        }
+        finish(&host, begun.session, status, error).await
+    }
+}
+
+/// A turn being driven.
+struct TurnState {
+    host: Arc<TurnHost>,
+    upstream: String,
+    thread: String,
+    /// Codex's id for the turn, once started: notifications about other
+    /// turns (the injected history is one) are not this turn's.
+    codex_turn: String,
+    /// Events of the model response being read, recorded when it ends.
+    pending: Vec<EventData>,
+    /// Answer text streamed and not yet recorded (its item has not
+    /// completed): kept as a partial answer if the turn stops first.
+    streamed: String,
+}
+
+impl TurnState {
+    /// Hands the thread its history, starts the turn and follows it to its
+    /// end: the status to record and why it did not complete.
+    async fn drive(
+        &mut self,
+        handle: &PeerHandle,
+        process: &AgentProcess,
+        notes: &mut mpsc::UnboundedReceiver<(String, Value)>,
+        history: &[exo_model::Item],
+        input: &[ContentPart],
+        cancel: &CancellationToken,
+    ) -> Result<(TurnStatus, Option<String>), SubstrateError> {
+        let failed = |what: &str, err: String| {
+            let why = process
+                .last_error()
+                .map(|line| format!(" ({line})"))
+                .unwrap_or_default();
+            Ok((
+                TurnStatus::Failed,
+                Some(format!("codex app-server: {what}: {err}{why}")),
+            ))
+        };
+        let items = exo_model::responses_input(history);
+        if !items.is_empty() {
+            let params = json!({"threadId": self.thread, "items": items});
+            if let Err(err) = setup_call(handle, "thread/inject_items", params).await {
+                return failed("thread/inject_items", err);
+            }
+        }
+        let params = json!({"threadId": self.thread, "input": user_input(input)});
+        let started = match setup_call(handle, "turn/start", params).await {
+            Ok(started) => started,
+            Err(err) => return failed("turn/start", err),
+        };
+        let codex_turn = started
+            .get("turn")
+            .and_then(|turn| turn.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        self.codex_turn = codex_turn.clone();
+        self.host
+            .record(vec![EventData::Custom {
+                custom_type: CODEX_THREAD_TYPE.into(),
+                payload: json!({"thread": self.thread, "turn": codex_turn}),
+            }])
+            .await?;
+
+        let mut interrupted_at: Option<tokio::time::Instant> = None;
+        loop {
+            let grace = async {
+                match interrupted_at {
+                    Some(at) => tokio::time::sleep_until(at + CANCEL_GRACE).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                note = notes.recv() => {
+                    let Some((method, params)) = note else {
+                        return self.gone(process, interrupted_at.is_some()).await;
+                    };
+                    if let Some(ended) = self.note(&method, params).await? {
+                        let ended = match (ended, interrupted_at) {
+                            ((TurnStatus::Failed, error), Some(_)) => (TurnStatus::Cancelled, error),
+                            ((TurnStatus::Completed, _), Some(_)) => (TurnStatus::Cancelled, None),
+                            (ended, _) => ended,
+                        };
+                        if ended.0 == TurnStatus::Completed {
+                            self.flush().await?;
+                        } else {
+                            self.keep_partial().await?;
+                        }
+                        return Ok(ended);
+                    }
+                }
+                () = cancel.cancelled(), if interrupted_at.is_none() => {
+                    interrupted_at = Some(tokio::time::Instant::now());
+                    let params = json!({"threadId": self.thread, "turnId": codex_turn});
+                    let handle = handle.clone();
+                    // Not awaited here: the loop goes on reading what the
+                    // turn says as it stops.
+                    tokio::spawn(async move {
+                        let _ = handle.request("turn/interrupt", Json::from_value(&params)).await;
+                    });
+                }
+                () = grace => {
+                    process.kill();
+                    self.keep_partial().await?;
+                    return Ok((TurnStatus::Cancelled, None));
+                }
+            }
+        }
+    }
+
+    /// The process went away before the turn ended.
+    async fn gone(
+        &mut self,
+        process: &AgentProcess,
+        cancelled: bool,
+    ) -> Result<(TurnStatus, Option<String>), SubstrateError> {
+        self.keep_partial().await?;
+        if cancelled {
+            return Ok((TurnStatus::Cancelled, None));
+        }
+        let why = process
+            .last_error()
+            .map(|line| format!(": {line}"))
+            .unwrap_or_default();
+        Ok((
+            TurnStatus::Interrupted,
+            Some(format!("the codex app-server exited during the turn{why}")),
+        ))
+    }
+
+    /// Records the answer text that streamed without its item completing
+    /// (a turn stopped mid-answer), as the built-in executor keeps it.
+    async fn keep_partial(&mut self) -> Result<(), SubstrateError> {
+        self.flush().await?;
+        if self.streamed.is_empty() {
+            return Ok(());
+        }
+        let text = std::mem::take(&mut self.streamed);
+        self.host
+            .record(vec![EventData::Message {
+                role: Role::Assistant,
+                content: vec![ContentPart::Text { text }],
+                usage: None,
+                model: Some(self.upstream.clone()),
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Records what pending events the response being read produced.
+    async fn flush(&mut self) -> Result<(), SubstrateError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.host.record(batch).await?;
+        Ok(())
+    }
+
+    /// Handles one notification; the turn's end when it is one.
+    async fn note(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<Option<(TurnStatus, Option<String>)>, SubstrateError> {
+        let turn = self.host.turn();
+        if let Some(other) = params.get("turnId").and_then(Value::as_str) {
+            if other != self.codex_turn {
+                return Ok(None);
+            }
+        }
+        match method {
+            "item/agentMessage/delta" => {
+                if let Some(delta) = params.get("delta").and_then(Value::as_str) {
+                    self.streamed.push_str(delta);
+                    self.host
+                        .observer()
+                        .delta(turn, &Delta::Text(delta.to_owned()));
+                }
+            }
+            "item/reasoning/summaryTextDelta" | "item/reasoning/textDelta" => {
+                if let Some(delta) = params.get("delta").and_then(Value::as_str) {
+                    self.host
+                        .observer()
+                        .delta(turn, &Delta::Reasoning(delta.to_owned()));
+                }
+            }
+            "rawResponseItem/completed" => {
+                let Some(item) = params.get("item") else {
+                    return Ok(None);
+                };
+                let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+                // An output answers a call: the call's response is over.
+                if kind.ends_with("_output") {
+                    self.flush().await?;
+                }
+                if let Some(event) = event_of_item(item, &self.upstream) {
+                    if matches!(event, EventData::Message { .. }) {
+                        self.streamed.clear();
+                    }
+                    if let EventData::ToolCall { call_id, name, .. } = &event {
+                        self.host.observer().delta(
+                            turn,
+                            &Delta::ToolCall {
+                                call_id: call_id.clone(),
+                                name: name.clone(),
+                            },
+                        );
+                    }
+                    self.pending.push(event);
+                }
+                if kind.ends_with("_output") {
+                    self.flush().await?;
+                }
+            }
+            "rawResponse/completed" => {
+                let usage = params.get("usage").map(usage_of);
+                // The usage goes on the response's last message; one that
+                // made only tool calls gets an empty message for it, as the
+                // built-in executor records it.
+                if let Some(usage) = usage.clone() {
+                    let message = self.pending.iter_mut().rev().find_map(|event| match event {
+                        EventData::Message {
+                            role: Role::Assistant,
+                            usage,
+                            ..
+                        } => Some(usage),
+                        _ => None,
+                    });
+                    match message {
+                        Some(slot) => *slot = Some(usage),
+                        None => self.pending.insert(
+                            0,
+                            EventData::Message {
+                                role: Role::Assistant,
+                                content: Vec::new(),
+                                usage: Some(usage),
+                                model: Some(self.upstream.clone()),
+                            },
+                        ),
+                    }
+                }
+                self.pending.push(EventData::Custom {
+                    custom_type: CODEX_USAGE_TYPE.into(),
+                    payload: json!({
+                        "thread": params.get("threadId"),
+                        "turn": params.get("turnId"),
+                        "response": params.get("responseId"),
+                        "usage": params.get("usage"),
+                    }),
+                });
+                self.flush().await?;
+            }
+            "item/completed" => {
+                let Some(item) = params.get("item") else {
+                    return Ok(None);
+                };
+                // The raw items of a response come first; keep the order
+                // they happened in.
+                self.flush().await?;
+                self.host
+                    .record(vec![EventData::Custom {
+                        custom_type: CODEX_ITEM_TYPE.into(),
+                        payload: json!({
+                            "thread": params.get("threadId"),
+                            "turn": params.get("turnId"),
+                            "item_id": item.get("id"),
+                            "item_type": item.get("type"),
+                            "item": item,
+                        }),
+                    }])
+                    .await?;
+            }
+            "turn/completed" => {
+                let turn = params.get("turn").cloned().unwrap_or(Value::Null);
+                let error = turn
+                    .get("error")
+                    .and_then(|error| error.get("message"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let status = match turn.get("status").and_then(Value::as_str) {
+                    Some("completed") => TurnStatus::Completed,
+                    Some("interrupted") => TurnStatus::Cancelled,
+                    _ => TurnStatus::Failed,
+                };
+                let error = match status {
+                    TurnStatus::Failed => {
+                        Some(error.unwrap_or_else(|| "the codex turn failed".to_owned()))
+                    }
+                    _ => None,
+                };
+                return Ok(Some((status, error)));
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+}
+
+/// The exo event a raw Responses item is, if it is part of the
+/// conversation (Codex's own context messages are not).
+fn event_of_item(item: &Value, upstream: &str) -> Option<EventData> {
+    let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
+    match item.get("type").and_then(Value::as_str)? {
+        "message" if item.get("role").and_then(Value::as_str) == Some("assistant") => {
+            let content = item
+                .get("content")
+                .and_then(Value::as_array)
+                .map(|parts| {
+                    parts
+                        .iter()
+                        .filter_map(|part| part.get("text").and_then(Value::as_str))
+                        .map(|text| ContentPart::Text {
+                            text: text.to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(EventData::Message {
+                role: Role::Assistant,
+                content,
+                usage: None,
+                model: Some(upstream.to_owned()),
+            })
+        }
+        "function_call" => {
+            let arguments = text("arguments").unwrap_or_default();
+            Some(EventData::ToolCall {
+                call_id: text("call_id")?,
+                name: text("name")?,
+                arguments: serde_json::from_str(&arguments).unwrap_or(Value::String(arguments)),
+            })
+        }
+        "custom_tool_call" => Some(EventData::ToolCall {
+            call_id: text("call_id")?,
+            name: text("name")?,
+            arguments: json!({"input": text("input").unwrap_or_default()}),
+        }),
+        "function_call_output" | "custom_tool_call_output" => Some(EventData::ToolResult {
+            call_id: text("call_id")?,
+            output: Value::String(output_text(item.get("output"))),
+            is_error: false,
+        }),
+        _ => None,
+    }
+}
+
+/// A tool output as text: a string, or the text parts of a list.
+fn output_text(output: Option<&Value>) -> String {
+    match output {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Some(Value::Object(object)) => object
+            .get("content")
+            .map(|content| output_text(Some(content)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Codex's usage (camelCase) as exo's.
+fn usage_of(usage: &Value) -> Usage {
+    let count = |key: &str| usage.get(key).and_then(Value::as_u64);
+    Usage {
+        input_tokens: count("inputTokens").unwrap_or_default(),
+        output_tokens: count("outputTokens").unwrap_or_default(),
+        cached_input_tokens: count("cachedInputTokens").filter(|n| *n > 0),
+    }
+}
+
+/// The user's input as Codex's `UserInput` list.
+fn user_input(input: &[ContentPart]) -> Value {
+    let parts: Vec<Value> = input
+        .iter()
+        .filter_map(|part| match part {
+            ContentPart::Text { text } => {
+                Some(json!({"type": "text", "text": text, "text_elements": []}))
+            }
+            ContentPart::Image { media_type, data } => Some(json!({
+                "type": "image",
+                "url": format!("data:{media_type};base64,{data}"),
+            })),
+            _ => None,
+        })
+        .collect();
+    Value::Array(parts)
+}
+
+/// A request made while setting a turn up, bounded in time.
+async fn setup_call(handle: &PeerHandle, method: &str, params: Value) -> Result<Value, String> {
+    match tokio::time::timeout(
+        START_TIMEOUT,
+        handle.request(method, Json::from_value(&params)),
+    )
+    .await
+    {
+        Ok(Ok(answer)) => Ok(answer.to_value()),
+        Ok(Err(exo_rpc::peer::RequestError::Closed)) => Err("it exited".into()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {} s", START_TIMEOUT.as_secs())),
+    }
+}
+
+/// Starts `codex app-server` for one turn.
+fn start_app_server(
+    program: &Path,
+    home: &Path,
+    cwd: &Path,
+    access: &GatewayAccess,
+) -> Result<crate::process::Started, String> {
+    let toml_string = |text: &str| Value::String(text.to_owned()).to_string();
+    let settings = [
+        format!("model_provider={}", toml_string("exo")),
+        format!("model_providers.exo.name={}", toml_string("exo")),
+        format!(
+            "model_providers.exo.base_url={}",
+            toml_string(&access.openai_base_url)
+        ),
+        format!("model_providers.exo.wire_api={}", toml_string("responses")),
+        format!(
+            "model_providers.exo.env_key={}",
+            toml_string(TOKEN_VARIABLE)
+        ),
+        // Nothing but the model through the gateway: no update checks,
+        // no telemetry, no web search.
+        "check_for_update_on_startup=false".to_owned(),
+        format!("web_search={}", toml_string("disabled")),
+        "analytics.enabled=false".to_owned(),
+    ];
+    let mut args: Vec<OsString> = vec!["app-server".into()];
+    for setting in settings {
+        args.push("-c".into());
+        args.push(setting.into());
+    }
+    let env = [
+        (OsString::from("CODEX_HOME"), home.as_os_str().to_owned()),
+        (
+            OsString::from(TOKEN_VARIABLE),
+            OsString::from(&access.token),
+        ),
+    ];
+    crate::process::AgentProcess::start(program, &args, cwd, &env, "codex app-server")
+}
+
+/// Creates `dir` (and its parents), owner-only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// What serves the app-server's requests to exo: approvals, through the
+/// turn's host. Notifications go to the turn's loop, in order.
+struct Served {
+    host: Arc<OnceLock<Arc<TurnHost>>>,
+    notes: mpsc::UnboundedSender<(String, Value)>,
+    cancel: CancellationToken,
+}
+
+impl Handler for Served {
+    fn handle(
+        &self,
+        request: Request,
+        _context: Context,
+    ) -> BoxFuture<'static, Result<Json, ErrorObject>> {
+        if request.is_notification() {
+            let params = request.params.map(|p| p.to_value()).unwrap_or(Value::Null);
+            let _ = self.notes.send((request.method, params));
+            return Box::pin(async { Ok(Json::null()) });
+        }
+        let host = self.host.get().cloned();
+        let cancel = self.cancel.clone();
+        let params = request.params.map(|p| p.to_value()).unwrap_or(Value::Null);
+        let method = request.method;
+        Box::pin(async move {
+            let (tool, arguments, decisions) = match method.as_str() {
+                "item/commandExecution/requestApproval" => (
+                    "shell",
+                    json!({
+                        "command": params.get("command"),
+                        "cwd": params.get("cwd"),
+                        "reason": params.get("reason"),
+                    }),
+                    true,
+                ),
+                "item/fileChange/requestApproval" => (
+                    "apply_patch",
+                    json!({
+                        "reason": params.get("reason"),
+                        "grant_root": params.get("grantRoot"),
+                    }),
+                    true,
+                ),
+                _ => ("", Value::Null, false),
+            };
+            let Some(host) = host.filter(|_| decisions) else {
+                return Err(ErrorObject::new(
+                    exo_rpc::message::METHOD_NOT_FOUND,
+                    format!("exo does not serve {method}"),
+                ));
+            };
+            let call = ToolCall {
+                call_id: params
+                    .get("itemId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                name: tool.to_owned(),
+                arguments,
+            };
+            let access = if tool == "shell" {
+                Access::Shell
+            } else {
+                Access::Write
+            };
+            let decision = match host.approve(&call, access, &cancel).await {
+                Ok(Some(approval)) if approval.decision.allows() => "accept",
+                Ok(Some(_)) => "decline",
+                Ok(None) => "cancel",
+                Err(err) => {
+                    tracing::warn!(%err, "could not record an approval; declining the call");
+                    "decline"
+                }
+            };
+            Ok(Json::from_value(&json!({"decision": decision})))
+        })
+    }
+
+    fn needs_slot(&self, _request: &Request) -> bool {
+        false
+    }
+}
+
+/// What a turn's history looks like to Codex, for tests.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codex_context_messages_are_not_conversation() {
+        let developer = json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "x"}]});
+        let user = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>"}]});
+        assert!(event_of_item(&developer, "m").is_none());
+        assert!(event_of_item(&user, "m").is_none());
+    }
+
+    #[test]
+    fn calls_and_outputs_become_structured_events() {
+        let call = json!({"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{\"cmd\": \"ls\"}"});
+        assert_eq!(
+            event_of_item(&call, "m"),
+            Some(EventData::ToolCall {
+                call_id: "c1".into(),
+                name: "exec_command".into(),
+                arguments: json!({"cmd": "ls"}),
+            })
+        );
+        let output = json!({"type": "function_call_output", "call_id": "c1", "output": "a\nb"});
+        assert_eq!(
+            event_of_item(&output, "m"),
+            Some(EventData::ToolResult {
+                call_id: "c1".into(),
+                output: json!("a\nb"),
+                is_error: false,
+            })
+        );
+        let answer = json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hi"}]});
+        assert!(matches!(
+            event_of_item(&answer, "m"),
+            Some(EventData::Message {
+                role: Role::Assistant,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn usage_reads_codex_field_names() {
+        let usage =
+            usage_of(&json!({"inputTokens": 10, "outputTokens": 5, "cachedInputTokens": 0}));
+        assert_eq!(usage.input_tokens, 10);
+        assert_eq!(usage.output_tokens, 5);
+        assert_eq!(usage.cached_input_tokens, None);
+    }
+}

@@ -1,0 +1,20 @@
+//! Executors that drive the real agent CLIs (spec/agents.md).
+//!
+//! exo begins and finishes each turn itself, so the snapshots and the log
+//! stay exo's; in between, the CLI runs its own agent loop in a process
+//! exo starts for the turn and ends with it. The CLI never holds the
+//! model's key: it is handed a model-gateway token for its conversation
+//! (revoked when the turn ends) and reaches the model through exo's
+//! gateway, which records every exchange. Its memory is exo's log: each
+//! turn's thread is rebuilt from the conversation's current history, so a
+//! rewind, a fork, a swap of executors or a killed process changes what
+//! the model sees exactly as it changes the log, and the CLI's own session
+//! files are never relied on.
+//!
+//! - [`Codex`]: `codex app-server` over stdio (JSON-RPC without the
+//!   `"jsonrpc"` member).
+
+mod codex;
+mod process;
+
+pub use codex::{Codex, CODEX_ITEM_TYPE, CODEX_THREAD_TYPE, CODEX_USAGE_TYPE};

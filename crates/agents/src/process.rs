@@ -1,0 +1,195 @@
+//! An agent CLI's process: its own process group (killed with exo however
+//! exo dies, by the reaper), an environment that carries nothing secret,
+//! and the tail of what it wrote on stderr, for error messages.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+/// The variables of exo's environment an agent CLI gets; everything else
+/// (API keys above all) stays out of it.
+const PASSED: [&str; 6] = ["PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER"];
+
+/// How many of the last stderr lines are kept.
+const STDERR_LINES: usize = 20;
+
+/// Where a program named on `PATH` (or by a path) is, if anywhere.
+pub(crate) fn find_program(name: &Path) -> Option<PathBuf> {
+    if name.components().count() > 1 {
+        return is_executable(name).then(|| name.to_path_buf());
+    }
+    let path = exo_secrets::environment::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// A running agent CLI.
+pub(crate) struct AgentProcess {
+    child: Mutex<Option<Child>>,
+    group: i32,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// A started process and its pipes.
+pub(crate) struct Started {
+    pub process: Arc<AgentProcess>,
+    pub stdin: ChildStdin,
+    pub stdout: ChildStdout,
+}
+
+impl AgentProcess {
+    /// Starts `program args` in `cwd` with only the passed variables and
+    /// `env`.
+    pub fn start(
+        program: &Path,
+        args: &[OsString],
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        label: &'static str,
+    ) -> Result<Started, String> {
+        exo_tools::reaper::ready().map_err(|err| format!("cannot guard {label}: {err}"))?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .envs(passed_environment())
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|err| format!("cannot start {label} ({}): {err}", program.display()))?;
+        let group = child.id().map(|pid| pid as i32).unwrap_or_default();
+        if let Err(err) = exo_tools::reaper::guard(group) {
+            let _ = child.start_kill();
+            return Err(format!("cannot guard {label}: {err}"));
+        }
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let kept = Arc::clone(&tail);
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::debug!(target: "exo::agent", agent = label, "{line}");
+                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                if kept.len() == STDERR_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(line.chars().take(500).collect());
+            }
+        });
+        Ok(Started {
+            process: Arc::new(AgentProcess {
+                child: Mutex::new(Some(child)),
+                group,
+                stderr: tail,
+            }),
+            stdin,
+            stdout,
+        })
+    }
+
+    /// The last line the process wrote on stderr that says something
+    /// (an error, if it wrote one).
+    pub fn last_error(&self) -> Option<String> {
+        let kept = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter()
+            .rev()
+            .find(|line| line.contains("ERROR") || line.to_lowercase().contains("error"))
+            .or_else(|| kept.back())
+            .map(|line| strip_ansi(line))
+    }
+
+    /// Kills the process group now.
+    pub fn kill(&self) {
+        if self.group > 0 {
+            if let Some(group) = rustix::process::Pid::from_raw(self.group) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            exo_tools::reaper::release(self.group);
+        }
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = child.start_kill();
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if self.group > 0 {
+            if let Some(group) = rustix::process::Pid::from_raw(self.group) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            exo_tools::reaper::release(self.group);
+        }
+    }
+}
+
+fn passed_environment() -> Vec<(OsString, OsString)> {
+    let mut passed: Vec<(OsString, OsString)> = PASSED
+        .iter()
+        .filter_map(|name| {
+            exo_secrets::environment::var_os(name).map(|value| (OsString::from(name), value))
+        })
+        .collect();
+    passed
+        .extend(std::env::vars_os().filter(|(name, _)| name.to_string_lossy().starts_with("LC_")));
+    passed
+}
+
+/// `text` without terminal colour sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_is_stripped_from_stderr_lines() {
+        assert_eq!(
+            strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m boom"),
+            "2026 ERROR boom"
+        );
+    }
+}
