@@ -43,6 +43,7 @@ mod race;
 mod util;
 
 mod agent;
+mod claude;
 mod codex;
 mod compaction;
 mod crash;

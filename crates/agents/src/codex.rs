@@ -46,6 +46,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::process::{find_program, AgentProcess};
+use crate::token::Token;
 
 /// The custom event type of a completed Codex thread item.
 pub const CODEX_ITEM_TYPE: &str = "codex.item";
@@ -105,52 +106,6 @@ impl Executor for Codex {
     }
 }
 
-/// A gateway token, revoked (and the history the gateway expects
-/// forgotten) when closed or dropped.
-struct Token {
-    substrate: Arc<dyn Substrate>,
-    access: GatewayAccess,
-    conversation: exo_core::ConversationId,
-    closed: bool,
-}
-
-impl Token {
-    /// Revokes the token once the exchanges made with it are recorded (so
-    /// they fall in the turn, checked against the history).
-    async fn close(mut self) -> Result<(), SubstrateError> {
-        self.closed = true;
-        let (token, conversation) = (self.access.token.clone(), self.conversation);
-        blocking(&self.substrate, move |s| {
-            s.gateway_revoke(&token);
-            s.gateway_expect(conversation, None);
-            Ok(())
-        })
-        .await
-    }
-}
-
-impl Drop for Token {
-    fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        // Off the async threads: revoking waits for exchanges in flight.
-        let (substrate, token, conversation) = (
-            Arc::clone(&self.substrate),
-            self.access.token.clone(),
-            self.conversation,
-        );
-        let revoke = move || {
-            substrate.gateway_revoke(&token);
-            substrate.gateway_expect(conversation, None);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(revoke)),
-            Err(_) => revoke(),
-        }
-    }
-}
-
 impl Codex {
     /// Where the `codex` program is.
     fn locate(&self) -> Result<PathBuf, String> {
@@ -189,12 +144,7 @@ impl Codex {
             s.gateway_token(&agent_id, conversation_id)
         })
         .await?;
-        let token = Token {
-            substrate: Arc::clone(&substrate),
-            access,
-            conversation: conversation_id,
-            closed: false,
-        };
+        let token = Token::new(Arc::clone(&substrate), access, conversation_id);
         if token.access.api != "responses" {
             return Err(format!(
                 "the codex harness speaks the OpenAI Responses API, and this agent's model speaks {}: bind a model with provider openai",
@@ -810,7 +760,7 @@ fn start_app_server(
 }
 
 /// Creates `dir` (and its parents), owner-only.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -13,8 +13,12 @@
 //!
 //! - [`Codex`]: `codex app-server` over stdio (JSON-RPC without the
 //!   `"jsonrpc"` member).
+//! - [`ClaudeCode`]: `claude -p` with stream-json in and out.
 
+mod claude;
 mod codex;
 mod process;
+mod token;
 
+pub use claude::{ClaudeCode, CLAUDE_ENTRY_TYPE, CLAUDE_RESULT_TYPE, CLAUDE_SESSION_TYPE};
 pub use codex::{Codex, CODEX_ITEM_TYPE, CODEX_THREAD_TYPE, CODEX_USAGE_TYPE};

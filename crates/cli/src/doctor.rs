@@ -99,11 +99,15 @@ pub fn run(root: &Path, out: &Out) -> Result<()> {
         &["--version"],
         "for --harness codex: scripts/setup-agents (or npm install -g @openai/codex@0.169.0, or name it in EXO_CODEX_BIN)",
     ));
+    let claude = std::env::var("EXO_CLAUDE_BIN")
+        .ok()
+        .filter(|bin| !bin.is_empty())
+        .unwrap_or_else(|| "claude".to_string());
     checks.push(program(
         "claude",
-        "claude",
+        &claude,
         &["--version"],
-        "for --harness claude-code: npm install -g @anthropic-ai/claude-code",
+        "for --harness claude-code: scripts/setup-agents (or npm install -g @anthropic-ai/claude-code@2.1.332, or name it in EXO_CLAUDE_BIN)",
     ));
     checks.push(docker());
     checks.push(bubblewrap());

@@ -69,6 +69,12 @@ pub(crate) fn body(request: &Request) -> Value {
 }
 
 fn messages(request: &Request) -> Vec<Value> {
+    messages_of(&request.items)
+}
+
+/// Items as the Messages API's `messages`: consecutive items of one side
+/// merged into one message.
+pub(crate) fn messages_of(items: &[Item]) -> Vec<Value> {
     // (role, blocks), merged as they are built.
     let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
     let mut push = |role: &'static str, blocks: Vec<Value>| {
@@ -80,7 +86,7 @@ fn messages(request: &Request) -> Vec<Value> {
             _ => messages.push((role, blocks)),
         }
     };
-    for item in &request.items {
+    for item in items {
         match item {
             Item::Message { role, content } => {
                 let (role, user) = match role {

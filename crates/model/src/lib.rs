@@ -67,6 +67,13 @@ pub fn responses_input(items: &[Item]) -> Vec<Value> {
     items.iter().filter_map(openai::input_item).collect()
 }
 
+/// Items as the Anthropic Messages API takes them in a request's
+/// `messages` (spec/models.md): consecutive items of one side merged, tool
+/// results in user messages. System messages are left out.
+pub fn messages_input(items: &[Item]) -> Vec<Value> {
+    anthropic::messages_of(items)
+}
+
 /// One entry of the conversation as the model sees it.
 #[derive(Clone, PartialEq, Debug)]
 pub enum Item {

@@ -27,6 +27,10 @@ impl Executors {
             Arc::new(exo_harness::TypeScript::default()),
         );
         by_harness.insert(Harness::Codex, Arc::new(exo_agents::Codex::default()));
+        by_harness.insert(
+            Harness::ClaudeCode,
+            Arc::new(exo_agents::ClaudeCode::default()),
+        );
         Executors { by_harness }
     }
 

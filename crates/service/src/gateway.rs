@@ -81,13 +81,80 @@ fn responses_lines(input: &[serde_json::Value]) -> Vec<(String, bool)> {
     lines
 }
 
+/// A Messages API `messages` as lines, each with whether it may be the
+/// CLI's own context: system-role messages are; text blocks that are
+/// Claude Code's `<system-reminder>`s are left out altogether. A message's
+/// text blocks make one line, in place among its calls and results.
+fn messages_lines(messages: &[serde_json::Value]) -> Vec<(String, bool)> {
+    use serde_json::Value;
+    let mut lines = Vec::new();
+    for message in messages {
+        let role = message
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if role == "system" {
+            lines.push((format!("system: {message}"), true));
+            continue;
+        }
+        let blocks = match message.get("content") {
+            Some(Value::String(text)) => vec![serde_json::json!({"type": "text", "text": text})],
+            Some(Value::Array(blocks)) => blocks.clone(),
+            _ => Vec::new(),
+        };
+        let mut text: Option<String> = None;
+        let flush = |text: &mut Option<String>, lines: &mut Vec<(String, bool)>| {
+            if let Some(text) = text.take() {
+                lines.push((format!("{role}: {text}"), false));
+            }
+        };
+        for block in &blocks {
+            let field = |key: &str| {
+                block
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            match block
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+            {
+                "text" => {
+                    let piece = field("text");
+                    if !piece.starts_with("<system-reminder>") {
+                        text.get_or_insert_with(String::new).push_str(&piece);
+                    }
+                }
+                "image" => text.get_or_insert_with(String::new).push_str("[image]"),
+                "tool_use" => {
+                    flush(&mut text, &mut lines);
+                    lines.push((format!("call {} {}", field("id"), field("name")), false));
+                }
+                "tool_result" => {
+                    flush(&mut text, &mut lines);
+                    lines.push((format!("result {}", field("tool_use_id")), false));
+                }
+                // Thinking and other blocks are the CLI's own.
+                _ => {}
+            }
+        }
+        flush(&mut text, &mut lines);
+    }
+    lines
+}
+
 /// Where a request's history first departs from what was expected, if it
 /// does. The expected history may follow the CLI's own context, and be
 /// followed by anything (the turn's own items).
-fn history_mismatch(expected: &Expected, request: &[u8]) -> Option<String> {
+fn history_mismatch(expected: &Expected, api: Api, request: &[u8]) -> Option<String> {
     let body: serde_json::Value = serde_json::from_slice(request).ok()?;
-    let input = body.get("input")?.as_array()?;
-    let sent = responses_lines(input);
+    let sent = match api {
+        Api::Responses => responses_lines(body.get("input")?.as_array()?),
+        Api::Messages => messages_lines(body.get("messages")?.as_array()?),
+        Api::ChatCompletions => return None,
+    };
     let matches_at = |start: usize| {
         expected.lines.len() <= sent.len() - start
             && expected
@@ -361,7 +428,7 @@ impl Service {
             .conversation(&grant.agent, &grant.conversation)
             .map_err(store_error)?;
         let mut events = vec![event];
-        if exchange.api == Api::Responses {
+        {
             let expected = self
                 .inner
                 .expected
@@ -369,7 +436,7 @@ impl Service {
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(mismatch) = expected
                 .get(&conversation.id)
-                .and_then(|expected| history_mismatch(expected, &exchange.request))
+                .and_then(|expected| history_mismatch(expected, exchange.api, &exchange.request))
             {
                 tracing::warn!(conversation = %conversation.id, "{mismatch}");
                 events.push(EventData::Error {
@@ -557,7 +624,7 @@ mod tests {
             {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "done"}]},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "more of the turn"}]},
         ]));
-        assert_eq!(history_mismatch(&log, &sent), None);
+        assert_eq!(history_mismatch(&log, Api::Responses, &sent), None);
     }
 
     #[test]
@@ -572,7 +639,7 @@ mod tests {
             {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "an old answer"}]},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second"}]},
         ]));
-        let why = history_mismatch(&log, &rewound_away).unwrap();
+        let why = history_mismatch(&log, Api::Responses, &rewound_away).unwrap();
         assert!(
             why.contains("item 2") && why.contains("an old answer"),
             "{why}"
@@ -580,7 +647,7 @@ mod tests {
         let cut = request(json!([
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]},
         ]));
-        let why = history_mismatch(&log, &cut).unwrap();
+        let why = history_mismatch(&log, Api::Responses, &cut).unwrap();
         assert!(why.contains("stops after 1 of the log's 3"), "{why}");
         let stale_prefix = request(json!([
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a turn rewound away"}]},
@@ -588,6 +655,38 @@ mod tests {
             {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "answer"}]},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second"}]},
         ]));
-        assert!(history_mismatch(&log, &stale_prefix).is_some());
+        assert!(history_mismatch(&log, Api::Responses, &stale_prefix).is_some());
+    }
+
+    #[test]
+    fn a_messages_request_is_checked_without_claude_code_reminders() {
+        let log = expected(&[
+            message(Role::User, "first"),
+            message(Role::Assistant, "looking"),
+            Item::ToolCall {
+                call_id: "t1".into(),
+                name: "Bash".into(),
+                arguments: json!({"command": "ls"}),
+            },
+            Item::ToolResult {
+                call_id: "t1".into(),
+                output: "a".into(),
+                is_error: false,
+            },
+            message(Role::User, "second"),
+        ]);
+        let body = |last: &str| {
+            json!({"messages": [
+                {"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>"}, {"type": "text", "text": "first"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "looking"}, {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a"}, {"type": "text", "text": last}]},
+                {"role": "system", "content": "the environment"},
+            ]})
+            .to_string()
+            .into_bytes()
+        };
+        assert_eq!(history_mismatch(&log, Api::Messages, &body("second")), None);
+        let why = history_mismatch(&log, Api::Messages, &body("other")).unwrap();
+        assert!(why.contains("item 5"), "{why}");
     }
 }
