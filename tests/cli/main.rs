@@ -60,6 +60,7 @@ mod isolation;
 mod quickstart;
 mod repl;
 mod roots;
+mod run;
 mod scripted;
 mod secrets;
 mod snapshots;

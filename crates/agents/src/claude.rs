@@ -703,7 +703,7 @@ fn new_session_id() -> String {
 
 /// The directory Claude Code keeps a working directory's sessions in:
 /// every character but ASCII letters and digits becomes `-`.
-fn project_dir(config_dir: &Path, cwd: &Path) -> PathBuf {
+pub fn project_dir(config_dir: &Path, cwd: &Path) -> PathBuf {
     let mangled: String = cwd
         .to_string_lossy()
         .chars()
@@ -715,7 +715,7 @@ fn project_dir(config_dir: &Path, cwd: &Path) -> PathBuf {
 /// Writes `history` as the transcript of session `session` (nothing when
 /// it is empty); whether there is one to resume. Earlier transcripts of
 /// this directory are removed: they are caches of the log.
-fn write_transcript(
+pub fn write_transcript(
     config_dir: &Path,
     cwd: &Path,
     session: &str,

@@ -184,6 +184,38 @@ pub enum Command {
   exo daemon status
   exo daemon stop")]
     Daemon(DaemonArgs),
+    /// Run Claude Code's own interface with exo underneath: the key stays
+    /// in exo, each turn is recorded and snapshotted, and the session
+    /// resumes from the conversation's log (after a rewind or fork too).
+    #[command(after_help = "Examples:
+  exo run claude                         # a new conversation for this directory
+  exo run claude --continue              # the newest one here
+  exo run claude --conversation fix-tests -- --model sonnet")]
+    Run {
+        /// The agent CLI (`claude`).
+        #[arg(value_name = "CLI")]
+        cli: String,
+        /// The agent to run as (default: the conversation in use's, else
+        /// the agent `claude`).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Continue this conversation.
+        #[arg(long, value_name = "CONV")]
+        conversation: Option<String>,
+        /// Continue the agent's newest conversation in this directory.
+        #[arg(long = "continue")]
+        continue_last: bool,
+        /// Arguments for the CLI itself, after `--`.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Hands a Claude Code hook's input to `exo run` (used by `exo run`).
+    #[command(hide = true)]
+    Hook {
+        /// The socket `exo run` listens on.
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Remove snapshot objects no live conversation can reach.
     #[command(after_help = "Example:
   exo gc")]
@@ -1096,7 +1128,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Agents and their conversations",
         &["agent", "conversation", "use"],
     ),
-    ("Run and follow turns", &["chat", "turn", "approval"]),
+    ("Run and follow turns", &["chat", "run", "turn", "approval"]),
     ("Files and history", &["snapshot", "session", "artifact"]),
     ("Models and secrets", &["model", "secret", "binding"]),
     ("Upkeep", &["daemon", "gc", "doctor", "completions", "man"]),
@@ -1159,6 +1191,7 @@ mod tests {
             .collect();
         let mut defined: Vec<String> = Cli::command()
             .get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
             .map(|sub| sub.get_name().to_string())
             .filter(|name| name != "help")
             .collect();

@@ -22,6 +22,7 @@ mod export;
 mod files;
 mod render;
 mod root;
+mod run;
 mod startup;
 mod style;
 mod tree;
@@ -61,6 +62,7 @@ pub fn main() -> ExitCode {
     // These need no root.
     match &cli.command {
         Command::Completions { shell } => return finish(completions(*shell)),
+        Command::Hook { socket } => return finish(run::hook(socket)),
         Command::Man { dir } => {
             // Never into a store's root (as no output file goes there).
             let guarded = match (dir, root::resolve(cli.root.clone(), false)) {
@@ -80,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Daemon(DaemonArgs { command: None, .. })
             | Command::Chat(ChatCommand::Repl { .. })
             | Command::Conversation(ConversationCommand::Send { .. })
+            | Command::Run { .. }
     );
     if let Err(err) = startup::isolate(runs_tools) {
         let message = format!("{err:#}").replace('\n', " ");
@@ -110,6 +113,10 @@ pub fn main() -> ExitCode {
 fn finish(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<run::ChildExit>() => ExitCode::from(
+            err.downcast_ref::<run::ChildExit>()
+                .map_or(1, |exit| exit.0),
+        ),
         Err(err) => {
             let _ = writeln!(
                 std::io::stderr(),
@@ -335,6 +342,24 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
     let command = match command {
         Command::Daemon(args) => return daemon(root, &out, args),
         Command::Doctor => return doctor::run(root, &out),
+        Command::Run {
+            cli,
+            agent,
+            conversation,
+            continue_last,
+            args,
+        } => {
+            return run::run(
+                root,
+                run::RunArgs {
+                    cli,
+                    agent,
+                    conversation,
+                    continue_last,
+                    args,
+                },
+            )
+        }
         // These hold a connection to the daemon open, and follow.
         Command::Conversation(ConversationCommand::Watch {
             target,
@@ -436,6 +461,8 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
         Command::Daemon(_)
         | Command::Chat(_)
         | Command::Doctor
+        | Command::Run { .. }
+        | Command::Hook { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => unreachable!("handled above"),
     }
