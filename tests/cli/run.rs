@@ -57,6 +57,7 @@ impl Terminal {
         let master = std::fs::File::from(master);
         let output = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().unwrap();
+        let mut answers = master.try_clone().unwrap();
         let collected = Arc::clone(&output);
         std::thread::spawn(move || {
             let mut buffer = [0u8; 8192];
@@ -64,7 +65,16 @@ impl Terminal {
                 if n == 0 {
                     return;
                 }
-                collected.lock().unwrap().extend_from_slice(&buffer[..n]);
+                let chunk = &buffer[..n];
+                // Answer what a terminal is asked, as a terminal would: the
+                // cursor's position, and what kind of terminal it is.
+                if chunk.windows(4).any(|w| w == b"\x1b[6n") {
+                    let _ = answers.write_all(b"\x1b[1;1R");
+                }
+                if chunk.windows(3).any(|w| w == b"\x1b[c") {
+                    let _ = answers.write_all(b"\x1b[?62;22c");
+                }
+                collected.lock().unwrap().extend_from_slice(chunk);
             }
         });
         Terminal {
@@ -91,8 +101,13 @@ impl Terminal {
                         }
                     }
                     Some(']') => {
-                        for c in chars.by_ref() {
+                        // An OSC string ends at BEL, or at ESC \.
+                        while let Some(c) = chars.next() {
                             if c == '\u{7}' {
+                                break;
+                            }
+                            if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                                chars.next();
                                 break;
                             }
                         }
@@ -117,8 +132,9 @@ impl Terminal {
         while !squeeze(&self.text()).contains(&wanted) {
             assert!(
                 Instant::now() < deadline,
-                "{wanted:?} never showed; the screen: {}",
-                self.text()
+                "{wanted:?} never showed; the screen: {}\nraw: {}",
+                self.text(),
+                String::from_utf8_lossy(&self.output.lock().unwrap()).escape_debug()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -153,31 +169,34 @@ impl Drop for Terminal {
     }
 }
 
-fn claude() -> Option<PathBuf> {
-    let found = std::env::var_os("EXO_CLAUDE_BIN")
+/// The agent CLI `name` (its variable `variable`), or `None` after saying
+/// the test is skipped.
+fn cli(name: &str, variable: &str) -> Option<PathBuf> {
+    let found = std::env::var_os(variable)
         .map(PathBuf::from)
-        .or_else(|| crate::export::find_in_path("claude"));
+        .or_else(|| crate::export::find_in_path(name));
     if found.is_none() {
         assert!(
             std::env::var("EXO_REQUIRE_AGENTS").as_deref() != Ok("1"),
-            "the claude CLI is required (EXO_REQUIRE_AGENTS=1): run scripts/setup-agents"
+            "the {name} CLI is required (EXO_REQUIRE_AGENTS=1): run scripts/setup-agents"
         );
-        eprintln!("skipped: the claude CLI is not installed (scripts/setup-agents installs it)");
+        eprintln!("skipped: the {name} CLI is not installed (scripts/setup-agents installs it)");
     }
     found
 }
 
-/// `exo run claude --agent coder --conversation work` on a terminal, in
-/// the workspace.
+fn claude() -> Option<PathBuf> {
+    cli("claude", "EXO_CLAUDE_BIN")
+}
+
 fn run_claude(fixture: &Fixture, workspace: &Path) -> Terminal {
-    let args = fixture.args(&[
-        "run",
-        "claude",
-        "--agent",
-        "coder",
-        "--conversation",
-        "work",
-    ]);
+    run_cli(fixture, workspace, "claude")
+}
+
+/// `exo run CLI --agent coder --conversation work` on a terminal, in the
+/// workspace.
+fn run_cli(fixture: &Fixture, workspace: &Path, name: &str) -> Terminal {
+    let args = fixture.args(&["run", name, "--agent", "coder", "--conversation", "work"]);
     // The environment `exo` gets in every test, then this one's.
     let template = fixture.env.command(&[]);
     Terminal::start(Path::new(env!("CARGO_BIN_EXE_exo")), &args, |command| {
@@ -298,6 +317,128 @@ fn exo_run_claude_records_the_interactive_session_and_resumes_it_from_the_log() 
     let last = streamed_requests(&fixture).last().unwrap().clone();
     assert_eq!(
         said(&last),
+        [
+            "user: second question",
+            "assistant: second answer",
+            "user: third question"
+        ]
+    );
+}
+
+/// The conversation in a Responses request Codex sent, its own context
+/// left out.
+fn codex_said(body: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for item in body["input"].as_array().unwrap() {
+        if item["type"] != "message" || item["role"] == "developer" {
+            continue;
+        }
+        let text: String = item["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|part| part["text"].as_str())
+            .collect();
+        if !text.starts_with("<environment_context>") {
+            lines.push(format!("{}: {text}", item["role"].as_str().unwrap()));
+        }
+    }
+    lines
+}
+
+/// Codex's `/exit`: the command is picked, then run.
+fn codex_exit(terminal: &mut Terminal) {
+    terminal.type_line("/exit");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = terminal.master.write_all(b"\r");
+}
+
+/// The requests that were turns of the conversation (not Codex's own
+/// title requests).
+fn codex_turns(fixture: &Fixture) -> Vec<Value> {
+    fixture
+        .model
+        .requests()
+        .into_iter()
+        .map(|request| request.body)
+        .filter(|body| !body.to_string().contains("task title"))
+        .collect()
+}
+
+#[test]
+fn exo_run_codex_records_the_interactive_session_and_resumes_it_from_the_log() {
+    if cli("codex", "EXO_CODEX_BIN").is_none() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAi, "auto");
+    let start = fixture.events("work")[0]["id"].as_str().unwrap().to_owned();
+
+    fixture
+        .model
+        .push(Completion::text("first answer from codex"));
+    let mut terminal = run_cli(&fixture, &fixture.workspace, "codex");
+    terminal.wait_for("Ask Codex");
+    terminal.type_line("first question");
+    terminal.wait_for("first answer from codex");
+    let deadline = Instant::now() + TIMEOUT;
+    while of_kind(&fixture.events("work"), "turn_ended").is_empty() {
+        assert!(Instant::now() < deadline, "the turn was never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    codex_exit(&mut terminal);
+    assert_eq!(terminal.wait(), 0);
+
+    let events = fixture.events("work");
+    let turn: Vec<Value> = events
+        .iter()
+        .filter(|event| event["turn"] == of_kind(&events, "turn_started")[0]["turn"])
+        .cloned()
+        .collect();
+    let messages: Vec<String> = of_kind(&turn, "message")
+        .iter()
+        .map(|event| crate::agent::text_of(event))
+        .collect();
+    assert_eq!(messages, ["first question", "first answer from codex"]);
+    assert_eq!(of_kind(&turn, "turn_ended")[0]["status"], "completed");
+    let kinds = crate::agent::kinds(&turn);
+    assert!(
+        kinds.contains(&"custom:exo.gateway.exchange".to_string()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"custom:codex.item".to_string()),
+        "{kinds:?}"
+    );
+    assert_eq!(of_kind(&events, "session_ended")[0]["reason"], "closed");
+    for request in fixture.model.requests() {
+        assert_eq!(request.header("authorization"), format!("Bearer {API_KEY}"));
+    }
+    assert!(!String::from_utf8_lossy(&fixture.root_bytes()).contains(API_KEY));
+
+    // Rewound to before that turn, the next session starts from there.
+    fixture.ok(&["conversation", "rewind", "coder", "work", "--at", &start]);
+    fixture.model.push(Completion::text("second answer"));
+    let mut terminal = run_cli(&fixture, &fixture.workspace, "codex");
+    terminal.wait_for("Ask Codex");
+    terminal.type_line("second question");
+    terminal.wait_for("second answer");
+    codex_exit(&mut terminal);
+    assert_eq!(terminal.wait(), 0);
+    assert_eq!(
+        codex_said(codex_turns(&fixture).last().unwrap()),
+        ["user: second question"]
+    );
+
+    // Not rewound: the next session resumes with the second turn.
+    fixture.model.push(Completion::text("third answer"));
+    let mut terminal = run_cli(&fixture, &fixture.workspace, "codex");
+    terminal.wait_for("Ask Codex");
+    terminal.type_line("third question");
+    terminal.wait_for("third answer");
+    codex_exit(&mut terminal);
+    assert_eq!(terminal.wait(), 0);
+    assert_eq!(
+        codex_said(codex_turns(&fixture).last().unwrap()),
         [
             "user: second question",
             "assistant: second answer",

@@ -759,6 +759,93 @@ fn start_app_server(
     crate::process::AgentProcess::start(program, &args, cwd, &env, "codex app-server")
 }
 
+/// Writes `history` as the rollout of a Codex session `session` in
+/// `home` (`CODEX_HOME`), for `codex resume SESSION` (nothing when the
+/// history is empty); whether there is one to resume. Earlier sessions in
+/// `home` are removed: they are caches of the log.
+pub fn write_rollout(
+    home: &Path,
+    cwd: &Path,
+    session: &str,
+    history: &[exo_model::Item],
+) -> std::io::Result<bool> {
+    let sessions = home.join("sessions");
+    if sessions.is_dir() {
+        std::fs::remove_dir_all(&sessions)?;
+    }
+    let items = exo_model::responses_input(history);
+    if items.is_empty() {
+        return Ok(false);
+    }
+    // The session's date and time, as Codex names its files.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or(0);
+    let (date, time) = utc_date_time(now);
+    let day = sessions.join(date.replace('-', "/"));
+    create_private_dir(&day)?;
+    let timestamp = format!("{date}T{time}.000Z");
+    let mut lines = vec![json!({
+        "timestamp": timestamp,
+        "ordinal": 0,
+        "type": "session_meta",
+        "payload": {
+            "session_id": session,
+            "id": session,
+            "timestamp": timestamp,
+            "cwd": cwd.to_string_lossy(),
+            "originator": "exo",
+            "cli_version": "0.169.0",
+            "source": "cli",
+            "model_provider": "exo",
+        },
+    })];
+    for (index, item) in items.into_iter().enumerate() {
+        lines.push(json!({
+            "timestamp": timestamp,
+            "ordinal": index + 1,
+            "type": "response_item",
+            "payload": item,
+        }));
+    }
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let name = format!("rollout-{date}T{}-{session}.jsonl", time.replace(':', "-"));
+    let partial = day.join(format!(".{name}.partial"));
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, day.join(name))?;
+    Ok(true)
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` of a Unix time, in UTC.
+fn utc_date_time(seconds: u64) -> (String, String) {
+    let days = (seconds / 86_400) as i64;
+    let rest = seconds % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!(
+            "{:02}:{:02}:{:02}",
+            rest / 3600,
+            (rest % 3600) / 60,
+            rest % 60
+        ),
+    )
+}
+
 /// Creates `dir` (and its parents), owner-only.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -891,6 +978,22 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(
+            utc_date_time(0),
+            ("1970-01-01".to_string(), "00:00:00".to_string())
+        );
+        assert_eq!(
+            utc_date_time(1_796_449_739),
+            ("2026-12-05".to_string(), "05:48:59".to_string())
+        );
+        assert_eq!(
+            utc_date_time(951_782_400),
+            ("2000-02-29".to_string(), "00:00:00".to_string())
+        );
     }
 
     #[test]

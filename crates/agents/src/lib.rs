@@ -24,4 +24,7 @@ pub use claude::{
     project_dir as claude_project_dir, write_transcript as write_claude_transcript, ClaudeCode,
     CLAUDE_ENTRY_TYPE, CLAUDE_RESULT_TYPE, CLAUDE_SESSION_TYPE,
 };
-pub use codex::{Codex, CODEX_ITEM_TYPE, CODEX_THREAD_TYPE, CODEX_USAGE_TYPE};
+pub use codex::{
+    write_rollout as write_codex_rollout, Codex, CODEX_ITEM_TYPE, CODEX_THREAD_TYPE,
+    CODEX_USAGE_TYPE,
+};

@@ -184,19 +184,20 @@ pub enum Command {
   exo daemon status
   exo daemon stop")]
     Daemon(DaemonArgs),
-    /// Run Claude Code's own interface with exo underneath: the key stays
-    /// in exo, each turn is recorded and snapshotted, and the session
-    /// resumes from the conversation's log (after a rewind or fork too).
+    /// Run Claude Code's or Codex's own interface with exo underneath: the
+    /// key stays in exo, each turn is recorded and snapshotted, and the
+    /// session resumes from the conversation's log (after a rewind or fork
+    /// too).
     #[command(after_help = "Examples:
   exo run claude                         # a new conversation for this directory
   exo run claude --continue              # the newest one here
-  exo run claude --conversation fix-tests -- --model sonnet")]
+  exo run codex --conversation fix-tests -- --model gpt-5.4")]
     Run {
-        /// The agent CLI (`claude`).
+        /// The agent CLI (`claude` or `codex`).
         #[arg(value_name = "CLI")]
         cli: String,
         /// The agent to run as (default: the conversation in use's, else
-        /// the agent `claude`).
+        /// the agent named as the CLI, `claude` or `codex`).
         #[arg(long)]
         agent: Option<String>,
         /// Continue this conversation.
@@ -209,7 +210,7 @@ pub enum Command {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Hands a Claude Code hook's input to `exo run` (used by `exo run`).
+    /// Hands an agent CLI hook's input to `exo run` (used by `exo run`).
     #[command(hide = true)]
     Hook {
         /// The socket `exo run` listens on.

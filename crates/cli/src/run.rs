@@ -1,15 +1,15 @@
-//! `exo run claude [-- ARGS]`: Claude Code's own interactive UI with exo
-//! underneath (spec/agents.md, "exo run").
+//! `exo run claude|codex [-- ARGS]`: Claude Code's or Codex's own
+//! interactive UI with exo underneath (spec/agents.md, "exo run").
 //!
 //! The CLI is started in the terminal, in the conversation's workspace,
 //! with a model-gateway token instead of a key and its history written
-//! from exo's log as the session it resumes. Claude Code's hooks tell exo
-//! what happens: a prompt submitted begins a turn (the turn-start
-//! snapshot), the answer's end finishes it with what the transcript
-//! recorded since the prompt (messages, tool calls, tool results; the
-//! turn-end snapshot). The gateway records every model exchange in the
-//! open turn. The hooks reach this process through a Unix socket, with
-//! `exo hook --socket PATH`, a hidden command.
+//! from exo's log as the session it resumes. The CLI's hooks (both speak
+//! the same hook events) tell exo what happens: a prompt submitted begins
+//! a turn (the turn-start snapshot), the answer's end finishes it with
+//! what the CLI's transcript recorded since the prompt (messages, tool
+//! calls, tool results; the turn-end snapshot). The gateway records every
+//! model exchange in the open turn. The hooks reach this process through a
+//! Unix socket, with `exo hook --socket PATH`, a hidden command.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -49,15 +49,80 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// The turn Claude Code is in, as exo recorded it.
+/// The agent CLI run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cli {
+    Claude,
+    Codex,
+}
+
+impl Cli {
+    fn parse(name: &str) -> Result<Cli> {
+        match name {
+            "claude" => Ok(Cli::Claude),
+            "codex" => Ok(Cli::Codex),
+            other => bail!("exo run knows `claude` and `codex`, not {other:?}"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Cli::Claude => "claude",
+            Cli::Codex => "codex",
+        }
+    }
+
+    /// The variable naming the program, and its npm package.
+    fn program(self) -> Result<PathBuf> {
+        let (variable, package) = match self {
+            Cli::Claude => ("EXO_CLAUDE_BIN", "@anthropic-ai/claude-code"),
+            Cli::Codex => ("EXO_CODEX_BIN", "@openai/codex"),
+        };
+        find_program(variable, self.name()).ok_or_else(|| {
+            anyhow!(
+                "the {} CLI was not found: install {package} (scripts/setup-agents), or name it in {variable}",
+                self.name()
+            )
+        })
+    }
+
+    /// The model API the CLI speaks, as the gateway names it, and in words.
+    fn api(self) -> (&'static str, &'static str) {
+        match self {
+            Cli::Claude => ("messages", "an Anthropic model"),
+            Cli::Codex => ("responses", "an OpenAI model"),
+        }
+    }
+
+    /// The transcript entries' events of a turn.
+    fn turn_events(self, path: &Path, open: &Open) -> Result<Vec<Value>> {
+        match self {
+            Cli::Claude => turn_events(path, open),
+            Cli::Codex => codex_turn_events(path, open),
+        }
+    }
+
+    /// The CLI's newest transcript, when no hook said which.
+    fn newest_transcript(self, home: &Path, cwd: &Path) -> Option<PathBuf> {
+        match self {
+            Cli::Claude => newest_jsonl(&exo_agents::claude_project_dir(home, cwd)),
+            Cli::Codex => newest_jsonl_under(&home.join("sessions")),
+        }
+    }
+}
+
+/// The turn the CLI is in, as exo recorded it.
 struct Open {
     turn: String,
     prompt_id: Option<String>,
+    /// The CLI's own id for the turn (Codex's).
+    cli_turn: Option<String>,
     prompt: String,
 }
 
 /// What the hook thread shares with the main one.
 struct Session {
+    cli: Cli,
     backend: Mutex<Backend>,
     agent: String,
     conversation: String,
@@ -66,23 +131,16 @@ struct Session {
     stopping: std::sync::atomic::AtomicBool,
 }
 
-/// `exo run claude ...`.
+/// `exo run claude|codex ...`.
 pub fn run(root: &Path, args: RunArgs) -> Result<()> {
-    if args.cli != "claude" {
-        bail!(
-            "exo run knows `claude`, not {:?} (codex's own interface under exo is not built yet)",
-            args.cli
-        );
-    }
+    let cli = Cli::parse(&args.cli)?;
     if args.conversation.is_some() && args.continue_last {
         return Err(crate::UsageError(
             "--conversation and --continue cannot be used together".into(),
         )
         .into());
     }
-    let program = find_program("EXO_CLAUDE_BIN", "claude").ok_or_else(|| {
-        anyhow!("the claude CLI was not found: install @anthropic-ai/claude-code (scripts/setup-agents), or name it in EXO_CLAUDE_BIN")
-    })?;
+    let program = cli.program()?;
     let cwd = std::env::current_dir()
         .and_then(std::fs::canonicalize)
         .context("reading the current directory")?;
@@ -95,24 +153,22 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
     let _entered = runtime.enter();
     let mut backend = Backend::open(root, OpenMode::Existing)?;
 
-    let agent = pick_agent(&mut backend, root, args.agent.as_deref())?;
-    let conversation = pick_conversation(&mut backend, &agent, &cwd, &args)?;
+    let agent = pick_agent(&mut backend, root, cli, args.agent.as_deref())?;
+    let conversation = pick_conversation(&mut backend, cli, &agent, &cwd, &args)?;
     let token = call(
         &mut backend,
         "gateway/token",
         json!({"agent": agent, "conversation": conversation}),
     )?;
-    if token["api"] != "messages" {
+    let (api, needed) = cli.api();
+    if token["api"] != api {
         bail!(
-            "agent {agent}'s model speaks the {} API; Claude Code needs an Anthropic model (exo agent set {agent} --model MODEL)",
-            token["api"].as_str().unwrap_or("?")
+            "agent {agent}'s model speaks the {} API; {} needs {needed} (exo agent set {agent} --model MODEL)",
+            token["api"].as_str().unwrap_or("?"),
+            cli.name()
         );
     }
     let token_value = token["token"].as_str().unwrap_or_default().to_owned();
-    let base_url = token["anthropic_base_url"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
 
     // The session the CLI resumes: the conversation's history from the log.
     let record = call(
@@ -124,11 +180,11 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
         .as_str()
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| anyhow!("the conversation has no id"))?;
-    let config_dir = root
+    let home = root
         .join("executors")
         .join(conversation_id.to_string())
-        .join("claude");
-    create_private_dir(&config_dir)?;
+        .join(cli.name());
+    create_private_dir(&home)?;
     let backend = Mutex::new(backend);
     let history = {
         let reader = LogReader::load(&backend, &agent, &conversation)?;
@@ -136,11 +192,17 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
             .map_err(|err| anyhow!("reading the history: {err}"))?
     };
     let session = uuid::Uuid::now_v7().to_string();
-    let resumed = exo_agents::write_claude_transcript(&config_dir, &cwd, &session, "exo", &history)
-        .context("writing the session's transcript")?;
-    trust(&config_dir, &cwd, &token_value)?;
+    let resumed = match cli {
+        Cli::Claude => exo_agents::write_claude_transcript(&home, &cwd, &session, "exo", &history),
+        Cli::Codex => exo_agents::write_codex_rollout(&home, &cwd, &session, &history),
+    }
+    .context("writing the session's transcript")?;
+    if cli == Cli::Claude {
+        trust(&home, &cwd, &token_value)?;
+    }
 
     let session_state = Arc::new(Session {
+        cli,
         backend,
         agent: agent.clone(),
         conversation: conversation.clone(),
@@ -174,28 +236,68 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
         shell_quote(&exe.to_string_lossy()),
         shell_quote(&socket.to_string_lossy())
     );
-    let entry = json!([{"hooks": [{"type": "command", "command": hook}]}]);
-    let settings = json!({"hooks": {
-        "UserPromptSubmit": entry,
-        "Stop": entry,
-        "SessionEnd": entry,
-    }});
     let mut command = std::process::Command::new(&program);
-    if resumed {
-        command.args(["--resume", &session]);
-    } else {
-        command.args(["--session-id", &session]);
+    command.current_dir(&cwd);
+    match cli {
+        Cli::Claude => {
+            let entry = json!([{"hooks": [{"type": "command", "command": hook}]}]);
+            let settings = json!({"hooks": {
+                "UserPromptSubmit": entry,
+                "Stop": entry,
+                "SessionEnd": entry,
+            }});
+            if resumed {
+                command.args(["--resume", &session]);
+            } else {
+                command.args(["--session-id", &session]);
+            }
+            command
+                .args(["--settings", &settings.to_string()])
+                .env("CLAUDE_CONFIG_DIR", &home)
+                .env(
+                    "ANTHROPIC_BASE_URL",
+                    token["anthropic_base_url"].as_str().unwrap_or_default(),
+                )
+                .env("ANTHROPIC_API_KEY", &token_value)
+                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                .env("DISABLE_AUTOUPDATER", "1")
+                .env_remove("ANTHROPIC_AUTH_TOKEN");
+        }
+        Cli::Codex => {
+            let toml = |text: &str| Value::String(text.to_owned()).to_string();
+            let entry = format!("[{{hooks=[{{type=\"command\",command={}}}]}}]", toml(&hook));
+            let here = cwd.to_string_lossy();
+            let settings = [
+                format!("model_provider={}", toml("exo")),
+                format!("model_providers.exo.name={}", toml("exo")),
+                format!(
+                    "model_providers.exo.base_url={}",
+                    toml(token["openai_base_url"].as_str().unwrap_or_default())
+                ),
+                format!("model_providers.exo.wire_api={}", toml("responses")),
+                format!("model_providers.exo.env_key={}", toml("EXO_GATEWAY_TOKEN")),
+                "check_for_update_on_startup=false".to_owned(),
+                format!("projects.{}.trust_level={}", toml(&here), toml("trusted")),
+                format!("hooks.UserPromptSubmit={entry}"),
+                format!("hooks.Stop={entry}"),
+                format!("hooks.SessionEnd={entry}"),
+            ];
+            // The hooks are exo's own, made here: trusted for this run.
+            command.arg("--dangerously-bypass-hook-trust");
+            for setting in settings {
+                command.arg("-c").arg(setting);
+            }
+            if resumed {
+                command.args(["resume", &session]);
+            }
+            command
+                .env("CODEX_HOME", &home)
+                .env("EXO_GATEWAY_TOKEN", &token_value)
+                .env_remove("OPENAI_API_KEY")
+                .env_remove("CODEX_API_KEY");
+        }
     }
-    command
-        .args(["--settings", &settings.to_string()])
-        .args(&args.args)
-        .current_dir(&cwd)
-        .env("CLAUDE_CONFIG_DIR", &config_dir)
-        .env("ANTHROPIC_BASE_URL", &base_url)
-        .env("ANTHROPIC_API_KEY", &token_value)
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env_remove("ANTHROPIC_AUTH_TOKEN");
+    command.args(&args.args);
     let status = command
         .status()
         .with_context(|| format!("starting {}", program.display()));
@@ -216,7 +318,7 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
         .unwrap_or_else(|p| p.into_inner())
         .take();
     if let Some(open) = open {
-        let transcript = transcript_path(&config_dir, &cwd);
+        let transcript = cli.newest_transcript(&home, &cwd);
         finish_turn(&session_state, open, transcript.as_deref(), "cancelled")?;
     }
     drop(session_state);
@@ -273,6 +375,7 @@ fn serve_hook(session: &Session, stream: UnixStream) -> Result<()> {
             *session.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(Open {
                 turn: begun["turn"].as_str().unwrap_or_default().to_owned(),
                 prompt_id: payload["prompt_id"].as_str().map(str::to_owned),
+                cli_turn: payload["turn_id"].as_str().map(str::to_owned),
                 prompt,
             });
             Ok(())
@@ -318,7 +421,7 @@ fn finish_stopped(
     let mut events = Vec::new();
     if let Some(path) = transcript {
         loop {
-            events = turn_events(path, &open).unwrap_or_default();
+            events = session.cli.turn_events(path, &open).unwrap_or_default();
             let answered = last_answer.is_empty()
                 || events.iter().any(|event| {
                     event["kind"] == "message" && event["content"][0]["text"] == last_answer
@@ -351,7 +454,7 @@ fn finish_turn(
     status: &str,
 ) -> Result<()> {
     let events = match transcript {
-        Some(path) => turn_events(path, &open).unwrap_or_else(|err| {
+        Some(path) => session.cli.turn_events(path, &open).unwrap_or_else(|err| {
             tracing::warn!(%err, "could not read Claude Code's transcript");
             Vec::new()
         }),
@@ -383,15 +486,121 @@ fn record_and_finish(
     Ok(())
 }
 
-/// The newest transcript of the working directory.
-fn transcript_path(config_dir: &Path, cwd: &Path) -> Option<PathBuf> {
-    let dir = exo_agents::claude_project_dir(config_dir, cwd);
+/// The newest `.jsonl` file in `dir`.
+fn newest_jsonl(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "jsonl"))
         .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
         .map(|entry| entry.path())
+}
+
+/// The newest `.jsonl` file anywhere under `dir` (Codex's dated folders).
+fn newest_jsonl_under(dir: &Path) -> Option<PathBuf> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "jsonl") {
+                let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                if newest.as_ref().is_none_or(|(at, _)| modified > *at) {
+                    newest = Some((modified, path));
+                }
+            }
+        }
+    }
+    newest.map(|(_, path)| path)
+}
+
+/// The turn's events, as `conversation append` lines, from the items a
+/// Codex rollout recorded after the turn's prompt.
+fn codex_turn_events(path: &Path, open: &Open) -> Result<Vec<Value>> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TRANSCRIPT_BYTES)
+        .read_to_string(&mut text)?;
+    let items: Vec<Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["type"] == "response_item")
+        .map(|line| line["payload"].clone())
+        .collect();
+    let text_of = |item: &Value| -> String {
+        item["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|part| part["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("")
+    };
+    let is_prompt = |item: &Value| {
+        item["type"] == "message"
+            && item["role"] == "user"
+            && match &open.cli_turn {
+                Some(turn)
+                    if item["internal_chat_message_metadata_passthrough"]["turn_id"]
+                        .is_string() =>
+                {
+                    item["internal_chat_message_metadata_passthrough"]["turn_id"] == **turn
+                        && text_of(item) == open.prompt
+                }
+                _ => text_of(item) == open.prompt,
+            }
+    };
+    let Some(start) = items.iter().rposition(is_prompt) else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    for item in &items[start + 1..] {
+        let field = |key: &str| item[key].clone();
+        let recorded = match item["type"].as_str().unwrap_or_default() {
+            "message" if item["role"] == "assistant" => Some(json!({
+                "kind": "message",
+                "role": "assistant",
+                "content": [{"type": "text", "text": text_of(item)}],
+            })),
+            "function_call" => {
+                let arguments = item["arguments"].as_str().unwrap_or_default();
+                Some(json!({
+                    "kind": "tool_call",
+                    "call_id": field("call_id"),
+                    "name": field("name"),
+                    "arguments": serde_json::from_str::<Value>(arguments)
+                        .unwrap_or_else(|_| Value::String(arguments.to_owned())),
+                }))
+            }
+            "custom_tool_call" => Some(json!({
+                "kind": "tool_call",
+                "call_id": field("call_id"),
+                "name": field("name"),
+                "arguments": {"input": field("input")},
+            })),
+            "function_call_output" | "custom_tool_call_output" => Some(json!({
+                "kind": "tool_result",
+                "call_id": field("call_id"),
+                "output": match &item["output"] {
+                    Value::String(text) => text.clone(),
+                    other => result_text(other),
+                },
+            })),
+            _ => None,
+        };
+        if let Some(recorded) = recorded {
+            events.push(recorded);
+            events.push(json!({
+                "kind": "custom",
+                "type": exo_agents::CODEX_ITEM_TYPE,
+                "payload": {"turn": open.cli_turn, "item_id": item["id"], "item": item},
+            }));
+        }
+    }
+    Ok(events)
 }
 
 /// The turn's events, as `conversation append` lines, from the transcript
@@ -486,17 +695,23 @@ fn result_text(content: &Value) -> String {
 
 /// The agent to run as: the one named, else the conversation in use's,
 /// else the one with slug `claude`.
-fn pick_agent(backend: &mut Backend, root: &Path, named: Option<&str>) -> Result<String> {
+fn pick_agent(backend: &mut Backend, root: &Path, cli: Cli, named: Option<&str>) -> Result<String> {
     if let Some(agent) = named {
+        call(backend, "agent/get", json!({"agent": agent}))?;
         return Ok(agent.to_owned());
     }
     if let Some(current) = crate::current::read(root)? {
         return Ok(current.agent);
     }
-    match call(backend, "agent/get", json!({"agent": "claude"})) {
-        Ok(_) => Ok("claude".to_owned()),
+    let name = cli.name();
+    let harness = match cli {
+        Cli::Claude => "claude-code",
+        Cli::Codex => "codex",
+    };
+    match call(backend, "agent/get", json!({"agent": name})) {
+        Ok(_) => Ok(name.to_owned()),
         Err(_) => bail!(
-            "no agent to run Claude Code as: pass --agent, or create one: exo agent create claude --harness claude-code --model MODEL"
+            "no agent to run {name} as: pass --agent, or create one: exo agent create {name} --harness {harness} --model MODEL"
         ),
     }
 }
@@ -505,6 +720,7 @@ fn pick_agent(backend: &mut Backend, root: &Path, named: Option<&str>) -> Result
 /// newest in this directory, else a new one bound to this directory.
 fn pick_conversation(
     backend: &mut Backend,
+    cli: Cli,
     agent: &str,
     cwd: &Path,
     args: &RunArgs,
@@ -545,7 +761,8 @@ fn pick_conversation(
         };
     }
     let name = format!(
-        "claude {}",
+        "{} {}",
+        cli.name(),
         cwd.file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "session".into())
