@@ -47,6 +47,7 @@ mod claude;
 mod codex;
 mod compaction;
 mod crash;
+mod cursor;
 mod daily;
 mod daily_review;
 mod errors;

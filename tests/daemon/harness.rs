@@ -231,7 +231,10 @@ fn agent_set_refuses_a_module_that_is_not_a_harness_and_changes_nothing() {
             json!({"agent": "a", "harness": "teleport"}),
             "unknown variant `teleport`",
         ),
-        (json!({"agent": "a", "harness": "cursor"}), "cursor"),
+        (
+            json!({"agent": "a", "harness": "cursor", "module": module("examples/typescript/basic-harness.ts")}),
+            "takes no module",
+        ),
     ] {
         let error = conn.err("agent/set", params.clone());
         assert_eq!(error["code"], -32602, "{params}: {error}");

@@ -27,6 +27,7 @@ mod runner;
 mod runtime;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +50,9 @@ use tokio_util::sync::CancellationToken;
 pub use runtime::{check_module, Runtime};
 
 use runner::{Identity, Runner, Scope};
+
+/// The Cursor harness's module, in the runtime's `dist`.
+pub const CURSOR_MODULE: &str = "cursor.js";
 
 /// How long a runner stays warm without a turn.
 pub const IDLE: Duration = Duration::from_secs(10 * 60);
@@ -113,6 +117,12 @@ impl Executor for TypeScript {
     }
 
     fn check(&self, config: &AgentConfig) -> Result<(), String> {
+        if config.harness == Harness::Cursor {
+            if config.module.is_some() {
+                return Err("the cursor harness takes no module: it is exo's own".to_string());
+            }
+            return Runtime::builtin(CURSOR_MODULE).map(|_| ());
+        }
         let Some(module) = &config.module else {
             return Err("the typescript harness needs a module".to_string());
         };
@@ -278,13 +288,38 @@ impl TypeScript {
         // before the turn begins, so a failure records nothing.
         let (agent, conversation) = (request.agent.clone(), request.conversation.clone());
         let setup = blocking(&substrate, move |s| s.setup(&agent, &conversation)).await?;
-        if setup.harness != Harness::Typescript {
-            return Err(format!("the agent's harness is {}, not typescript", setup.harness).into());
-        }
-        let module: PathBuf = setup
-            .module
-            .clone()
-            .ok_or("the agent has the typescript harness but no module")?;
+        // The Cursor harness is a module of the runtime's own, given the
+        // Cursor key (the SDK sends it to Cursor itself: it cannot stay in
+        // exo) and the binding's model.
+        let (module, env): (PathBuf, Vec<(OsString, OsString)>) = match setup.harness {
+            Harness::Typescript => (
+                setup
+                    .module
+                    .clone()
+                    .ok_or("the agent has the typescript harness but no module")?,
+                Vec::new(),
+            ),
+            Harness::Cursor => {
+                let key = setup.model.endpoint.api_key.as_ref().ok_or(
+                    "the cursor harness needs the Cursor API key: bind the agent's model to a secret holding it",
+                )?;
+                let mut env: Vec<(OsString, OsString)> = vec![
+                    ("CURSOR_API_KEY".into(), key.expose().into()),
+                    (
+                        "EXO_CURSOR_MODEL".into(),
+                        setup.model.upstream.clone().into(),
+                    ),
+                ];
+                // Another copy of the SDK (or a stand-in), when named.
+                if let Some(sdk) = exo_secrets::environment::var_os("EXO_CURSOR_SDK") {
+                    env.push(("EXO_CURSOR_SDK".into(), sdk));
+                }
+                (Runtime::builtin(CURSOR_MODULE)?, env)
+            }
+            other => {
+                return Err(format!("the agent's harness is {other}, not typescript").into());
+            }
+        };
         let (client, workspace) = prepare(&setup, &self.client_options).await?;
         let agent_id: exo_core::AgentId = setup
             .agent
@@ -300,6 +335,7 @@ impl TypeScript {
             conversation: setup.conversation,
             conversation_slug: slugs_conversation,
             workspace: setup.workspace.clone(),
+            env: runner::RunnerEnv(env),
         };
         let runner = self
             .runner(&module, identity)

@@ -38,6 +38,20 @@ pub(crate) struct Identity {
     pub conversation: ConversationId,
     pub conversation_slug: String,
     pub workspace: Option<PathBuf>,
+    /// Variables the runner gets beyond the allow-listed ones.
+    pub env: RunnerEnv,
+}
+
+/// Variables for a runner's environment; their values never printed.
+#[derive(Clone, Default)]
+pub(crate) struct RunnerEnv(pub Vec<(std::ffi::OsString, std::ffi::OsString)>);
+
+impl std::fmt::Debug for RunnerEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 /// A turn in progress on a runner.
@@ -118,6 +132,7 @@ impl Runner {
         // reaper's to kill.
         exo_tools::reaper::ready().map_err(|err| format!("cannot guard the runner: {err}"))?;
         let mut command = tokio::process::Command::from(runtime.command(&cwd));
+        command.envs(identity.env.0.iter().map(|(name, value)| (name, value)));
         command.kill_on_drop(true);
         let mut child = command.spawn().map_err(|err| start_error(&err))?;
         let group = child.id().map(|pid| pid as i32).unwrap_or_default();

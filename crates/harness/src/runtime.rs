@@ -72,6 +72,24 @@ impl Runtime {
         ))
     }
 
+    /// A module of the runtime's own (`dist/NAME`), from the runtime found
+    /// as for a module anywhere: `EXO_HARNESS_RUNTIME`, else exo's source
+    /// tree.
+    pub fn builtin(name: &str) -> Result<PathBuf, String> {
+        let runtime = Runtime::locate(Path::new("/"))?;
+        let module = runtime
+            .runner
+            .parent()
+            .map(|dist| dist.join(name))
+            .ok_or_else(|| format!("the runtime at {} has no dist", runtime.runner.display()))?;
+        if !module.is_file() {
+            return Err(format!(
+                "the TypeScript harness runtime has no {name} (build it: pnpm -r build)"
+            ));
+        }
+        Ok(module)
+    }
+
     /// The command that starts a runner in `cwd`: `node dist/runner.js`,
     /// in a process group of its own, with a clean environment.
     pub fn command(&self, cwd: &Path) -> Command {

@@ -22,10 +22,11 @@ impl Executors {
     pub fn standard() -> Executors {
         let mut by_harness: HashMap<Harness, Arc<dyn Executor>> = HashMap::new();
         by_harness.insert(Harness::Builtin, Arc::new(exo_executor::Builtin::default()));
-        by_harness.insert(
-            Harness::Typescript,
-            Arc::new(exo_harness::TypeScript::default()),
-        );
+        // One TypeScript executor runs both module harnesses, so their
+        // runners share one cap and idle policy.
+        let typescript: Arc<dyn Executor> = Arc::new(exo_harness::TypeScript::default());
+        by_harness.insert(Harness::Typescript, Arc::clone(&typescript));
+        by_harness.insert(Harness::Cursor, typescript);
         by_harness.insert(Harness::Codex, Arc::new(exo_agents::Codex::default()));
         by_harness.insert(
             Harness::ClaudeCode,
@@ -53,15 +54,26 @@ impl Executors {
 
     /// Drops what any executor keeps warm for `agent`.
     pub fn forget_agent(&self, agent: &str) {
-        for executor in self.by_harness.values() {
+        for executor in self.distinct() {
             executor.forget_agent(agent);
         }
     }
 
     /// Drops what any executor keeps warm for `conversation`.
     pub fn forget_conversation(&self, conversation: exo_core::ConversationId) {
-        for executor in self.by_harness.values() {
+        for executor in self.distinct() {
             executor.forget_conversation(conversation);
         }
+    }
+
+    /// Each executor once (one may serve several harnesses).
+    fn distinct(&self) -> Vec<&Arc<dyn Executor>> {
+        let mut seen: Vec<&Arc<dyn Executor>> = Vec::new();
+        for executor in self.by_harness.values() {
+            if !seen.iter().any(|known| Arc::ptr_eq(known, executor)) {
+                seen.push(executor);
+            }
+        }
+        seen
     }
 }
