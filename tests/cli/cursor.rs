@@ -2,8 +2,8 @@
 //! on the TypeScript runtime. Offline, the SDK is a stand-in that replays
 //! the SDK's message shapes and uses the store as the SDK does
 //! (typescript/harness/test/fixtures/cursor-sdk-standin.mjs); with
-//! CURSOR_API_KEY set, one test runs the real SDK, and is otherwise
-//! reported as skipped.
+//! CURSOR_API_KEY set, one test runs the real SDK (scripts/test runs it
+//! then), and is otherwise reported as ignored, with the reason.
 
 use std::path::PathBuf;
 
@@ -193,18 +193,19 @@ fn a_cursor_agent_without_a_key_or_with_a_module_is_refused() {
     assert!(of_kind(&fixture.events("work"), "turn_started").is_empty());
 }
 
+/// Reported by the test runner as ignored (skipped), with its reason,
+/// unless run with `--ignored`, which scripts/test does when
+/// CURSOR_API_KEY is set.
 #[test]
+#[ignore = "needs CURSOR_API_KEY: the Cursor SDK runs its agent on Cursor's servers"]
 fn the_real_cursor_sdk_runs_a_turn_when_a_key_is_given() {
-    let Some(key) = std::env::var("CURSOR_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty())
-    else {
-        eprintln!("skipped: CURSOR_API_KEY is not set (the Cursor SDK runs its agent on Cursor's servers)");
-        return;
-    };
+    let key = std::env::var("CURSOR_API_KEY").unwrap_or_default();
+    assert!(
+        !key.is_empty(),
+        "CURSOR_API_KEY is not set: this test needs a Cursor API key"
+    );
     let fixture = Fixture::new(Wire::OpenAi, "auto");
     fixture.ok(&["secret", "set", "cursor-key", "--env", "CURSOR_API_KEY"]);
-    assert!(!key.is_empty());
     fixture.ok(&[
         "model",
         "register",
