@@ -42,6 +42,7 @@ mod foreign_events;
 mod race;
 mod util;
 
+mod acp;
 mod agent;
 mod claude;
 mod codex;

@@ -31,7 +31,8 @@ pub struct Cli {
     pub color: ColorChoice,
     /// The executor that runs an agent's turns, for `agent create` and
     /// `agent set`: builtin (exo's own loop), typescript (a module of
-    /// yours, with --module), and later codex, claude-code, cursor.
+    /// yours, with --module), codex and claude-code (the real CLIs, with
+    /// exo's gateway), cursor (the Cursor SDK).
     #[arg(long, global = true, value_enum, value_name = "HARNESS")]
     pub harness: Option<HarnessArg>,
     #[command(subcommand)]
@@ -57,11 +58,12 @@ pub enum HarnessArg {
     /// A TypeScript module (`export default defineHarness(...)`), run by
     /// `@exo/harness`.
     Typescript,
-    /// OpenAI's Codex CLI.
+    /// OpenAI's Codex CLI (`codex app-server`); needs an OpenAI model.
     Codex,
-    /// Anthropic's Claude Code CLI.
+    /// Anthropic's Claude Code CLI (`claude -p`); needs an Anthropic model.
     ClaudeCode,
-    /// The Cursor SDK.
+    /// The Cursor SDK, as a TypeScript harness; the model's secret is the
+    /// Cursor key.
     Cursor,
 }
 
@@ -209,6 +211,16 @@ pub enum Command {
         /// Arguments for the CLI itself, after `--`.
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
+    },
+    /// Serve the Agent Client Protocol on stdio, for editors (Zed,
+    /// JetBrains, Neovim, Emacs): each ACP session is an exo conversation.
+    #[command(after_help = "Example:
+  exo acp --agent coder   # what an editor starts (the README shows Zed's and CodeCompanion's settings)")]
+    Acp {
+        /// The agent new sessions belong to (default: the conversation in
+        /// use's, else the only agent).
+        #[arg(long)]
+        agent: Option<String>,
     },
     /// Hands an agent CLI hook's input to `exo run` (used by `exo run`).
     #[command(hide = true)]
@@ -1129,7 +1141,10 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Agents and their conversations",
         &["agent", "conversation", "use"],
     ),
-    ("Run and follow turns", &["chat", "run", "turn", "approval"]),
+    (
+        "Run and follow turns",
+        &["chat", "run", "acp", "turn", "approval"],
+    ),
     ("Files and history", &["snapshot", "session", "artifact"]),
     ("Models and secrets", &["model", "secret", "binding"]),
     ("Upkeep", &["daemon", "gc", "doctor", "completions", "man"]),

@@ -110,6 +110,18 @@ impl Conn {
             .map_err(|err| anyhow!("unexpected result from {method}: {err}"))
     }
 
+    /// A handle that sends requests and notifications on this connection.
+    pub(crate) fn handle(&self) -> PeerHandle {
+        self.handle.clone()
+    }
+
+    /// Takes the notifications' receiver (for a dispatcher of one's own);
+    /// `notifications` then receives nothing.
+    pub(crate) fn take_notifications(&mut self) -> mpsc::UnboundedReceiver<(String, Option<Json>)> {
+        let (_, empty) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.notifications, empty)
+    }
+
     /// Whether the service has closed the connection (the daemon stopped).
     pub(crate) fn is_closed(&self) -> bool {
         self.handle.is_input_closed()

@@ -13,6 +13,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod acp;
 mod args;
 mod backend;
 mod chat;
@@ -83,6 +84,7 @@ pub fn main() -> ExitCode {
             | Command::Chat(ChatCommand::Repl { .. })
             | Command::Conversation(ConversationCommand::Send { .. })
             | Command::Run { .. }
+            | Command::Acp { .. }
     );
     if let Err(err) = startup::isolate(runs_tools) {
         let message = format!("{err:#}").replace('\n', " ");
@@ -342,6 +344,7 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
     let command = match command {
         Command::Daemon(args) => return daemon(root, &out, args),
         Command::Doctor => return doctor::run(root, &out),
+        Command::Acp { agent } => return acp::run(root, agent),
         Command::Run {
             cli,
             agent,
@@ -461,6 +464,7 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
         Command::Daemon(_)
         | Command::Chat(_)
         | Command::Doctor
+        | Command::Acp { .. }
         | Command::Run { .. }
         | Command::Hook { .. }
         | Command::Completions { .. }
