@@ -59,6 +59,7 @@ mod foreign;
 mod guards;
 mod harness;
 mod isolation;
+mod mcp;
 mod quickstart;
 mod repl;
 mod roots;

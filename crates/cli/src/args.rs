@@ -222,6 +222,22 @@ pub enum Command {
         #[arg(long)]
         agent: Option<String>,
     },
+    /// Serve one conversation's history to an agent over MCP (stdio): its
+    /// events, artifacts, snapshots and branches, and nothing else.
+    #[command(after_help = "Example:
+  exo mcp --agent coder --conversation main   # what an MCP client starts")]
+    Mcp {
+        /// The agent (default: EXO_MCP_AGENT, else the conversation in use's).
+        #[arg(long, env = "EXO_MCP_AGENT")]
+        agent: Option<String>,
+        /// The conversation (default: EXO_MCP_CONVERSATION, else the one in
+        /// use).
+        #[arg(long, env = "EXO_MCP_CONVERSATION")]
+        conversation: Option<String>,
+        /// Offer `put_artifact`, which stores artifacts in the conversation.
+        #[arg(long)]
+        allow_write: bool,
+    },
     /// Hands an agent CLI hook's input to `exo run` (used by `exo run`).
     #[command(hide = true)]
     Hook {
@@ -1143,7 +1159,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     (
         "Run and follow turns",
-        &["chat", "run", "acp", "turn", "approval"],
+        &["chat", "run", "acp", "mcp", "turn", "approval"],
     ),
     ("Files and history", &["snapshot", "session", "artifact"]),
     ("Models and secrets", &["model", "secret", "binding"]),

@@ -21,6 +21,7 @@ mod current;
 mod doctor;
 mod export;
 mod files;
+mod mcp;
 mod render;
 mod root;
 mod run;
@@ -345,6 +346,40 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
         Command::Daemon(args) => return daemon(root, &out, args),
         Command::Doctor => return doctor::run(root, &out),
         Command::Acp { agent } => return acp::run(root, agent),
+        Command::Mcp {
+            agent,
+            conversation,
+            allow_write,
+        } => {
+            let current = || crate::current::read(root).ok().flatten();
+            let (agent, conversation) = match (agent, conversation) {
+                (Some(agent), Some(conversation)) => (agent, conversation),
+                (None, None) => match current() {
+                    Some(current) => (current.agent, current.conversation),
+                    None => {
+                        return Err(UsageError(
+                            "exo mcp needs --agent and --conversation (or a conversation in use: exo use)"
+                                .into(),
+                        )
+                        .into())
+                    }
+                },
+                _ => {
+                    return Err(UsageError(
+                        "exo mcp needs both --agent and --conversation".into(),
+                    )
+                    .into())
+                }
+            };
+            return mcp::run(
+                root,
+                mcp::McpArgs {
+                    agent,
+                    conversation,
+                    allow_write,
+                },
+            );
+        }
         Command::Run {
             cli,
             agent,
@@ -465,6 +500,7 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
         | Command::Chat(_)
         | Command::Doctor
         | Command::Acp { .. }
+        | Command::Mcp { .. }
         | Command::Run { .. }
         | Command::Hook { .. }
         | Command::Completions { .. }
