@@ -410,10 +410,13 @@ impl State {
             if let Some(after) = &after {
                 params["after"] = json!(after);
             }
-            let page = self.exo("events/list", params).await?;
-            events.extend(page["events"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(next) => after = Some(next.to_owned()),
+            let mut page = self.exo("events/list", params).await?;
+            let next = page["next_cursor"].as_str().map(str::to_owned);
+            if let Some(Value::Array(listed)) = page.get_mut("events").map(Value::take) {
+                events.extend(listed);
+            }
+            match next {
+                Some(next) => after = Some(next),
                 None => return Ok(events),
             }
         }
@@ -421,14 +424,34 @@ impl State {
 
     async fn load(&self, params: &Value, client: &PeerHandle) -> Result<Value, ErrorObject> {
         let (agent, conversation) = self.session_of(params).await?;
+        // The replay's notifications are written as they are made, in
+        // pieces of a few hundred KiB: one serialisation each, no copies.
+        let mut lines: Vec<u8> = Vec::new();
+        let send = |lines: Vec<u8>| async move {
+            client
+                .send_raw(lines)
+                .await
+                .map_err(|err| ErrorObject::new(INTERNAL, err.to_string()))
+        };
         for event in self.events(&agent, &conversation).await? {
             for update in updates_of(&event, true) {
-                let note = json!({"sessionId": conversation, "update": update});
-                client
-                    .notify("session/update", Json::from_value(&note))
-                    .await
+                if !lines.is_empty() {
+                    lines.push(b'\n');
+                }
+                let note = json!({
+                    "jsonrpc": "2.0",
+                    "method": "session/update",
+                    "params": {"sessionId": conversation, "update": update},
+                });
+                serde_json::to_writer(&mut lines, &note)
                     .map_err(|err| ErrorObject::new(INTERNAL, err.to_string()))?;
+                if lines.len() >= 256 << 10 {
+                    send(std::mem::take(&mut lines)).await?;
+                }
             }
+        }
+        if !lines.is_empty() {
+            send(lines).await?;
         }
         Ok(json!({}))
     }
