@@ -547,3 +547,37 @@ fn one_conversation_goes_from_codex_to_claude_code_and_back_with_its_whole_histo
     );
     assert_history_checked(&fixture, "work");
 }
+
+#[test]
+fn claude_reads_its_own_history_through_exos_mcp_server() {
+    let Some(fixture) = fixture("ask") else {
+        return;
+    };
+    fixture.model.push(Completion::text("noted"));
+    fixture.send_ok("work", "remember the word zebra");
+    // The model asks exo's MCP server for the conversation's messages;
+    // reading needs no approval, even under the `ask` policy.
+    fixture.model.push(Completion::text("").with_tool_call(
+        "t1",
+        "mcp__exo__events",
+        json!({"kind": "message"}),
+    ));
+    fixture.model.push(Completion::text("It was zebra."));
+    let run = fixture.send_ok("work", "what was the word? look it up");
+    assert!(run.stdout.contains("It was zebra."), "{}", run.stdout);
+    let turns = turns_of(&fixture);
+    let last = turns.last().unwrap();
+    // The tool's result, as the model received it, holds the first turn.
+    let result = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|message| message["content"].as_array().cloned().unwrap_or_default())
+        .find(|block| block["type"] == "tool_result" && block["tool_use_id"] == "t1")
+        .expect("the MCP tool's result");
+    let text = result["content"].to_string();
+    assert!(text.contains("remember the word zebra"), "{text}");
+    assert_ne!(result["is_error"], true, "{result}");
+    let turn = fixture.last_turn("work");
+    assert_eq!(of_kind(&turn, "tool_call")[0]["name"], "mcp__exo__events");
+}

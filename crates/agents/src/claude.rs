@@ -207,13 +207,22 @@ impl ClaudeCode {
         )
         .map_err(|err| format!("cannot write the session's transcript: {err}"))
         .and_then(|resumed| {
-            let args = arguments(
+            let mut args = arguments(
                 &setup.model.upstream,
                 &session,
                 resumed,
                 setup.instructions.as_deref(),
                 request.max_rounds,
             );
+            // exo's MCP server over this conversation, so the agent can
+            // read its own history (spec/mcp.md).
+            if let Some(server) = crate::exo_mcp_server(&setup) {
+                let config = serde_json::json!({"mcpServers": {"exo": {
+                    "command": server.command,
+                    "args": server.args,
+                }}});
+                args.extend(["--mcp-config".into(), config.to_string().into()]);
+            }
             start_claude(&program, &args, &config_dir, &workspace_dir, &token)
         }) {
             Ok(started) => started,
@@ -647,6 +656,10 @@ fn exo_tool_of(tool: &str) -> (String, Access) {
         "Bash" => ("shell".to_owned(), Access::Shell),
         "Edit" | "MultiEdit" | "Write" | "NotebookEdit" => (tool.to_owned(), Access::Write),
         "Read" | "Glob" | "Grep" | "LS" | "TodoWrite" => (tool.to_owned(), Access::Read),
+        // exo's own MCP server only reads the conversation it runs in.
+        name if name.starts_with("mcp__exo__") && name != "mcp__exo__put_artifact" => {
+            (tool.to_owned(), Access::Read)
+        }
         _ => (tool.to_owned(), Access::Shell),
     }
 }

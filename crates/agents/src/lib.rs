@@ -28,3 +28,32 @@ pub use codex::{
     write_rollout as write_codex_rollout, Codex, CODEX_ITEM_TYPE, CODEX_THREAD_TYPE,
     CODEX_USAGE_TYPE,
 };
+
+/// How an agent CLI starts exo's MCP server over its conversation.
+pub(crate) struct McpServer {
+    pub command: String,
+    pub args: Vec<String>,
+}
+
+/// `exo --root ROOT mcp --agent A --conversation C`, run by the agent CLI,
+/// when this process is exo itself (not a test harness embedding it).
+pub(crate) fn exo_mcp_server(setup: &exo_executor::Setup) -> Option<McpServer> {
+    let exe = std::env::current_exe().ok()?;
+    if exe.file_name()? != "exo" {
+        return None;
+    }
+    // The state directory is ROOT/executors/CONVERSATION.
+    let root = setup.state_dir.parent()?.parent()?;
+    Some(McpServer {
+        command: exe.to_string_lossy().into_owned(),
+        args: vec![
+            "--root".into(),
+            root.to_string_lossy().into_owned(),
+            "mcp".into(),
+            "--agent".into(),
+            setup.agent.clone(),
+            "--conversation".into(),
+            setup.conversation.to_string(),
+        ],
+    })
+}
