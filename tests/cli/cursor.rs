@@ -68,7 +68,7 @@ fn a_cursor_turn_records_every_step_and_keeps_the_sdk_state_in_exo() {
         run.stdout.contains("run 1 of agent-")
             && run
                 .stdout
-                .contains(&format!("model {UPSTREAM}, key {key}.")),
+                .contains(&format!("model {UPSTREAM}, key {key}, in tools absent.")),
         "{}",
         run.stdout
     );
@@ -117,6 +117,12 @@ fn a_cursor_turn_records_every_step_and_keeps_the_sdk_state_in_exo() {
         "{paths:?}"
     );
     // The key reached the SDK and nothing else.
+    assert!(!String::from_utf8_lossy(&fixture.root_bytes()).contains(API_KEY));
+
+    // An SDK error that quotes the key: the turn fails, the key is not said.
+    let failed = send(&fixture, "work", "fail with the key");
+    assert_eq!(failed.code, 1, "{}", failed.stdout);
+    assert!(failed.stderr.contains("[redacted]"), "{}", failed.stderr);
     assert!(!String::from_utf8_lossy(&fixture.root_bytes()).contains(API_KEY));
 }
 

@@ -478,3 +478,68 @@ fn exo_run_refuses_what_it_cannot_run() {
     assert_eq!(error.code, 1);
     assert!(error.stderr.contains("Anthropic model"), "{}", error.stderr);
 }
+
+#[test]
+fn exo_run_hands_the_cli_a_clean_environment_and_leaves_nothing_when_refused() {
+    let fixture = Fixture::new(Wire::Anthropic, "auto");
+    // A stand-in CLI: what it sees, and whether exo works from inside it.
+    let dir = fixture.env.dir().join("fake");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("claude");
+    let seen = dir.join("seen.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > '{seen}'\n'{exo}' --root '{root}' agent list >> '{seen}' 2>&1\necho \"exit $?\" >> '{seen}'\n",
+            seen = seen.display(),
+            exo = env!("CARGO_BIN_EXE_exo"),
+            root = fixture.root.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| {
+        let mut command = fixture.env.command(&fixture.args(args));
+        command
+            .current_dir(&fixture.workspace)
+            .env(API_KEY_VAR, API_KEY)
+            .env("EXO_CLAUDE_BIN", &script)
+            .env("EXO_CODEX_BIN", &script);
+        command.output().unwrap()
+    };
+    for _ in 0..2 {
+        let output = run(&["run", "claude", "--agent", "coder"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(!seen.contains("EXO_HANDOVER_FD"), "{seen}");
+    assert!(!seen.contains(API_KEY), "{seen}");
+    // The CLI holds a gateway token in the key's place.
+    assert!(seen.contains("ANTHROPIC_API_KEY="), "{seen}");
+    assert!(seen.contains("exit 0"), "{seen}");
+    // Two runs without --continue: two conversations of their own.
+    let listed = fixture.json(&["conversation", "list", "coder"]);
+    let names: Vec<&str> = listed["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("claude ")).count(),
+        2,
+        "{names:?}"
+    );
+    // Refused (Codex needs an OpenAI model): no conversation is left.
+    let output = run(&["run", "codex", "--agent", "coder"]);
+    assert_eq!(output.status.code(), Some(1));
+    let after = fixture.json(&["conversation", "list", "coder"]);
+    assert_eq!(
+        after["conversations"].as_array().unwrap().len(),
+        listed["conversations"].as_array().unwrap().len()
+    );
+}

@@ -243,7 +243,15 @@ impl ClaudeCode {
             let mut framed =
                 FramedRead::new(started.stdout, LinesCodec::new_with_max_length(MAX_LINE));
             while let Some(line) = framed.next().await {
-                let Ok(line) = line else { break };
+                let line = match line {
+                    Ok(line) => line,
+                    Err(err) => {
+                        // Said as what it is, not as the process's end.
+                        let _ = lines_tx
+                            .send(json!({"type": "exo.unreadable", "error": err.to_string()}));
+                        break;
+                    }
+                };
                 // Claude Code writes an odd line that is not JSON; skip it.
                 let Ok(value) = serde_json::from_str::<Value>(&line) else {
                     continue;
@@ -467,7 +475,16 @@ impl TurnState {
             }
             "assistant" => {
                 let message = line.get("message").cloned().unwrap_or(Value::Null);
-                for block in message["content"].as_array().into_iter().flatten() {
+                // Claude Code's own words (an API error it reports as an
+                // answer) are not the model's: kept as its entry only, never
+                // sent back as the model's message.
+                let synthetic = message.get("model").and_then(Value::as_str) == Some("<synthetic>");
+                for block in message["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|_| !synthetic)
+                {
                     match block.get("type").and_then(Value::as_str) {
                         Some("text") => {
                             self.streamed.clear();
@@ -540,6 +557,15 @@ impl TurnState {
                     .await?;
             }
             "control_request" => self.control(line),
+            "exo.unreadable" => {
+                let why = line["error"].as_str().unwrap_or("unreadable output");
+                return Ok(Some((
+                    TurnStatus::Failed,
+                    Some(format!(
+                        "claude wrote output exo cannot read ({why}; the limit is 64 MiB a line)"
+                    )),
+                )));
+            }
             "result" => {
                 self.flush().await?;
                 self.host

@@ -123,6 +123,8 @@ struct Open {
 /// What the hook thread shares with the main one.
 struct Session {
     cli: Cli,
+    /// The CLI's home (its config directory), canonical.
+    home: PathBuf,
     backend: Mutex<Backend>,
     agent: String,
     conversation: String,
@@ -154,20 +156,32 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
     let mut backend = Backend::open(root, OpenMode::Existing)?;
 
     let agent = pick_agent(&mut backend, root, cli, args.agent.as_deref())?;
-    let conversation = pick_conversation(&mut backend, cli, &agent, &cwd, &args)?;
+    let (conversation, created) = pick_conversation(&mut backend, cli, &agent, &cwd, &args)?;
     let token = call(
         &mut backend,
         "gateway/token",
         json!({"agent": agent, "conversation": conversation}),
-    )?;
+    );
     let (api, needed) = cli.api();
-    if token["api"] != api {
-        bail!(
+    let token = match token {
+        Ok(token) if token["api"] == api => token,
+        refused => {
+            // Nothing is left behind by a run that cannot start.
+            if created {
+                let _ = call(
+                    &mut backend,
+                    "conversation/delete",
+                    json!({"agent": agent, "conversation": conversation}),
+                );
+            }
+            let token = refused?;
+            bail!(
             "agent {agent}'s model speaks the {} API; {} needs {needed} (exo agent set {agent} --model MODEL)",
-            token["api"].as_str().unwrap_or("?"),
-            cli.name()
-        );
-    }
+                token["api"].as_str().unwrap_or("?"),
+                cli.name()
+            );
+        }
+    };
     let token_value = token["token"].as_str().unwrap_or_default().to_owned();
 
     // The session the CLI resumes: the conversation's history from the log.
@@ -203,14 +217,17 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
 
     let session_state = Arc::new(Session {
         cli,
+        home: std::fs::canonicalize(&home).unwrap_or_else(|_| home.clone()),
         backend,
         agent: agent.clone(),
         conversation: conversation.clone(),
         open: Mutex::new(None),
         stopping: std::sync::atomic::AtomicBool::new(false),
     });
+    // Owner-only: no other user reaches the hooks' socket.
     let socket_dir = tempfile::Builder::new()
         .prefix("exo-run-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("creating the hooks' socket directory")?;
     let socket = socket_dir.path().join("hooks.sock");
@@ -224,6 +241,10 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
                 break;
             }
             let Ok(stream) = stream else { break };
+            // A hook says what it has to say at once: one that stalls is
+            // dropped, and the next is served.
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
             if let Err(err) = serve_hook(&serving, stream) {
                 tracing::warn!(%err, "a Claude Code hook could not be recorded");
             }
@@ -354,7 +375,11 @@ fn serve_hook(session: &Session, stream: UnixStream) -> Result<()> {
     let mut line = String::new();
     BufReader::new((&stream).take(MAX_HOOK_BYTES)).read_line(&mut line)?;
     let payload: Value = serde_json::from_str(&line).context("a hook sent something not JSON")?;
-    let transcript = payload["transcript_path"].as_str().map(PathBuf::from);
+    // Only a transcript in the CLI's own home is read.
+    let transcript = payload["transcript_path"]
+        .as_str()
+        .and_then(|path| std::fs::canonicalize(path).ok())
+        .filter(|path| path.starts_with(&session.home));
     let result = match payload["hook_event_name"].as_str().unwrap_or_default() {
         "UserPromptSubmit" => {
             let previous = session
@@ -633,6 +658,10 @@ fn turn_events(path: &Path, open: &Open) -> Result<Vec<Value>> {
         if kind != "assistant" && kind != "user" {
             continue;
         }
+        // Claude Code's own words (an API error), not the model's.
+        if entry["message"]["model"] == "<synthetic>" {
+            continue;
+        }
         for block in entry["message"]["content"].as_array().into_iter().flatten() {
             match (kind, block["type"].as_str().unwrap_or_default()) {
                 ("assistant", "text") => events.push(json!({
@@ -724,14 +753,14 @@ fn pick_conversation(
     agent: &str,
     cwd: &Path,
     args: &RunArgs,
-) -> Result<String> {
+) -> Result<(String, bool)> {
     if let Some(conversation) = &args.conversation {
         call(
             backend,
             "conversation/get",
             json!({"agent": agent, "conversation": conversation}),
         )?;
-        return Ok(conversation.clone());
+        return Ok((conversation.clone(), false));
     }
     if args.continue_last {
         let listed = call(backend, "conversation/list", json!({"agent": agent}))?;
@@ -754,7 +783,10 @@ fn pick_conversation(
                     })
             });
         return match newest {
-            Some(conversation) => Ok(conversation["id"].as_str().unwrap_or_default().to_owned()),
+            Some(conversation) => Ok((
+                conversation["id"].as_str().unwrap_or_default().to_owned(),
+                false,
+            )),
             None => bail!(
                 "agent {agent} has no conversation in {here} to continue; leave out --continue to start one"
             ),
@@ -767,12 +799,33 @@ fn pick_conversation(
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "session".into())
     );
-    let created = call(
-        backend,
-        "conversation/create",
-        json!({"agent": agent, "name": name, "workspace": cwd}),
-    )?;
-    Ok(created["id"].as_str().unwrap_or_default().to_owned())
+    // A new one each run: `name`, else `name 2`, `name 3`, ...
+    let mut last = None;
+    for n in 1..=100 {
+        let named = if n == 1 {
+            name.clone()
+        } else {
+            format!("{name} {n}")
+        };
+        match backend.call(
+            "conversation/create",
+            json!({"agent": agent, "name": named, "workspace": cwd}),
+        ) {
+            Ok(created) => {
+                return Ok((created["id"].as_str().unwrap_or_default().to_owned(), true))
+            }
+            Err(crate::backend::Failure::Rpc(error))
+                if error.message.contains("already exists") =>
+            {
+                last = Some(error.message);
+            }
+            Err(err) => return Err(anyhow!("{err}")),
+        }
+    }
+    bail!(
+        "{}",
+        last.unwrap_or_else(|| "cannot name a new conversation".into())
+    )
 }
 
 /// Marks the token's key approved and the directory trusted in Claude

@@ -109,6 +109,9 @@ pub fn isolate(runs_tools: bool) -> Result<()> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .context("cannot make this process non-dumpable")?;
     if let Some(fd) = std::env::var_os(HANDOVER_VAR) {
+        // Not for the programs this process starts (an agent CLI, a
+        // shell command, another exo): the descriptor is this process's.
+        std::env::remove_var(HANDOVER_VAR);
         let variables = receive(&fd)?;
         exo_secrets::environment::hand_over(variables);
         restore_name();

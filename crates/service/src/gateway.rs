@@ -145,6 +145,28 @@ fn messages_lines(messages: &[serde_json::Value]) -> Vec<(String, bool)> {
     lines
 }
 
+/// Lines as the check compares them: consecutive user texts are one (a
+/// CLI may send two user messages as one, as Claude Code does with a
+/// compaction's summary and the next prompt), and the placeholder Claude
+/// Code answers with for a history that ends with the user
+/// ("No response requested.") is not the conversation's.
+fn normalized(lines: Vec<(String, bool)>) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::with_capacity(lines.len());
+    for (line, context) in lines {
+        if line == "assistant: No response requested." {
+            continue;
+        }
+        if let (Some(text), Some((last, false))) = (line.strip_prefix("user: "), out.last_mut()) {
+            if !context && last.starts_with("user: ") {
+                last.push_str(text);
+                continue;
+            }
+        }
+        out.push((line, context));
+    }
+    out
+}
+
 /// Where a request's history first departs from what was expected, if it
 /// does. The expected history may follow the CLI's own context, and be
 /// followed by anything (the turn's own items).
@@ -154,6 +176,17 @@ fn history_mismatch(expected: &Expected, api: Api, request: &[u8]) -> Option<Str
         Api::Responses => responses_lines(body.get("input")?.as_array()?),
         Api::Messages => messages_lines(body.get("messages")?.as_array()?),
         Api::ChatCompletions => return None,
+    };
+    let sent = normalized(sent);
+    let wanted = normalized(
+        expected
+            .lines
+            .iter()
+            .map(|line| (line.clone(), false))
+            .collect(),
+    );
+    let expected = Expected {
+        lines: wanted.into_iter().map(|(line, _)| line).collect(),
     };
     let matches_at = |start: usize| {
         expected.lines.len() <= sent.len() - start
@@ -438,7 +471,9 @@ impl Service {
                 .get(&conversation.id)
                 .and_then(|expected| history_mismatch(expected, exchange.api, &exchange.request))
             {
-                tracing::warn!(conversation = %conversation.id, "{mismatch}");
+                // Recorded in the conversation; not for the terminal of
+                // whoever runs the turn.
+                tracing::debug!(conversation = %conversation.id, "{mismatch}");
                 events.push(EventData::Error {
                     message: mismatch,
                     code: Some(HISTORY_MISMATCH.to_string()),
@@ -688,5 +723,31 @@ mod tests {
         assert_eq!(history_mismatch(&log, Api::Messages, &body("second")), None);
         let why = history_mismatch(&log, Api::Messages, &body("other")).unwrap();
         assert!(why.contains("item 5"), "{why}");
+    }
+
+    #[test]
+    fn merged_user_messages_and_claude_codes_placeholder_are_not_mismatches() {
+        let log = expected(&[
+            message(Role::User, "A summary: we talked"),
+            message(Role::User, "after compaction"),
+        ]);
+        let merged = json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "A summary: we talked"}, {"type": "text", "text": "after compaction"}]},
+        ]})
+        .to_string()
+        .into_bytes();
+        assert_eq!(history_mismatch(&log, Api::Messages, &merged), None);
+        let log = expected(&[
+            message(Role::User, "cancelled before any answer"),
+            message(Role::User, "next"),
+        ]);
+        let placeholder = json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "cancelled before any answer"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "No response requested."}]},
+            {"role": "user", "content": [{"type": "text", "text": "next"}]},
+        ]})
+        .to_string()
+        .into_bytes();
+        assert_eq!(history_mismatch(&log, Api::Messages, &placeholder), None);
     }
 }

@@ -181,6 +181,12 @@ export function exoLocalAgentStore(ctx: TurnContext): unknown {
   };
 }
 
+/** The Cursor key exo handed this runner, taken out of the environment
+ * as the module loads, so that nothing the SDK starts (its local tools, a
+ * shell) inherits it. */
+const cursorKey = process.env["CURSOR_API_KEY"];
+delete process.env["CURSOR_API_KEY"];
+
 /** A tool call's result as text for the model's history. */
 function resultText(result: unknown): string {
   if (typeof result === "string") return result;
@@ -190,10 +196,27 @@ function resultText(result: unknown): string {
 export default defineHarness({
   name: "cursor",
   async runTurn(ctx) {
-    const apiKey = process.env["CURSOR_API_KEY"];
+    const apiKey = cursorKey;
     if (apiKey === undefined || apiKey === "") {
       throw new Error("no Cursor API key: bind the agent's model to a secret holding it");
     }
+    // Never in what is recorded or said.
+    const scrub = (text: string): string => text.split(apiKey).join("[redacted]");
+    try {
+      return await runCursorTurn(ctx, apiKey, scrub);
+    } catch (err) {
+      throw new Error(scrub(err instanceof Error ? err.message : String(err)));
+    }
+  },
+});
+
+/** One turn, the key in hand and out of the environment. */
+async function runCursorTurn(
+  ctx: TurnContext,
+  apiKey: string,
+  scrub: (text: string) => string,
+): Promise<{ status: "completed" | "cancelled"; text: string }> {
+  {
     const sdk = await loadSdk();
     const store = exoLocalAgentStore(ctx);
     const local = { cwd: ctx.workspace ?? process.cwd(), store };
@@ -238,22 +261,22 @@ export default defineHarness({
             is_error: message.status === "error",
           });
         }
-        if (events.length > 0) await ctx.append(events);
-        await ctx.record("message", message);
+        if (events.length > 0) await ctx.append(JSON.parse(scrub(JSON.stringify(events))) as typeof events);
+        await ctx.record("message", JSON.parse(scrub(JSON.stringify(message))) as unknown);
       }
     } finally {
       ctx.signal.removeEventListener("abort", cancel);
     }
     const result = await run.wait();
     agent.close();
-    await ctx.record("result", { run_id: run.id, status: result.status, error: result.error ?? null });
+    await ctx.record("result", JSON.parse(scrub(JSON.stringify({ run_id: run.id, status: result.status, error: result.error ?? null }))) as unknown);
     switch (result.status) {
       case "finished":
-        return { status: "completed", text: result.result ?? text };
+        return { status: "completed", text: scrub(result.result ?? text) };
       case "cancelled":
-        return { status: "cancelled", text };
+        return { status: "cancelled", text: scrub(text) };
       default:
         throw new Error(`the Cursor run failed: ${result.error?.message ?? "no reason given"}`);
     }
-  },
-});
+  }
+}
