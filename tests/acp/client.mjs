@@ -11,6 +11,7 @@
 //   node client.mjs EXO ROOT fork SESSION EVENT
 //   node client.mjs EXO ROOT rewind SESSION EVENT
 //   node client.mjs EXO ROOT raw LINE                 (a line as it is, then initialize)
+//   node client.mjs EXO ROOT vanish SESSION TEXT      (exits when asked a permission)
 
 import { spawn } from "node:child_process";
 import { Readable, Writable } from "node:stream";
@@ -34,6 +35,11 @@ const app = client({ name: "exo-acp-tests" })
   })
   .onRequest("session/request_permission", ({ params }) => {
     permissions.push(params);
+    if (step === "vanish") {
+      // The editor goes away while exo waits for the user's answer.
+      process.stdout.write(`${JSON.stringify({ vanished: true, updates, permissions })}\n`);
+      process.exit(0);
+    }
     const choice = args[2] ?? "allow_once";
     return { outcome: { outcome: "selected", optionId: choice } };
   });
@@ -52,6 +58,7 @@ const out = await app.connectWith(stream, async (cx) => {
     case "new":
       return call("session/new", { cwd: args[0], mcpServers: [] });
     case "prompt":
+    case "vanish":
       return call("session/prompt", { sessionId: args[0], prompt: [{ type: "text", text: args[1] }] });
     case "cancel": {
       const prompt = call("session/prompt", { sessionId: args[0], prompt: [{ type: "text", text: args[1] }] });

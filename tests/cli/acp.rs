@@ -245,3 +245,37 @@ fn a_cancelled_prompt_stops_with_cancelled_and_bad_input_is_refused() {
     // Nothing was recorded by the refusals: one turn, the cancelled one.
     assert_eq!(of_kind(&fixture.events(&session), "turn_started").len(), 1);
 }
+
+#[test]
+fn an_editor_that_vanishes_mid_permission_leaves_a_denied_call_and_a_usable_session() {
+    if !sdk_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAi, "ask");
+    let workspace = fixture.workspace.to_str().unwrap().to_owned();
+    let session = step(&fixture, &["new", &workspace])["result"]["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fixture.model.push(write_call("gone.txt"));
+    fixture.model.push(Completion::text("Nobody answered."));
+    let vanished = step(&fixture, &["vanish", &session, "make gone.txt"]);
+    assert_eq!(vanished["vanished"], true, "{vanished}");
+    // exo finishes the turn without its editor: the write was denied.
+    let deadline = std::time::Instant::now() + crate::agent::TIMEOUT;
+    while crate::agent::of_kind(&fixture.events(&session), "turn_ended").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the turn never ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!fixture.workspace.join("gone.txt").exists());
+    let approvals: Vec<Value> = fixture
+        .events(&session)
+        .into_iter()
+        .filter(|event| event["type"] == "exo.approval")
+        .collect();
+    assert_eq!(approvals[0]["payload"]["approved"], false, "{approvals:?}");
+    // The session goes on in another editor.
+    fixture.model.push(Completion::text("Here again."));
+    let again = step(&fixture, &["prompt", &session, "hello again", "allow_once"]);
+    assert_eq!(again["result"]["stopReason"], "end_turn", "{again}");
+}

@@ -197,3 +197,48 @@ fn exo_mcp_refuses_an_unknown_conversation_or_half_a_scope() {
     let run = fixture.run(&["mcp", "--agent", "coder"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
+
+#[test]
+fn a_malformed_message_is_answered_and_the_server_goes_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let fixture = Fixture::new(Wire::OpenAi, "auto");
+    let mut child = fixture
+        .env
+        .command(&fixture.args(&["mcp", "--agent", "coder", "--conversation", "work"]))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut read = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+    writeln!(stdin, "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":").unwrap();
+    assert_eq!(read()["error"]["code"], -32700);
+    writeln!(
+        stdin,
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"no/such\"}}"
+    )
+    .unwrap();
+    assert_eq!(read()["error"]["code"], -32601);
+    writeln!(
+        stdin,
+        "{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{{\"name\":\"event\",\"arguments\":{{\"id\":\"not-an-id\"}}}}}}"
+    )
+    .unwrap();
+    assert_eq!(read()["result"]["isError"], true);
+    writeln!(
+        stdin,
+        "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"t\",\"version\":\"0\"}}}}}}"
+    )
+    .unwrap();
+    let init = read();
+    assert_eq!(init["id"], 4);
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
