@@ -84,8 +84,12 @@ async fn serve(root: PathBuf, agent: Option<String>) -> Result<()> {
                     let conversation = params["events"][0]["conversation"]
                         .as_str()
                         .map(str::to_owned);
+                    // Remembered only while a prompt of this process runs
+                    // there (forgotten when it ends).
                     if let Some(conversation) = &conversation {
-                        turns.insert(turn.clone(), conversation.clone());
+                        if routing.running.lock().await.contains_key(conversation) {
+                            turns.insert(turn.clone(), conversation.clone());
+                        }
                     }
                     conversation
                 }
@@ -529,7 +533,10 @@ impl State {
             "approvals": true,
         });
         let outcome = self.drive(&conversation, params, &mut notes, client).await;
-        self.running.lock().await.remove(&conversation);
+        let ended = self.running.lock().await.remove(&conversation);
+        if let Some(turn) = ended.and_then(|run| run.turn) {
+            self.turns.lock().await.remove(&turn);
+        }
         let result = outcome?;
         let stop = match result["status"].as_str().unwrap_or_default() {
             "completed" => "end_turn",
