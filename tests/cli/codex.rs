@@ -548,3 +548,38 @@ fn a_rewind_into_the_middle_of_a_turn_gives_codex_exactly_that_prefix() {
     );
     assert_history_checked(&fixture, "work");
 }
+
+#[test]
+fn codex_reads_its_own_history_through_exos_mcp_server() {
+    let Some(fixture) = fixture("auto") else {
+        return;
+    };
+    fixture.model.push(Completion::text("noted"));
+    fixture.send_ok("work", "remember the word zebra");
+    // Codex offers exo's MCP tools in the namespace mcp__exo.
+    fixture
+        .model
+        .push(Completion::text("").with_namespaced_tool_call(
+            "c1",
+            "mcp__exo",
+            "events",
+            json!({"kind": "message"}),
+        ));
+    fixture.model.push(Completion::text("It was zebra."));
+    let run = fixture.send_ok("work", "what was the word? look it up");
+    assert!(run.stdout.contains("It was zebra."), "{}", run.stdout);
+    let requests = fixture.model.requests();
+    let offered = requests[requests.len() - 2].body["tools"].to_string();
+    assert!(offered.contains("\"mcp__exo\""), "{offered}");
+    let last = &requests.last().unwrap().body;
+    let output = last["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "function_call_output" && item["call_id"] == "c1")
+        .expect("the MCP tool's output");
+    let text = output["output"].to_string();
+    assert!(text.contains("remember the word zebra"), "{text}");
+    let turn = fixture.last_turn("work");
+    assert_eq!(of_kind(&turn, "tool_call")[0]["name"], "mcp__exo__events");
+}

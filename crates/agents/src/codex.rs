@@ -157,7 +157,9 @@ impl Codex {
             .map_err(|err| format!("cannot create {}: {err}", home.display()))?;
         let (client, workspace) = prepare(&setup, &self.client_options).await?;
 
-        let started = start_app_server(&program, &home, &workspace_dir, &token.access)?;
+        let mcp = crate::exo_mcp_server(&setup);
+        let started =
+            start_app_server(&program, &home, &workspace_dir, &token.access, mcp.as_ref())?;
         let process = started.process;
         let host_cell: Arc<OnceLock<Arc<TurnHost>>> = Arc::new(OnceLock::new());
         let (notes_tx, mut notes) = mpsc::unbounded_channel();
@@ -638,9 +640,15 @@ fn event_of_item(item: &Value, upstream: &str) -> Option<EventData> {
         }
         "function_call" => {
             let arguments = text("arguments").unwrap_or_default();
+            // A tool in a namespace (an MCP server's) is named with it:
+            // `mcp__exo__events`.
+            let name = match text("namespace") {
+                Some(namespace) => format!("{namespace}__{}", text("name")?),
+                None => text("name")?,
+            };
             Some(EventData::ToolCall {
                 call_id: text("call_id")?,
-                name: text("name")?,
+                name,
                 arguments: serde_json::from_str(&arguments).unwrap_or(Value::String(arguments)),
             })
         }
@@ -724,6 +732,7 @@ fn start_app_server(
     home: &Path,
     cwd: &Path,
     access: &GatewayAccess,
+    mcp: Option<&crate::McpServer>,
 ) -> Result<crate::process::Started, String> {
     let toml_string = |text: &str| Value::String(text.to_owned()).to_string();
     let settings = [
@@ -744,6 +753,22 @@ fn start_app_server(
         format!("web_search={}", toml_string("disabled")),
         "analytics.enabled=false".to_owned(),
     ];
+    let mut settings = settings.to_vec();
+    // exo's MCP server over this conversation, so the agent can read its
+    // own history (spec/mcp.md); Codex offers its tools in the namespace
+    // `mcp__exo`.
+    if let Some(server) = mcp {
+        settings.push(format!(
+            "mcp_servers.exo.command={}",
+            toml_string(&server.command)
+        ));
+        let args: Vec<Value> = server
+            .args
+            .iter()
+            .map(|arg| Value::String(arg.clone()))
+            .collect();
+        settings.push(format!("mcp_servers.exo.args={}", Value::Array(args)));
+    }
     let mut args: Vec<OsString> = vec!["app-server".into()];
     for setting in settings {
         args.push("-c".into());

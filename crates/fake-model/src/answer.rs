@@ -109,6 +109,26 @@ impl Completion {
             call_id: call_id.to_string(),
             name: name.to_string(),
             arguments,
+            namespace: None,
+        });
+        self
+    }
+
+    /// Adds a call of a tool in a namespace (the Responses API's
+    /// `namespace` of a `function_call`, as Codex offers MCP servers'
+    /// tools); other wires ignore the namespace.
+    pub fn with_namespaced_tool_call(
+        mut self,
+        call_id: &str,
+        namespace: &str,
+        name: &str,
+        arguments: Value,
+    ) -> Completion {
+        self.tool_calls.push(ToolCall {
+            call_id: call_id.to_string(),
+            name: name.to_string(),
+            arguments,
+            namespace: Some(namespace.to_string()),
         });
         self
     }
@@ -141,6 +161,8 @@ pub struct ToolCall {
     pub name: String,
     /// The arguments, normally a JSON object.
     pub arguments: Value,
+    /// The tool's namespace (Responses API only).
+    pub namespace: Option<String>,
 }
 
 impl ToolCall {

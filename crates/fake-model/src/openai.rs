@@ -116,7 +116,13 @@ pub(crate) fn completion_events(completion: &Completion) -> Vec<String> {
         let output_index = output.len();
         let item_id = format!("fc_{}", number + 1);
         let arguments = call.arguments_text();
-        let item = |status: &str, arguments: &str| json!({"type": "function_call", "id": item_id, "call_id": call.call_id, "name": call.name, "arguments": arguments, "status": status});
+        let item = |status: &str, arguments: &str| {
+            let mut item = json!({"type": "function_call", "id": item_id, "call_id": call.call_id, "name": call.name, "arguments": arguments, "status": status});
+            if let Some(namespace) = &call.namespace {
+                item["namespace"] = json!(namespace);
+            }
+            item
+        };
         events.push(output_item(
             "response.output_item.added",
             output_index,
