@@ -962,7 +962,7 @@ impl Handler for Served {
     }
 }
 
-/// What a turn's history looks like to Codex, for tests.
+// How raw items, usage and dates read.
 #[cfg(test)]
 mod tests {
     use super::*;
