@@ -144,7 +144,7 @@ impl ClaudeCode {
             s.gateway_token(&agent_id, conversation_id)
         })
         .await?;
-        let token = Token::new(Arc::clone(&substrate), access, conversation_id);
+        let mut token = Token::new(Arc::clone(&substrate), access, conversation_id);
         if token.access.api != "messages" {
             return Err(format!(
                 "the claude-code harness speaks the Anthropic Messages API, and this agent's model speaks {}: bind a model with provider anthropic",
@@ -172,6 +172,7 @@ impl ClaudeCode {
             Ok((begun, history))
         })
         .await?;
+        token.expecting = true;
         observer.recorded(begun.turn, &begun.events);
         if matches!(
             history.last(),

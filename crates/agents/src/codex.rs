@@ -144,7 +144,7 @@ impl Codex {
             s.gateway_token(&agent_id, conversation_id)
         })
         .await?;
-        let token = Token::new(Arc::clone(&substrate), access, conversation_id);
+        let mut token = Token::new(Arc::clone(&substrate), access, conversation_id);
         if token.access.api != "responses" {
             return Err(format!(
                 "the codex harness speaks the OpenAI Responses API, and this agent's model speaks {}: bind a model with provider openai",
@@ -239,6 +239,7 @@ impl Codex {
         })
         .await
         .inspect_err(|_| process.kill())?;
+        token.expecting = true;
         observer.recorded(begun.turn, &begun.events);
         // The input is the turn's own; the thread gets it from turn/start.
         if matches!(

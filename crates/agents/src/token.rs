@@ -6,12 +6,15 @@ use exo_executor::host::blocking;
 use exo_executor::{GatewayAccess, Substrate, SubstrateError};
 
 /// A gateway token, revoked (and the history the gateway expects
-/// forgotten) when closed or dropped.
+/// forgotten, when this turn set it) when closed or dropped.
 pub(crate) struct Token {
     substrate: Arc<dyn Substrate>,
     pub access: GatewayAccess,
     conversation: exo_core::ConversationId,
     closed: bool,
+    /// Whether this turn began and set the history the gateway checks: a
+    /// token of a turn that never began must not clear another's.
+    pub expecting: bool,
 }
 
 impl Token {
@@ -25,6 +28,7 @@ impl Token {
             access,
             conversation,
             closed: false,
+            expecting: false,
         }
     }
 
@@ -32,10 +36,13 @@ impl Token {
     /// they fall in the turn, checked against the history).
     pub async fn close(mut self) -> Result<(), SubstrateError> {
         self.closed = true;
-        let (token, conversation) = (self.access.token.clone(), self.conversation);
+        let (token, conversation, expecting) =
+            (self.access.token.clone(), self.conversation, self.expecting);
         blocking(&self.substrate, move |s| {
             s.gateway_revoke(&token);
-            s.gateway_expect(conversation, None);
+            if expecting {
+                s.gateway_expect(conversation, None);
+            }
             Ok(())
         })
         .await
@@ -48,14 +55,17 @@ impl Drop for Token {
             return;
         }
         // Off the async threads: revoking waits for exchanges in flight.
-        let (substrate, token, conversation) = (
+        let (substrate, token, conversation, expecting) = (
             Arc::clone(&self.substrate),
             self.access.token.clone(),
             self.conversation,
+            self.expecting,
         );
         let revoke = move || {
             substrate.gateway_revoke(&token);
-            substrate.gateway_expect(conversation, None);
+            if expecting {
+                substrate.gateway_expect(conversation, None);
+            }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(revoke)),
