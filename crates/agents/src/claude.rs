@@ -742,12 +742,17 @@ fn new_session_id() -> String {
 }
 
 /// The directory Claude Code keeps a working directory's sessions in:
-/// every character but ASCII letters and digits becomes `-`.
+/// every UTF-16 code unit but ASCII letters and digits becomes `-`.
 pub fn project_dir(config_dir: &Path, cwd: &Path) -> PathBuf {
+    // Per UTF-16 code unit, as Claude Code (JavaScript) counts characters:
+    // a character outside the BMP becomes two dashes.
     let mangled: String = cwd
         .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .encode_utf16()
+        .map(|unit| match char::from_u32(u32::from(unit)) {
+            Some(c) if c.is_ascii_alphanumeric() => c,
+            _ => '-',
+        })
         .collect();
     config_dir.join("projects").join(mangled)
 }
@@ -893,6 +898,10 @@ mod tests {
         assert_eq!(
             project_dir(Path::new("/c"), Path::new("/tmp/cl/a.b_c d")),
             Path::new("/c/projects/-tmp-cl-a-b-c-d")
+        );
+        assert_eq!(
+            project_dir(Path::new("/c"), Path::new("/tmp/ws-\u{1F600}")),
+            Path::new("/c/projects/-tmp-ws---")
         );
     }
 
