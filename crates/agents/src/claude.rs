@@ -62,9 +62,7 @@ pub struct ClaudeCode {
 impl Default for ClaudeCode {
     fn default() -> ClaudeCode {
         ClaudeCode {
-            program: exo_secrets::environment::var_os("EXO_CLAUDE_BIN")
-                .filter(|value| !value.is_empty())
-                .map_or_else(|| PathBuf::from("claude"), PathBuf::from),
+            program: crate::process::configured_program("EXO_CLAUDE_BIN", "claude"),
             client_options: ClientOptions::default(),
         }
     }
@@ -153,7 +151,7 @@ impl ClaudeCode {
             .into());
         }
         let config_dir = setup.state_dir.join("claude");
-        crate::codex::create_private_dir(&config_dir)
+        crate::process::create_private_dir(&config_dir)
             .map_err(|err| format!("cannot create {}: {err}", config_dir.display()))?;
         let (client, workspace) = prepare(&setup, &self.client_options).await?;
 
@@ -779,7 +777,7 @@ pub fn write_transcript(
     if messages.is_empty() {
         return Ok(false);
     }
-    crate::codex::create_private_dir(&dir)?;
+    crate::process::create_private_dir(&dir)?;
     let mut text = String::new();
     let mut parent: Option<String> = None;
     let timestamp = "1970-01-01T00:00:00.000Z";

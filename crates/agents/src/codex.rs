@@ -45,7 +45,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::process::{find_program, AgentProcess};
+use crate::process::{create_private_dir, find_program, AgentProcess};
 use crate::token::Token;
 
 /// The custom event type of a completed Codex thread item.
@@ -77,9 +77,7 @@ pub struct Codex {
 impl Default for Codex {
     fn default() -> Codex {
         Codex {
-            program: exo_secrets::environment::var_os("EXO_CODEX_BIN")
-                .filter(|value| !value.is_empty())
-                .map_or_else(|| PathBuf::from("codex"), PathBuf::from),
+            program: crate::process::configured_program("EXO_CODEX_BIN", "codex"),
             client_options: ClientOptions::default(),
         }
     }
@@ -870,15 +868,6 @@ fn utc_date_time(seconds: u64) -> (String, String) {
             rest % 60
         ),
     )
-}
-
-/// Creates `dir` (and its parents), owner-only.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 /// What serves the app-server's requests to exo: approvals, through the

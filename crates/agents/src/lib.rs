@@ -18,6 +18,8 @@
 mod claude;
 mod codex;
 mod process;
+
+pub use process::{create_private_dir, locate_program};
 mod token;
 
 pub use claude::{

@@ -18,6 +18,28 @@ const PASSED: [&str; 6] = ["PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER"];
 /// How many of the last stderr lines are kept.
 const STDERR_LINES: usize = 20;
 
+/// The program named by `variable` in exo's environment, else `name`.
+pub fn configured_program(variable: &str, name: &str) -> PathBuf {
+    exo_secrets::environment::var_os(variable)
+        .filter(|value| !value.is_empty())
+        .map_or_else(|| PathBuf::from(name), PathBuf::from)
+}
+
+/// Where the program named by `variable`, else `name` on `PATH`, is: an
+/// executable file, if any.
+pub fn locate_program(variable: &str, name: &str) -> Option<PathBuf> {
+    find_program(&configured_program(variable, name))
+}
+
+/// Creates `dir` (and its parents), owner-only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Where a program named on `PATH` (or by a path) is, if anywhere.
 pub(crate) fn find_program(name: &Path) -> Option<PathBuf> {
     if name.components().count() > 1 {

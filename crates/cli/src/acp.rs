@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use exo_rpc::message::{ErrorObject, Json, Request};
-use exo_rpc::peer::{Context, Handler, Options, Peer, PeerHandle};
+use exo_rpc::peer::{Context, Handler, PeerHandle};
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
@@ -108,17 +108,7 @@ async fn serve(root: PathBuf, agent: Option<String>) -> Result<()> {
     let handler = Arc::new(Acp {
         state: Arc::clone(&state),
     });
-    let peer = Peer::spawn(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        handler as Arc<dyn Handler>,
-        Options {
-            framing: Some(exo_rpc::Framing::Ndjson),
-            ..Options::default()
-        },
-    );
-    peer.handle().input_closed().await;
-    peer.join().await;
+    crate::chat::serve_stdio(handler).await;
     conn.close().await;
     Ok(())
 }

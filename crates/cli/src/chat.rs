@@ -147,6 +147,23 @@ impl Conn {
     }
 }
 
+/// Serves `handler` on this process's stdin and stdout (NDJSON) until the
+/// input ends and every request has been answered: the faces exo speaks
+/// to other programs' clients (`exo acp`, `exo mcp`).
+pub(crate) async fn serve_stdio(handler: std::sync::Arc<dyn exo_rpc::peer::Handler>) {
+    let peer = Peer::spawn(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        handler,
+        Options {
+            framing: Some(exo_rpc::Framing::Ndjson),
+            ..Options::default()
+        },
+    );
+    peer.handle().input_closed().await;
+    peer.join().await;
+}
+
 /// A request's outcome as the command line reports it.
 fn answer(outcome: Result<Json, RequestError>) -> Result<Json> {
     match outcome {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use exo_rpc::message::{ErrorObject, Json, Request};
-use exo_rpc::peer::{Context, Handler, Options, Peer, PeerHandle};
+use exo_rpc::peer::{Context, Handler, PeerHandle};
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
@@ -61,17 +61,7 @@ async fn serve(root: std::path::PathBuf, args: McpArgs) -> Result<()> {
     let handler = Arc::new(Mcp {
         scope: Arc::new(scope),
     });
-    let peer = Peer::spawn(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        handler as Arc<dyn Handler>,
-        Options {
-            framing: Some(exo_rpc::Framing::Ndjson),
-            ..Options::default()
-        },
-    );
-    peer.handle().input_closed().await;
-    peer.join().await;
+    crate::chat::serve_stdio(handler).await;
     conn.close().await;
     Ok(())
 }

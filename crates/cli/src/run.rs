@@ -78,7 +78,7 @@ impl Cli {
             Cli::Claude => ("EXO_CLAUDE_BIN", "@anthropic-ai/claude-code"),
             Cli::Codex => ("EXO_CODEX_BIN", "@openai/codex"),
         };
-        find_program(variable, self.name()).ok_or_else(|| {
+        exo_agents::locate_program(variable, self.name()).ok_or_else(|| {
             anyhow!(
                 "the {} CLI was not found: install {package} (scripts/setup-agents), or name it in {variable}",
                 self.name()
@@ -198,7 +198,8 @@ pub fn run(root: &Path, args: RunArgs) -> Result<()> {
         .join("executors")
         .join(conversation_id.to_string())
         .join(cli.name());
-    create_private_dir(&home)?;
+    exo_agents::create_private_dir(&home)
+        .with_context(|| format!("creating {}", home.display()))?;
     let backend = Mutex::new(backend);
     let history = {
         let reader = LogReader::load(&backend, &agent, &conversation)?;
@@ -874,25 +875,6 @@ fn trust(config_dir: &Path, cwd: &Path, token: &str) -> Result<()> {
 
 fn call(backend: &mut Backend, method: &str, params: Value) -> Result<Value> {
     backend.call(method, params).map_err(|err| anyhow!("{err}"))
-}
-
-fn find_program(variable: &str, name: &str) -> Option<PathBuf> {
-    if let Some(path) = exo_secrets::environment::var_os(variable).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    let path = exo_secrets::environment::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))
 }
 
 /// `text` quoted for a POSIX shell.
