@@ -381,26 +381,7 @@ impl TurnState {
         let mut batch = std::mem::take(&mut self.pending);
         let usage = std::mem::take(&mut self.usage);
         if usage != Usage::default() {
-            let slot = batch.iter_mut().rev().find_map(|event| match event {
-                EventData::Message {
-                    role: Role::Assistant,
-                    usage,
-                    ..
-                } => Some(usage),
-                _ => None,
-            });
-            match slot {
-                Some(slot) => *slot = Some(usage),
-                None => batch.insert(
-                    0,
-                    EventData::Message {
-                        role: Role::Assistant,
-                        content: Vec::new(),
-                        usage: Some(usage),
-                        model: Some(self.upstream.clone()),
-                    },
-                ),
-            }
+            crate::attach_usage(&mut batch, usage, &self.upstream);
         }
         self.host.record(batch).await?;
         Ok(())
@@ -414,12 +395,7 @@ impl TurnState {
         }
         let text = std::mem::take(&mut self.streamed);
         self.host
-            .record(vec![EventData::Message {
-                role: Role::Assistant,
-                content: vec![ContentPart::Text { text }],
-                usage: None,
-                model: Some(self.upstream.clone()),
-            }])
+            .record(vec![crate::partial_answer(text, &self.upstream)])
             .await?;
         Ok(())
     }

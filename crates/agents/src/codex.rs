@@ -451,12 +451,7 @@ impl TurnState {
         }
         let text = std::mem::take(&mut self.streamed);
         self.host
-            .record(vec![EventData::Message {
-                role: Role::Assistant,
-                content: vec![ContentPart::Text { text }],
-                usage: None,
-                model: Some(self.upstream.clone()),
-            }])
+            .record(vec![crate::partial_answer(text, &self.upstream)])
             .await?;
         Ok(())
     }
@@ -532,27 +527,8 @@ impl TurnState {
                 // The usage goes on the response's last message; one that
                 // made only tool calls gets an empty message for it, as the
                 // built-in executor records it.
-                if let Some(usage) = usage.clone() {
-                    let message = self.pending.iter_mut().rev().find_map(|event| match event {
-                        EventData::Message {
-                            role: Role::Assistant,
-                            usage,
-                            ..
-                        } => Some(usage),
-                        _ => None,
-                    });
-                    match message {
-                        Some(slot) => *slot = Some(usage),
-                        None => self.pending.insert(
-                            0,
-                            EventData::Message {
-                                role: Role::Assistant,
-                                content: Vec::new(),
-                                usage: Some(usage),
-                                model: Some(self.upstream.clone()),
-                            },
-                        ),
-                    }
+                if let Some(usage) = usage {
+                    crate::attach_usage(&mut self.pending, usage, &self.upstream);
                 }
                 self.pending.push(EventData::Custom {
                     custom_type: CODEX_USAGE_TYPE.into(),

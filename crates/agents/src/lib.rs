@@ -59,3 +59,45 @@ pub(crate) fn exo_mcp_server(setup: &exo_executor::Setup) -> Option<McpServer> {
         ],
     })
 }
+
+/// Puts a model response's usage on the last assistant message of its
+/// events, or, for a response that made only tool calls, on an empty
+/// assistant message before them (as the built-in executor records it).
+pub(crate) fn attach_usage(
+    events: &mut Vec<exo_core::EventData>,
+    usage: exo_core::Usage,
+    upstream: &str,
+) {
+    use exo_core::{EventData, Role};
+    let slot = events.iter_mut().rev().find_map(|event| match event {
+        EventData::Message {
+            role: Role::Assistant,
+            usage,
+            ..
+        } => Some(usage),
+        _ => None,
+    });
+    match slot {
+        Some(slot) => *slot = Some(usage),
+        None => events.insert(
+            0,
+            EventData::Message {
+                role: Role::Assistant,
+                content: Vec::new(),
+                usage: Some(usage),
+                model: Some(upstream.to_owned()),
+            },
+        ),
+    }
+}
+
+/// The answer text that streamed before a turn stopped, as the assistant
+/// message the built-in executor keeps of a cancelled answer.
+pub(crate) fn partial_answer(text: String, upstream: &str) -> exo_core::EventData {
+    exo_core::EventData::Message {
+        role: exo_core::Role::Assistant,
+        content: vec![exo_core::ContentPart::Text { text }],
+        usage: None,
+        model: Some(upstream.to_owned()),
+    }
+}
