@@ -24,14 +24,22 @@ pub const API_KEY_VAR: &str = "EXO_E2E_PROVIDER_KEY";
 pub const INSTRUCTIONS: &str = "Keep answers short. Marker: violet-otter.";
 /// The model's name at the provider, as the binding says.
 pub const UPSTREAM: &str = "fake-upstream-model";
-/// The six tools, in the order exo offers them.
-pub const TOOLS: [&str; 6] = [
+/// The tools, in the order exo offers them: its six coding tools, then
+/// its own over the conversation's history (spec/mcp.md).
+pub const TOOLS: [&str; 13] = [
     "shell",
     "read_file",
     "write_file",
     "edit_file",
     "list_files",
     "grep",
+    "mcp__exo__events",
+    "mcp__exo__event",
+    "mcp__exo__artifacts",
+    "mcp__exo__artifact",
+    "mcp__exo__snapshots",
+    "mcp__exo__snapshot_diff",
+    "mcp__exo__tree",
 ];
 
 /// How long a wait may take before the test fails; a guard, never a

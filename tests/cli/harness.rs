@@ -38,7 +38,7 @@ fn require_runtime() {
 
 /// A fixture whose agent `coder` runs `module` with the typescript
 /// harness.
-fn typescript(wire: Wire, approval: &str, path: &str) -> Fixture {
+pub(crate) fn typescript(wire: Wire, approval: &str, path: &str) -> Fixture {
     require_runtime();
     let fixture = Fixture::new(wire, approval);
     let module = module(path);
@@ -117,11 +117,17 @@ fn a_typescript_harness_runs_a_coding_turn_recorded_as_exo_records_it() {
         ]
     );
     assert_eq!(of_kind(&turn, "turn_ended")[0]["status"], "completed");
-    // The model got exo's instructions, exo's six tools and the history,
-    // and the key only in its header.
+    // The model got exo's instructions, exo's tools (its six and those
+    // over the history) and the history, and the key only in its header.
     let first = fixture.request(0);
     assert!(first.body.to_string().contains(INSTRUCTIONS));
-    assert_eq!(first.body["tools"].as_array().unwrap().len(), 6);
+    let offered: Vec<&str> = first.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(offered, crate::agent::TOOLS);
     assert_eq!(first.header("authorization"), format!("Bearer {API_KEY}"));
     let second = chat_history(&fixture.request(1).body);
     assert_eq!(

@@ -242,3 +242,292 @@ fn a_malformed_message_is_answered_and_the_server_goes_on() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+/// The texts of a Responses request's tool outputs.
+fn tool_outputs(body: &Value) -> Vec<String> {
+    body["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(body["messages"].as_array().into_iter().flatten())
+        .filter(|item| item["type"] == "function_call_output" || item["role"] == "tool")
+        .map(|item| {
+            item["output"]
+                .as_str()
+                .or(item["content"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The built-in executor and a TypeScript harness offer exo's own tools
+/// over the history; a model that calls one gets its own history back,
+/// recorded as any tool call is.
+#[test]
+fn an_agent_reads_its_own_history_through_exos_tools() {
+    let builtin = Fixture::new(Wire::OpenAi, "deny");
+    let typescript = crate::harness::typescript(
+        Wire::OpenAiChat,
+        "deny",
+        "examples/typescript/basic-harness.ts",
+    );
+    for fixture in [builtin, typescript] {
+        fixture.model.push(Completion::text("The answer is 42."));
+        fixture.send_ok("work", "what is the answer?");
+        std::fs::write(fixture.workspace.join("draft.txt"), "draft\n").unwrap();
+        fixture.model.push(
+            Completion::text("")
+                .with_tool_call("call_h", "mcp__exo__events", json!({"kind": "message"}))
+                .with_tool_call("call_d", "mcp__exo__snapshot_diff", json!({}))
+                .with_tool_call("call_t", "mcp__exo__tree", json!({})),
+        );
+        fixture
+            .model
+            .push(Completion::text("You asked what the answer is."));
+        let run = fixture.send_ok("work", "what did I ask before?");
+        assert!(run.stdout.contains("You asked"), "{}", run.stdout);
+        // Reads need no approval, even under a deny policy.
+        let results = results(&fixture);
+        for result in results.values() {
+            assert_eq!(result["is_error"], false, "{result}");
+        }
+        // The files on disk against the latest snapshot (the turn's start,
+        // which has draft.txt), while the turn runs: nothing changed.
+        let diff = &results["call_d"]["output"];
+        assert!(diff["from"].is_string(), "{diff}");
+        assert_eq!(diff["changes"], json!([]), "{diff}");
+        assert!(results["call_t"]["output"].is_object());
+        let result = &results["call_h"];
+        let texts: Vec<&str> = result["output"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|event| event["content"][0]["text"].as_str())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "what is the answer?",
+                "The answer is 42.",
+                "what did I ask before?"
+            ]
+        );
+        // The model got that output.
+        let outputs = tool_outputs(&fixture.request(2).body);
+        assert_eq!(outputs.len(), 3, "{}", fixture.request(2).body);
+        assert!(outputs[0].contains("The answer is 42."), "{}", outputs[0]);
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn server_script() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mcp/server.mjs")
+        .display()
+        .to_string()
+}
+
+/// The secret the bound servers are given; it must appear nowhere else.
+const DOCS_SECRET: &str = "docs-secret-7f3a9c1e55";
+
+/// The tool results of the last turn, by call id.
+fn results(fixture: &Fixture) -> std::collections::HashMap<String, Value> {
+    fixture
+        .last_turn("work")
+        .into_iter()
+        .filter(|event| event["kind"] == "tool_result")
+        .map(|event| (event["call_id"].as_str().unwrap().to_owned(), event))
+        .collect()
+}
+
+fn text_of_result(result: &Value) -> String {
+    result["output"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A server exo starts (stdio) and one it calls (Streamable HTTP), both
+/// written with the official SDK: their tools are offered as
+/// `mcp__NAME__TOOL`, the secret reaches each server only (its
+/// environment, its header), a result that echoes it is redacted, and
+/// the secret is nowhere in the events, the model's requests or the store.
+#[test]
+fn bound_mcp_servers_get_their_secret_at_the_boundary_only() {
+    if !sdk_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAi, "auto");
+    fixture.ok(&["secret", "set", "docs-token", "--value", DOCS_SECRET]);
+    let digest = sha256_hex(DOCS_SECRET);
+    let script = server_script();
+    fixture.ok(&[
+        "binding",
+        "mcp",
+        "docs",
+        "--secret",
+        "docs-token",
+        "--env",
+        "DOCS_TOKEN",
+        "--agent",
+        "coder",
+        "--",
+        "node",
+        &script,
+        "stdio",
+        &digest,
+    ]);
+    let mut http = std::process::Command::new("node")
+        .args([&script, "http", &digest, "X-Docs-Key"])
+        .env("NODE_PATH", "")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(http.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    fixture.ok(&[
+        "binding",
+        "mcp",
+        "web",
+        "--url",
+        &url,
+        "--secret",
+        "docs-token",
+        "--header",
+        "X-Docs-Key",
+    ]);
+    let listed = fixture.ok(&["binding", "list", "--agent", "coder"]).stdout;
+    assert!(
+        listed.contains("secret=docs-token in $DOCS_TOKEN"),
+        "{listed}"
+    );
+
+    fixture.model.push(
+        Completion::text("")
+            .with_tool_call("call_1", "mcp__docs__lookup", json!({"topic": "rust"}))
+            .with_tool_call("call_2", "mcp__web__lookup", json!({"topic": "http"}))
+            .with_tool_call("call_3", "mcp__docs__leak", json!({}))
+            .with_tool_call("call_4", "mcp__web__leak", json!({}))
+            .with_tool_call("call_5", "mcp__docs__remember", json!({"note": "hello"})),
+    );
+    fixture.model.push(Completion::text("Done."));
+    fixture.send_ok("work", "look things up");
+    let _ = http.kill();
+    let _ = http.wait();
+
+    let offered = crate::agent::tool_names(Wire::OpenAi, &fixture.request(0).body);
+    for name in [
+        "mcp__docs__lookup",
+        "mcp__docs__remember",
+        "mcp__web__lookup",
+        "mcp__web__leak",
+    ] {
+        assert!(offered.iter().any(|o| o == name), "{offered:?}");
+    }
+    let results = results(&fixture);
+    assert_eq!(
+        text_of_result(&results["call_1"]),
+        "docs about rust; authorized: yes"
+    );
+    assert_eq!(
+        text_of_result(&results["call_2"]),
+        "docs about http; authorized: yes"
+    );
+    assert_eq!(
+        text_of_result(&results["call_3"]),
+        "the secret is [redacted]"
+    );
+    assert_eq!(
+        text_of_result(&results["call_4"]),
+        "the secret is [redacted]"
+    );
+    // A started server runs in the workspace.
+    assert_eq!(text_of_result(&results["call_5"]), "remembered");
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace.join("notes.txt")).unwrap(),
+        "hello\n"
+    );
+
+    let events = serde_json::to_string(&fixture.events("work")).unwrap();
+    assert!(!events.contains(DOCS_SECRET), "the secret is in the events");
+    for n in 0..2 {
+        let body = fixture.request(n).body.to_string();
+        assert!(!body.contains(DOCS_SECRET), "the secret reached the model");
+    }
+    let store = fixture.root_bytes();
+    assert!(
+        !store
+            .windows(DOCS_SECRET.len())
+            .any(|w| w == DOCS_SECRET.as_bytes()),
+        "the secret is in the store in plaintext"
+    );
+}
+
+/// A bound server that cannot start is an `error` event and the turn goes
+/// on without its tools; a deny policy refuses a server's tools that may
+/// change things, but not its reads.
+#[test]
+fn a_broken_server_is_reported_and_a_deny_policy_holds() {
+    if !sdk_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAi, "deny");
+    let script = server_script();
+    let digest = sha256_hex("");
+    fixture.ok(&[
+        "binding", "mcp", "docs", "--", "node", &script, "stdio", &digest,
+    ]);
+    fixture.ok(&["binding", "mcp", "gone", "--", "/nonexistent/mcp-server"]);
+    fixture.model.push(
+        Completion::text("")
+            .with_tool_call("call_1", "mcp__docs__lookup", json!({"topic": "x"}))
+            .with_tool_call("call_2", "mcp__docs__remember", json!({"note": "no"}))
+            .with_tool_call("call_3", "mcp__gone__anything", json!({})),
+    );
+    fixture.model.push(Completion::text("Done."));
+    fixture.send_ok("work", "try");
+    let turn = fixture.last_turn("work");
+    let errors: Vec<&Value> = turn
+        .iter()
+        .filter(|event| event["kind"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["code"], "mcp_server");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start MCP server gone"),
+        "{}",
+        errors[0]
+    );
+    let results = results(&fixture);
+    assert_eq!(
+        text_of_result(&results["call_1"]),
+        "docs about x; authorized: yes"
+    );
+    assert_eq!(results["call_2"]["is_error"], true);
+    assert!(results["call_2"]["output"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("refuses MCP tools"));
+    assert!(!fixture.workspace.join("notes.txt").exists());
+    assert_eq!(results["call_3"]["is_error"], true);
+}

@@ -194,6 +194,8 @@ impl ClaudeCode {
             workspace,
             limits: Limits::default(),
             recorded: begun.events.clone(),
+            // The CLI gets exo's tools as its own MCP server (spec/mcp.md).
+            mcp: exo_executor::mcp::McpTools::default(),
         }));
 
         let session = new_session_id();

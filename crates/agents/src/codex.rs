@@ -262,6 +262,8 @@ impl Codex {
             workspace,
             limits: Limits::default(),
             recorded: begun.events.clone(),
+            // The CLI gets exo's tools as its own MCP server (spec/mcp.md).
+            mcp: exo_executor::mcp::McpTools::default(),
         }));
         let _ = host_cell.set(Arc::clone(&host));
 

@@ -1039,18 +1039,33 @@ pub enum BindingCommand {
         #[command(flatten)]
         scope: ScopeArgs,
     },
-    /// Bind an MCP server to a URL and, optionally, a secret.
-    #[command(after_help = "Example:
-  exo binding mcp docs --url https://mcp.example.com --secret docs-token")]
+    /// Bind an MCP server: one exo calls over HTTP, or one it starts; its
+    /// tools are offered to the agent as mcp__NAME__TOOL.
+    #[command(after_help = "Examples:
+  exo binding mcp docs --url https://mcp.example.com/mcp --secret docs-token
+  exo binding mcp issues --secret gh --env GITHUB_TOKEN -- node issues-server.mjs")]
+    #[command(group(clap::ArgGroup::new("server").required(true).args(["url", "command"])))]
     Mcp {
         /// The server's name.
         name: String,
-        /// Its URL.
-        #[arg(long)]
-        url: String,
-        /// The secret sent as its bearer token.
+        /// Its Streamable HTTP endpoint.
+        #[arg(long, conflicts_with = "env")]
+        url: Option<String>,
+        /// The secret handed to the server (never to the agent): the bearer
+        /// token, the --header, or the --env variable.
         #[arg(long)]
         secret: Option<String>,
+        /// With --url: send the secret in this header, as it is, instead of
+        /// `Authorization: Bearer`.
+        #[arg(long, requires = "url")]
+        header: Option<String>,
+        /// With a command: the environment variable the server gets the
+        /// secret in.
+        #[arg(long, requires = "secret")]
+        env: Option<String>,
+        /// The program and arguments exo starts, after `--`.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
         #[command(flatten)]
         scope: ScopeArgs,
     },

@@ -1315,11 +1315,14 @@ fn binding(backend: &mut Backend, out: &Out, command: BindingCommand) -> Result<
             name,
             url,
             secret,
+            header,
+            env,
+            command,
             scope,
         } => {
             let binding = params(
-                json!({ "type": "mcp", "name": name, "url": url }),
-                json!({ "secret": secret }),
+                json!({ "type": "mcp", "name": name, "command": command }),
+                json!({ "url": url, "secret": secret, "header": header, "env": env }),
             );
             let request = params(json!({ "binding": binding }), scope_params(&scope));
             let (value, entry) = backend.call_as::<BindingEntry>(BindingSet::NAME, request)?;

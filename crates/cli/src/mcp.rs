@@ -16,6 +16,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
 use crate::chat::Conn;
+use exo_executor::history;
 
 /// The MCP revision this server speaks (it answers with the client's when
 /// it is one of these).
@@ -74,6 +75,24 @@ struct Scope {
     exo: PeerHandle,
 }
 
+impl history::Service for Scope {
+    fn call(&self, method: &str, mut params: Value) -> BoxFuture<'static, Result<Value, String>> {
+        // Always this conversation, whatever was asked.
+        params["agent"] = json!(self.agent);
+        params["conversation"] = json!(self.conversation);
+        let (exo, method) = (self.exo.clone(), method.to_owned());
+        Box::pin(async move {
+            exo.request(&method, Json::from_value(&params))
+                .await
+                .map(|answer| answer.to_value())
+                .map_err(|err| match err {
+                    exo_rpc::peer::RequestError::Rpc(error) => error.message,
+                    other => other.to_string(),
+                })
+        })
+    }
+}
+
 struct Mcp {
     scope: Arc<Scope>,
 }
@@ -91,7 +110,7 @@ impl Handler for Mcp {
                 "initialize" => Ok(initialize(&params)),
                 "notifications/initialized" | "notifications/cancelled" => Ok(Value::Null),
                 "ping" => Ok(json!({})),
-                "tools/list" => Ok(json!({"tools": tools(scope.allow_write)})),
+                "tools/list" => Ok(json!({"tools": history::tools(scope.allow_write)})),
                 "tools/call" => Ok(scope.call_tool(&params).await),
                 "resources/list" => scope.resources().await,
                 "resources/read" => scope.read_resource(&params).await,
@@ -120,81 +139,6 @@ fn initialize(params: &Value) -> Value {
     })
 }
 
-fn object(properties: Value, required: &[&str]) -> Value {
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
-}
-
-fn tools(allow_write: bool) -> Vec<Value> {
-    let mut tools = vec![
-        json!({
-            "name": "events",
-            "title": "Read this conversation's events",
-            "description": "Events of this conversation's current history, oldest first: messages, tool calls and results, turns, snapshots. Page with `after` (an event id); filter by `kind`, `turn`, or text `search` (case-insensitive, over each event's JSON).",
-            "inputSchema": object(json!({
-                "after": {"type": "string", "description": "Start after this event id."},
-                "kind": {"type": "string", "description": "Only this kind (message, tool_call, tool_result, turn_started, ...)."},
-                "turn": {"type": "string", "description": "Only this turn's events."},
-                "search": {"type": "string", "description": "Only events whose JSON contains this text."},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "At most this many (100)."},
-                "newest_first": {"type": "boolean", "description": "Newest first."},
-            }), &[]),
-            "annotations": {"readOnlyHint": true},
-        }),
-        json!({
-            "name": "event",
-            "title": "Read one event",
-            "description": "One event of this conversation, by id.",
-            "inputSchema": object(json!({"id": {"type": "string"}}), &["id"]),
-            "annotations": {"readOnlyHint": true},
-        }),
-        json!({
-            "name": "artifacts",
-            "title": "List artifacts",
-            "description": "This conversation's artifacts (the newest version of each), or every version of `path`.",
-            "inputSchema": object(json!({"path": {"type": "string"}}), &[]),
-            "annotations": {"readOnlyHint": true},
-        }),
-        json!({
-            "name": "artifact",
-            "title": "Read an artifact",
-            "description": "An artifact's content (its newest version, or `version`), as text when it is UTF-8, else base64.",
-            "inputSchema": object(json!({"path": {"type": "string"}, "version": {"type": "integer", "minimum": 1}}), &["path"]),
-            "annotations": {"readOnlyHint": true},
-        }),
-        json!({
-            "name": "snapshots",
-            "title": "List workspace snapshots",
-            "description": "This conversation's workspace snapshots, newest first.",
-            "inputSchema": object(json!({"limit": {"type": "integer", "minimum": 1, "maximum": 1000}}), &[]),
-            "annotations": {"readOnlyHint": true},
-        }),
-        json!({
-            "name": "snapshot_diff",
-            "title": "Diff snapshots",
-            "description": "What changed between two snapshots (ids), or from one to the files on disk now (no `to`), or since the latest snapshot (neither).",
-            "inputSchema": object(json!({"from": {"type": "string"}, "to": {"type": "string"}}), &[]),
-            "annotations": {"readOnlyHint": true},
-        }),
-        json!({
-            "name": "tree",
-            "title": "The conversation's branches",
-            "description": "The history as a graph: the current line, branches left by rewinds (with their heads) and forks.",
-            "inputSchema": object(json!({}), &[]),
-            "annotations": {"readOnlyHint": true},
-        }),
-    ];
-    if allow_write {
-        tools.push(json!({
-            "name": "put_artifact",
-            "title": "Write an artifact",
-            "description": "Stores a new version of an artifact of this conversation (text).",
-            "inputSchema": object(json!({"path": {"type": "string"}, "content": {"type": "string"}, "media_type": {"type": "string"}}), &["path", "content"]),
-            "annotations": {"readOnlyHint": false, "destructiveHint": false},
-        }));
-    }
-    tools
-}
-
 /// A tool's answer: JSON pretty-printed as text (cut when too long), and
 /// as structured content.
 fn answer(value: Value) -> Value {
@@ -215,127 +159,16 @@ fn failed(message: impl Into<String>) -> Value {
 }
 
 impl Scope {
-    async fn exo(&self, method: &str, mut params: Value) -> Result<Value, String> {
-        // Always this conversation, whatever was asked.
-        params["agent"] = json!(self.agent);
-        params["conversation"] = json!(self.conversation);
-        self.exo
-            .request(method, Json::from_value(&params))
-            .await
-            .map(|answer| answer.to_value())
-            .map_err(|err| match err {
-                exo_rpc::peer::RequestError::Rpc(error) => error.message,
-                other => other.to_string(),
-            })
+    async fn exo(&self, method: &str, params: Value) -> Result<Value, String> {
+        history::Service::call(self, method, params).await
     }
 
     async fn call_tool(&self, params: &Value) -> Value {
         let name = params["name"].as_str().unwrap_or_default();
-        let args = if params["arguments"].is_object() {
-            params["arguments"].clone()
-        } else {
-            json!({})
-        };
-        let text = |key: &str| args[key].as_str().map(str::to_owned);
-        let outcome = match name {
-            "events" => self.events(&args).await,
-            "event" => match text("id") {
-                Some(id) => self.exo("events/get", json!({"event": id})).await,
-                None => Err("id is required".into()),
-            },
-            "artifacts" => {
-                let mut query = json!({});
-                if let Some(path) = text("path") {
-                    query["path"] = json!(path);
-                }
-                self.exo("artifact/list", query).await
-            }
-            "artifact" => match text("path") {
-                Some(path) => {
-                    let mut query = json!({"path": path});
-                    if let Some(version) = args["version"].as_u64() {
-                        query["version"] = json!(version);
-                    }
-                    self.exo("artifact/get", query).await.map(decoded)
-                }
-                None => Err("path is required".into()),
-            },
-            "snapshots" => {
-                let mut query = json!({});
-                if let Some(limit) = args["limit"].as_u64() {
-                    query["limit"] = json!(limit);
-                }
-                self.exo("snapshot/list", query).await
-            }
-            "snapshot_diff" => {
-                let mut query = json!({"unified": true});
-                for key in ["from", "to"] {
-                    if let Some(value) = text(key) {
-                        query[key] = json!(value);
-                    }
-                }
-                self.exo("snapshot/diff", query).await
-            }
-            "tree" => self.exo("conversation/tree", json!({})).await,
-            "put_artifact" if self.allow_write => match (text("path"), text("content")) {
-                (Some(path), Some(content)) => {
-                    use base64::Engine;
-                    let mut put = json!({
-                        "path": path,
-                        "content_base64": base64::engine::general_purpose::STANDARD.encode(content),
-                    });
-                    if let Some(media_type) = text("media_type") {
-                        put["media_type"] = json!(media_type);
-                    }
-                    self.exo("artifact/put", put).await
-                }
-                _ => Err("path and content are required".into()),
-            },
-            "put_artifact" => Err(
-                "writing artifacts is not allowed: this server was started without --allow-write"
-                    .into(),
-            ),
-            other => Err(format!("no tool {other:?}")),
-        };
-        match outcome {
+        match history::call(self, name, &params["arguments"], self.allow_write).await {
             Ok(value) => answer(value),
             Err(message) => failed(message),
         }
-    }
-
-    async fn events(&self, args: &Value) -> Result<Value, String> {
-        let limit = args["limit"].as_u64().unwrap_or(100).clamp(1, 1000) as usize;
-        let search = args["search"].as_str().map(str::to_lowercase);
-        let mut query = json!({"limit": if search.is_some() { 1000 } else { limit }});
-        for key in ["after", "kind", "turn"] {
-            if let Some(value) = args[key].as_str() {
-                query[key] = json!(value);
-            }
-        }
-        if args["newest_first"] == true {
-            query["desc"] = json!(true);
-        }
-        let mut found = Vec::new();
-        // A search reads pages until it has `limit` matches.
-        let next = loop {
-            let page = self.exo("events/list", query.clone()).await?;
-            for event in page["events"].as_array().into_iter().flatten() {
-                let hit = search
-                    .as_ref()
-                    .is_none_or(|needle| event.to_string().to_lowercase().contains(needle));
-                if hit && found.len() < limit {
-                    found.push(event.clone());
-                }
-            }
-            let next = page["next_cursor"].as_str().map(str::to_owned);
-            match &next {
-                Some(cursor) if search.is_some() && found.len() < limit => {
-                    query["after"] = json!(cursor);
-                }
-                _ => break next,
-            }
-        };
-        Ok(json!({"events": found, "next_cursor": next}))
     }
 
     async fn resources(&self) -> Result<Value, ErrorObject> {
@@ -396,19 +229,4 @@ impl Scope {
             Err(_) => json!({"contents": [{"uri": uri, "mimeType": mime, "blob": bytes}]}),
         })
     }
-}
-
-/// An artifact with its content as text when it is UTF-8.
-fn decoded(mut content: Value) -> Value {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(content["content_base64"].as_str().unwrap_or_default())
-        .unwrap_or_default();
-    if let Ok(text) = String::from_utf8(bytes) {
-        if let Some(object) = content.as_object_mut() {
-            object.remove("content_base64");
-            object.insert("text".into(), json!(text));
-        }
-    }
-    content
 }

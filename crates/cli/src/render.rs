@@ -215,9 +215,25 @@ pub fn binding_line(entry: &BindingEntry) -> String {
             entry.scope
         ),
         Binding::Env { name, secret } => format!("env {name} = secret {secret}  ({})", entry.scope),
-        Binding::Mcp { name, url, secret } => {
+        Binding::Mcp {
+            name,
+            url,
+            command,
+            secret,
+            env,
+            header,
+        } => {
+            let target = match url {
+                Some(url) => url.clone(),
+                None => format!("-- {}", command.join(" ")),
+            };
+            let handed = match (env, header) {
+                (Some(env), _) => format!(" in ${env}"),
+                (_, Some(header)) => format!(" in {header}:"),
+                _ => String::new(),
+            };
             format!(
-                "mcp {name} {url}  secret={}  ({})",
+                "mcp {name} {target}  secret={}{handed}  ({})",
                 secret.as_deref().unwrap_or("-"),
                 entry.scope
             )

@@ -191,15 +191,29 @@ pub enum Binding {
         /// The secret's name.
         secret: String,
     },
-    /// An MCP server.
+    /// An MCP server: one exo calls over Streamable HTTP (`url`), or one
+    /// it starts and speaks to on stdio (`command`). Exactly one of the two.
     Mcp {
-        /// The server's name.
+        /// The server's name; its tools are offered as `mcp__NAME__TOOL`.
         name: String,
-        /// Its URL.
-        url: String,
-        /// The secret sent as its bearer token, if any.
+        /// Its Streamable HTTP endpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// The program and its arguments, for a server exo starts.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        command: Vec<String>,
+        /// The secret handed to the server, if any: in `env` for a
+        /// started server, else in `header` (by default as the bearer
+        /// token of `Authorization`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<String>,
+        /// The environment variable a started server gets the secret in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<String>,
+        /// The HTTP header the secret is sent in, as it is (without one,
+        /// `Authorization: Bearer SECRET`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
     },
     /// A model.
     Model {
@@ -254,20 +268,67 @@ impl Binding {
     pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
             Binding::Env { name, secret } => {
-                let is_env_name = !name.is_empty()
-                    && name.len() <= 128
-                    && !name.starts_with(|c: char| c.is_ascii_digit())
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !is_env_name {
-                    return Err(ValidationError::new(format!(
-                        "invalid environment variable name {name:?}"
-                    )));
-                }
+                validate_env_name(name)?;
                 validate_name("secret", secret)
             }
-            Binding::Mcp { name, url, secret } => {
+            Binding::Mcp {
+                name,
+                url,
+                command,
+                secret,
+                env,
+                header,
+            } => {
                 validate_name("MCP server", name)?;
-                validate_url(url)?;
+                if name == "exo" {
+                    return Err(ValidationError::new(
+                        "the MCP server name \"exo\" is exo's own (the conversation's history)",
+                    ));
+                }
+                if name.contains("__") {
+                    return Err(ValidationError::new(format!(
+                        "invalid MCP server name {name:?}: it may not contain \"__\", which separates it from its tools' names"
+                    )));
+                }
+                match (url, command.is_empty()) {
+                    (Some(url), true) => {
+                        validate_url(url)?;
+                        if env.is_some() {
+                            return Err(ValidationError::new(
+                                "an MCP server called over HTTP takes its secret in a header, not an environment variable",
+                            ));
+                        }
+                        if let Some(header) = header {
+                            validate_header_name(header)?;
+                        }
+                    }
+                    (None, false) => {
+                        validate_command(command)?;
+                        if header.is_some() {
+                            return Err(ValidationError::new(
+                                "an MCP server exo starts takes its secret in an environment variable, not a header",
+                            ));
+                        }
+                        if let Some(env) = env {
+                            validate_env_name(env)?;
+                        }
+                        if secret.is_some() != env.is_some() {
+                            return Err(ValidationError::new(
+                                "an MCP server exo starts needs both a secret and the environment variable to put it in, or neither",
+                            ));
+                        }
+                    }
+                    (Some(_), false) => {
+                        return Err(ValidationError::new(
+                            "an MCP server has a URL or a command, not both",
+                        ))
+                    }
+                    (None, true) => {
+                        return Err(ValidationError::new(
+                            "an MCP server needs a URL or a command",
+                        ))
+                    }
+                }
                 secret
                     .as_deref()
                     .map_or(Ok(()), |s| validate_name("secret", s))
@@ -303,6 +364,57 @@ impl Binding {
             }
         }
     }
+}
+
+fn validate_env_name(name: &str) -> Result<(), ValidationError> {
+    let is_env_name = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if is_env_name {
+        Ok(())
+    } else {
+        Err(ValidationError::new(format!(
+            "invalid environment variable name {name:?}"
+        )))
+    }
+}
+
+/// An HTTP header name (RFC 9110 token characters).
+fn validate_header_name(name: &str) -> Result<(), ValidationError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(format!(
+            "invalid HTTP header name {name:?}"
+        )))
+    }
+}
+
+/// A program and its arguments: 1 to 256 of them, none empty-named, no
+/// NUL (which no argument can carry), each at most 4096 bytes.
+fn validate_command(command: &[String]) -> Result<(), ValidationError> {
+    if command.len() > 256 {
+        return Err(ValidationError::new(
+            "an MCP server's command may have at most 255 arguments",
+        ));
+    }
+    if command[0].is_empty() {
+        return Err(ValidationError::new("an MCP server's program is empty"));
+    }
+    for arg in command {
+        if arg.contains('\0') || arg.len() > 4096 {
+            return Err(ValidationError::new(
+                "an MCP server's command has an argument with a NUL byte or over 4096 bytes",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_url(url: &str) -> Result<(), ValidationError> {
@@ -441,12 +553,74 @@ mod tests {
             secret: "x".into(),
         };
         assert!(bad_env.validate().is_err());
-        let bad_url = Binding::Mcp {
-            name: "fs".into(),
-            url: "ftp://x".into(),
-            secret: None,
-        };
+        let bad_url = mcp(Some("ftp://x"), &[], None, None, None);
         assert!(bad_url.validate().is_err());
+    }
+
+    fn mcp(
+        url: Option<&str>,
+        command: &[&str],
+        secret: Option<&str>,
+        env: Option<&str>,
+        header: Option<&str>,
+    ) -> Binding {
+        Binding::Mcp {
+            name: "docs".into(),
+            url: url.map(Into::into),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            secret: secret.map(Into::into),
+            env: env.map(Into::into),
+            header: header.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn an_mcp_server_is_called_over_http_or_started_never_both() {
+        let http = "https://mcp.example.com/mcp";
+        mcp(Some(http), &[], Some("tok"), None, None)
+            .validate()
+            .unwrap();
+        mcp(Some(http), &[], Some("tok"), None, Some("X-Api-Key"))
+            .validate()
+            .unwrap();
+        mcp(None, &["node", "server.mjs"], None, None, None)
+            .validate()
+            .unwrap();
+        mcp(None, &["node"], Some("tok"), Some("DOCS_TOKEN"), None)
+            .validate()
+            .unwrap();
+        let refused = |binding: Binding| binding.validate().unwrap_err().to_string();
+        assert_eq!(
+            refused(mcp(None, &[], None, None, None)),
+            "an MCP server needs a URL or a command"
+        );
+        assert_eq!(
+            refused(mcp(Some(http), &["x"], None, None, None)),
+            "an MCP server has a URL or a command, not both"
+        );
+        assert!(refused(mcp(Some(http), &[], Some("t"), Some("V"), None)).contains("in a header"));
+        assert!(
+            refused(mcp(None, &["x"], Some("t"), None, Some("H"))).contains("environment variable")
+        );
+        // A started server without the variable would get no secret, and
+        // a variable without a secret means nothing.
+        assert!(refused(mcp(None, &["x"], Some("t"), None, None)).contains("or neither"));
+        assert!(refused(mcp(None, &["x"], None, Some("V"), None)).contains("or neither"));
+        assert!(
+            refused(mcp(Some(http), &[], None, None, Some("Bad Header"))).contains("header name")
+        );
+        assert!(refused(mcp(None, &[""], None, None, None)).contains("program is empty"));
+        assert!(refused(mcp(None, &["a\0b"], None, None, None)).contains("NUL"));
+        let mut doubled = mcp(Some(http), &[], None, None, None);
+        if let Binding::Mcp { name, .. } = &mut doubled {
+            *name = "a__b".into();
+        }
+        assert!(refused(doubled).contains("__"));
+        // Bindings stored before commands existed read the same.
+        let old: Binding =
+            serde_json::from_value(serde_json::json!({"type": "mcp", "name": "docs", "url": http}))
+                .unwrap();
+        assert_eq!(old, mcp(Some(http), &[], None, None, None));
     }
 
     fn model(provider: Provider, base_url: &str) -> Binding {

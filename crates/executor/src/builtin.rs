@@ -72,6 +72,7 @@ impl Builtin {
         let setup = blocking(&substrate, move |s| s.setup(&agent, &conversation)).await?;
         let (client, workspace) = prepare(&setup, &self.client_options).await?;
         let conversation_id = setup.conversation;
+        let (mcp, mcp_failures) = crate::host::open_mcp(&setup).await;
 
         let input = EventData::Message {
             role: Role::User,
@@ -98,7 +99,9 @@ impl Builtin {
             workspace,
             limits: self.limits.clone(),
             recorded: begun.events.clone(),
+            mcp,
         });
+        host.record_mcp_failures(mcp_failures).await?;
 
         let max_rounds = request.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1);
         let looped = async {

@@ -20,6 +20,7 @@ use exo_tools::{Access, Limits, ToolOutput, Workspace};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::mcp::{CallFailure, McpTools, OfferedTool};
 use crate::prompt::APPROVAL_TYPE;
 use crate::{ApprovalAsk, Observer, Outcome, Setup, Substrate, SubstrateError};
 use exo_core::TurnStatus;
@@ -93,6 +94,8 @@ pub struct TurnHost {
     limits: Limits,
     /// Every event recorded in the turn through this host, in order.
     recorded: Mutex<Vec<Event>>,
+    /// exo's own tools over the history and the bound MCP servers'.
+    mcp: McpTools,
 }
 
 /// What a [`TurnHost`] is made of.
@@ -121,6 +124,8 @@ pub struct HostParts {
     pub limits: Limits,
     /// What the turn recorded before the host existed (its beginning).
     pub recorded: Vec<Event>,
+    /// The MCP tools offered beside exo's six ([`open_mcp`]).
+    pub mcp: McpTools,
 }
 
 impl TurnHost {
@@ -139,6 +144,7 @@ impl TurnHost {
             workspace: parts.workspace,
             limits: parts.limits,
             recorded: Mutex::new(parts.recorded),
+            mcp: parts.mcp,
         }
     }
 
@@ -177,10 +183,11 @@ impl TurnHost {
         &self.upstream
     }
 
-    /// The tools offered to a model in this conversation: exo's six, or
-    /// none without a workspace.
+    /// The tools offered to a model in this conversation: exo's six (none
+    /// without a workspace), then exo's own over the history and the bound
+    /// MCP servers' (`mcp__SERVER__TOOL`).
     pub fn tool_specs(&self) -> Vec<exo_model::ToolSpec> {
-        match &self.workspace {
+        let mut specs: Vec<exo_model::ToolSpec> = match &self.workspace {
             Some(_) => exo_tools::specs_for(&self.limits)
                 .into_iter()
                 .map(|spec| exo_model::ToolSpec {
@@ -190,7 +197,36 @@ impl TurnHost {
                 })
                 .collect(),
             None => Vec::new(),
+        };
+        specs.extend(self.mcp.tools().iter().map(|tool| exo_model::ToolSpec {
+            name: tool.offered.clone(),
+            description: tool.description.clone(),
+            parameters: tool.parameters.clone(),
+        }));
+        specs
+    }
+
+    /// Whether `name` is a tool this host runs.
+    pub fn offers(&self, name: &str) -> bool {
+        exo_tools::access(name).is_some() || self.mcp.find(name).is_some()
+    }
+
+    /// Records, as `error` events, why bound MCP servers are missing.
+    pub async fn record_mcp_failures(&self, failures: Vec<String>) -> Result<(), SubstrateError> {
+        if failures.is_empty() {
+            return Ok(());
         }
+        self.record(
+            failures
+                .into_iter()
+                .map(|message| EventData::Error {
+                    message,
+                    code: Some("mcp_server".to_owned()),
+                })
+                .collect(),
+        )
+        .await
+        .map(drop)
     }
 
     /// Every event recorded in the turn so far, in order.
@@ -390,6 +426,9 @@ impl TurnHost {
             output,
             approved: false,
         };
+        if let Some(tool) = self.mcp.find(&call.name).cloned() {
+            return self.run_mcp(call, &tool, cancel).await;
+        }
         let Some(workspace) = &self.workspace else {
             return Ok(refused(ToolOutput::error(
                 "no workspace is bound to this conversation, so no tool can run",
@@ -411,19 +450,169 @@ impl TurnHost {
             )));
         };
         if !approval.decision.allows() {
-            return Ok(refused(ToolOutput::error(match approval.by {
-                "policy" => {
-                    "denied: this agent's approval policy refuses shell commands and file writes"
-                }
-                "no_client" => "denied: approval was needed and no one was there to give it",
-                _ => "denied: the user declined this call",
-            })));
+            return Ok(refused(denied(approval, false)));
         }
         Ok(ToolRun {
             output: exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await,
             approved: true,
         })
     }
+
+    /// Approves and runs an MCP tool: exo's own in-process, a bound
+    /// server's at the server. Reads (exo's tools, and those a server
+    /// says change nothing) need no approval.
+    async fn run_mcp(
+        &self,
+        call: &ToolCall,
+        tool: &OfferedTool,
+        cancel: &CancellationToken,
+    ) -> Result<ToolRun, SubstrateError> {
+        let refused = |output: ToolOutput| ToolRun {
+            output,
+            approved: false,
+        };
+        if !call.arguments.is_object() {
+            return Ok(refused(ToolOutput::error(format!(
+                "invalid arguments for {}: expected a JSON object",
+                call.name
+            ))));
+        }
+        let access = if tool.read_only {
+            Access::Read
+        } else {
+            Access::Write
+        };
+        let Some(approval) = self.approve(call, access, cancel).await? else {
+            return Ok(refused(ToolOutput::error(
+                "cancelled while waiting for approval",
+            )));
+        };
+        if !approval.decision.allows() {
+            return Ok(refused(denied(approval, true)));
+        }
+        let cap = self.limits.max_output_bytes;
+        let output = if tool.server == crate::history::SERVER {
+            let service = SubstrateService {
+                substrate: Arc::clone(&self.substrate),
+                conversation: self.conversation,
+            };
+            let run = crate::history::call(&service, &tool.tool, &call.arguments, false);
+            tokio::select! {
+                outcome = run => match outcome {
+                    Ok(value) => capped(value, cap, false),
+                    Err(message) => ToolOutput::error(message),
+                },
+                () = cancel.cancelled() => cancelled(),
+            }
+        } else {
+            match self.mcp.connection(&tool.server) {
+                None => ToolOutput::error(format!("MCP server {} is not connected", tool.server)),
+                Some(connection) => {
+                    match connection
+                        .call_tool(
+                            &tool.tool,
+                            &call.arguments,
+                            self.limits.default_timeout,
+                            cancel,
+                        )
+                        .await
+                    {
+                        Ok(result) => {
+                            let is_error = result["isError"] == true;
+                            let mut result = result;
+                            if let Some(object) = result.as_object_mut() {
+                                object.remove("_meta");
+                                object.remove("isError");
+                            }
+                            capped(result, cap, is_error)
+                        }
+                        Err(CallFailure::Cancelled) => cancelled(),
+                        Err(CallFailure::Failed(message)) => ToolOutput::error(message),
+                    }
+                }
+            }
+        };
+        Ok(ToolRun {
+            output,
+            approved: true,
+        })
+    }
+}
+
+/// What a refused call answers.
+fn denied(approval: Approval, mcp: bool) -> ToolOutput {
+    ToolOutput::error(match approval.by {
+        "policy" if mcp => {
+            "denied: this agent's approval policy refuses MCP tools that may change things"
+        }
+        "policy" => "denied: this agent's approval policy refuses shell commands and file writes",
+        "no_client" => "denied: approval was needed and no one was there to give it",
+        _ => "denied: the user declined this call",
+    })
+}
+
+fn cancelled() -> ToolOutput {
+    ToolOutput {
+        output: json!({"error": "cancelled", "cancelled": true}),
+        is_error: true,
+        broken: false,
+    }
+}
+
+/// `value` as a tool's output; when its JSON is over `cap` bytes, its
+/// first `cap` bytes as text, saying it was cut.
+fn capped(value: Value, cap: usize, is_error: bool) -> ToolOutput {
+    let text = value.to_string();
+    let output = if text.len() <= cap {
+        value
+    } else {
+        let mut cut = cap;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        json!({
+            "truncated": true,
+            "bytes": text.len(),
+            "text": &text[..cut],
+            "note": "the output was cut: ask for less (a limit, a cursor, a filter)",
+        })
+    };
+    ToolOutput {
+        output,
+        is_error,
+        broken: false,
+    }
+}
+
+/// exo's methods for the conversation, through the substrate.
+struct SubstrateService {
+    substrate: Arc<dyn Substrate>,
+    conversation: ConversationId,
+}
+
+impl crate::history::Service for SubstrateService {
+    fn call(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> futures_util::future::BoxFuture<'static, Result<Value, String>> {
+        let substrate = Arc::clone(&self.substrate);
+        let (conversation, method) = (self.conversation, method.to_owned());
+        Box::pin(async move {
+            blocking(&substrate, move |s| {
+                s.scoped_call(conversation, &method, params)
+            })
+            .await
+            .map_err(|err| err.to_string())
+        })
+    }
+}
+
+/// exo's tools over the history and those of the conversation's bound
+/// MCP servers, each started or connected to; why any server is missing,
+/// for [`TurnHost::record_mcp_failures`].
+pub async fn open_mcp(setup: &Setup) -> (McpTools, Vec<String>) {
+    McpTools::open(&setup.mcp_servers, true).await
 }
 
 /// Builds the model's client and resolves the workspace, off the async

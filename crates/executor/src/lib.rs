@@ -21,7 +21,9 @@
 //! protocol; the service implements [`Substrate`] and [`Observer`].
 
 mod builtin;
+pub mod history;
 pub mod host;
+pub mod mcp;
 mod prompt;
 
 use std::path::PathBuf;
@@ -70,6 +72,9 @@ pub struct Setup {
     /// state (an agent CLI's home, say), created on first use. Exo's
     /// tools never touch it.
     pub state_dir: PathBuf,
+    /// The MCP servers bound for the conversation (`binding mcp`), their
+    /// secrets resolved.
+    pub mcp_servers: Vec<mcp::McpServer>,
 }
 
 /// A token for the model gateway (spec/gateway.md): what an agent process

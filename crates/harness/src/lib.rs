@@ -321,6 +321,7 @@ impl TypeScript {
             }
         };
         let (client, workspace) = prepare(&setup, &self.client_options).await?;
+        let (mcp, mcp_failures) = exo_executor::host::open_mcp(&setup).await;
         let agent_id: exo_core::AgentId = setup
             .agent
             .parse()
@@ -373,7 +374,9 @@ impl TypeScript {
             workspace,
             limits: self.limits.clone(),
             recorded: begun.events.clone(),
+            mcp,
         }));
+        host.record_mcp_failures(mcp_failures).await?;
         let max_rounds = request.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1);
         let scope = Arc::new(Scope {
             host: Arc::clone(&host),

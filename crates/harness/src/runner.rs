@@ -564,9 +564,9 @@ async fn model_complete(
 async fn tool_run(scope: Arc<Scope>, request: &Request) -> Result<Json, ErrorObject> {
     let params: ToolRunParams = parse(request)?;
     let host = &scope.host;
-    if exo_tools::access(&params.name).is_none() {
+    if !host.offers(&params.name) {
         return Err(invalid(format!(
-            "unknown tool {:?}: exo's tools are read_file, write_file, edit_file, list_files, grep and shell",
+            "unknown tool {:?}: exo's tools are read_file, write_file, edit_file, list_files, grep and shell, and the mcp__ tools of harness/turn",
             params.name
         )));
     }

@@ -296,6 +296,10 @@ impl Substrate for Service {
             ArtifactPut::NAME => typed::<ArtifactPut>(self, params),
             ArtifactGet::NAME => typed::<ArtifactGet>(self, params),
             ArtifactListMethod::NAME => typed::<ArtifactListMethod>(self, params),
+            ConversationGet::NAME => typed::<ConversationGet>(self, params),
+            ConversationTreeMethod::NAME => typed::<ConversationTreeMethod>(self, params),
+            SnapshotListMethod::NAME => typed::<SnapshotListMethod>(self, params),
+            SnapshotDiffMethod::NAME => typed::<SnapshotDiffMethod>(self, params),
             other => Err(simple_error(
                 ErrorCode::MethodNotFound,
                 format!("method not found: {other}"),
@@ -366,7 +370,13 @@ impl Service {
         if let Some(key) = key {
             endpoint = endpoint.with_api_key(key);
         }
+        let mcp_servers = self.mcp_servers(
+            agent_record.id,
+            record.id,
+            record.workspace.as_ref().map(Into::into),
+        )?;
         Ok(Setup {
+            mcp_servers,
             agent: agent_record.id.to_string(),
             harness: config.harness,
             module: config.module.map(Into::into),
@@ -383,6 +393,90 @@ impl Service {
                 context_window: context_window.or(provider.default_context_window()),
             },
         })
+    }
+
+    /// The MCP servers bound for a conversation (`binding mcp` at its
+    /// scope, its agent's and the root; the narrowest of a name wins),
+    /// their secrets opened.
+    pub(crate) fn mcp_servers(
+        &self,
+        agent: exo_core::AgentId,
+        conversation: ConversationId,
+        workspace: Option<std::path::PathBuf>,
+    ) -> Result<Vec<exo_executor::mcp::McpServer>, crate::ServiceError> {
+        use exo_core::Scope;
+        use exo_executor::mcp::{McpServer, McpTransport};
+        let store = self.store();
+        let mut bound: Vec<exo_core::Binding> = Vec::new();
+        for scope in [
+            Scope::Conversation(conversation),
+            Scope::Agent(agent),
+            Scope::Root,
+        ] {
+            for entry in store
+                .bindings(scope, Some(BindingKind::Mcp))
+                .map_err(store_error)?
+            {
+                if !bound.iter().any(|b| b.name() == entry.binding.name()) {
+                    bound.push(entry.binding);
+                }
+            }
+        }
+        bound.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut servers = Vec::new();
+        for binding in bound {
+            let exo_core::Binding::Mcp {
+                name,
+                url,
+                command,
+                secret,
+                env,
+                header,
+            } = binding
+            else {
+                continue;
+            };
+            let value = match &secret {
+                Some(secret) => {
+                    let key = self.key()?;
+                    let (_, value) = store
+                        .reveal_secret(Scope::Conversation(conversation), secret, &key)
+                        .map_err(|err| {
+                            simple_error(
+                                ErrorCode::InvalidParams,
+                                format!("MCP server {name}: {}", store_error(err).message),
+                            )
+                        })?;
+                    Some(match value {
+                        SecretValue::ApiKey { value } => value,
+                        SecretValue::Oauth { access_token, .. } => access_token,
+                    })
+                }
+                None => None,
+            };
+            let transport = match url {
+                Some(url) => McpTransport::Http {
+                    url,
+                    headers: match (value, header) {
+                        (Some(value), Some(header)) => vec![(header, value)],
+                        (Some(value), None) => {
+                            vec![("authorization".to_owned(), format!("Bearer {value}"))]
+                        }
+                        (None, _) => Vec::new(),
+                    },
+                },
+                None => McpTransport::Stdio {
+                    command,
+                    env: match (value, env) {
+                        (Some(value), Some(env)) => vec![(env, value)],
+                        _ => Vec::new(),
+                    },
+                    cwd: workspace.clone(),
+                },
+            };
+            servers.push(McpServer { name, transport });
+        }
+        Ok(servers)
     }
 
     /// The model binding `model` names from the conversation's scope,

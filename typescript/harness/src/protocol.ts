@@ -566,17 +566,32 @@ export type Binding =
   | {
       type: "mcp";
       /**
-       * The server's name.
+       * The server's name; its tools are offered as `mcp__NAME__TOOL`.
        */
       name: string;
       /**
-       * Its URL.
+       * Its Streamable HTTP endpoint.
        */
-      url: string;
+      url?: string | null;
       /**
-       * The secret sent as its bearer token, if any.
+       * The program and its arguments, for a server exo starts.
+       */
+      command?: string[];
+      /**
+       * The secret handed to the server, if any: in `env` for a
+       * started server, else in `header` (by default as the bearer
+       * token of `Authorization`).
        */
       secret?: string | null;
+      /**
+       * The environment variable a started server gets the secret in.
+       */
+      env?: string | null;
+      /**
+       * The HTTP header the secret is sent in, as it is (without one,
+       * `Authorization: Bearer SECRET`).
+       */
+      header?: string | null;
     }
   | {
       type: "model";
@@ -636,17 +651,32 @@ export type BindingEntry = {
   | {
       type: "mcp";
       /**
-       * The server's name.
+       * The server's name; its tools are offered as `mcp__NAME__TOOL`.
        */
       name: string;
       /**
-       * Its URL.
+       * Its Streamable HTTP endpoint.
        */
-      url: string;
+      url?: string | null;
       /**
-       * The secret sent as its bearer token, if any.
+       * The program and its arguments, for a server exo starts.
+       */
+      command?: string[];
+      /**
+       * The secret handed to the server, if any: in `env` for a
+       * started server, else in `header` (by default as the bearer
+       * token of `Authorization`).
        */
       secret?: string | null;
+      /**
+       * The environment variable a started server gets the secret in.
+       */
+      env?: string | null;
+      /**
+       * The HTTP header the secret is sent in, as it is (without one,
+       * `Authorization: Bearer SECRET`).
+       */
+      header?: string | null;
     }
   | {
       type: "model";
