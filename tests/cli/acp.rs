@@ -107,6 +107,20 @@ fn an_editor_runs_a_session_through_exo_acp() {
         seen.contains(&"tool_call".to_owned()) && seen.contains(&"tool_call_update".to_owned()),
         "{seen:?}"
     );
+    // The call shows its diff and where, with the path made absolute.
+    let call = updates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|update| update["sessionUpdate"] == "tool_call")
+        .unwrap();
+    let a_txt = fixture.workspace.join("a.txt").display().to_string();
+    assert_eq!(
+        call["content"],
+        json!([{"type": "diff", "path": a_txt, "oldText": null, "newText": "hello\n"}]),
+        "{call}"
+    );
+    assert_eq!(call["locations"], json!([{"path": a_txt}]));
     assert_eq!(prompt["permissions"].as_array().unwrap().len(), 1);
     assert_eq!(prompt["permissions"][0]["toolCall"]["toolCallId"], "call_1");
     assert_eq!(
@@ -152,6 +166,13 @@ fn an_editor_runs_a_session_through_exo_acp() {
             .count(),
         2
     );
+    let replayed_call = replay
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|update| update["sessionUpdate"] == "tool_call")
+        .unwrap();
+    assert_eq!(replayed_call["content"], call["content"]);
 
     // Listed, and resumed.
     let list = step(&fixture, &["list", &workspace]);

@@ -243,8 +243,99 @@ fn tool_title(name: &str, arguments: &Value) -> String {
     }
 }
 
-/// The `session/update`s that show an exo event, if it shows as any.
-fn updates_of(event: &Value, replay: bool) -> Vec<Value> {
+/// `path` made absolute against the workspace, as ACP wants its paths.
+fn absolute(path: &str, workspace: Option<&str>) -> Option<String> {
+    if Path::new(path).is_absolute() {
+        return Some(path.to_owned());
+    }
+    workspace.map(|root| Path::new(root).join(path).display().to_string())
+}
+
+/// The diff a file-writing call proposes (exo's `write_file` and
+/// `edit_file`, Claude Code's `Write` and `Edit`), and where.
+fn diff_of(name: &str, arguments: &Value, workspace: Option<&str>) -> Option<(Value, String)> {
+    let path = arguments["path"]
+        .as_str()
+        .or(arguments["file_path"].as_str())?;
+    let path = absolute(path, workspace)?;
+    let diff = match name {
+        "write_file" | "Write" => json!({
+            "type": "diff",
+            "path": path,
+            "oldText": null,
+            "newText": arguments["content"].as_str()?,
+        }),
+        "edit_file" | "Edit" => json!({
+            "type": "diff",
+            "path": path,
+            "oldText": arguments["old_string"].as_str()?,
+            "newText": arguments["new_string"].as_str()?,
+        }),
+        _ => return None,
+    };
+    Some((diff, path))
+}
+
+/// A plan an agent wrote with its planning tool (Claude Code's
+/// `TodoWrite`, Codex's `update_plan`), as ACP's plan entries.
+fn plan_of(name: &str, arguments: &Value) -> Option<Value> {
+    let status = |status: &str| match status {
+        "completed" => "completed",
+        "in_progress" => "in_progress",
+        _ => "pending",
+    };
+    let entries: Vec<Value> = match name {
+        "TodoWrite" => arguments["todos"]
+            .as_array()?
+            .iter()
+            .map(|todo| json!({"content": todo["content"].as_str().unwrap_or_default(), "priority": "medium", "status": status(todo["status"].as_str().unwrap_or_default())}))
+            .collect(),
+        "update_plan" => arguments["plan"]
+            .as_array()?
+            .iter()
+            .map(|step| json!({"content": step["step"].as_str().unwrap_or_default(), "priority": "medium", "status": status(step["status"].as_str().unwrap_or_default())}))
+            .collect(),
+        _ => return None,
+    };
+    Some(json!({"sessionUpdate": "plan", "entries": entries}))
+}
+
+/// A tool result as text: a shell command's output as the terminal showed
+/// it, anything else as its JSON.
+fn result_text(output: &Value) -> String {
+    if let (Some(stdout), Some(stderr)) = (output["stdout"].as_str(), output["stderr"].as_str()) {
+        let mut text = String::new();
+        text.push_str(stdout);
+        if !stderr.is_empty() {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(stderr);
+        }
+        if let Some(code) = output["exit_code"].as_i64() {
+            if code != 0 {
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!("(exit code {code})"));
+            }
+        }
+        let fence = "`".repeat(3.max(longest_backtick_run(&text) + 1));
+        return format!("{fence}\n{text}\n{fence}");
+    }
+    match output {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// The `session/update`s that show an exo event, if it shows as any;
+/// paths are made absolute against `workspace`.
+fn updates_of(event: &Value, replay: bool, workspace: Option<&str>) -> Vec<Value> {
     let mut updates = Vec::new();
     match event["kind"].as_str().unwrap_or_default() {
         "message" => {
@@ -278,20 +369,32 @@ fn updates_of(event: &Value, replay: bool) -> Vec<Value> {
         }
         "tool_call" => {
             let name = event["name"].as_str().unwrap_or_default();
-            updates.push(json!({
+            let arguments = &event["arguments"];
+            let mut call = json!({
                 "sessionUpdate": "tool_call",
                 "toolCallId": event["call_id"],
-                "title": tool_title(name, &event["arguments"]),
+                "title": tool_title(name, arguments),
                 "kind": tool_kind(name),
                 "status": "in_progress",
-                "rawInput": event["arguments"],
-            }));
+                "rawInput": arguments,
+            });
+            if let Some((diff, path)) = diff_of(name, arguments, workspace) {
+                call["content"] = json!([diff]);
+                call["locations"] = json!([{"path": path}]);
+            } else if let Some(path) = ["path", "file_path"]
+                .iter()
+                .find_map(|key| arguments[*key].as_str())
+                .and_then(|path| absolute(path, workspace))
+            {
+                call["locations"] = json!([{"path": path}]);
+            }
+            updates.push(call);
+            if let Some(plan) = plan_of(name, arguments) {
+                updates.push(plan);
+            }
         }
         "tool_result" => {
-            let output = match &event["output"] {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
+            let output = result_text(&event["output"]);
             let failed = event["is_error"].as_bool().unwrap_or(false);
             updates.push(json!({
                 "sessionUpdate": "tool_call_update",
@@ -427,8 +530,15 @@ impl State {
                 .await
                 .map_err(|err| ErrorObject::new(INTERNAL, err.to_string()))
         };
+        let found = self
+            .exo(
+                "conversation/get",
+                json!({"agent": agent, "conversation": conversation}),
+            )
+            .await?;
+        let workspace = found["workspace"].as_str();
         for event in self.events(&agent, &conversation).await? {
-            for update in updates_of(&event, true) {
+            for update in updates_of(&event, true, workspace) {
                 if !lines.is_empty() {
                     lines.push(b'\n');
                 }
@@ -495,6 +605,13 @@ impl State {
         if parts.is_empty() {
             return Err(invalid("the prompt is empty"));
         }
+        let found = self
+            .exo(
+                "conversation/get",
+                json!({"agent": agent, "conversation": conversation}),
+            )
+            .await?;
+        let workspace = found["workspace"].as_str().map(str::to_owned);
         let (sender, mut notes) = mpsc::unbounded_channel();
         {
             let mut running = self.running.lock().await;
@@ -522,7 +639,15 @@ impl State {
             "input": input,
             "approvals": true,
         });
-        let outcome = self.drive(&conversation, params, &mut notes, client).await;
+        let outcome = self
+            .drive(
+                &conversation,
+                workspace.as_deref(),
+                params,
+                &mut notes,
+                client,
+            )
+            .await;
         let ended = self.running.lock().await.remove(&conversation);
         if let Some(turn) = ended.and_then(|run| run.turn) {
             self.turns.lock().await.remove(&turn);
@@ -549,6 +674,7 @@ impl State {
     async fn drive(
         &self,
         conversation: &str,
+        workspace: Option<&str>,
         params: Value,
         notes: &mut mpsc::UnboundedReceiver<(String, Value)>,
         client: &PeerHandle,
@@ -572,12 +698,12 @@ impl State {
                 outcome = &mut answer => {
                     // What was already sent before the answer still shows.
                     while let Ok((method, params)) = notes.try_recv() {
-                        self.pass_on(&method, params, conversation, client, &update).await;
+                        self.pass_on(&method, params, conversation, workspace, client, &update).await;
                     }
                     return outcome.map(|json| json.to_value()).map_err(exo_error);
                 }
                 Some((method, params)) = notes.recv() => {
-                    self.pass_on(&method, params, conversation, client, &update).await;
+                    self.pass_on(&method, params, conversation, workspace, client, &update).await;
                 }
             }
         }
@@ -588,6 +714,7 @@ impl State {
         method: &str,
         params: Value,
         conversation: &str,
+        workspace: Option<&str>,
         client: &PeerHandle,
         update: &F,
     ) where
@@ -605,7 +732,7 @@ impl State {
             }
             "turn/events" => {
                 for event in params["events"].as_array().into_iter().flatten() {
-                    for each in updates_of(event, false) {
+                    for each in updates_of(event, false, workspace) {
                         update(each).await;
                     }
                     if let Some(usage) = event["usage"].as_object() {
@@ -721,5 +848,65 @@ impl State {
             json!({"agent": agent, "conversation": conversation}),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shell_result_shows_as_the_terminal_did() {
+        let output =
+            json!({"exit_code": 2, "stdout": "out\n", "stderr": "err", "timed_out": false});
+        assert_eq!(result_text(&output), "```\nout\nerr\n(exit code 2)\n```");
+        let fenced = json!({"exit_code": 0, "stdout": "```rust\nfn x() {}\n```", "stderr": ""});
+        assert!(result_text(&fenced).starts_with("````\n"));
+        assert_eq!(result_text(&json!({"path": "a"})), r#"{"path":"a"}"#);
+    }
+
+    #[test]
+    fn planning_tools_show_as_plans() {
+        let todo = json!({"todos": [
+            {"content": "read", "status": "completed", "activeForm": "Reading"},
+            {"content": "write", "status": "in_progress", "activeForm": "Writing"},
+            {"content": "test", "status": "pending", "activeForm": "Testing"},
+        ]});
+        let plan = plan_of("TodoWrite", &todo).unwrap();
+        assert_eq!(plan["sessionUpdate"], "plan");
+        let statuses: Vec<&str> = plan["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["completed", "in_progress", "pending"]);
+        let codex = json!({"plan": [{"step": "one", "status": "completed"}]});
+        assert_eq!(
+            plan_of("update_plan", &codex).unwrap()["entries"][0]["content"],
+            "one"
+        );
+        assert!(plan_of("shell", &json!({})).is_none());
+    }
+
+    #[test]
+    fn edits_show_as_diffs_at_absolute_paths() {
+        let (diff, path) = diff_of(
+            "edit_file",
+            &json!({"path": "src/a.rs", "old_string": "a", "new_string": "b"}),
+            Some("/w"),
+        )
+        .unwrap();
+        assert_eq!(path, "/w/src/a.rs");
+        assert_eq!(diff["oldText"], "a");
+        // Without a workspace a relative path cannot be shown.
+        assert!(diff_of("write_file", &json!({"path": "a", "content": ""}), None).is_none());
+        let (diff, _) = diff_of(
+            "Write",
+            &json!({"file_path": "/abs/x", "content": "c"}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(diff["newText"], "c");
     }
 }
