@@ -32,8 +32,9 @@ pub fn instructions(agent: Option<&str>, workspace: Option<&Path>) -> String {
              taken from that directory. When the task is done, answer without calling a tool.",
             root.display()
         ),
-        None => "You are a coding agent. This conversation has no workspace, so no tools \
-                 are available: answer in text."
+        None => "You are a coding agent. This conversation has no workspace, so there are \
+                 no files to read or change and no commands to run: answer in text (the tools \
+                 you have read this conversation's own history)."
             .to_owned(),
     };
     if let Some(agent) = agent.map(str::trim).filter(|text| !text.is_empty()) {
@@ -568,7 +569,7 @@ mod tests {
         let text = instructions(Some("Be brief."), Some(Path::new("/w")));
         assert!(text.starts_with("You are a coding agent working in the directory /w."));
         assert!(text.ends_with("\n\nBe brief."));
-        assert!(instructions(None, None).contains("no tools"));
+        assert!(instructions(None, None).contains("no files to read or change"));
     }
 
     /// A history in memory, recording which reads a load makes.
