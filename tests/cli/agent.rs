@@ -666,6 +666,8 @@ fn coding_turn(wire: Wire) {
 /// runs the executor, and everything observable is the same.
 fn coding_turn_with_a_daemon(wire: Wire) {
     let fixture = Fixture::new(wire, "auto");
+    // On the host, so the command sees the daemon as its parent.
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "none"]);
     let daemon = fixture.daemon();
     push_coding_turn(&fixture.model);
     let run = fixture.send_ok("work", "Create hello.txt");
@@ -1430,6 +1432,9 @@ fn kill_9_of_send_kills_its_shell_commands() {
     use crate::util::{Ticker, TICKER};
 
     let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    // On the host, where the ticker's pids are the test's
+    // (tests/cli/sandbox.rs kills a sandboxed one).
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "none"]);
     fixture
         .model
         .push(Completion::text("Ticking. ").with_tool_call(

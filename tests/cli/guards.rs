@@ -102,6 +102,9 @@ fn a_turn_that_loses_its_workspace_fails_and_ends() {
         ]}),
         workspace.to_str().unwrap(),
     );
+    // On the host: in a sandbox the workspace is a mount the command
+    // cannot remove.
+    env.ok(&["agent", "set", "a", "--sandbox", "none"]);
     let run = env.run(&["conversation", "send", "a", "c", "clean up"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let last = run.stderr.trim_end().lines().last().unwrap_or("");

@@ -1,5 +1,6 @@
-//! What a shell command the model runs can see of exo's own process: not
-//! the encryption key nor the API keys in exo's environment, neither in
+//! What a shell command the model runs on the host (`--sandbox none`) can
+//! see of exo's own process: not the encryption key nor the API keys in
+//! exo's environment, neither in
 //! `/proc/PID/environ` nor in `/proc/PID/cmdline` of the exo process that
 //! runs it or of any other exo process of the test, whether the turn runs
 //! in `conversation send` itself or in a daemon, as root (which may read
@@ -192,6 +193,10 @@ impl Setup {
             "m",
             "--approval",
             "auto",
+            // On the host: what these tests check is what a command there
+            // can see of exo (tests/cli/sandbox.rs checks the sandbox).
+            "--sandbox",
+            "none",
         ]);
         self.ok(&[
             "conversation",

@@ -64,6 +64,7 @@ mod quickstart;
 mod repl;
 mod roots;
 mod run;
+mod sandbox;
 mod scripted;
 mod secrets;
 mod snapshots;

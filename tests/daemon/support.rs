@@ -581,9 +581,12 @@ pub fn agent_with_model(
         register["secret"] = json!("fake-key");
     }
     conn.ok("model/register", register);
+    // Commands on the host: these tests watch the processes a turn starts
+    // by their pids (tests/cli/sandbox.rs covers the sandbox, daemon
+    // included).
     conn.ok(
         "agent/create",
-        json!({"name": "A", "slug": "a", "model": "fake", "approval": approval}),
+        json!({"name": "A", "slug": "a", "model": "fake", "approval": approval, "sandbox": "none"}),
     );
     conn.ok(
         "conversation/create",

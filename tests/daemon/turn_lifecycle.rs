@@ -299,7 +299,8 @@ fn sigterm_cancels_running_turns_and_exits_cleanly() {
     );
     streamer.ok(
         "agent/create",
-        json!({"name": "B", "slug": "b", "model": "other", "approval": "auto"}),
+        // On the host, as agent_with_model's: the test watches pids.
+        json!({"name": "B", "slug": "b", "model": "other", "approval": "auto", "sandbox": "none"}),
     );
     streamer.ok(
         "conversation/create",

@@ -562,12 +562,32 @@ pub enum AgentCommand {
         /// `defineHarness(...)`. It is loaded once to check it.
         #[arg(long, value_name = "FILE")]
         module: Option<PathBuf>,
+        /// Where its shell commands run: in a bubblewrap sandbox (local),
+        /// a container of the conversation's own (docker), or on the host
+        /// (none).
+        /// [default: local]
+        #[arg(long, value_enum)]
+        sandbox: Option<SandboxArg>,
+        /// The image a docker sandbox is created from.
+        /// [default: exo/base:bookworm]
+        #[arg(long)]
+        image: Option<String>,
+        /// Whether its sandboxed commands may reach the network.
+        /// [default: off]
+        #[arg(long, value_enum)]
+        network: Option<Switch>,
+        /// Where the sandbox cannot run: run commands on the host instead
+        /// (on), or refuse them (off).
+        /// [default: off]
+        #[arg(long, value_enum)]
+        sandbox_fallback: Option<Switch>,
     },
     /// Change an agent's harness (with --harness), module, model,
     /// instructions or approval policy. Its conversations go on under the
     /// new settings from their full history.
     #[command(after_help = "Examples:
   exo agent set coder --approval auto
+  exo agent set coder --sandbox local --network off
   exo agent set coder --revoke shell")]
     Set {
         /// Slug or id.
@@ -584,6 +604,25 @@ pub enum AgentCommand {
         /// Another module (the typescript harness).
         #[arg(long, value_name = "FILE")]
         module: Option<PathBuf>,
+        /// Where its shell commands run: in a bubblewrap sandbox (local),
+        /// a container of the conversation's own (docker), or on the host
+        /// (none).
+        /// [default: local]
+        #[arg(long, value_enum)]
+        sandbox: Option<SandboxArg>,
+        /// The image a docker sandbox is created from.
+        /// [default: exo/base:bookworm]
+        #[arg(long)]
+        image: Option<String>,
+        /// Whether its sandboxed commands may reach the network.
+        /// [default: off]
+        #[arg(long, value_enum)]
+        network: Option<Switch>,
+        /// Where the sandbox cannot run: run commands on the host instead
+        /// (on), or refuse them (off).
+        /// [default: off]
+        #[arg(long, value_enum)]
+        sandbox_fallback: Option<Switch>,
         /// Withdraw the standing permission ("always") of this tool: it is
         /// asked about again. Repeatable.
         #[arg(long, value_name = "TOOL")]
@@ -975,6 +1014,46 @@ impl ApprovalArg {
             ApprovalArg::Ask => ApprovalPolicy::Ask,
             ApprovalArg::Deny => ApprovalPolicy::Deny,
         }
+    }
+}
+
+/// `--sandbox` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SandboxArg {
+    /// On the host, as you.
+    None,
+    /// In a bubblewrap sandbox: the workspace read-write, the rest of the
+    /// system read-only, exo's root, the key and your home out of sight.
+    Local,
+    /// In a container of the conversation's own (Docker), the workspace
+    /// bind-mounted.
+    Docker,
+}
+
+impl SandboxArg {
+    /// The mode it names.
+    pub fn mode(self) -> exo_core::SandboxMode {
+        match self {
+            SandboxArg::None => exo_core::SandboxMode::None,
+            SandboxArg::Local => exo_core::SandboxMode::Local,
+            SandboxArg::Docker => exo_core::SandboxMode::Docker,
+        }
+    }
+}
+
+/// `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Yes.
+    On,
+    /// No.
+    Off,
+}
+
+impl Switch {
+    /// Whether it is on.
+    pub fn on(self) -> bool {
+        self == Switch::On
     }
 }
 

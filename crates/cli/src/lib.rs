@@ -604,12 +604,18 @@ fn agent(
             approval,
             slug,
             module,
+            sandbox,
+            image,
+            network,
+            sandbox_fallback,
         } => {
             let module = module.map(|path| absolute_module(&path)).transpose()?;
             let request = params(
                 json!({ "name": name, "approval": approval.map(|a| a.policy()) }),
                 json!({ "model": model, "instructions": instructions, "slug": slug,
-                        "harness": harness.map(|h| h.harness()), "module": module }),
+                        "harness": harness.map(|h| h.harness()), "module": module,
+                        "sandbox": sandbox.map(|s| s.mode()), "image": image, "network": network.map(|n| n.on()),
+                        "sandbox_fallback": sandbox_fallback.map(|f| f.on()) }),
             );
             let (value, agent) = backend.call_as::<Agent>(AgentCreate::NAME, request)?;
             out.emit(&value, || {
@@ -627,6 +633,10 @@ fn agent(
             instructions,
             approval,
             module,
+            sandbox,
+            image,
+            network,
+            sandbox_fallback,
             revoke,
         } => {
             let module = module.map(|path| absolute_module(&path)).transpose()?;
@@ -635,6 +645,8 @@ fn agent(
                 json!({ "agent": agent }),
                 json!({ "model": model, "instructions": instructions, "approval": approval.map(|a| a.policy()),
                         "harness": harness.map(|h| h.harness()), "module": module,
+                        "sandbox": sandbox.map(|s| s.mode()), "image": image, "network": network.map(|n| n.on()),
+                        "sandbox_fallback": sandbox_fallback.map(|f| f.on()),
                         "revoke": revoke }),
             );
             let (value, agent) = backend.call_as::<Agent>(AgentSet::NAME, request)?;
@@ -690,6 +702,20 @@ fn agent(
                 }
                 lines.push(format!("model: {}", config.model.as_deref().unwrap_or("-")));
                 lines.push(format!("approval: {}", config.approval));
+                lines.push(format!(
+                    "sandbox: {}{}, network {}{}",
+                    config.sandbox.as_str(),
+                    config
+                        .image
+                        .as_deref()
+                        .map_or_else(String::new, |image| format!(" ({image})")),
+                    if config.network { "on" } else { "off" },
+                    if config.sandbox_fallback {
+                        ", host where it cannot run"
+                    } else {
+                        ""
+                    }
+                ));
                 if !config.allow.is_empty() {
                     lines.push(format!("allowed always: {}", config.allow.join(", ")));
                 }

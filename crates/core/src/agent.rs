@@ -110,6 +110,48 @@ impl ApprovalDecision {
     }
 }
 
+/// Where an agent's commands run (spec/sandboxes.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// On the host, as the user running exo.
+    None,
+    /// In a bubblewrap sandbox: the workspace read-write, the rest of the
+    /// system read-only, exo's secrets and the user's home out of sight,
+    /// its own pid namespace, no network unless allowed.
+    #[default]
+    Local,
+    /// In a container of its conversation's own, through the Docker
+    /// Engine API: the workspace bind-mounted, no network unless allowed.
+    Docker,
+}
+
+impl SandboxMode {
+    /// The name as written on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::None => "none",
+            SandboxMode::Local => "local",
+            SandboxMode::Docker => "docker",
+        }
+    }
+}
+
+impl std::str::FromStr for SandboxMode {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(SandboxMode::None),
+            "local" => Ok(SandboxMode::Local),
+            "docker" => Ok(SandboxMode::Docker),
+            _ => Err(ValidationError::new(format!(
+                "unknown sandbox {s:?}: expected none, local or docker"
+            ))),
+        }
+    }
+}
+
 /// An agent's configuration.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AgentConfig {
@@ -125,6 +167,16 @@ pub struct AgentConfig {
     pub approval: ApprovalPolicy,
     /// Tools allowed for good (`allow_always`), without asking.
     pub allow: Vec<String>,
+    /// Where its commands run.
+    pub sandbox: SandboxMode,
+    /// Whether its sandboxed commands may reach the network.
+    pub network: bool,
+    /// The image a `docker` sandbox is created from (exo's base image when
+    /// absent).
+    pub image: Option<String>,
+    /// Whether, where its sandbox cannot run, its commands run on the host
+    /// instead (said once); otherwise they are refused.
+    pub sandbox_fallback: bool,
     /// Keys this exo does not know, kept as they are.
     pub other: Map<String, Value>,
 }
@@ -157,6 +209,18 @@ impl AgentConfig {
                         ValidationError::new("agent config allow must be a list of tool names")
                     })?
                 }
+                "sandbox" => config.sandbox = text()?.parse()?,
+                "image" => config.image = Some(text()?),
+                "network" | "sandbox_fallback" => {
+                    let flag = value.as_bool().ok_or_else(|| {
+                        ValidationError::new(format!("agent config {key} must be true or false"))
+                    })?;
+                    if key == "network" {
+                        config.network = flag;
+                    } else {
+                        config.sandbox_fallback = flag;
+                    }
+                }
                 _ => {
                     config.other.insert(key.clone(), value.clone());
                 }
@@ -176,6 +240,7 @@ impl AgentConfig {
             ("module", &self.module),
             ("model", &self.model),
             ("instructions", &self.instructions),
+            ("image", &self.image),
         ] {
             if let Some(value) = value {
                 map.insert(key.into(), value.clone().into());
@@ -186,6 +251,15 @@ impl AgentConfig {
         }
         if !self.allow.is_empty() {
             map.insert("allow".into(), self.allow.clone().into());
+        }
+        if self.sandbox != SandboxMode::default() {
+            map.insert("sandbox".into(), self.sandbox.as_str().into());
+        }
+        if self.network {
+            map.insert("network".into(), true.into());
+        }
+        if self.sandbox_fallback {
+            map.insert("sandbox_fallback".into(), true.into());
         }
         map
     }
@@ -200,7 +274,8 @@ mod tests {
     fn a_config_round_trips_and_keeps_what_it_does_not_know() {
         let stored = json!({
             "harness": "typescript", "module": "/m.ts", "model": "gpt",
-            "approval": "auto", "allow": ["shell"], "future": {"x": 1}
+            "approval": "auto", "allow": ["shell"], "future": {"x": 1},
+            "sandbox": "none", "network": true, "sandbox_fallback": true
         });
         let config = AgentConfig::from_map(stored.as_object().unwrap()).unwrap();
         assert_eq!(config.harness, Harness::Typescript);

@@ -16,7 +16,7 @@ mod ids;
 pub mod json;
 mod slug;
 
-pub use agent::{AgentConfig, ApprovalDecision, Harness};
+pub use agent::{AgentConfig, ApprovalDecision, Harness, SandboxMode};
 pub use binding::{
     ApprovalPolicy, Binding, BindingKind, Provider, Scope, SecretKind, SecretValue,
     MAX_CONTEXT_WINDOW,

@@ -626,6 +626,18 @@ pub async fn prepare(
     let endpoint = setup.model.endpoint.clone();
     let root = setup.workspace.clone();
     let protected = setup.protected.clone();
+    let (mode, network, fallback) = (setup.sandbox, setup.network, setup.sandbox_fallback);
+    let docker = exo_sandbox::docker::DockerSpec {
+        container: format!("exo-{}", setup.conversation),
+        image: setup
+            .image
+            .clone()
+            .unwrap_or_else(|| exo_sandbox::docker::DEFAULT_IMAGE.to_owned()),
+        workspace: std::path::PathBuf::new(),
+        hidden: Vec::new(),
+        network,
+        conversation: setup.conversation.to_string(),
+    };
     tokio::task::spawn_blocking(
         move || -> Result<(Client, Option<Workspace>), SubstrateError> {
             let client = Client::new(endpoint.with_options(client_options))?;
@@ -635,7 +647,9 @@ pub async fn prepare(
                     for path in &protected {
                         workspace = workspace.protect(path);
                     }
-                    Some(workspace)
+                    let sandbox =
+                        sandbox(mode, network, fallback, workspace.root(), protected, docker);
+                    Some(workspace.with_sandbox(sandbox))
                 }
                 None => None,
             };
@@ -644,6 +658,47 @@ pub async fn prepare(
     )
     .await
     .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
+}
+
+/// Where a conversation's commands run: its agent's sandbox over the
+/// workspace, hiding exo's state; where a local sandbox cannot run, the
+/// host if the agent allows it (said once per process), else nowhere.
+fn sandbox(
+    mode: exo_core::SandboxMode,
+    network: bool,
+    fallback: bool,
+    root: &std::path::Path,
+    hidden: Vec<std::path::PathBuf>,
+    docker: exo_sandbox::docker::DockerSpec,
+) -> exo_sandbox::Sandbox {
+    use exo_sandbox::{Policy, Sandbox};
+    match mode {
+        exo_core::SandboxMode::None => Sandbox::host(),
+        exo_core::SandboxMode::Docker => Sandbox::docker(exo_sandbox::docker::DockerSpec {
+            workspace: root.to_path_buf(),
+            hidden,
+            ..docker
+        }),
+        exo_core::SandboxMode::Local => {
+            let policy = Policy {
+                workspace: root.to_path_buf(),
+                hidden,
+                network,
+            };
+            match Sandbox::local(policy) {
+                Ok(sandbox) => sandbox,
+                Err(err) if fallback => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        tracing::warn!("{err}; commands run on the host, as the agent allows");
+                    });
+                    Sandbox::host()
+                }
+                Err(exo_sandbox::SandboxError::Unavailable(why)) => Sandbox::unavailable(why),
+                Err(other) => Sandbox::unavailable(other.to_string()),
+            }
+        }
+    }
 }
 
 /// Ends a turn: the turn-end snapshot and `turn_ended` (as `turn/finish`),

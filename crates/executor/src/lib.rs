@@ -75,6 +75,14 @@ pub struct Setup {
     /// The MCP servers bound for the conversation (`binding mcp`), their
     /// secrets resolved.
     pub mcp_servers: Vec<mcp::McpServer>,
+    /// Where its commands run.
+    pub sandbox: exo_core::SandboxMode,
+    /// Whether sandboxed commands may reach the network.
+    pub network: bool,
+    /// Whether commands run on the host where the sandbox cannot run.
+    pub sandbox_fallback: bool,
+    /// The image of a `docker` sandbox, when the agent names one.
+    pub image: Option<String>,
 }
 
 /// A token for the model gateway (spec/gateway.md): what an agent process

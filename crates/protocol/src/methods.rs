@@ -228,6 +228,20 @@ pub struct AgentCreateParams {
     /// it before the agent is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// Where its commands run (default `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<exo_core::SandboxMode>,
+    /// The image of a `docker` sandbox (default exo's base image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Whether its sandboxed commands may reach the network (default
+    /// false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
+    /// Whether, where the sandbox cannot run, commands run on the host
+    /// instead (default false: they are refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_fallback: Option<bool>,
 }
 
 /// `agent/set` params: what to change; what is absent stays.
@@ -251,6 +265,18 @@ pub struct AgentSetParams {
     /// Another approval policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPolicy>,
+    /// Another sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<exo_core::SandboxMode>,
+    /// Another image for a `docker` sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Whether sandboxed commands may reach the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
+    /// Whether commands run on the host where the sandbox cannot run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_fallback: Option<bool>,
     /// Tools whose standing permission (`allow_always`) is withdrawn: they
     /// are asked about again. Each must be one the agent has.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -233,6 +233,10 @@ impl Service {
             model: params.model,
             instructions: params.instructions,
             approval: params.approval.unwrap_or_default(),
+            sandbox: params.sandbox.unwrap_or_default(),
+            image: params.image,
+            network: params.network.unwrap_or(false),
+            sandbox_fallback: params.sandbox_fallback.unwrap_or(false),
             ..exo_core::AgentConfig::default()
         };
         let config = self.checked_config(config)?;
@@ -263,6 +267,18 @@ impl Service {
         }
         if let Some(approval) = params.approval {
             config.approval = approval;
+        }
+        if let Some(sandbox) = params.sandbox {
+            config.sandbox = sandbox;
+        }
+        if let Some(image) = params.image {
+            config.image = Some(image);
+        }
+        if let Some(network) = params.network {
+            config.network = network;
+        }
+        if let Some(fallback) = params.sandbox_fallback {
+            config.sandbox_fallback = fallback;
         }
         // Checked (the module loaded) before anything is written.
         let config = self.checked_config(config)?;

@@ -377,6 +377,10 @@ impl Service {
         )?;
         Ok(Setup {
             mcp_servers,
+            sandbox: config.sandbox,
+            network: config.network,
+            sandbox_fallback: config.sandbox_fallback,
+            image: config.image.clone(),
             agent: agent_record.id.to_string(),
             harness: config.harness,
             module: config.module.map(Into::into),

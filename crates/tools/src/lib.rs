@@ -38,9 +38,9 @@
 //! through a symlink ("refusing to touch exo's state directory"), and
 //! `list_files` and `grep` skip it.
 //!
-//! The `shell` tool is not confined this way: it runs in the workspace root
-//! but can do whatever the user running exo can (sandboxing is a separate
-//! concern).
+//! The `shell` tool is not confined this way: it runs in the workspace root,
+//! on the host or in the [`Workspace`]'s sandbox ([`Workspace::with_sandbox`],
+//! `exo_sandbox`), which decides what it can see.
 //!
 //! # Environment
 //!

@@ -24,7 +24,6 @@ use std::time::Duration;
 use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::workspace::io_message;
@@ -80,14 +79,33 @@ pub(crate) async fn run(
             io_message(&error)
         ));
     }
-    let mut shell = Command::new(SHELL);
+    let mut environment = allowed_environment();
+    for (name, value) in env {
+        environment.retain(|(passed, _)| passed.as_os_str() != name.as_str());
+        environment.push((name.into(), value.into()));
+    }
+    if let Some(container) = workspace.sandbox().container() {
+        return in_container(
+            container,
+            workspace,
+            command,
+            timeout,
+            limits,
+            &environment,
+            cancel,
+        )
+        .await;
+    }
+    let mut shell = match workspace.sandbox().command(
+        SHELL.as_ref(),
+        &["-c".as_ref(), command.as_ref()],
+        workspace.root(),
+        &environment,
+    ) {
+        Ok(shell) => shell,
+        Err(error) => return ToolOutput::broken(error.to_string()),
+    };
     shell
-        .arg("-c")
-        .arg(command)
-        .current_dir(workspace.root())
-        .env_clear()
-        .envs(allowed_environment())
-        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -236,6 +254,97 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// `shell` in a docker sandbox: the same output shape, caps, timeout and
+/// cancellation, through the container's exec.
+async fn in_container(
+    container: &exo_sandbox::docker::Docker,
+    workspace: &Workspace,
+    command: &str,
+    timeout: Duration,
+    limits: &Limits,
+    environment: &[(OsString, OsString)],
+    cancel: &CancellationToken,
+) -> ToolOutput {
+    use exo_sandbox::docker::Chunk;
+    use futures_util::StreamExt;
+
+    let started = tokio::select! {
+        started = container.exec(command, workspace.root(), environment, timeout) => started,
+        () = cancel.cancelled() => return ToolOutput::cancelled(),
+    };
+    let mut exec = match started {
+        Ok(exec) => exec,
+        Err(error) => return ToolOutput::broken(error.to_string()),
+    };
+    let cap = limits.max_output_bytes;
+    let (mut stdout, mut stderr) = (HeadTail::new(cap), HeadTail::new(cap));
+    let mut broken = None;
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let ending = loop {
+        tokio::select! {
+            chunk = exec.output.next() => match chunk {
+                Some(Ok(Chunk::Stdout(bytes))) => stdout.push(&bytes),
+                Some(Ok(Chunk::Stderr(bytes))) => stderr.push(&bytes),
+                Some(Err(error)) => {
+                    broken = Some(error.to_string());
+                    break None;
+                }
+                None => break None,
+            },
+            () = &mut deadline => break Some(Ending::TimedOut),
+            () = cancel.cancelled() => break Some(Ending::Cancelled),
+        }
+    };
+    let (exit_code, timed_out, cancelled) = match ending {
+        None => (container.finish(&exec.handle).await, false, false),
+        Some(killed) => {
+            container.kill(&exec.handle).await;
+            // What is still in the pipes, for a little while.
+            let drain = async {
+                while let Some(Ok(chunk)) = exec.output.next().await {
+                    match chunk {
+                        Chunk::Stdout(bytes) => stdout.push(&bytes),
+                        Chunk::Stderr(bytes) => stderr.push(&bytes),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_GRACE, drain).await;
+            let _ = container.finish(&exec.handle).await;
+            let timed_out = matches!(killed, Ending::TimedOut);
+            (None, timed_out, !timed_out)
+        }
+    };
+    if let Some(error) = broken {
+        return ToolOutput::broken(error);
+    }
+    let exit_code = exit_code.and_then(|code| i32::try_from(code).ok());
+    let (stdout, stdout_truncated) = stdout.render();
+    let (mut stderr, stderr_truncated) = stderr.render();
+    if timed_out || cancelled {
+        // The wrapper's own word on the kill, not the command's.
+        stderr = stderr
+            .lines()
+            .filter(|line| {
+                !(line.starts_with("setsid: child ") && line.contains("did not exit normally"))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+    }
+    ToolOutput {
+        is_error: exit_code != Some(0),
+        broken: false,
+        output: json!({
+            "exit_code": exit_code,
+            "stdout": stdout,
+            "stderr": stderr,
+            "timed_out": timed_out,
+            "cancelled": cancelled,
+            "truncated": stdout_truncated || stderr_truncated,
+        }),
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Workspace {
     /// (or, for one that does not exist yet, its nearest existing ancestor
     /// canonical and the rest appended). Never the root itself.
     protected: Vec<PathBuf>,
+    /// Where `shell` commands run: the host unless told otherwise.
+    sandbox: exo_sandbox::Sandbox,
 }
 
 impl Workspace {
@@ -66,6 +68,7 @@ impl Workspace {
             root: canonical,
             given_root,
             protected: Vec::new(),
+            sandbox: exo_sandbox::Sandbox::host(),
         })
     }
 
@@ -91,6 +94,18 @@ impl Workspace {
             self.protected.push(resolved);
         }
         self
+    }
+
+    /// The same workspace with `shell` commands run in `sandbox`
+    /// (spec/sandboxes.md) instead of on the host.
+    pub fn with_sandbox(mut self, sandbox: exo_sandbox::Sandbox) -> Workspace {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// Where `shell` commands run.
+    pub fn sandbox(&self) -> &exo_sandbox::Sandbox {
+        &self.sandbox
     }
 
     /// The workspace root, canonical (absolute, symlinks resolved).

@@ -178,6 +178,24 @@ export interface AgentCreateParams {
    * it before the agent is created.
    */
   module?: string | null;
+  /**
+   * Where its commands run (default `local`).
+   */
+  sandbox?: SandboxMode | null;
+  /**
+   * The image of a `docker` sandbox (default exo's base image).
+   */
+  image?: string | null;
+  /**
+   * Whether its sandboxed commands may reach the network (default
+   * false).
+   */
+  network?: boolean | null;
+  /**
+   * Whether, where the sandbox cannot run, commands run on the host
+   * instead (default false: they are refused).
+   */
+  sandbox_fallback?: boolean | null;
 }
 
 /**
@@ -234,6 +252,22 @@ export interface AgentSetParams {
    * Another approval policy.
    */
   approval?: ApprovalPolicy | null;
+  /**
+   * Another sandbox.
+   */
+  sandbox?: SandboxMode | null;
+  /**
+   * Another image for a `docker` sandbox.
+   */
+  image?: string | null;
+  /**
+   * Whether sandboxed commands may reach the network.
+   */
+  network?: boolean | null;
+  /**
+   * Whether commands run on the host where the sandbox cannot run.
+   */
+  sandbox_fallback?: boolean | null;
   /**
    * Tools whose standing permission (`allow_always`) is withdrawn: they
    * are asked about again. Each must be one the agent has.
@@ -2452,6 +2486,11 @@ export interface RuntimeInfo {
    */
   version: string;
 }
+
+/**
+ * Where an agent's commands run (spec/sandboxes.md).
+ */
+export type SandboxMode = "none" | "local" | "docker";
 
 /**
  * Names a scope: root when both are absent, an agent, or a conversation

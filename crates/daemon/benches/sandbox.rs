@@ -1,0 +1,120 @@
+//! What the local sandbox adds to a shell call (spec/sandboxes.md), side by
+//! side in one run, in alternation:
+//!
+//! | row | exo | reference | target |
+//! |---|---|---|---|
+//! | a `shell` call in a `local` sandbox | `exo_tools::run` of `shell {command: "true"}` in a workspace whose commands run under bubblewrap | the same call on the host | ≤ +20 ms at p50 |
+//! | a `shell` call in a `docker` sandbox | the same call in a container made from `exo/base:bookworm` (made before the first counted call) | the same call on the host | ≤ +80 ms at p50 |
+//!
+//! Both sides are the tool as the built-in executor runs it: the process
+//! group, the reaper's guard, the pipes read to their end (in a container:
+//! the exec, its output stream, its exit code, and the exec that kills
+//! what it left). Where bubblewrap does not run, or no Docker daemon or
+//! image is there, that row is reported as skipped.
+//!
+//! `cargo bench -p exo-daemon --bench sandbox` (`EXO_BENCH_QUICK=1` for a
+//! short run); `cargo test --all-targets` runs it once as a smoke test.
+
+#![allow(clippy::print_stdout)]
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::{exo_binary, BenchResult, Mode, Report, Series, Target};
+use exo_sandbox::docker::DockerSpec;
+use exo_sandbox::{Policy, Sandbox};
+use exo_tools::{Call, Limits, Workspace};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn calls(mode: &Mode) -> usize {
+    match mode.name {
+        "full" => 200,
+        "quick" => 40,
+        _ => 3,
+    }
+}
+
+fn main() -> BenchResult<()> {
+    let mode = Mode::from_env();
+    let calls = calls(&mode);
+    let dir = tempfile::tempdir()?;
+    let exo_root = dir.path().join(".exo");
+    std::fs::create_dir(&exo_root)?;
+    let host = Workspace::new(dir.path())?;
+    let policy = Policy {
+        workspace: host.root().to_path_buf(),
+        hidden: vec![exo_root],
+        network: false,
+    };
+    let local = match Sandbox::local(policy) {
+        Ok(sandbox) => host.clone().with_sandbox(sandbox),
+        Err(why) => {
+            println!("skipped: {why}");
+            return Ok(());
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let call = exo_tools::parse("shell", &json!({"command": "true"}))?;
+    let limits = Limits::default();
+    let cancel = CancellationToken::new();
+    let once = |workspace: &Workspace, call: &Call| -> BenchResult<std::time::Duration> {
+        let start = Instant::now();
+        let output = runtime.block_on(exo_tools::run(workspace, call, &limits, &[], &cancel));
+        let elapsed = start.elapsed();
+        if output.is_error {
+            return Err(format!("the shell call failed: {}", output.output).into());
+        }
+        Ok(elapsed)
+    };
+    let (mut sandboxed, mut bare) = (Series::new(1), Series::new(1));
+    for _ in 0..=calls {
+        sandboxed.push(once(&local, &call)?);
+        bare.push(once(&host, &call)?);
+    }
+    let mut report = Report::with_differences();
+    report.latency(
+        "shell_local",
+        "shell `true` in a local sandbox vs on the host",
+        (sandboxed.stats(), bare.stats()),
+        "host",
+        Some(Target::AddedAtMost(20_000.0)),
+    );
+
+    let name = format!("exo-bench-{}", std::process::id());
+    let container = host.clone().with_sandbox(Sandbox::docker(DockerSpec {
+        container: name.clone(),
+        image: exo_sandbox::docker::DEFAULT_IMAGE.to_owned(),
+        workspace: host.root().to_path_buf(),
+        hidden: Vec::new(),
+        network: false,
+        conversation: "bench".to_owned(),
+    }));
+    let first = runtime.block_on(exo_tools::run(&container, &call, &limits, &[], &cancel));
+    if first.is_error {
+        println!("skipped: the docker row: {}", first.output);
+    } else {
+        let (mut contained, mut bare) = (Series::new(1), Series::new(1));
+        for _ in 0..=calls {
+            contained.push(once(&container, &call)?);
+            bare.push(once(&host, &call)?);
+        }
+        report.latency(
+            "shell_docker",
+            "shell `true` in a docker sandbox vs on the host",
+            (contained.stats(), bare.stats()),
+            "host",
+            Some(Target::AddedAtMost(80_000.0)),
+        );
+    }
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &name])
+        .output();
+    report.print_table("the sandboxes: what they add to a shell call");
+    report.write_json(&mode, "sandbox", &exo_binary()?, json!({"calls": calls}))?;
+    Ok(())
+}

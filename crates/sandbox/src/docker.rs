@@ -1,0 +1,426 @@
+//! The `docker` backend: a container per conversation, reached through the
+//! Docker Engine API (bollard, on the daemon's Unix socket; never the
+//! docker CLI), created from an image on first use, the workspace bind-
+//! mounted at its own path so files and snapshots stay on the host.
+//!
+//! Each command is an exec of a small wrapper in a session of its own
+//! (`setsid -w`), which runs the command under `timeout -s KILL` in a
+//! process group of its own and kills that group once the command exits,
+//! so nothing it left running goes on; on cancel or timeout a second exec
+//! kills both groups; and `timeout` kills the command by itself should exo
+//! die first.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptions,
+    StartContainerOptions,
+};
+use futures_util::{Stream, StreamExt};
+
+use crate::SandboxError;
+
+/// The image a docker sandbox starts from when the agent names none
+/// (`containers/build` makes it).
+pub const DEFAULT_IMAGE: &str = "exo/base:bookworm";
+
+/// The most processes one sandbox may run at once.
+pub const PIDS_LIMIT: i64 = 1024;
+
+/// The most memory one sandbox may use (swap included), in bytes.
+pub const MEMORY_LIMIT: i64 = 4 << 30;
+
+/// How long one request to Docker may take, in seconds: longer than the
+/// longest command (10 minutes).
+const REQUEST_TIMEOUT_SECS: u64 = 15 * 60;
+
+/// What a conversation's container is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerSpec {
+    /// The container's name (`exo-CONVERSATION`).
+    pub container: String,
+    /// The image it is created from.
+    pub image: String,
+    /// The workspace, bound read-write at its own path.
+    pub workspace: PathBuf,
+    /// Directories inside the workspace hidden under an empty tmpfs.
+    pub hidden: Vec<PathBuf>,
+    /// Whether it may reach the network (a bridge), or has none.
+    pub network: bool,
+    /// The conversation, as a label.
+    pub conversation: String,
+}
+
+/// A conversation's container.
+pub struct Docker {
+    client: Result<bollard::Docker, String>,
+    spec: DockerSpec,
+    ensure: tokio::sync::Mutex<()>,
+    /// Whether the container was running at the last command: if so the
+    /// next one goes straight to its exec (and, should that find it gone,
+    /// makes sure of it then).
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Docker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Docker").field("spec", &self.spec).finish()
+    }
+}
+
+/// A piece of an exec's output.
+#[derive(Debug)]
+pub enum Chunk {
+    /// From its stdout.
+    Stdout(Vec<u8>),
+    /// From its stderr.
+    Stderr(Vec<u8>),
+}
+
+/// A command running in the container.
+pub struct Exec {
+    /// What names it, to kill it or read its exit code.
+    pub handle: ExecHandle,
+    /// Its output as it comes; ends when every process holding its pipes
+    /// has exited.
+    pub output: Pin<Box<dyn Stream<Item = Result<Chunk, SandboxError>> + Send>>,
+}
+
+/// What names a running command.
+#[derive(Debug, Clone)]
+pub struct ExecHandle {
+    id: String,
+    tag: String,
+}
+
+fn failed(what: &str, err: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Docker(format!("{what}: {err}"))
+}
+
+fn status_of(err: &bollard::errors::Error) -> Option<u16> {
+    match err {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+impl Docker {
+    /// The container `spec` describes; nothing is asked of Docker until the
+    /// first command.
+    pub fn new(spec: DockerSpec) -> Docker {
+        // DOCKER_HOST as exo was given it (start-up may have taken it out
+        // of the process's own environment); a request may last as long as
+        // the longest command.
+        let host = exo_secrets::environment::var_os("DOCKER_HOST")
+            .map(|host| host.to_string_lossy().into_owned())
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        let client = match host.strip_prefix("unix://") {
+            Some(path) => bollard::Docker::connect_with_unix(
+                path,
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(|err| format!("cannot reach the Docker daemon at {path}: {err}")),
+            None => Err(format!(
+                "DOCKER_HOST {host} is not a unix:// socket, the only kind exo speaks to"
+            )),
+        };
+        Docker {
+            client,
+            spec,
+            ensure: tokio::sync::Mutex::new(()),
+            running: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// What the container is.
+    pub fn spec(&self) -> &DockerSpec {
+        &self.spec
+    }
+
+    fn client(&self) -> Result<&bollard::Docker, SandboxError> {
+        self.client
+            .as_ref()
+            .map_err(|why| SandboxError::Docker(why.clone()))
+    }
+
+    /// Makes sure the container exists and runs: created from the image
+    /// when missing, started when stopped, made again when it cannot start.
+    pub async fn ensure(&self) -> Result<(), SandboxError> {
+        let _one_at_a_time = self.ensure.lock().await;
+        let docker = self.client()?;
+        let name = &self.spec.container;
+        match docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => {
+                let running = info
+                    .state
+                    .as_ref()
+                    .and_then(|state| state.running)
+                    .unwrap_or(false);
+                if running {
+                    return Ok(());
+                }
+                if docker
+                    .start_container(name, None::<StartContainerOptions>)
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+                tracing::warn!(container = %name, "the container does not start; making it again");
+                let _ = docker
+                    .remove_container(
+                        name,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+                self.create().await
+            }
+            Err(err) if status_of(&err) == Some(404) => self.create().await,
+            Err(err) => Err(failed("cannot reach the Docker daemon", err)),
+        }
+    }
+
+    async fn create(&self) -> Result<(), SandboxError> {
+        let docker = self.client()?;
+        let spec = &self.spec;
+        match docker.inspect_image(&spec.image).await {
+            Ok(_) => {}
+            Err(err) if status_of(&err) == Some(404) => {
+                return Err(SandboxError::Docker(format!(
+                    "the image {} is not present",
+                    spec.image
+                )))
+            }
+            Err(err) => return Err(failed("cannot reach the Docker daemon", err)),
+        }
+        let workspace = spec.workspace.display().to_string();
+        let tmpfs: HashMap<String, String> = spec
+            .hidden
+            .iter()
+            .filter(|dir| dir.starts_with(&spec.workspace) && **dir != spec.workspace)
+            .map(|dir| {
+                (
+                    dir.display().to_string(),
+                    "rw,size=64k,mode=0700".to_owned(),
+                )
+            })
+            .collect();
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            working_dir: Some(workspace.clone()),
+            hostname: Some("exo-sandbox".into()),
+            user: (uid != 0).then(|| format!("{uid}:{gid}")),
+            labels: Some(HashMap::from([
+                ("exo.conversation".to_owned(), spec.conversation.clone()),
+                ("exo.workspace".to_owned(), workspace.clone()),
+            ])),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{workspace}:{workspace}")]),
+                tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+                network_mode: Some(if spec.network { "bridge" } else { "none" }.into()),
+                pids_limit: Some(PIDS_LIMIT),
+                memory: Some(MEMORY_LIMIT),
+                memory_swap: Some(MEMORY_LIMIT),
+                init: Some(true),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.container)
+            .build();
+        match docker.create_container(Some(options), body).await {
+            Ok(_) => {}
+            // Made meanwhile by another exo process.
+            Err(err) if status_of(&err) == Some(409) => {}
+            Err(err) => return Err(failed("cannot create the container", err)),
+        }
+        docker
+            .start_container(&spec.container, None::<StartContainerOptions>)
+            .await
+            .map_err(|err| failed("cannot start the container", err))
+    }
+
+    /// Starts `command` in `cwd` with `env`, killed after `timeout` inside
+    /// the container whatever happens to exo.
+    pub async fn exec(
+        &self,
+        command: &str,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        timeout: Duration,
+    ) -> Result<Exec, SandboxError> {
+        use std::sync::atomic::Ordering;
+        if !self.running.load(Ordering::Acquire) {
+            self.ensure().await?;
+        }
+        match self.start(command, cwd, env, timeout).await {
+            Ok(exec) => {
+                self.running.store(true, Ordering::Release);
+                Ok(exec)
+            }
+            Err(_) if self.running.swap(false, Ordering::AcqRel) => {
+                // It ran at the last command; it may have died since.
+                self.ensure().await?;
+                let exec = self.start(command, cwd, env, timeout).await?;
+                self.running.store(true, Ordering::Release);
+                Ok(exec)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn start(
+        &self,
+        command: &str,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        timeout: Duration,
+    ) -> Result<Exec, SandboxError> {
+        let docker = self.client()?;
+        let tag = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let seconds = timeout.as_secs().max(1) + 1;
+        // The wrapper leads a session of its own; the command runs under
+        // `timeout` in a process group of its own, which the wrapper kills
+        // once the command has exited, so nothing it left running goes on.
+        let script = format!(
+            "f=/tmp/.exo-exec-$1; echo $$ > $f; \
+             timeout -s KILL {seconds} /bin/sh -c \"$0\" & t=$!; echo $t > $f.t; \
+             wait $t; c=$?; kill -9 -$t 2>/dev/null; rm -f $f $f.t; exit $c"
+        );
+        let env: Vec<String> = env
+            .iter()
+            .filter(|(name, _)| {
+                // The host's paths mean nothing in the image.
+                !["PATH", "HOME", "TMPDIR", "SHELL", "USER"]
+                    .iter()
+                    .any(|host| name == host)
+            })
+            .map(|(name, value)| format!("{}={}", name.to_string_lossy(), value.to_string_lossy()))
+            .collect();
+        let created = docker
+            .create_exec(
+                &self.spec.container,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(vec![
+                        "setsid".to_owned(),
+                        "-w".to_owned(),
+                        "/bin/sh".to_owned(),
+                        "-c".to_owned(),
+                        script,
+                        command.to_owned(),
+                        tag.clone(),
+                    ]),
+                    env: Some(env),
+                    working_dir: Some(cwd.display().to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|err| failed("cannot run the command in the container", err))?;
+        let started = docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(64 * 1024),
+                }),
+            )
+            .await
+            .map_err(|err| failed("cannot run the command in the container", err))?;
+        let StartExecResults::Attached { output, .. } = started else {
+            return Err(SandboxError::Docker(
+                "the command started detached".to_owned(),
+            ));
+        };
+        let output = output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok(Chunk::Stdout(message.to_vec()))),
+                Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk::Stderr(message.to_vec()))),
+                Ok(LogOutput::Console { message }) => Some(Ok(Chunk::Stdout(message.to_vec()))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(err) => Some(Err(failed("the container's output broke off", err))),
+            }
+        });
+        Ok(Exec {
+            handle: ExecHandle {
+                id: created.id,
+                tag,
+            },
+            output: Box::pin(output),
+        })
+    }
+
+    /// Kills the command and everything it started (its process groups),
+    /// and waits until that is done. (A command that exits by itself has
+    /// what it left running killed by its wrapper.)
+    pub async fn kill(&self, exec: &ExecHandle) {
+        let Ok(docker) = self.client() else { return };
+        let script = format!(
+            "f=/tmp/.exo-exec-{tag}; for g in $(cat $f.t $f 2>/dev/null); do kill -9 -$g; done 2>/dev/null; rm -f $f $f.t",
+            tag = exec.tag
+        );
+        let created = docker
+            .create_exec(
+                &self.spec.container,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), script]),
+                    ..Default::default()
+                },
+            )
+            .await;
+        if let Ok(created) = created {
+            if let Ok(StartExecResults::Attached { mut output, .. }) = docker
+                .start_exec(&created.id, None::<StartExecOptions>)
+                .await
+            {
+                while output.next().await.is_some() {}
+            }
+        }
+    }
+
+    /// The command's exit code, once it has exited.
+    pub async fn finish(&self, exec: &ExecHandle) -> Option<i64> {
+        let docker = self.client().ok()?;
+        let mut code = None;
+        for _ in 0..500 {
+            match docker.inspect_exec(&exec.id).await {
+                Ok(info) if info.running != Some(true) => {
+                    code = info.exit_code;
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+                Err(_) => break,
+            }
+        }
+        code
+    }
+}

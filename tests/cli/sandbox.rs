@@ -1,0 +1,463 @@
+//! The `local` sandbox (the default): a model's shell command runs under
+//! real bubblewrap, sees the workspace and nothing of exo's secrets, other
+//! processes or the network, and dies with the turn however it ends.
+//! spec/sandboxes.md.
+
+use std::process::Stdio;
+
+use exo_fake_model::{Completion, Wire};
+use serde_json::{json, Value};
+
+use crate::agent::{Fixture, API_KEY, API_KEY_VAR};
+
+/// Whether bubblewrap runs here; where it must (the test set-up installs
+/// it), its absence fails the test instead.
+fn bwrap_ready() -> bool {
+    let works = std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "--unshare-pid", "--", "/bin/true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !works {
+        assert!(
+            std::env::var("EXO_REQUIRE_AGENTS").as_deref() != Ok("1"),
+            "bubblewrap does not run: run scripts/setup-sandbox"
+        );
+        eprintln!("skipped: bubblewrap does not run here (scripts/setup-sandbox installs it)");
+    }
+    works
+}
+
+/// The stdout of the turn's one shell call.
+fn shell_output(fixture: &Fixture) -> Value {
+    fixture
+        .last_turn("work")
+        .into_iter()
+        .find(|event| event["kind"] == "tool_result")
+        .expect("a tool result")["output"]
+        .clone()
+}
+
+/// What the spy prints, one `name: value` per line.
+fn spy(fixture: &Fixture, port: u16) -> String {
+    let key_file = fixture.env.config_dir().join("exo/key");
+    let home = fixture.env.dir();
+    format!(
+        r#"exec 2>&1
+echo "key: $(cat {key} 2>&1 | head -c 80)"
+echo "root: $(ls -A {root} 2>&1 | tr '\n' ' ')"
+echo "home: $(ls -A {home} | tr '\n' ' ')"
+echo "processes: $(ls /proc | grep -c '^[0-9]')"
+echo "environ: $(cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline | tr '\0' ' ')"
+echo "network: $(bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && echo open' 2>/dev/null || echo closed)"
+echo "system: $(touch /usr/exo-sandbox-probe 2>&1 || true)"
+echo "tmp: $(ls -A /tmp | tr '\n' ' ')"
+echo written > inside.txt && echo "workspace: writable"
+"#,
+        key = key_file.display(),
+        root = fixture.root.display(),
+        home = home.display(),
+    )
+}
+
+fn line<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} line in {stdout}"))
+}
+
+fn model_port(fixture: &Fixture) -> u16 {
+    let url = fixture.model.base_url();
+    let after = url.split("127.0.0.1:").nth(1).expect("a local URL");
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// From a sandboxed command, whether in `send` or in a daemon: the key
+/// file, exo's root and the home are out of sight, only the sandbox's own
+/// processes exist (no `environ` of exo's holds the API key), the network
+/// is closed, the system is read-only, `/tmp` is the sandbox's own, and
+/// the workspace is writable.
+#[test]
+fn a_sandboxed_command_sees_the_workspace_and_nothing_of_exo() {
+    if !bwrap_ready() {
+        return;
+    }
+    // The second time with exo's root inside the workspace, as in a
+    // project, and a daemon running the turn.
+    for daemon in [false, true] {
+        let root_at = if daemon {
+            crate::agent::RootAt::InsideWorkspace
+        } else {
+            crate::agent::RootAt::Beside
+        };
+        let fixture = Fixture::with_root(Wire::OpenAiChat, "auto", root_at);
+        // A file in the host's /tmp, which the sandbox's own /tmp lacks.
+        let marker = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+        let marker_name = marker.path().file_name().unwrap().to_str().unwrap();
+        let port = model_port(&fixture);
+        fixture
+            .model
+            .push(Completion::text("Looking.").with_tool_call(
+                "call_spy",
+                "shell",
+                json!({"command": spy(&fixture, port)}),
+            ));
+        fixture.model.push(Completion::text("Seen."));
+        let running = daemon.then(|| fixture.daemon());
+        fixture.send_ok("work", "look around");
+        if let Some(running) = running {
+            fixture.stop(running);
+        }
+        let output = shell_output(&fixture);
+        let stdout = output["stdout"].as_str().unwrap();
+        assert!(line(stdout, "key").contains("No such file"), "{stdout}");
+        let root = line(stdout, "root");
+        assert!(root.contains("No such file") || root.is_empty(), "{stdout}");
+        // The home holds the workspace (bound back in) and nothing else.
+        assert_eq!(line(stdout, "home").trim(), "ws", "{stdout}");
+        if daemon {
+            // exo's root shows as an empty directory where it is.
+            assert!(fixture.root.join("exo.db").exists());
+        }
+        let processes: u32 = line(stdout, "processes").parse().unwrap();
+        assert!(processes <= 8, "{stdout}");
+        assert!(
+            !stdout.contains(API_KEY),
+            "the API key is visible: {stdout}"
+        );
+        assert!(!line(stdout, "environ").contains(API_KEY_VAR), "{stdout}");
+        assert_eq!(line(stdout, "network"), "closed", "{stdout}");
+        assert!(line(stdout, "system").contains("Read-only"), "{stdout}");
+        assert!(!line(stdout, "tmp").contains(marker_name), "{stdout}");
+        assert_eq!(line(stdout, "workspace"), "writable");
+        assert_eq!(
+            std::fs::read_to_string(fixture.workspace.join("inside.txt")).unwrap(),
+            "written\n"
+        );
+        assert!(!std::path::Path::new("/usr/exo-sandbox-probe").exists());
+    }
+}
+
+/// `--network on` opens the network; `--sandbox none` runs on the host.
+#[test]
+fn the_network_and_the_host_are_the_agents_choice() {
+    if !bwrap_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    let port = model_port(&fixture);
+    let probe = format!(
+        "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && echo open' 2>/dev/null || echo closed; ls /proc | grep -c '^[0-9]'"
+    );
+    let run = |fixture: &Fixture| {
+        fixture.model.push(Completion::text("").with_tool_call(
+            "call_net",
+            "shell",
+            json!({"command": probe}),
+        ));
+        fixture.model.push(Completion::text("ok"));
+        fixture.send_ok("work", "probe");
+        shell_output(fixture)["stdout"].as_str().unwrap().to_owned()
+    };
+    fixture.ok(&["agent", "set", "coder", "--network", "on"]);
+    let shown = fixture.ok(&["agent", "show", "coder"]).stdout;
+    assert!(shown.contains("sandbox: local, network on"), "{shown}");
+    let open = run(&fixture);
+    assert!(open.starts_with("open\n"), "{open}");
+    let sandboxed: u32 = open.lines().nth(1).unwrap().parse().unwrap();
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "none"]);
+    let host = run(&fixture);
+    let seen: u32 = host.lines().nth(1).unwrap().parse().unwrap();
+    assert!(seen > sandboxed, "{host} vs {open}");
+}
+
+/// Where bubblewrap cannot run, a sandboxed agent's commands are refused
+/// (the turn fails, saying why, and nothing ran); with
+/// `--sandbox-fallback on` they run on the host.
+#[test]
+fn without_bubblewrap_commands_are_refused_unless_the_agent_allows_the_host() {
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    let no_bwrap = [("EXO_BWRAP", "/nonexistent/bwrap"), (API_KEY_VAR, API_KEY)];
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_1",
+        "shell",
+        json!({"command": "echo ran > ran.txt"}),
+    ));
+    let run = fixture.env.run_with(
+        &fixture.args(&["conversation", "send", "coder", "work", "go"]),
+        b"",
+        &no_bwrap,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "the shell tool could not run: the local sandbox cannot run: bubblewrap (bwrap) is not installed"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!fixture.workspace.join("ran.txt").exists());
+
+    fixture.ok(&["agent", "set", "coder", "--sandbox-fallback", "on"]);
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_2",
+        "shell",
+        json!({"command": "echo ran > ran.txt"}),
+    ));
+    fixture.model.push(Completion::text("ran"));
+    let run = fixture.env.run_with(
+        &fixture.args(&["conversation", "send", "coder", "work", "go"]),
+        b"",
+        &no_bwrap,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace.join("ran.txt")).unwrap(),
+        "ran\n"
+    );
+}
+
+/// A sandboxed command that outlives its timeout, with a background job,
+/// is stopped with everything it started; so is one whose `exo` is
+/// killed with SIGKILL.
+#[test]
+fn a_sandboxed_command_dies_with_its_call_and_with_exo() {
+    if !bwrap_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    let ticker = "(while :; do date >> ticks; sleep 0.05; done) & sleep 100";
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_1",
+        "shell",
+        json!({"command": ticker, "timeout_ms": 1000}),
+    ));
+    fixture.model.push(Completion::text("stopped"));
+    fixture.send_ok("work", "tick");
+    let output = shell_output(&fixture);
+    assert_eq!(output["timed_out"], true, "{output}");
+    let ticks = fixture.workspace.join("ticks");
+    still(&ticks);
+
+    std::fs::remove_file(&ticks).unwrap();
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_2",
+        "shell",
+        json!({"command": ticker}),
+    ));
+    let mut command =
+        fixture
+            .env
+            .command(&fixture.args(&["conversation", "send", "coder", "work", "tick"]));
+    command
+        .env(API_KEY_VAR, API_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    crate::util::wait_until("the command ticks", || {
+        std::fs::metadata(&ticks).is_ok_and(|meta| meta.len() > 0)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    still(&ticks);
+}
+
+/// Waits until `file` stops growing (two sizes a second apart agree).
+fn still(file: &std::path::Path) {
+    let size = || std::fs::metadata(file).map_or(0, |meta| meta.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let before = size();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if size() == before {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} goes on growing",
+            file.display()
+        );
+    }
+}
+
+/// Whether a Docker daemon answers and exo's base image is there; where
+/// they must be (the test set-up provides them), their absence fails the
+/// test instead.
+fn docker_ready() -> bool {
+    let image = std::process::Command::new("docker")
+        .args(["image", "inspect", "exo/base:bookworm"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !image {
+        assert!(
+            std::env::var("EXO_REQUIRE_AGENTS").as_deref() != Ok("1"),
+            "no Docker daemon or no exo/base:bookworm image: run scripts/docker-up and containers/build"
+        );
+        eprintln!("skipped: no Docker daemon or no exo/base:bookworm image");
+    }
+    image
+}
+
+/// Removes the conversation's container when the test ends.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn container_of(fixture: &Fixture) -> Container {
+    let id = fixture.json(&["conversation", "show", "coder", "work"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Container(format!("exo-{id}"))
+}
+
+/// With `--sandbox docker`, commands run in a container of the
+/// conversation's own, made from exo's base image on first use, through
+/// the Engine API: the workspace is shared with the host (writes show on
+/// disk), exo's root inside it and the key file are not there, there is no
+/// network, what a turn installs outside the workspace stays for the next
+/// turn, a timeout kills what the command started, and a container killed
+/// behind exo's back is started again on next use.
+#[test]
+fn a_docker_sandbox_runs_commands_in_the_conversations_container() {
+    if !docker_ready() {
+        return;
+    }
+    let fixture = Fixture::with_root(
+        Wire::OpenAiChat,
+        "auto",
+        crate::agent::RootAt::InsideWorkspace,
+    );
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let container = container_of(&fixture);
+    let port = model_port(&fixture);
+    let key_file = fixture.env.config_dir().join("exo/key");
+    let first = format!(
+        r#"exec 2>&1
+echo "container: $(test -e /.dockerenv && hostname)"
+echo "root: $(ls -A {root} 2>&1 | tr '\n' ' ')"
+echo "key: $(cat {key} 2>&1 | head -c 80)"
+echo "network: $(bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && echo open' 2>/dev/null || echo closed)"
+echo installed > /opt/exo-marker
+echo written > inside.txt && echo "workspace: writable""#,
+        root = fixture.root.display(),
+        key = key_file.display(),
+    );
+    let run = |command: &str, timeout_ms: Option<u64>| {
+        let mut arguments = json!({"command": command});
+        if let Some(timeout_ms) = timeout_ms {
+            arguments["timeout_ms"] = json!(timeout_ms);
+        }
+        fixture
+            .model
+            .push(Completion::text("").with_tool_call("call", "shell", arguments));
+        fixture.model.push(Completion::text("ok"));
+        fixture.send_ok("work", "run");
+        shell_output(&fixture)
+    };
+    let output = run(&first, None);
+    let stdout = output["stdout"].as_str().unwrap();
+    assert_eq!(line(stdout, "container"), "exo-sandbox", "{stdout}");
+    let root = line(stdout, "root");
+    assert!(root.is_empty() || root.contains("No such file"), "{stdout}");
+    assert!(line(stdout, "key").contains("No such file"), "{stdout}");
+    assert_eq!(line(stdout, "network"), "closed", "{stdout}");
+    assert_eq!(line(stdout, "workspace"), "writable", "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace.join("inside.txt")).unwrap(),
+        "written\n"
+    );
+    assert!(fixture.root.join("exo.db").exists());
+
+    // The next turn finds what the first installed outside the workspace.
+    let output = run("cat /opt/exo-marker", None);
+    assert_eq!(output["stdout"], "installed\n", "{output}");
+
+    // What a command leaves running in the background goes when it exits,
+    // as on the host.
+    run("(sleep 300 &); echo started", None);
+    let output = run("grep -lx sleep /proc/[0-9]*/comm | wc -l", None);
+    assert_eq!(
+        output["stdout"], "1\n",
+        "only the container's own: {output}"
+    );
+
+    // A timeout kills the command and its background job.
+    let output = run(
+        "(while :; do date >> ticks; sleep 0.05; done) & sleep 100",
+        Some(1000),
+    );
+    assert_eq!(output["timed_out"], true, "{output}");
+    assert_eq!(output["stderr"], "", "{output}");
+    still(&fixture.workspace.join("ticks"));
+
+    // Killed behind exo's back: started again, its files kept.
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &container.0])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+    let output = run("cat /opt/exo-marker", None);
+    assert_eq!(output["stdout"], "installed\n", "{output}");
+}
+
+/// A docker sandbox that cannot be had (no daemon at DOCKER_HOST, an image
+/// that is not there) fails the turn saying why, and runs nothing.
+#[test]
+fn a_docker_sandbox_that_cannot_run_fails_the_turn_saying_why() {
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let _container = container_of(&fixture);
+    let attempt = |envs: &[(&str, &str)]| {
+        fixture.model.push(Completion::text("").with_tool_call(
+            "call",
+            "shell",
+            json!({"command": "echo ran > ran.txt"}),
+        ));
+        let mut all = vec![(API_KEY_VAR, API_KEY)];
+        all.extend_from_slice(envs);
+        fixture.env.run_with(
+            &fixture.args(&["conversation", "send", "coder", "work", "go"]),
+            b"",
+            &all,
+        )
+    };
+    let run = attempt(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the shell tool could not run: the docker sandbox failed: cannot reach the Docker daemon"),
+        "{}",
+        run.stderr
+    );
+    if docker_ready() {
+        fixture.ok(&["agent", "set", "coder", "--image", "exo/no-such-image:1"]);
+        let run = attempt(&[]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(
+                "the docker sandbox failed: the image exo/no-such-image:1 is not present"
+            ),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!fixture.workspace.join("ran.txt").exists());
+}
