@@ -433,6 +433,12 @@ fn bound_mcp_servers_get_their_secret_at_the_boundary_only() {
     let _ = http.wait();
 
     let offered = crate::agent::tool_names(Wire::OpenAi, &fixture.request(0).body);
+    // The description that held the secret is offered without it.
+    assert!(fixture
+        .request(0)
+        .body
+        .to_string()
+        .contains("the token is [redacted]"));
     for name in [
         "mcp__docs__lookup",
         "mcp__docs__remember",
@@ -458,10 +464,23 @@ fn bound_mcp_servers_get_their_secret_at_the_boundary_only() {
         text_of_result(&results["call_4"]),
         "the secret is [redacted]"
     );
-    // A started server runs in the workspace.
+    // A started server runs in the conversation's executor directory,
+    // never in the workspace the agent's commands can write.
     assert_eq!(text_of_result(&results["call_5"]), "remembered");
+    assert!(!fixture.workspace.join("notes.txt").exists());
+    let conversation = fixture.json(&["conversation", "show", "coder", "work"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
-        std::fs::read_to_string(fixture.workspace.join("notes.txt")).unwrap(),
+        std::fs::read_to_string(
+            fixture
+                .root
+                .join("executors")
+                .join(conversation)
+                .join("mcp/notes.txt")
+        )
+        .unwrap(),
         "hello\n"
     );
 

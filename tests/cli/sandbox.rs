@@ -52,6 +52,7 @@ echo "processes: $(ls /proc | grep -c '^[0-9]')"
 echo "environ: $(cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline | tr '\0' ' ')"
 echo "network: $(bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && echo open' 2>/dev/null || echo closed)"
 echo "system: $(touch /usr/exo-sandbox-probe 2>&1 || true)"
+echo "sysctl: $( (echo core > /proc/sys/kernel/core_pattern) 2>&1 || true)"
 echo "tmp: $(ls -A /tmp | tr '\n' ' ')"
 echo written > inside.txt && echo "workspace: writable"
 "#,
@@ -135,6 +136,9 @@ fn a_sandboxed_command_sees_the_workspace_and_nothing_of_exo() {
         assert!(!line(stdout, "environ").contains(API_KEY_VAR), "{stdout}");
         assert_eq!(line(stdout, "network"), "closed", "{stdout}");
         assert!(line(stdout, "system").contains("Read-only"), "{stdout}");
+        // Even as root, no host sysctl (core_pattern runs a program as
+        // root on the host).
+        assert!(line(stdout, "sysctl").contains("Read-only"), "{stdout}");
         assert!(!line(stdout, "tmp").contains(marker_name), "{stdout}");
         assert_eq!(line(stdout, "workspace"), "writable");
         assert_eq!(
@@ -416,6 +420,15 @@ echo written > inside.txt && echo "workspace: writable""#,
     assert!(killed.status.success(), "{killed:?}");
     let output = run("cat /opt/exo-marker", None);
     assert_eq!(output["stdout"], "installed\n", "{output}");
+
+    // Leaves no image behind.
+    fixture.ok(&["conversation", "delete", "coder", "work"]);
+    drop(container);
+    let collected = fixture.json(&["gc"]);
+    assert!(
+        collected["sandbox_images"].as_u64().unwrap() >= 1,
+        "{collected}"
+    );
 }
 
 /// A docker sandbox that cannot be had (no daemon at DOCKER_HOST, an image
@@ -460,4 +473,141 @@ fn a_docker_sandbox_that_cannot_run_fails_the_turn_saying_why() {
         );
     }
     assert!(!fixture.workspace.join("ran.txt").exists());
+}
+
+/// A docker sandbox rewinds with the log: what a turn installs outside the
+/// workspace is snapshotted at its end (`sandbox.snapshotted`), gone after
+/// a rewind to before it, back after the redo; a fork gets a container of
+/// its own, as of the fork point.
+#[test]
+fn a_docker_sandbox_rewinds_redoes_and_forks_with_the_log() {
+    if !docker_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let container = container_of(&fixture);
+    let run = |conversation: &str, command: &str| {
+        fixture.model.push(Completion::text("").with_tool_call(
+            "call",
+            "shell",
+            json!({"command": command}),
+        ));
+        fixture.model.push(Completion::text("ok"));
+        fixture.send_ok(conversation, "run");
+        fixture
+            .last_turn(conversation)
+            .into_iter()
+            .find(|event| event["kind"] == "tool_result")
+            .expect("a tool result")["output"]["stdout"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let probe = "for p in one two; do test -e /opt/$p && echo $p; done; true";
+    let ends = |fixture: &Fixture| -> Vec<String> {
+        fixture
+            .events("work")
+            .iter()
+            .filter(|event| event["kind"] == "turn_ended")
+            .map(|event| event["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let start = fixture.events("work")[0]["id"].as_str().unwrap().to_owned();
+
+    run("work", "echo 1 > /opt/one");
+    let snapshots: Vec<Value> = fixture
+        .last_turn("work")
+        .into_iter()
+        .filter(|event| event["type"] == "sandbox.snapshotted")
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert!(snapshots[0]["payload"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("exo-snapshot:"));
+    run("work", "echo 2 > /opt/two");
+    let second: Vec<Value> = fixture.last_turn("work");
+    assert!(
+        second
+            .iter()
+            .any(|event| event["type"] == "sandbox.snapshotted"),
+        "{second:#?}"
+    );
+    let [first_end, second_end] = <[String; 2]>::try_from(ends(&fixture)).unwrap();
+    assert_eq!(run("work", probe), "one\ntwo\n");
+    // A turn that changed nothing outside the workspace takes no snapshot.
+    assert!(fixture
+        .last_turn("work")
+        .iter()
+        .all(|event| event["type"] != "sandbox.snapshotted"));
+
+    fixture.ok(&[
+        "conversation",
+        "rewind",
+        "coder",
+        "work",
+        "--to",
+        &first_end,
+    ]);
+    assert_eq!(run("work", probe), "one\n");
+    fixture.ok(&[
+        "conversation",
+        "rewind",
+        "coder",
+        "work",
+        "--to",
+        &second_end,
+    ]);
+    assert_eq!(run("work", probe), "one\ntwo\n");
+    fixture.ok(&["conversation", "rewind", "coder", "work", "--to", &start]);
+    assert_eq!(run("work", probe), "");
+
+    // A fork at the first turn's end: a container of its own, with /opt/one.
+    let fork = fixture.json(&[
+        "conversation",
+        "fork",
+        "coder",
+        "work",
+        "--at",
+        &first_end,
+        "--slug",
+        "side",
+    ]);
+    let fork_container = Container(format!("exo-{}", fork["id"].as_str().unwrap()));
+    assert_eq!(run("side", probe), "one\n");
+
+    // gc keeps every snapshot a live conversation reaches (the rewound
+    // branch's too, for a redo), and removes them once none does.
+    let root = fixture.root.canonicalize().unwrap();
+    let images = || -> Vec<String> {
+        let listed = std::process::Command::new("docker")
+            .args(["images", "--filter"])
+            .arg(format!("label=exo.root={}", root.display()))
+            .args(["--format", "{{.Repository}}:{{.Tag}}", "exo-snapshot"])
+            .output()
+            .unwrap();
+        let mut images: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        images.sort();
+        images
+    };
+    let taken: Vec<Value> = ["work", "side"]
+        .iter()
+        .flat_map(|conversation| fixture.events(conversation))
+        .filter(|event| event["type"] == "sandbox.snapshotted")
+        .collect();
+    assert_eq!(images().len(), 2, "{:?} {taken:#?}", images());
+    let kept = fixture.json(&["gc"]);
+    assert_eq!(kept["sandbox_images"], 0, "{kept}");
+    assert_eq!(images().len(), 2);
+    fixture.ok(&["conversation", "delete", "coder", "side"]);
+    fixture.ok(&["conversation", "delete", "coder", "work"]);
+    drop(fork_container);
+    drop(container);
+    let collected = fixture.json(&["gc"]);
+    assert_eq!(collected["sandbox_images"], 2, "{collected}");
+    assert_eq!(images(), Vec::<String>::new());
 }

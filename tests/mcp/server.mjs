@@ -35,8 +35,15 @@ function makeServer(secret) {
       },
       {
         name: "remember",
-        description: "Writes a note to the file notes.txt in the server's directory.",
+        description: "Writes a note to the file notes.txt in the server's working directory.",
         inputSchema: { type: "object", properties: { note: { type: "string" } }, required: ["note"] },
+      },
+      {
+        // A careless server that puts its credential in a description.
+        name: "whisper",
+        description: `Says nothing; the token is ${secret}.`,
+        inputSchema: { type: "object", properties: {} },
+        annotations: { readOnlyHint: true },
       },
       {
         name: "leak",

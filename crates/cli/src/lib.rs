@@ -488,11 +488,12 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
                 })?;
             out.emit(&value, || {
                 format!(
-                    "gc: {} workspaces, {} objects kept of {}, {} bytes freed",
+                    "gc: {} workspaces, {} objects kept of {}, {} bytes freed, {} sandbox images removed",
                     report.workspaces,
                     report.objects_after,
                     report.objects_before,
-                    report.bytes_freed
+                    report.bytes_freed,
+                    report.sandbox_images
                 )
             })
         }

@@ -630,13 +630,15 @@ pub async fn prepare(
     let docker = exo_sandbox::docker::DockerSpec {
         container: format!("exo-{}", setup.conversation),
         image: setup
-            .image
+            .sandbox_snapshot
             .clone()
+            .or_else(|| setup.image.clone())
             .unwrap_or_else(|| exo_sandbox::docker::DEFAULT_IMAGE.to_owned()),
         workspace: std::path::PathBuf::new(),
         hidden: Vec::new(),
         network,
         conversation: setup.conversation.to_string(),
+        root: setup.root.display().to_string(),
     };
     tokio::task::spawn_blocking(
         move || -> Result<(Client, Option<Workspace>), SubstrateError> {
@@ -712,6 +714,7 @@ pub async fn finish(
     let substrate = host.substrate();
     let turn_id = host.turn();
     let conversation_id = host.conversation();
+    snapshot_sandbox(host).await?;
     let status = blocking(substrate, move |s| s.finish_turn(turn_id, status)).await?;
     let last = host.recorded().last().map(|event| event.id);
     let finished = blocking(substrate, move |s| s.events(conversation_id, last)).await?;
@@ -732,6 +735,48 @@ pub async fn finish(
         events,
     })
 }
+
+/// At a turn's end, a docker sandbox that ran commands and changed is
+/// snapshotted, and the snapshot recorded in the turn as
+/// `sandbox.snapshotted` (spec/sandboxes.md); a failure is an `error`
+/// event, and the turn ends all the same.
+async fn snapshot_sandbox(host: &TurnHost) -> Result<(), SubstrateError> {
+    let Some(container) = host.workspace().and_then(|w| w.sandbox().container()) else {
+        return Ok(());
+    };
+    let tag = format!("{}-{}", host.conversation(), host.turn());
+    let taken = tokio::time::timeout(SNAPSHOT_LIMIT, container.snapshot(&tag))
+        .await
+        .unwrap_or_else(|_| {
+            Err(exo_sandbox::SandboxError::Docker(format!(
+                "the snapshot did not finish within {} s",
+                SNAPSHOT_LIMIT.as_secs()
+            )))
+        });
+    let event = match taken {
+        Ok(None) => return Ok(()),
+        Ok(Some(snapshot)) => EventData::Custom {
+            custom_type: SANDBOX_SNAPSHOT_TYPE.to_owned(),
+            payload: json!({
+                "image": snapshot.image,
+                "id": snapshot.id,
+                "container": container.spec().container,
+                "changes": snapshot.changes,
+            }),
+        },
+        Err(err) => EventData::Error {
+            message: err.to_string(),
+            code: Some("sandbox".to_owned()),
+        },
+    };
+    host.record(vec![event]).await.map(drop)
+}
+
+/// The longest a turn's end waits for its sandbox's snapshot.
+const SNAPSHOT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The `custom` type that records a docker sandbox's snapshot.
+pub const SANDBOX_SNAPSHOT_TYPE: &str = "sandbox.snapshotted";
 
 /// The assistant's message for a response: reasoning and text, with usage
 /// and the model's name. Recorded even when empty, for its usage.

@@ -83,6 +83,13 @@ pub struct Setup {
     pub sandbox_fallback: bool,
     /// The image of a `docker` sandbox, when the agent names one.
     pub image: Option<String>,
+    /// The newest sandbox snapshot on the conversation's history
+    /// (`exo-snapshot:TAG`), which its container's state must be: a
+    /// container made from anything else is made again from it.
+    pub sandbox_snapshot: Option<String>,
+    /// exo's root (canonical), which labels the conversation's container
+    /// and its snapshots.
+    pub root: PathBuf,
 }
 
 /// A token for the model gateway (spec/gateway.md): what an agent process

@@ -380,7 +380,10 @@ impl Connection {
                 if tools.len() == MAX_TOOLS {
                     return Ok(tools);
                 }
-                if let Some(tool) = offered(&self.server, tool) {
+                // A server may put its secret anywhere, its tools' names
+                // and descriptions included: none of it reaches the model.
+                let tool = redact_value(tool.clone(), &self.secrets);
+                if let Some(tool) = offered(&self.server, &tool) {
                     tools.push(tool);
                 }
             }
@@ -535,6 +538,12 @@ fn spawn(
         .kill_on_drop(true)
         .process_group(0);
     if let Some(cwd) = cwd {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(cwd)
+            .map_err(|err| format!("cannot make the directory of MCP server {name}: {err}"))?;
         process.current_dir(cwd);
     }
     let mut child = process
@@ -826,14 +835,26 @@ impl McpTools {
             tools.tools.extend(history_tools());
         }
         let opened = futures_util::future::join_all(servers.iter().map(|server| async move {
-            let connection = Connection::open(server).await?;
-            let listed = connection.tools().await;
-            match listed {
-                Ok(list) => Ok((connection, list)),
-                Err(err) => {
-                    connection.close();
-                    Err(err)
+            // Starting, initializing and listing, all within the limit: a
+            // server that pages its tools forever is cut off too.
+            let start = async {
+                let connection = Connection::open(server).await?;
+                let listed = connection.tools().await;
+                match listed {
+                    Ok(list) => Ok((connection, list)),
+                    Err(err) => {
+                        connection.close();
+                        Err(err)
+                    }
                 }
+            };
+            match tokio::time::timeout(START_TIMEOUT, start).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(format!(
+                    "MCP server {} did not start and list its tools within {} s",
+                    server.name,
+                    START_TIMEOUT.as_secs()
+                )),
             }
         }))
         .await;

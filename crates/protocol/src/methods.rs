@@ -1322,6 +1322,10 @@ pub struct GcResult {
     pub objects_after: u64,
     /// Bytes freed.
     pub bytes_freed: u64,
+    /// Docker sandbox snapshot images removed (this root's, referenced by
+    /// no live conversation).
+    #[serde(default)]
+    pub sandbox_images: u64,
 }
 
 // ------------------------------------------------------------ the table

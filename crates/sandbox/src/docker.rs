@@ -56,6 +56,9 @@ pub struct DockerSpec {
     pub network: bool,
     /// The conversation, as a label.
     pub conversation: String,
+    /// exo's root, as the label `exo.root` of the container and so of its
+    /// snapshots: `exo gc` of one root never touches another's.
+    pub root: String,
 }
 
 /// A conversation's container.
@@ -67,7 +70,29 @@ pub struct Docker {
     /// next one goes straight to its exec (and, should that find it gone,
     /// makes sure of it then).
     running: std::sync::atomic::AtomicBool,
+    /// Whether a command ran since the container was made or snapshotted.
+    used: std::sync::atomic::AtomicBool,
+    /// The image the container's state should be: the spec's, then each
+    /// snapshot's as it is taken.
+    base: std::sync::Mutex<String>,
 }
+
+/// A snapshot of the container's filesystem outside the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The image, `exo-snapshot:TAG`.
+    pub image: String,
+    /// Its id (`sha256:...`).
+    pub id: String,
+    /// How many paths changed since the image the container was made from.
+    pub changes: usize,
+}
+
+/// Where commands' pid files are kept inside the container (a tmpfs).
+const EXEC_DIR: &str = "/run/exo";
+
+/// The repository snapshots are committed to.
+pub const SNAPSHOT_REPOSITORY: &str = "exo-snapshot";
 
 impl std::fmt::Debug for Docker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,11 +158,14 @@ impl Docker {
                 "DOCKER_HOST {host} is not a unix:// socket, the only kind exo speaks to"
             )),
         };
+        let base = std::sync::Mutex::new(spec.image.clone());
         Docker {
             client,
             spec,
             ensure: tokio::sync::Mutex::new(()),
             running: std::sync::atomic::AtomicBool::new(false),
+            used: std::sync::atomic::AtomicBool::new(false),
+            base,
         }
     }
 
@@ -163,6 +191,20 @@ impl Docker {
             .await
         {
             Ok(info) => {
+                let base = self.base();
+                let made_from = info
+                    .config
+                    .as_ref()
+                    .and_then(|config| config.labels.as_ref())
+                    .and_then(|labels| labels.get("exo.base"))
+                    .cloned();
+                if made_from.as_deref() != Some(base.as_str()) {
+                    // Its state is not the one the log is at (a rewind, a
+                    // redo): made again from the snapshot that is.
+                    tracing::info!(container = %name, base = %base, "restoring the container from its snapshot");
+                    self.remove().await;
+                    return self.create().await;
+                }
                 let running = info
                     .state
                     .as_ref()
@@ -179,15 +221,7 @@ impl Docker {
                     return Ok(());
                 }
                 tracing::warn!(container = %name, "the container does not start; making it again");
-                let _ = docker
-                    .remove_container(
-                        name,
-                        Some(RemoveContainerOptions {
-                            force: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
+                self.remove().await;
                 self.create().await
             }
             Err(err) if status_of(&err) == Some(404) => self.create().await,
@@ -195,21 +229,41 @@ impl Docker {
         }
     }
 
+    fn base(&self) -> String {
+        self.base.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn remove(&self) {
+        if let Ok(docker) = self.client() {
+            let _ = docker
+                .remove_container(
+                    &self.spec.container,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+        self.running
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
     async fn create(&self) -> Result<(), SandboxError> {
         let docker = self.client()?;
         let spec = &self.spec;
-        match docker.inspect_image(&spec.image).await {
+        let base = self.base();
+        match docker.inspect_image(&base).await {
             Ok(_) => {}
             Err(err) if status_of(&err) == Some(404) => {
                 return Err(SandboxError::Docker(format!(
-                    "the image {} is not present",
-                    spec.image
+                    "the image {base} is not present"
                 )))
             }
             Err(err) => return Err(failed("cannot reach the Docker daemon", err)),
         }
         let workspace = spec.workspace.display().to_string();
-        let tmpfs: HashMap<String, String> = spec
+        let mut tmpfs: HashMap<String, String> = spec
             .hidden
             .iter()
             .filter(|dir| dir.starts_with(&spec.workspace) && **dir != spec.workspace)
@@ -220,10 +274,13 @@ impl Docker {
                 )
             })
             .collect();
+        // The commands' pid files: outside the container's own layer, so
+        // they are in no snapshot and count as no change.
+        tmpfs.insert(EXEC_DIR.to_owned(), "rw,size=1m,mode=0777".to_owned());
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
         let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
+            image: Some(base.clone()),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             working_dir: Some(workspace.clone()),
             hostname: Some("exo-sandbox".into()),
@@ -231,10 +288,21 @@ impl Docker {
             labels: Some(HashMap::from([
                 ("exo.conversation".to_owned(), spec.conversation.clone()),
                 ("exo.workspace".to_owned(), workspace.clone()),
+                ("exo.base".to_owned(), base.clone()),
+                ("exo.root".to_owned(), spec.root.clone()),
             ])),
             host_config: Some(HostConfig {
-                binds: Some(vec![format!("{workspace}:{workspace}")]),
-                tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+                // Typed, not `src:dst`: a path may hold a colon.
+                mounts: Some(vec![bollard::models::Mount {
+                    target: Some(workspace.clone()),
+                    source: Some(workspace.clone()),
+                    typ: Some(bollard::models::MountType::BIND),
+                    read_only: Some(false),
+                    ..Default::default()
+                }]),
+                // No device nodes (a raw disk in the shared workspace).
+                cap_drop: Some(vec!["MKNOD".into()]),
+                tmpfs: Some(tmpfs),
                 network_mode: Some(if spec.network { "bridge" } else { "none" }.into()),
                 pids_limit: Some(PIDS_LIMIT),
                 memory: Some(MEMORY_LIMIT),
@@ -273,6 +341,7 @@ impl Docker {
         if !self.running.load(Ordering::Acquire) {
             self.ensure().await?;
         }
+        self.used.store(true, Ordering::Release);
         match self.start(command, cwd, env, timeout).await {
             Ok(exec) => {
                 self.running.store(true, Ordering::Release);
@@ -309,7 +378,7 @@ impl Docker {
         // `timeout` in a process group of its own, which the wrapper kills
         // once the command has exited, so nothing it left running goes on.
         let script = format!(
-            "f=/tmp/.exo-exec-$1; echo $$ > $f; \
+            "f=/run/exo/exec-$1; echo $$ > $f; \
              timeout -s KILL {seconds} /bin/sh -c \"$0\" & t=$!; echo $t > $f.t; \
              wait $t; c=$?; kill -9 -$t 2>/dev/null; rm -f $f $f.t; exit $c"
         );
@@ -379,36 +448,118 @@ impl Docker {
         })
     }
 
+    /// Snapshots the container's filesystem outside the workspace, if a
+    /// command ran since it was made or last snapshotted and something
+    /// changed: committed as `exo-snapshot:TAG`, and the container made
+    /// again from it, so that its state and the newest snapshot are one.
+    pub async fn snapshot(&self, tag: &str) -> Result<Option<Snapshot>, SandboxError> {
+        use std::sync::atomic::Ordering;
+        if !self.used.swap(false, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        let docker = self.client()?;
+        let name = &self.spec.container;
+        // The mount points exo made (the workspace, the tmpfs over hidden
+        // directories and pid files, Docker's init) and the directories above them show
+        // as changes of every container: they are not the command's.
+        let mut ours: Vec<PathBuf> = Vec::new();
+        let targets = std::iter::once(self.spec.workspace.clone())
+            .chain(self.spec.hidden.iter().cloned())
+            .chain([
+                PathBuf::from(EXEC_DIR),
+                PathBuf::from("/usr/sbin/docker-init"),
+            ]);
+        for target in targets {
+            ours.extend(target.ancestors().map(Path::to_path_buf));
+        }
+        let changes = match docker.container_changes(name).await {
+            Ok(changes) => changes.map_or(0, |list| {
+                list.iter()
+                    .filter(|change| !ours.contains(&PathBuf::from(&change.path)))
+                    .count()
+            }),
+            Err(err) if status_of(&err) == Some(404) => return Ok(None),
+            Err(err) => return Err(failed("cannot read the container's changes", err)),
+        };
+        if changes == 0 {
+            return Ok(None);
+        }
+        let options = bollard::query_parameters::CommitContainerOptions {
+            container: Some(name.clone()),
+            repo: Some(SNAPSHOT_REPOSITORY.to_owned()),
+            tag: Some(tag.to_owned()),
+            comment: Some(format!(
+                "exo sandbox of conversation {}",
+                self.spec.conversation
+            )),
+            pause: true,
+            ..Default::default()
+        };
+        let committed = docker
+            .commit_container(options, bollard::models::ContainerConfig::default())
+            .await
+            .map_err(|err| failed("cannot snapshot the container", err))?;
+        let image = format!("{SNAPSHOT_REPOSITORY}:{tag}");
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = image.clone();
+        let _one_at_a_time = self.ensure.lock().await;
+        self.remove().await;
+        self.create().await?;
+        Ok(Some(Snapshot {
+            image,
+            id: committed.id,
+            changes,
+        }))
+    }
+
     /// Kills the command and everything it started (its process groups),
     /// and waits until that is done. (A command that exits by itself has
     /// what it left running killed by its wrapper.)
     pub async fn kill(&self, exec: &ExecHandle) {
         let Ok(docker) = self.client() else { return };
+        // The pid files are the command's to tamper with (a FIFO would
+        // block a plain `cat`): read under a timeout.
         let script = format!(
-            "f=/tmp/.exo-exec-{tag}; for g in $(cat $f.t $f 2>/dev/null); do kill -9 -$g; done 2>/dev/null; rm -f $f $f.t",
+            "f=/run/exo/exec-{tag}; for g in $(timeout -s KILL 2 cat $f.t $f 2>/dev/null); do kill -9 -$g; done 2>/dev/null; rm -f $f $f.t",
             tag = exec.tag
         );
-        let created = docker
-            .create_exec(
-                &self.spec.container,
-                CreateExecOptions {
-                    cmd: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), script]),
-                    ..Default::default()
-                },
-            )
-            .await;
-        if let Ok(created) = created {
-            if let Ok(StartExecResults::Attached { mut output, .. }) = docker
-                .start_exec(&created.id, None::<StartExecOptions>)
-                .await
-            {
-                while output.next().await.is_some() {}
+        let kill = async {
+            let created = docker
+                .create_exec(
+                    &self.spec.container,
+                    CreateExecOptions {
+                        cmd: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), script]),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            if let Ok(created) = created {
+                if let Ok(StartExecResults::Attached { mut output, .. }) = docker
+                    .start_exec(&created.id, None::<StartExecOptions>)
+                    .await
+                {
+                    while output.next().await.is_some() {}
+                }
             }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), kill)
+            .await
+            .is_err()
+        {
+            tracing::warn!(container = %self.spec.container, "the kill of a command did not finish");
         }
     }
 
     /// The command's exit code, once it has exited.
     pub async fn finish(&self, exec: &ExecHandle) -> Option<i64> {
+        tokio::time::timeout(Duration::from_secs(10), self.exit_code(exec))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn exit_code(&self, exec: &ExecHandle) -> Option<i64> {
         let docker = self.client().ok()?;
         let mut code = None;
         for _ in 0..500 {
@@ -423,4 +574,59 @@ impl Docker {
         }
         code
     }
+}
+
+/// Removes the snapshot images of exo's root `root` that `keep` does not
+/// name (those a container still uses stay); how many went. Nothing when
+/// no Docker daemon answers.
+pub async fn gc(root: &str, keep: &[String]) -> Result<u64, SandboxError> {
+    let docker = bollard::Docker::connect_with_unix(
+        &exo_secrets::environment::var_os("DOCKER_HOST")
+            .map(|host| host.to_string_lossy().replacen("unix://", "", 1))
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| "/var/run/docker.sock".to_owned()),
+        REQUEST_TIMEOUT_SECS,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|err| failed("cannot reach the Docker daemon", err))?;
+    if docker.ping().await.is_err() {
+        return Ok(0);
+    }
+    let filters = HashMap::from([
+        (
+            "reference".to_owned(),
+            vec![format!("{SNAPSHOT_REPOSITORY}:*")],
+        ),
+        ("label".to_owned(), vec![format!("exo.root={root}")]),
+    ]);
+    let options = bollard::query_parameters::ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|err| failed("cannot list the images", err))?;
+    let mut removed = 0;
+    for image in images {
+        for tag in &image.repo_tags {
+            if keep.contains(tag) {
+                continue;
+            }
+            let gone = docker
+                .remove_image(
+                    tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+            match gone {
+                Ok(_) => removed += 1,
+                // Used by a container: kept until that goes.
+                Err(err) if status_of(&err) == Some(409) => {}
+                Err(err) => tracing::warn!(image = %tag, "cannot remove the image: {err}"),
+            }
+        }
+    }
+    Ok(removed)
 }

@@ -189,6 +189,11 @@ fn bwrap_args(policy: &Policy, cwd: &Path, path: Option<&OsStr>) -> Vec<OsString
         "/dev",
         "--proc",
         "/proc",
+        // Read-only: a command that is uid 0 (exo run as root) could
+        // otherwise write the host's sysctls (kernel.core_pattern runs a
+        // program as root) or its sysrq trigger, capabilities or not.
+        "--remount-ro",
+        "/proc",
     ]
     .iter()
     .map(OsString::from)
@@ -250,9 +255,30 @@ fn bwrap_args(policy: &Policy, cwd: &Path, path: Option<&OsStr>) -> Vec<OsString
             tmpfs(&mut args, dir);
         }
     }
+    // A Docker socket elsewhere than /run (DOCKER_HOST) is root on the
+    // host: the sandbox sees /dev/null in its place.
+    for socket in docker_sockets() {
+        args.push("--ro-bind".into());
+        args.push("/dev/null".into());
+        args.push(socket.into_os_string());
+    }
     args.push("--chdir".into());
     args.push(cwd.as_os_str().to_owned());
     args
+}
+
+/// The Docker sockets exo knows of outside the hidden places: the one
+/// `DOCKER_HOST` names, when it is a `unix://` socket that exists.
+fn docker_sockets() -> Vec<PathBuf> {
+    let Some(host) = exo_secrets::environment::var_os("DOCKER_HOST") else {
+        return Vec::new();
+    };
+    let host = host.to_string_lossy().into_owned();
+    host.strip_prefix("unix://")
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute() && path.exists())
+        .into_iter()
+        .collect()
 }
 
 /// Finds bubblewrap and checks once that it can make a sandbox here.

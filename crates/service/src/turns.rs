@@ -370,12 +370,37 @@ impl Service {
         if let Some(key) = key {
             endpoint = endpoint.with_api_key(key);
         }
+        // Started servers run in the conversation's executor directory,
+        // never in the workspace, which the agent's commands can write
+        // (and so plant what `npx` or a relative path would run).
         let mcp_servers = self.mcp_servers(
             agent_record.id,
             record.id,
-            record.workspace.as_ref().map(Into::into),
+            Some(
+                store
+                    .root()
+                    .join("executors")
+                    .join(record.id.to_string())
+                    .join("mcp"),
+            ),
         )?;
+        // The container's state is the newest snapshot on the history; a
+        // snapshot names one of exo's own images, or is not taken.
+        let sandbox_snapshot = store
+            .latest_sandbox_snapshot(agent, conversation)
+            .map_err(store_error)?
+            .and_then(|event| match event.data {
+                exo_core::EventData::Custom { payload, .. } => payload["image"]
+                    .as_str()
+                    .filter(|image| {
+                        image.starts_with(&format!("{}:", exo_sandbox::docker::SNAPSHOT_REPOSITORY))
+                    })
+                    .map(str::to_owned),
+                _ => None,
+            });
         Ok(Setup {
+            sandbox_snapshot,
+            root: protected_dirs(store.root()).swap_remove(0),
             mcp_servers,
             sandbox: config.sandbox,
             network: config.network,
@@ -406,7 +431,7 @@ impl Service {
         &self,
         agent: exo_core::AgentId,
         conversation: ConversationId,
-        workspace: Option<std::path::PathBuf>,
+        cwd: Option<std::path::PathBuf>,
     ) -> Result<Vec<exo_executor::mcp::McpServer>, crate::ServiceError> {
         use exo_core::Scope;
         use exo_executor::mcp::{McpServer, McpTransport};
@@ -475,7 +500,7 @@ impl Service {
                         (Some(value), Some(env)) => vec![(env, value)],
                         _ => Vec::new(),
                     },
-                    cwd: workspace.clone(),
+                    cwd: cwd.clone(),
                 },
             };
             servers.push(McpServer { name, transport });
@@ -762,6 +787,13 @@ pub(crate) fn protected_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> 
         .ok()
         .and_then(|file| file.parent().map(std::path::Path::to_path_buf))
     {
+        // As given and as it really is: reached through a symlink, the
+        // directory must be hidden where it lies.
+        if let Ok(real) = std::fs::canonicalize(&key_dir) {
+            if real != key_dir {
+                dirs.push(real);
+            }
+        }
         dirs.push(key_dir);
     }
     dirs

@@ -270,6 +270,7 @@ impl Workspaces {
             objects_before: 0,
             objects_after: 0,
             bytes_freed: 0,
+            sandbox_images: 0,
         };
         for workspace in workspaces {
             if !Path::new(&workspace).is_dir() {
@@ -960,6 +961,42 @@ impl crate::Service {
     }
 
     pub(crate) fn gc(&self) -> Result<exo_protocol::methods::GcResult, crate::ServiceError> {
-        self.workspaces().gc(self.store())
+        let mut result = self.workspaces().gc(self.store())?;
+        result.sandbox_images = self.gc_sandbox_images()?;
+        Ok(result)
+    }
+
+    /// Removes this root's docker sandbox snapshots that no live
+    /// conversation reaches; nothing when no Docker daemon answers. On a
+    /// thread of its own, with a runtime of its own: this is called from
+    /// blocking code, inside or outside a runtime.
+    fn gc_sandbox_images(&self) -> Result<u64, crate::ServiceError> {
+        let keep = self
+            .store()
+            .reachable_sandbox_images()
+            .map_err(store_error)?;
+        let root = crate::turns::protected_dirs(self.store().root()).swap_remove(0);
+        let root = root.display().to_string();
+        let removed = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|err| err.to_string())?;
+                    runtime
+                        .block_on(exo_sandbox::docker::gc(&root, &keep))
+                        .map_err(|err| err.to_string())
+                })
+                .join()
+                .unwrap_or_else(|_| Err("internal error: the gc thread panicked".to_owned()))
+        });
+        match removed {
+            Ok(removed) => Ok(removed),
+            Err(why) => {
+                tracing::warn!("sandbox images were not collected: {why}");
+                Ok(0)
+            }
+        }
     }
 }

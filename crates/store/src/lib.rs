@@ -43,7 +43,7 @@ pub use error::{Error, Result};
 pub use identity::{Agent, Conversation, ForkOptions};
 pub use log::{
     Appended, EventPage, EventQuery, RewindOutcome, DEFAULT_PAGE, MAX_EVENT_BODY_BYTES,
-    MAX_EVENT_NESTING, MAX_PAGE,
+    MAX_EVENT_NESTING, MAX_PAGE, SANDBOX_SNAPSHOT_TYPE,
 };
 pub use schema::SCHEMA_VERSION;
 pub use tree::{ConversationInfo, Fork, Line, Step, StepKind, Tree, SUMMARY_CHARS};

@@ -643,6 +643,9 @@ fn implied_history_value(
             None,
             None,
         )),
+        EventData::Custom { custom_type, .. } if custom_type == SANDBOX_SNAPSHOT_TYPE => {
+            Some((SANDBOX_NS, SANDBOX_SNAPSHOT_TYPE.to_owned(), None, None))
+        }
         _ => None,
     }
 }
@@ -650,6 +653,13 @@ fn implied_history_value(
 /// The `history_values` namespace that indexes compactions. Its rows carry
 /// no value: the compaction is the event at their `(branch, seq)`.
 pub(crate) const COMPACTION_NS: &str = "compaction";
+
+/// The `custom` type of a docker sandbox's snapshot (spec/sandboxes.md).
+pub const SANDBOX_SNAPSHOT_TYPE: &str = "sandbox.snapshotted";
+
+/// The `history_values` namespace that indexes sandbox snapshots, as
+/// [`COMPACTION_NS`] does compactions.
+pub(crate) const SANDBOX_NS: &str = "sandbox";
 
 /// The `history_values` key of a conversation-scoped binding.
 pub(crate) fn binding_key(kind: exo_core::BindingKind, name: &str) -> String {
@@ -852,6 +862,27 @@ impl Store {
         })
     }
 
+    /// The newest sandbox snapshot (`custom` of type
+    /// [`SANDBOX_SNAPSHOT_TYPE`]) on the conversation's current history,
+    /// from the index: what its container is restored from.
+    pub fn latest_sandbox_snapshot(
+        &self,
+        agent: &str,
+        conversation: &str,
+    ) -> Result<Option<Event>> {
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.read(|tx| {
+            let conv = self.inner.load_conversation(tx, conv.id)?;
+            let chain = self.inner.chain(tx, conv.branch, conv.head_seq)?;
+            let found = self
+                .inner
+                .history_value(tx, &chain, SANDBOX_NS, SANDBOX_SNAPSHOT_TYPE)?;
+            found
+                .map(|value| self.inner.event_at(tx, value.branch, value.seq))
+                .transpose()
+        })
+    }
+
     /// Records an event exo makes on the conversation's behalf outside a
     /// turn. Only `workspace_snapshot` is accepted: every other kind exo
     /// records has its own operation.
@@ -862,6 +893,37 @@ impl Store {
             let mut conv = self.inner.load_conversation(tx, conv.id)?;
             let mut events = self.inner.append(tx, &mut conv, [NewEvent::plain(data)])?;
             Ok(events.pop().expect("one event appended"))
+        })
+    }
+
+    /// The images of every sandbox snapshot a live conversation can still
+    /// reach (on its branches and those their histories continue): what
+    /// `exo gc` must keep.
+    pub fn reachable_sandbox_images(&self) -> Result<Vec<String>> {
+        self.inner.read(|tx| {
+            let mut statement = tx.prepare_cached(
+                "WITH RECURSIVE live(id) AS (
+                     SELECT b.id FROM branches b JOIN conversations c ON c.id = b.conversation
+                     WHERE c.deleted_at IS NULL
+                     UNION
+                     SELECT b.parent FROM branches b JOIN live ON b.id = live.id WHERE b.parent IS NOT NULL
+                 )
+                 SELECT e.body FROM history_values h
+                 JOIN events e ON e.branch = h.branch AND e.seq = h.seq
+                 WHERE h.ns = ?1 AND h.branch IN live",
+            )?;
+            let bodies = statement.query_map([SANDBOX_NS], |row| row.get::<_, String>(0))?;
+            let mut found = Vec::new();
+            for body in bodies {
+                if let Ok(EventData::Custom { payload, .. }) = exo_core::json::from_str(&body?) {
+                    if let Some(image) = payload["image"].as_str() {
+                        found.push(image.to_owned());
+                    }
+                }
+            }
+            found.sort();
+            found.dedup();
+            Ok(found)
         })
     }
 

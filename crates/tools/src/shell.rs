@@ -271,8 +271,22 @@ async fn in_container(
     use exo_sandbox::docker::Chunk;
     use futures_util::StreamExt;
 
+    // A daemon that takes the connection and never answers must not hold
+    // the call longer than a minute (making a container included).
+    const DOCKER_ANSWER: Duration = Duration::from_secs(60);
     let started = tokio::select! {
-        started = container.exec(command, workspace.root(), environment, timeout) => started,
+        started = tokio::time::timeout(
+            DOCKER_ANSWER,
+            container.exec(command, workspace.root(), environment, timeout),
+        ) => match started {
+            Ok(started) => started,
+            Err(_) => {
+                return ToolOutput::broken(format!(
+                    "the docker sandbox failed: the Docker daemon did not answer within {} s",
+                    DOCKER_ANSWER.as_secs()
+                ))
+            }
+        },
         () = cancel.cancelled() => return ToolOutput::cancelled(),
     };
     let mut exec = match started {
@@ -329,7 +343,8 @@ async fn in_container(
         stderr = stderr
             .lines()
             .filter(|line| {
-                !(line.starts_with("setsid: child ") && line.contains("did not exit normally"))
+                !(*line == "Killed"
+                    || line.starts_with("setsid: child ") && line.contains("did not exit normally"))
             })
             .map(|line| format!("{line}\n"))
             .collect();

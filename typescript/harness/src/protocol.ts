@@ -1685,6 +1685,11 @@ export interface GcResult {
    * Bytes freed.
    */
   bytes_freed: number;
+  /**
+   * Docker sandbox snapshot images removed (this root's, referenced by
+   * no live conversation).
+   */
+  sandbox_images?: number;
 }
 
 /**
