@@ -421,8 +421,42 @@ echo written > inside.txt && echo "workspace: writable""#,
     let output = run("cat /opt/exo-marker", None);
     assert_eq!(output["stdout"], "installed\n", "{output}");
 
-    // Leaves no image behind.
+    // Listed; removed, and made again from the newest snapshot (the
+    // marker was snapshotted at its turn's end).
+    let listed = fixture.json(&["sandbox", "list"]);
+    let ours: Vec<&Value> = listed["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["container"] == container.0.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{listed}");
+    assert_eq!(ours[0]["state"], "running", "{listed}");
+    assert!(ours[0]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("exo-snapshot:"));
+    assert_eq!(
+        fixture.json(&["sandbox", "rm", "coder", "work"])["removed"],
+        true
+    );
+    assert_eq!(
+        fixture.json(&["sandbox", "rm", "coder", "work"])["removed"],
+        false
+    );
+    let output = run("cat /opt/exo-marker", None);
+    assert_eq!(output["stdout"], "installed\n", "{output}");
+
+    // Deleting the conversation removes its container, and gc its images.
     fixture.ok(&["conversation", "delete", "coder", "work"]);
+    let gone = std::process::Command::new("docker")
+        .args(["inspect", &container.0])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "the container outlived its conversation"
+    );
     drop(container);
     let collected = fixture.json(&["gc"]);
     assert!(

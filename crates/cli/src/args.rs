@@ -140,6 +140,14 @@ pub enum Command {
   exo snapshot restore 3f9c2a1 --dry-run"
     )]
     Snapshot(SnapshotCommand),
+    /// See and remove the conversations' docker sandboxes.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  exo sandbox list
+  exo sandbox rm coder main"
+    )]
+    Sandbox(SandboxCommand),
     /// Pick a conversation up: head, last turn, workspace drift.
     #[command(
         subcommand,
@@ -378,6 +386,21 @@ impl DecisionArg {
             DecisionArg::Deny => "deny",
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// List this root's docker sandboxes: their conversation, image and
+    /// state.
+    #[command(after_help = "Example:
+  exo sandbox list")]
+    List,
+    /// Remove a conversation's docker sandbox (what it changed since its
+    /// last snapshot goes); its next command makes it again from the
+    /// newest snapshot on the history.
+    #[command(after_help = "Example:
+  exo sandbox rm coder main")]
+    Rm(ConversationRef),
 }
 
 #[derive(Debug, Subcommand)]
@@ -1255,7 +1278,10 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Run and follow turns",
         &["chat", "run", "acp", "mcp", "turn", "approval"],
     ),
-    ("Files and history", &["snapshot", "session", "artifact"]),
+    (
+        "Files and history",
+        &["snapshot", "sandbox", "session", "artifact"],
+    ),
     ("Models and secrets", &["model", "secret", "binding"]),
     ("Upkeep", &["daemon", "gc", "doctor", "completions", "man"]),
 ];

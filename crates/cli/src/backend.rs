@@ -97,6 +97,7 @@ impl Backend {
                     "model/list" => r#"{"models":[]}"#,
                     "binding/list" => r#"{"bindings":[]}"#,
                     "approval/list" => r#"{"approvals":[]}"#,
+                    "sandbox/list" => r#"{"sandboxes":[]}"#,
                     _ => {
                         let err = open_store(root, OpenMode::Existing).err().map_or_else(
                             || "the store appeared".to_string(),

@@ -198,7 +198,8 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
             }
         },
         Command::Chat(ChatCommand::Repl { target, .. })
-        | Command::Session(SessionCommand::Resume(target)) => need(target)?,
+        | Command::Session(SessionCommand::Resume(target))
+        | Command::Sandbox(crate::args::SandboxCommand::Rm(target)) => need(target)?,
         Command::Snapshot(command) => match command {
             SnapshotCommand::Take(target)
             | SnapshotCommand::List { target, .. }

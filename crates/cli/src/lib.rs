@@ -480,6 +480,7 @@ fn run(cli: Cli, root: &std::path::Path) -> Result<()> {
         Command::Binding(command) => binding(backend, &out, command),
         Command::Artifact(command) => artifact(backend, root, &out, command),
         Command::Snapshot(command) => snapshot(backend, &out, command),
+        Command::Sandbox(command) => sandbox(backend, &out, command),
         Command::Session(SessionCommand::Resume(target)) => resume(backend, &out, target),
         Command::Gc => {
             let (value, report) =
@@ -1567,6 +1568,46 @@ fn restore_summary(result: &RestoreResult) -> String {
         text.push_str(&style::diff(diff.trim_end()));
     }
     text
+}
+
+fn sandbox(backend: &mut Backend, out: &Out, command: crate::args::SandboxCommand) -> Result<()> {
+    match command {
+        crate::args::SandboxCommand::List => {
+            let (value, list) =
+                backend.call_as::<SandboxList>(SandboxListMethod::NAME, json!({}))?;
+            out.emit(&value, || {
+                if list.sandboxes.is_empty() {
+                    return "no sandboxes".to_owned();
+                }
+                let mut rows = vec![vec![
+                    "CONVERSATION".into(),
+                    "CONTAINER".into(),
+                    "IMAGE".into(),
+                    "STATE".into(),
+                ]];
+                rows.extend(list.sandboxes.iter().map(|s| {
+                    vec![
+                        s.conversation.clone(),
+                        s.container.clone(),
+                        s.image.clone(),
+                        s.state.clone(),
+                    ]
+                }));
+                table(rows)
+            })
+        }
+        crate::args::SandboxCommand::Rm(target) => {
+            let request = json!({ "agent": target.agent, "conversation": target.conversation });
+            let (value, removed) = backend.call_as::<SandboxRemoved>(SandboxRm::NAME, request)?;
+            out.emit(&value, || {
+                if removed.removed {
+                    "removed the sandbox".to_owned()
+                } else {
+                    "no sandbox to remove".to_owned()
+                }
+            })
+        }
+    }
 }
 
 fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Result<()> {

@@ -49,6 +49,7 @@ pub fn creates_store(command: &Command) -> bool {
 pub fn empty_without_store(command: &Command) -> bool {
     match command {
         Command::Agent(AgentCommand::List)
+        | Command::Sandbox(crate::args::SandboxCommand::List)
         | Command::Approval(ApprovalCommand::List { .. })
         | Command::Doctor => true,
         Command::Secret(SecretCommand::List { scope })

@@ -109,6 +109,7 @@ fn route(
             TurnBegin, TurnFinish, TurnGet, TurnCancel, ApprovalRespond, ApprovalListMethod,
             GatewayTokenMethod, GatewayRevoke,
             SessionResume, SnapshotTake, SnapshotListMethod, SnapshotDiffMethod, SnapshotRestore, Gc,
+            SandboxListMethod, SandboxRm,
             EventsList, EventsGet,
             ArtifactPut, ArtifactGet, ArtifactListMethod,
             SecretSet, SecretListMethod, SecretGet, SecretDelete,

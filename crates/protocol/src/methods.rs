@@ -1311,6 +1311,33 @@ pub struct ResumeResult {
     pub drift: Option<Vec<PathChange>>,
 }
 
+/// One conversation's docker sandbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxInfo {
+    /// The conversation.
+    pub conversation: String,
+    /// The container's name (`exo-CONVERSATION`).
+    pub container: String,
+    /// The image it was made from: the agent's, or a snapshot.
+    pub image: String,
+    /// Docker's word for its state (`running`, `exited`, ...).
+    pub state: String,
+}
+
+/// `sandbox/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxList {
+    /// This root's containers, by name.
+    pub sandboxes: Vec<SandboxInfo>,
+}
+
+/// `sandbox/rm` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxRemoved {
+    /// Whether there was a container to remove.
+    pub removed: bool,
+}
+
 /// `gc` result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GcResult {
@@ -1456,6 +1483,11 @@ methods! {
     SnapshotRestore = "snapshot/restore" (SnapshotRestoreParams) -> RestoreResult;
     /// Removes snapshot objects no live conversation can reach.
     Gc = "gc" (Empty) -> GcResult;
+    /// Lists this root's docker sandboxes.
+    SandboxListMethod = "sandbox/list" (Empty) -> SandboxList [read_only];
+    /// Removes a conversation's docker sandbox; its next command makes it
+    /// again from the newest snapshot on the history.
+    SandboxRm = "sandbox/rm" (ConversationRef) -> SandboxRemoved;
     /// Reads a page of a conversation's history.
     EventsList = "events/list" (EventsListParams) -> EventPage [read_only];
     /// Reads one event.

@@ -580,15 +580,7 @@ impl Docker {
 /// name (those a container still uses stay); how many went. Nothing when
 /// no Docker daemon answers.
 pub async fn gc(root: &str, keep: &[String]) -> Result<u64, SandboxError> {
-    let docker = bollard::Docker::connect_with_unix(
-        &exo_secrets::environment::var_os("DOCKER_HOST")
-            .map(|host| host.to_string_lossy().replacen("unix://", "", 1))
-            .filter(|host| !host.is_empty())
-            .unwrap_or_else(|| "/var/run/docker.sock".to_owned()),
-        REQUEST_TIMEOUT_SECS,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .map_err(|err| failed("cannot reach the Docker daemon", err))?;
+    let docker = local_client()?;
     if docker.ping().await.is_err() {
         return Ok(0);
     }
@@ -629,4 +621,113 @@ pub async fn gc(root: &str, keep: &[String]) -> Result<u64, SandboxError> {
         }
     }
     Ok(removed)
+}
+
+/// A conversation's container, as `exo sandbox list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Its name (`exo-CONVERSATION`).
+    pub name: String,
+    /// The conversation.
+    pub conversation: String,
+    /// The image it was made from (the agent's, or a snapshot).
+    pub base: String,
+    /// Docker's word for its state (`running`, `exited`, ...).
+    pub state: String,
+}
+
+fn local_client() -> Result<bollard::Docker, SandboxError> {
+    let path = exo_secrets::environment::var_os("DOCKER_HOST")
+        .map(|host| host.to_string_lossy().replacen("unix://", "", 1))
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+    bollard::Docker::connect_with_unix(&path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        .map_err(|err| failed("cannot reach the Docker daemon", err))
+}
+
+/// The containers of exo's root `root`, by conversation.
+pub async fn containers(root: &str) -> Result<Vec<ContainerInfo>, SandboxError> {
+    let docker = local_client()?;
+    let filters = HashMap::from([("label".to_owned(), vec![format!("exo.root={root}")])]);
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let listed = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|err| failed("cannot reach the Docker daemon", err))?;
+    let mut found: Vec<ContainerInfo> = listed
+        .into_iter()
+        .map(|summary| {
+            let labels = summary.labels.unwrap_or_default();
+            ContainerInfo {
+                name: summary
+                    .names
+                    .and_then(|names| names.into_iter().next())
+                    .map(|name| name.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                conversation: labels.get("exo.conversation").cloned().unwrap_or_default(),
+                base: labels.get("exo.base").cloned().unwrap_or_default(),
+                state: summary
+                    .state
+                    .map(|state| state.to_string())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Removes the container of `conversation` if exo's root `root` made it;
+/// whether there was one.
+pub async fn remove(root: &str, conversation: &str) -> Result<bool, SandboxError> {
+    let ours = containers(root)
+        .await?
+        .into_iter()
+        .find(|container| container.conversation == conversation);
+    let Some(container) = ours else {
+        return Ok(false);
+    };
+    let docker = local_client()?;
+    docker
+        .remove_container(
+            &container.name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|err| failed("cannot remove the container", err))?;
+    Ok(true)
+}
+
+/// Runs `work` from blocking code, inside a runtime or not (on a thread
+/// of its own, with a runtime of its own), for at most `limit`.
+pub fn block_on<T: Send>(
+    limit: std::time::Duration,
+    work: impl std::future::Future<Output = T> + Send,
+) -> Result<Result<T, tokio::time::error::Elapsed>, SandboxError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|err| {
+                        SandboxError::Docker(format!("cannot start a runtime: {err}"))
+                    })?;
+                // The timer is made inside the runtime: outside one it panics.
+                Ok(runtime.block_on(async move { tokio::time::timeout(limit, work).await }))
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(SandboxError::Docker(
+                    "internal error: a thread panicked".to_owned(),
+                ))
+            })
+    })
 }

@@ -98,6 +98,8 @@ calls! {
     SnapshotDiffMethod => snapshot_diff_call,
     SnapshotRestore => snapshot_restore_call,
     Gc => gc_call,
+    SandboxListMethod => sandbox_list,
+    SandboxRm => sandbox_rm,
     EventsList => events_list,
     EventsGet => events_get,
     ArtifactPut => artifact_put,
@@ -416,6 +418,17 @@ impl Service {
             .store()
             .delete_conversation(&params.agent, &params.conversation)?;
         self.inner.executors.forget_conversation(conversation.id);
+        // Its docker sandbox goes too (if Docker answers; gc then takes its
+        // snapshots).
+        let root = self.root_label();
+        let id = conversation.id.to_string();
+        let removal = exo_sandbox::docker::block_on(
+            std::time::Duration::from_secs(5),
+            exo_sandbox::docker::remove(&root, &id),
+        );
+        if !matches!(removal, Ok(Ok(Ok(_)))) {
+            tracing::debug!("the conversation's sandbox was not removed: {removal:?}");
+        }
         Ok(convert::conversation(&conversation))
     }
 
@@ -658,6 +671,63 @@ impl Service {
 
     fn gc_call(&self, _: &ClientContext, _: Empty) -> ServiceResult<GcResult> {
         self.gc()
+    }
+
+    fn sandbox_list(&self, _: &ClientContext, _: Empty) -> ServiceResult<SandboxList> {
+        let root = self.root_label();
+        let listed =
+            exo_sandbox::docker::block_on(DOCKER_ANSWER, exo_sandbox::docker::containers(&root))
+                .and_then(|listed| listed.unwrap_or_else(|_| Err(docker_silent())))
+                .map_err(|err| {
+                    crate::convert::simple_error(ErrorCode::Internal, err.to_string())
+                })?;
+        Ok(SandboxList {
+            sandboxes: listed
+                .into_iter()
+                .map(|container| SandboxInfo {
+                    conversation: container.conversation,
+                    container: container.name,
+                    image: container.base,
+                    state: container.state,
+                })
+                .collect(),
+        })
+    }
+
+    fn sandbox_rm(
+        &self,
+        _: &ClientContext,
+        params: exo_protocol::ConversationRef,
+    ) -> ServiceResult<SandboxRemoved> {
+        let conversation = self
+            .store()
+            .conversation(&params.agent, &params.conversation)?;
+        if conversation.open_turn.is_some() {
+            return Err(crate::convert::simple_error(
+                ErrorCode::Busy,
+                format!(
+                    "a turn is running in conversation {}: its sandbox stays until it ends",
+                    conversation.slug
+                ),
+            ));
+        }
+        let root = self.root_label();
+        let id = conversation.id.to_string();
+        let removed =
+            exo_sandbox::docker::block_on(DOCKER_ANSWER, exo_sandbox::docker::remove(&root, &id))
+                .and_then(|removed| removed.unwrap_or_else(|_| Err(docker_silent())))
+                .map_err(|err| {
+                    crate::convert::simple_error(ErrorCode::Internal, err.to_string())
+                })?;
+        Ok(SandboxRemoved { removed })
+    }
+
+    /// exo's root as containers and snapshots are labelled with it.
+    fn root_label(&self) -> String {
+        crate::turns::protected_dirs(self.store().root())
+            .swap_remove(0)
+            .display()
+            .to_string()
     }
 
     fn events_list(&self, _: &ClientContext, params: EventsListParams) -> ServiceResult<EventPage> {
@@ -1023,4 +1093,14 @@ impl Service {
             }
         }
     }
+}
+
+/// How long a sandbox method waits for Docker.
+const DOCKER_ANSWER: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn docker_silent() -> exo_sandbox::SandboxError {
+    exo_sandbox::SandboxError::Docker(format!(
+        "the Docker daemon did not answer within {} s",
+        DOCKER_ANSWER.as_secs()
+    ))
 }

@@ -51,6 +51,8 @@ export interface DaemonMethods {
   "snapshot/diff": { params: SnapshotDiffParams; result: SnapshotDiff };
   "snapshot/restore": { params: SnapshotRestoreParams; result: RestoreResult };
   "gc": { params: Empty; result: GcResult };
+  "sandbox/list": { params: Empty; result: SandboxList };
+  "sandbox/rm": { params: ConversationRef; result: SandboxRemoved };
   "events/list": { params: EventsListParams; result: EventPage };
   "events/get": { params: EventsGetParams; result: Event };
   "events/watch": { params: EventsWatchParams; result: WatchResult };
@@ -2493,9 +2495,51 @@ export interface RuntimeInfo {
 }
 
 /**
+ * One conversation's docker sandbox.
+ */
+export interface SandboxInfo {
+  /**
+   * The conversation.
+   */
+  conversation: string;
+  /**
+   * The container's name (`exo-CONVERSATION`).
+   */
+  container: string;
+  /**
+   * The image it was made from: the agent's, or a snapshot.
+   */
+  image: string;
+  /**
+   * Docker's word for its state (`running`, `exited`, ...).
+   */
+  state: string;
+}
+
+/**
+ * `sandbox/list` result.
+ */
+export interface SandboxList {
+  /**
+   * This root's containers, by name.
+   */
+  sandboxes: SandboxInfo[];
+}
+
+/**
  * Where an agent's commands run (spec/sandboxes.md).
  */
 export type SandboxMode = "none" | "local" | "docker";
+
+/**
+ * `sandbox/rm` result.
+ */
+export interface SandboxRemoved {
+  /**
+   * Whether there was a container to remove.
+   */
+  removed: boolean;
+}
 
 /**
  * Names a scope: root when both are absent, an agent, or a conversation
