@@ -120,7 +120,7 @@ fn enumerations_list_their_possible_values_in_help_and_errors() {
         ),
         (
             &["binding", "list", "--kind", "ssh"],
-            "[possible values: env, mcp, model]",
+            "[possible values: env, mcp, model, http]",
         ),
         (
             &[

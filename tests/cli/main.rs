@@ -32,6 +32,9 @@
 //!   conversation in use, `watch` and `events --follow`, turns and
 //!   approvals from another terminal, empty lists on a fresh directory,
 //!   colours and spinners, `doctor`.
+//! - `egress`: HTTP credentials added at the boundary by the egress
+//!   proxy: a sandboxed command reaches its bound host with the secret it
+//!   never sees, other hosts get nothing, every request is an event.
 //! - `foreign`: events a newer exo stored (kinds and fields this one does
 //!   not know): shown exactly, forked and rewound across, kept out of
 //!   prompts, refused as input.
@@ -51,6 +54,7 @@ mod crash;
 mod cursor;
 mod daily;
 mod daily_review;
+mod egress;
 mod errors;
 mod events;
 mod export;

@@ -12,7 +12,7 @@ use crate::agent::{Fixture, API_KEY, API_KEY_VAR};
 
 /// Whether bubblewrap runs here; where it must (the test set-up installs
 /// it), its absence fails the test instead.
-fn bwrap_ready() -> bool {
+pub(crate) fn bwrap_ready() -> bool {
     let works = std::process::Command::new("bwrap")
         .args(["--ro-bind", "/", "/", "--unshare-pid", "--", "/bin/true"])
         .stdout(Stdio::null())
@@ -294,7 +294,7 @@ fn still(file: &std::path::Path) {
 /// Whether a Docker daemon answers and exo's base image is there; where
 /// they must be (the test set-up provides them), their absence fails the
 /// test instead.
-fn docker_ready() -> bool {
+pub(crate) fn docker_ready() -> bool {
     let image = std::process::Command::new("docker")
         .args(["image", "inspect", "exo/base:bookworm"])
         .stdout(Stdio::null())
@@ -312,7 +312,7 @@ fn docker_ready() -> bool {
 }
 
 /// Removes the conversation's container when the test ends.
-struct Container(String);
+pub(crate) struct Container(String);
 
 impl Drop for Container {
     fn drop(&mut self) {
@@ -324,7 +324,7 @@ impl Drop for Container {
     }
 }
 
-fn container_of(fixture: &Fixture) -> Container {
+pub(crate) fn container_of(fixture: &Fixture) -> Container {
     let id = fixture.json(&["conversation", "show", "coder", "work"])["id"]
         .as_str()
         .unwrap()
@@ -644,4 +644,180 @@ fn a_docker_sandbox_rewinds_redoes_and_forks_with_the_log() {
     let collected = fixture.json(&["gc"]);
     assert_eq!(collected["sandbox_images"], 2, "{collected}");
     assert_eq!(images(), Vec::<String>::new());
+}
+
+/// The lifecycle outside turns: `exo sandbox create`, `exec`, `stop`,
+/// `start`, `snapshot` and `rm`, each recorded; a snapshot taken by hand
+/// is what the container is made again from; wrong steps are refused in
+/// one line; a local sandbox has no container, and `exec` runs in it.
+#[test]
+fn the_sandbox_lifecycle_is_in_the_log() {
+    if !docker_ready() || !bwrap_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    // A local sandbox: no container to make; exec runs in bubblewrap.
+    let refused = fixture.run(&["sandbox", "create", "coder", "work"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused
+            .stderr
+            .contains("runs commands in the local sandbox: only a docker sandbox has a container"),
+        "{}",
+        refused.stderr
+    );
+    let local = fixture.ok(&[
+        "sandbox",
+        "exec",
+        "coder",
+        "work",
+        "--",
+        "ls /proc | grep -c '^[0-9]'",
+    ]);
+    let processes: u32 = local.stdout.trim().parse().unwrap();
+    assert!(processes <= 8, "{}", local.stdout);
+
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let container = container_of(&fixture);
+    let made = fixture.json(&["sandbox", "create", "coder", "work"]);
+    assert_eq!(made["container"], container.0.as_str());
+    assert_eq!(made["image"], "exo/base:bookworm");
+    assert_eq!(made["state"], "running");
+    let again = fixture.run(&["sandbox", "create", "coder", "work"]);
+    assert_ne!(again.code, 0);
+    assert!(
+        again.stderr.contains("already has its container"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stderr.trim().lines().count(), 1);
+
+    // exec: output and exit status pass through; the step is an event.
+    let ran = fixture.run(&[
+        "sandbox",
+        "exec",
+        "coder",
+        "work",
+        "--",
+        "echo installed > /opt/tool; echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert_eq!(ran.stdout, "out\n");
+    assert_eq!(ran.stderr, "err\n");
+    let json = fixture.json(&[
+        "sandbox",
+        "exec",
+        "coder",
+        "work",
+        "--json",
+        "--",
+        "cat /opt/tool",
+    ]);
+    assert_eq!(json["output"]["stdout"], "installed\n");
+
+    let stopped = fixture.json(&["sandbox", "stop", "coder", "work"]);
+    assert_eq!(stopped["state"], "exited");
+    let started = fixture.json(&["sandbox", "start", "coder", "work"]);
+    assert_eq!(started["state"], "running");
+    let still = fixture.ok(&["sandbox", "exec", "coder", "work", "--", "cat /opt/tool"]);
+    assert_eq!(still.stdout, "installed\n");
+
+    let snapshot = fixture.json(&["sandbox", "snapshot", "coder", "work"]);
+    let image = snapshot["image"].as_str().unwrap().to_owned();
+    assert!(image.starts_with("exo-snapshot:"), "{snapshot}");
+    let nothing = fixture.json(&["sandbox", "snapshot", "coder", "work"]);
+    assert_eq!(nothing["image"], Value::Null, "{nothing}");
+    // Removed, it comes back from the snapshot at its next step.
+    fixture.ok(&["sandbox", "rm", "coder", "work"]);
+    let back = fixture.ok(&["sandbox", "exec", "coder", "work", "--", "cat /opt/tool"]);
+    assert_eq!(back.stdout, "installed\n");
+
+    let types: Vec<String> = fixture
+        .events("work")
+        .iter()
+        .filter(|event| event["kind"] == "custom")
+        .map(|event| event["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "sandbox.exec",
+            "sandbox.created",
+            "sandbox.exec",
+            "sandbox.exec",
+            "sandbox.stopped",
+            "sandbox.started",
+            "sandbox.exec",
+            "sandbox.snapshotted",
+            "sandbox.removed",
+            "sandbox.exec",
+        ]
+    );
+    let exec = fixture
+        .events("work")
+        .into_iter()
+        .find(|event| event["type"] == "sandbox.exec" && event["payload"]["exit_code"] == 3)
+        .expect("the failed exec's event");
+    assert_eq!(exec["payload"]["sandbox"], "docker");
+    // Unknown conversations, and a stop with nothing to stop.
+    fixture.ok(&["sandbox", "rm", "coder", "work"]);
+    let none = fixture.run(&["sandbox", "stop", "coder", "work"]);
+    assert!(
+        none.stderr.contains("has no container to stop"),
+        "{}",
+        none.stderr
+    );
+    let unknown = fixture.run(&["sandbox", "start", "coder", "nope"]);
+    assert_ne!(unknown.code, 0);
+    assert_eq!(
+        unknown.stderr.trim().lines().count(),
+        1,
+        "{}",
+        unknown.stderr
+    );
+}
+
+/// A command that forks past the sandbox's process limit, and one that
+/// fills its memory, are stopped by the container's limits: the calls come
+/// back with what happened, the turn completes, and the container goes on
+/// serving (what the bomb left running is gone with its command).
+#[test]
+fn a_docker_sandbox_contains_a_fork_bomb_and_a_memory_hog() {
+    if !docker_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let _container = container_of(&fixture);
+    let run = |command: &str| {
+        fixture.model.push(Completion::text("").with_tool_call(
+            "call",
+            "shell",
+            json!({"command": command}),
+        ));
+        fixture.model.push(Completion::text("ok"));
+        fixture.send_ok("work", "run");
+        shell_output(&fixture)
+    };
+    let bomb =
+        run("exec 2>&1; i=0; while [ $i -lt 1500 ]; do sleep 60 & i=$((i+1)); done; echo spawned");
+    let said = bomb["stdout"].as_str().unwrap().to_lowercase();
+    assert!(said.contains("fork"), "{bomb}");
+    let hog = run("head -c 6G /dev/zero | tail > /dev/null; echo \"status: $?\"");
+    assert_eq!(hog["stdout"], "status: 137\n", "{hog}");
+    let after = run("echo alive; ls /proc | grep -c '^[0-9]'");
+    let stdout = after["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("alive\n"), "{after}");
+    let processes: u32 = stdout.lines().nth(1).unwrap().parse().unwrap();
+    assert!(processes < 20, "the bomb's processes outlived it: {after}");
+    let ended: Vec<Value> = fixture
+        .events("work")
+        .into_iter()
+        .filter(|event| event["kind"] == "turn_ended")
+        .collect();
+    assert_eq!(ended.len(), 3);
+    assert!(
+        ended.iter().all(|event| event["status"] == "completed"),
+        "{ended:?}"
+    );
 }

@@ -140,11 +140,14 @@ pub enum Command {
   exo snapshot restore 3f9c2a1 --dry-run"
     )]
     Snapshot(SnapshotCommand),
-    /// See and remove the conversations' docker sandboxes.
+    /// See, start, stop, snapshot and remove the conversations' sandboxes,
+    /// and run commands in them.
     #[command(
         subcommand,
         after_help = "Examples:
   exo sandbox list
+  exo sandbox exec coder main -- apt-get install -y jq
+  exo sandbox snapshot coder main
   exo sandbox rm coder main"
     )]
     Sandbox(SandboxCommand),
@@ -401,6 +404,41 @@ pub enum SandboxCommand {
     #[command(after_help = "Example:
   exo sandbox rm coder main")]
     Rm(ConversationRef),
+    /// Make a conversation's docker sandbox now, from the newest snapshot
+    /// on its history or its agent's image.
+    #[command(after_help = "Example:
+  exo sandbox create coder main")]
+    Create(ConversationRef),
+    /// Start a conversation's docker sandbox (made first when missing).
+    #[command(after_help = "Example:
+  exo sandbox start coder main")]
+    Start(ConversationRef),
+    /// Stop a conversation's docker sandbox, keeping its files; its next
+    /// command starts it again.
+    #[command(after_help = "Example:
+  exo sandbox stop coder main")]
+    Stop(ConversationRef),
+    /// Run a command in a conversation's sandbox (whichever its agent
+    /// uses), as the agent's shell tool would; the step is recorded.
+    #[command(after_help = "Examples:
+  exo sandbox exec coder main -- apt-get install -y jq
+  exo sandbox exec -- 'ls /usr/local/bin | wc -l'   # the conversation in use")]
+    Exec {
+        #[command(flatten)]
+        target: ConversationRef,
+        /// Seconds before it is killed (default 120, at most 600).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+        /// The command, after `--`; its words are joined with spaces and
+        /// run by `/bin/sh -c`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Snapshot a conversation's docker sandbox now (what it changed
+    /// outside the workspace), recorded at the head of its history.
+    #[command(after_help = "Example:
+  exo sandbox snapshot coder main")]
+    Snapshot(ConversationRef),
 }
 
 #[derive(Debug, Subcommand)]
@@ -1114,6 +1152,8 @@ pub enum BindingKindArg {
     Mcp,
     /// A model.
     Model,
+    /// An HTTP host's credential.
+    Http,
 }
 
 impl BindingKindArg {
@@ -1123,6 +1163,7 @@ impl BindingKindArg {
             BindingKindArg::Env => "env",
             BindingKindArg::Mcp => "mcp",
             BindingKindArg::Model => "model",
+            BindingKindArg::Http => "http",
         }
     }
 }
@@ -1168,6 +1209,36 @@ pub enum BindingCommand {
         /// The program and arguments exo starts, after `--`.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Bind a credential to an HTTP host: the egress proxy the agent's
+    /// commands go through adds it to their requests for that host, and
+    /// the agent never sees it.
+    #[command(after_help = "Examples:
+  exo binding http api.github.com --secret gh --scheme token
+  exo binding http api.example.com --secret example --header X-Api-Key
+  exo binding http 127.0.0.1:8080 --secret local --plain-http
+
+A command then asks for http://HOST/PATH (curl, or anything that reads
+HTTP_PROXY); exo sends it on over https with the credential.")]
+    Http {
+        /// The host, HOST or HOST:PORT, as commands ask for it.
+        host: String,
+        /// The secret holding the credential.
+        #[arg(long)]
+        secret: String,
+        /// The header it goes in (default: Authorization).
+        #[arg(long)]
+        header: Option<String>,
+        /// The word before the secret in the header (default: Bearer for
+        /// Authorization, none for another header).
+        #[arg(long)]
+        scheme: Option<String>,
+        /// Call the host over plain http, not https (a service on this
+        /// machine or a private network).
+        #[arg(long)]
+        plain_http: bool,
         #[command(flatten)]
         scope: ScopeArgs,
     },

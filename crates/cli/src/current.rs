@@ -199,7 +199,14 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
         },
         Command::Chat(ChatCommand::Repl { target, .. })
         | Command::Session(SessionCommand::Resume(target))
-        | Command::Sandbox(crate::args::SandboxCommand::Rm(target)) => need(target)?,
+        | Command::Sandbox(
+            crate::args::SandboxCommand::Rm(target)
+            | crate::args::SandboxCommand::Create(target)
+            | crate::args::SandboxCommand::Start(target)
+            | crate::args::SandboxCommand::Stop(target)
+            | crate::args::SandboxCommand::Snapshot(target)
+            | crate::args::SandboxCommand::Exec { target, .. },
+        ) => need(target)?,
         Command::Snapshot(command) => match command {
             SnapshotCommand::Take(target)
             | SnapshotCommand::List { target, .. }

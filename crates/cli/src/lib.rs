@@ -56,6 +56,14 @@ const MAX_STDIN_BYTES: u64 = 32 << 20;
 
 /// Runs the command line and returns the process's exit status.
 pub fn main() -> ExitCode {
+    // The egress forwarder, run inside a sandbox ahead of a command: it
+    // needs nothing of exo's but its own code (spec/sandboxes.md).
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(exo_sandbox::egress::FORWARD_ARG.as_ref()) {
+        let args: Vec<std::ffi::OsString> = argv.collect();
+        let code = exo_sandbox::egress::forward(&args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(125));
+    }
     let cli = match Cli::from_arg_matches_mut(&mut args::command().get_matches()) {
         Ok(cli) => cli,
         Err(err) => err.exit(),
@@ -86,6 +94,7 @@ pub fn main() -> ExitCode {
             | Command::Conversation(ConversationCommand::Send { .. })
             | Command::Run { .. }
             | Command::Acp { .. }
+            | Command::Sandbox(crate::args::SandboxCommand::Exec { .. })
     );
     if let Err(err) = startup::isolate(runs_tools) {
         let message = format!("{err:#}").replace('\n', " ");
@@ -1356,6 +1365,22 @@ fn binding(backend: &mut Backend, out: &Out, command: BindingCommand) -> Result<
             let (value, entry) = backend.call_as::<BindingEntry>(BindingSet::NAME, request)?;
             out.emit(&value, || format!("bound {}", binding_line(&entry)))
         }
+        BindingCommand::Http {
+            host,
+            secret,
+            header,
+            scheme,
+            plain_http,
+            scope,
+        } => {
+            let binding = params(
+                json!({ "type": "http", "name": host.to_ascii_lowercase(), "secret": secret }),
+                json!({ "header": header, "scheme": scheme, "plain_http": plain_http.then_some(true) }),
+            );
+            let request = params(json!({ "binding": binding }), scope_params(&scope));
+            let (value, entry) = backend.call_as::<BindingEntry>(BindingSet::NAME, request)?;
+            out.emit(&value, || format!("bound {}", binding_line(&entry)))
+        }
         BindingCommand::List { kind, scope } => {
             let kind = kind.map(binding_kind).transpose()?;
             let request = params(json!({ "kind": kind }), scope_params(&scope));
@@ -1605,6 +1630,71 @@ fn sandbox(backend: &mut Backend, out: &Out, command: crate::args::SandboxComman
                 } else {
                     "no sandbox to remove".to_owned()
                 }
+            })
+        }
+        crate::args::SandboxCommand::Create(ref target)
+        | crate::args::SandboxCommand::Start(ref target)
+        | crate::args::SandboxCommand::Stop(ref target) => {
+            let (method, doing) = match command {
+                crate::args::SandboxCommand::Create(_) => {
+                    (SandboxCreate::NAME, "making the sandbox")
+                }
+                crate::args::SandboxCommand::Start(_) => {
+                    (SandboxStart::NAME, "starting the sandbox")
+                }
+                _ => (SandboxStop::NAME, "stopping the sandbox"),
+            };
+            let request = json!({ "agent": target.agent, "conversation": target.conversation });
+            let (value, info) =
+                style::progress(doing, || backend.call_as::<SandboxInfo>(method, request))?;
+            out.emit(&value, || {
+                format!("{}  {}  {}", info.container, info.image, info.state)
+            })
+        }
+        crate::args::SandboxCommand::Exec {
+            target,
+            timeout,
+            command,
+        } => {
+            let request = params(
+                json!({
+                    "agent": target.agent,
+                    "conversation": target.conversation,
+                    "command": command.join(" "),
+                }),
+                json!({ "timeout_ms": timeout.map(|s| s.saturating_mul(1000)) }),
+            );
+            let (value, ran) = backend.call_as::<SandboxExecResult>(SandboxExec::NAME, request)?;
+            if out.json {
+                return out.emit(&value, String::new);
+            }
+            let output = &ran.output;
+            if let Some(error) = output.get("error").and_then(Value::as_str) {
+                bail!("the command could not run: {error}");
+            }
+            let text = |name: &str| output.get(name).and_then(Value::as_str).unwrap_or("");
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text("stdout").as_bytes())?;
+            stdout.flush()?;
+            let mut stderr = std::io::stderr().lock();
+            stderr.write_all(text("stderr").as_bytes())?;
+            if output.get("timed_out").and_then(Value::as_bool) == Some(true) {
+                bail!("the command timed out and was killed");
+            }
+            match output.get("exit_code").and_then(Value::as_i64) {
+                Some(0) => Ok(()),
+                Some(code) => Err(run::ChildExit(u8::try_from(code).unwrap_or(1)).into()),
+                None => bail!("the command was killed"),
+            }
+        }
+        crate::args::SandboxCommand::Snapshot(target) => {
+            let request = json!({ "agent": target.agent, "conversation": target.conversation });
+            let (value, taken) = style::progress("snapshotting the sandbox", || {
+                backend.call_as::<SandboxSnapshotResult>(SandboxSnapshot::NAME, request)
+            })?;
+            out.emit(&value, || match &taken.image {
+                Some(image) => format!("{image}  {} changes", taken.changes),
+                None => "nothing changed outside the workspace: no snapshot taken".to_owned(),
             })
         }
     }

@@ -238,6 +238,23 @@ pub fn binding_line(entry: &BindingEntry) -> String {
                 entry.scope
             )
         }
+        Binding::Http {
+            name,
+            secret,
+            plain_http,
+            ..
+        } => {
+            let (header, value) = entry
+                .binding
+                .http_header("SECRET")
+                .unwrap_or_else(|| ("authorization".to_owned(), "SECRET".to_owned()));
+            format!(
+                "http {name}  {header}: {}  secret={secret}{}  ({})",
+                value.replace("SECRET", "<secret>"),
+                if *plain_http { "  plain http" } else { "" },
+                entry.scope
+            )
+        }
     }
 }
 

@@ -38,7 +38,11 @@ pub fn creates_store(command: &Command) -> bool {
         Command::Agent(AgentCommand::Create { .. })
             | Command::Secret(SecretCommand::Set { .. })
             | Command::Model(ModelCommand::Register { .. })
-            | Command::Binding(BindingCommand::Env { .. } | BindingCommand::Mcp { .. })
+            | Command::Binding(
+                BindingCommand::Env { .. }
+                    | BindingCommand::Mcp { .. }
+                    | BindingCommand::Http { .. }
+            )
             | Command::Daemon(DaemonArgs { command: None, .. })
     )
 }

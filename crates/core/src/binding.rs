@@ -145,6 +145,8 @@ pub enum BindingKind {
     Mcp,
     /// Model name to provider, base URL and secret.
     Model,
+    /// HTTP host to a credential the egress proxy adds.
+    Http,
 }
 
 impl BindingKind {
@@ -154,6 +156,7 @@ impl BindingKind {
             BindingKind::Env => "env",
             BindingKind::Mcp => "mcp",
             BindingKind::Model => "model",
+            BindingKind::Http => "http",
         }
     }
 }
@@ -171,8 +174,9 @@ impl FromStr for BindingKind {
             "env" => Ok(BindingKind::Env),
             "mcp" => Ok(BindingKind::Mcp),
             "model" => Ok(BindingKind::Model),
+            "http" => Ok(BindingKind::Http),
             _ => Err(ValidationError::new(format!(
-                "unknown binding kind {s:?}: expected env, mcp or model"
+                "unknown binding kind {s:?}: expected env, mcp, model or http"
             ))),
         }
     }
@@ -235,6 +239,27 @@ pub enum Binding {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context_window: Option<u64>,
     },
+    /// A credential for an HTTP host, added at the boundary: the egress
+    /// proxy a sandbox's commands go through sets it on their requests
+    /// for this host, and never shows it to them.
+    Http {
+        /// The host as commands ask for it, `HOST` or `HOST:PORT`
+        /// (lowercase).
+        name: String,
+        /// The secret holding the credential.
+        secret: String,
+        /// The header it goes in (default `Authorization`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+        /// The word before it in the header's value (default `Bearer`
+        /// for `Authorization`, none for another header).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheme: Option<String>,
+        /// exo calls the host over plain http rather than https (a
+        /// service on the machine or a private network).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        plain_http: bool,
+    },
 }
 
 impl Binding {
@@ -244,22 +269,24 @@ impl Binding {
             Binding::Env { .. } => BindingKind::Env,
             Binding::Mcp { .. } => BindingKind::Mcp,
             Binding::Model { .. } => BindingKind::Model,
+            Binding::Http { .. } => BindingKind::Http,
         }
     }
 
     /// The binding's name, unique per kind and scope.
     pub fn name(&self) -> &str {
         match self {
-            Binding::Env { name, .. } | Binding::Mcp { name, .. } | Binding::Model { name, .. } => {
-                name
-            }
+            Binding::Env { name, .. }
+            | Binding::Mcp { name, .. }
+            | Binding::Model { name, .. }
+            | Binding::Http { name, .. } => name,
         }
     }
 
     /// The secret it refers to, if any.
     pub fn secret(&self) -> Option<&str> {
         match self {
-            Binding::Env { secret, .. } => Some(secret),
+            Binding::Env { secret, .. } | Binding::Http { secret, .. } => Some(secret),
             Binding::Mcp { secret, .. } | Binding::Model { secret, .. } => secret.as_deref(),
         }
     }
@@ -362,8 +389,106 @@ impl Binding {
                     .as_deref()
                     .map_or(Ok(()), |s| validate_name("secret", s))
             }
+            Binding::Http {
+                name,
+                secret,
+                header,
+                scheme,
+                plain_http: _,
+            } => {
+                validate_http_host(name)?;
+                validate_name("secret", secret)?;
+                if let Some(header) = header {
+                    validate_header_name(header)?;
+                    let lower = header.to_ascii_lowercase();
+                    if [
+                        "host",
+                        "connection",
+                        "content-length",
+                        "transfer-encoding",
+                        "proxy-authorization",
+                        "te",
+                        "upgrade",
+                    ]
+                    .contains(&lower.as_str())
+                    {
+                        return Err(ValidationError::new(format!(
+                            "the header {header:?} is the connection's own; a credential goes in another (Authorization, X-Api-Key, ...)"
+                        )));
+                    }
+                }
+                if let Some(scheme) = scheme {
+                    let ok = !scheme.is_empty()
+                        && scheme.len() <= 64
+                        && scheme
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+                    if !ok {
+                        return Err(ValidationError::new(format!(
+                            "invalid authorization scheme {scheme:?}: one word, such as Bearer or token"
+                        )));
+                    }
+                }
+                Ok(())
+            }
         }
     }
+
+    /// For an HTTP binding: the header the credential goes in, and the
+    /// header's value for `secret`.
+    pub fn http_header(&self, secret: &str) -> Option<(String, String)> {
+        let Binding::Http { header, scheme, .. } = self else {
+            return None;
+        };
+        let header = header
+            .as_deref()
+            .unwrap_or("authorization")
+            .to_ascii_lowercase();
+        let scheme = match scheme {
+            Some(scheme) => Some(scheme.as_str()),
+            None if header == "authorization" => Some("Bearer"),
+            None => None,
+        };
+        Some(match scheme {
+            Some(scheme) => (header, format!("{scheme} {secret}")),
+            None => (header, secret.to_owned()),
+        })
+    }
+}
+
+/// An HTTP binding's host: a lowercase DNS name or IPv4 address, with an
+/// optional port.
+fn validate_http_host(name: &str) -> Result<(), ValidationError> {
+    let invalid = |why: &str| {
+        ValidationError::new(format!(
+            "invalid HTTP host {name:?}: {why} (expected HOST or HOST:PORT, such as api.example.com)"
+        ))
+    };
+    let (host, port) = match name.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (name, None),
+    };
+    if host.is_empty() || host.len() > 253 {
+        return Err(invalid("the host must be 1-253 characters"));
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return Err(invalid(
+            "a host is lowercase letters, digits, dots and hyphens",
+        ));
+    }
+    if host.starts_with(['.', '-']) || host.ends_with(['.', '-']) || host.contains("..") {
+        return Err(invalid("a label is empty or starts or ends with a hyphen"));
+    }
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(number) if number > 0 && number.to_string() == port => {}
+            _ => return Err(invalid("the port must be 1-65535")),
+        }
+    }
+    Ok(())
 }
 
 fn validate_env_name(name: &str) -> Result<(), ValidationError> {
@@ -555,6 +680,58 @@ mod tests {
         assert!(bad_env.validate().is_err());
         let bad_url = mcp(Some("ftp://x"), &[], None, None, None);
         assert!(bad_url.validate().is_err());
+    }
+
+    fn http(name: &str, header: Option<&str>, scheme: Option<&str>) -> Binding {
+        Binding::Http {
+            name: name.into(),
+            secret: "gh".into(),
+            header: header.map(Into::into),
+            scheme: scheme.map(Into::into),
+            plain_http: false,
+        }
+    }
+
+    #[test]
+    fn http_bindings_name_a_host_and_a_header() {
+        for good in [
+            "api.github.com",
+            "127.0.0.1:8123",
+            "localhost",
+            "a-b.example:443",
+        ] {
+            http(good, None, None).validate().unwrap();
+        }
+        for bad in [
+            "API.github.com",
+            "https://api.github.com",
+            "api.github.com/v3",
+            "host:0",
+            "host:080",
+            "host:99999",
+            "",
+            ".example.com",
+            "a..b",
+        ] {
+            assert!(http(bad, None, None).validate().is_err(), "{bad}");
+        }
+        assert!(http("h", Some("Proxy-Authorization"), None)
+            .validate()
+            .is_err());
+        assert!(http("h", Some("Host"), None).validate().is_err());
+        assert!(http("h", None, Some("two words")).validate().is_err());
+        assert_eq!(
+            http("h", None, None).http_header("s"),
+            Some(("authorization".into(), "Bearer s".into()))
+        );
+        assert_eq!(
+            http("h", Some("X-Api-Key"), None).http_header("s"),
+            Some(("x-api-key".into(), "s".into()))
+        );
+        assert_eq!(
+            http("h", None, Some("token")).http_header("s"),
+            Some(("authorization".into(), "token s".into()))
+        );
     }
 
     fn mcp(

@@ -99,6 +99,7 @@ fn main() -> BenchResult<()> {
         network: false,
         conversation: "bench".to_owned(),
         root: dir.path().display().to_string(),
+        egress: None,
     }));
     let first = runtime.block_on(exo_tools::run(&container, &call, &limits, &[], &cancel));
     if first.is_error {
@@ -143,6 +144,7 @@ fn main() -> BenchResult<()> {
             network: false,
             conversation: "bench".to_owned(),
             root: dir.path().display().to_string(),
+            egress: None,
         }));
         // Made again from the snapshot: a container of another base first.
         let _ = std::process::Command::new("docker")

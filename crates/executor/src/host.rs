@@ -452,10 +452,51 @@ impl TurnHost {
         if !approval.decision.allows() {
             return Ok(refused(denied(approval, false)));
         }
+        let output = exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await;
+        self.record_egress().await?;
         Ok(ToolRun {
-            output: exo_tools::run(workspace, &parsed, &self.limits, &[], cancel).await,
+            output,
             approved: true,
         })
+    }
+
+    /// Records the requests the conversation's commands made through the
+    /// egress proxy since the last time, each a `custom` event of type
+    /// `http.request` (host, method, path, status; never a header).
+    pub async fn record_egress(&self) -> Result<(), SubstrateError> {
+        let Some(access) = self.workspace.as_ref().and_then(|w| w.sandbox().egress()) else {
+            return Ok(());
+        };
+        let (exchanges, dropped) = access.proxy.take_exchanges();
+        let mut events: Vec<EventData> = exchanges
+            .into_iter()
+            .map(|exchange| {
+                let mut payload = json!({
+                    "host": exchange.host,
+                    "method": exchange.method,
+                    "path": exchange.path,
+                    "status": exchange.status,
+                    "credential": exchange.credential,
+                });
+                if let Some(refused) = exchange.refused {
+                    payload["refused"] = json!(refused);
+                }
+                EventData::Custom {
+                    custom_type: HTTP_REQUEST_TYPE.to_owned(),
+                    payload,
+                }
+            })
+            .collect();
+        if dropped > 0 {
+            events.push(EventData::Custom {
+                custom_type: HTTP_REQUEST_TYPE.to_owned(),
+                payload: json!({ "unrecorded": dropped }),
+            });
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.record(events).await.map(drop)
     }
 
     /// Approves and runs an MCP tool: exo's own in-process, a bound
@@ -627,6 +668,33 @@ pub async fn prepare(
     let root = setup.workspace.clone();
     let protected = setup.protected.clone();
     let (mode, network, fallback) = (setup.sandbox, setup.network, setup.sandbox_fallback);
+    // The egress proxy's directory, and exo's binary as the forwarder that
+    // brings the proxy to a command (spec/sandboxes.md).
+    let egress_dir = setup.state_dir.join("egress");
+    let forwarder = std::env::current_exe().ok().filter(|exe| exe.is_file());
+    let proxy = match (&root, setup.http_credentials.is_empty(), &forwarder) {
+        (Some(_), false, Some(forwarder)) => {
+            let proxy = exo_sandbox::egress::Egress::start(
+                &egress_dir,
+                setup.http_credentials.clone(),
+                network,
+            )
+            .await
+            .map_err(|err| -> SubstrateError { err.to_string().into() })?;
+            Some(exo_sandbox::egress::EgressAccess {
+                proxy: std::sync::Arc::new(proxy),
+                forwarder: forwarder.clone(),
+            })
+        }
+        (Some(_), false, None) => {
+            return Err(
+                "the egress proxy cannot run: exo's own binary is not found (was it replaced?)"
+                    .into(),
+            )
+        }
+        _ => None,
+    };
+    let docker_egress = docker_egress(mode, &setup.state_dir);
     let docker = exo_sandbox::docker::DockerSpec {
         container: format!("exo-{}", setup.conversation),
         image: setup
@@ -639,6 +707,7 @@ pub async fn prepare(
         network,
         conversation: setup.conversation.to_string(),
         root: setup.root.display().to_string(),
+        egress: docker_egress,
     };
     tokio::task::spawn_blocking(
         move || -> Result<(Client, Option<Workspace>), SubstrateError> {
@@ -649,8 +718,11 @@ pub async fn prepare(
                     for path in &protected {
                         workspace = workspace.protect(path);
                     }
-                    let sandbox =
+                    let mut sandbox =
                         sandbox(mode, network, fallback, workspace.root(), protected, docker);
+                    if let Some(proxy) = proxy {
+                        sandbox = sandbox.with_egress(proxy);
+                    }
                     Some(workspace.with_sandbox(sandbox))
                 }
                 None => None,
@@ -662,10 +734,33 @@ pub async fn prepare(
     .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
 }
 
+/// For a docker sandbox, what its container has bound in for the egress
+/// proxy: the conversation's proxy directory under `state_dir` (made
+/// here) and exo's binary as the forwarder. Every container gets them, so
+/// a binding added later needs no new container.
+pub fn docker_egress(
+    mode: exo_core::SandboxMode,
+    state_dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    if mode != exo_core::SandboxMode::Docker {
+        return None;
+    }
+    let forwarder = std::env::current_exe().ok().filter(|exe| exe.is_file())?;
+    let dir = state_dir.join("egress");
+    let made = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+    };
+    made.ok().map(|()| (dir, forwarder))
+}
+
 /// Where a conversation's commands run: its agent's sandbox over the
 /// workspace, hiding exo's state; where a local sandbox cannot run, the
 /// host if the agent allows it (said once per process), else nowhere.
-fn sandbox(
+pub fn sandbox(
     mode: exo_core::SandboxMode,
     network: bool,
     fallback: bool,
@@ -714,6 +809,7 @@ pub async fn finish(
     let substrate = host.substrate();
     let turn_id = host.turn();
     let conversation_id = host.conversation();
+    host.record_egress().await?;
     snapshot_sandbox(host).await?;
     let status = blocking(substrate, move |s| s.finish_turn(turn_id, status)).await?;
     let last = host.recorded().last().map(|event| event.id);
@@ -774,6 +870,9 @@ async fn snapshot_sandbox(host: &TurnHost) -> Result<(), SubstrateError> {
 
 /// The longest a turn's end waits for its sandbox's snapshot.
 const SNAPSHOT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The `custom` type that records a request through the egress proxy.
+pub const HTTP_REQUEST_TYPE: &str = "http.request";
 
 /// The `custom` type that records a docker sandbox's snapshot.
 pub const SANDBOX_SNAPSHOT_TYPE: &str = "sandbox.snapshotted";

@@ -90,6 +90,9 @@ pub struct Setup {
     /// exo's root (canonical), which labels the conversation's container
     /// and its snapshots.
     pub root: PathBuf,
+    /// The credentials the egress proxy adds for the conversation's
+    /// commands (`binding http`), their secrets opened; none, no proxy.
+    pub http_credentials: Vec<exo_sandbox::egress::Credential>,
 }
 
 /// A token for the model gateway (spec/gateway.md): what an agent process

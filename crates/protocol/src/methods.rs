@@ -1331,6 +1331,45 @@ pub struct SandboxList {
     pub sandboxes: Vec<SandboxInfo>,
 }
 
+/// `sandbox/exec` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxExecParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// The shell command, run with `/bin/sh -c` in the workspace.
+    pub command: String,
+    /// Milliseconds before it is killed (default and most as for the
+    /// `shell` tool: 120000 and 600000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `sandbox/exec` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxExecResult {
+    /// The `shell` tool's output object (spec/tools.md): `exit_code`,
+    /// `stdout`, `stderr`, `timed_out`, ...; or `{"error": ...}`.
+    pub output: serde_json::Value,
+    /// Whether the command failed or could not run.
+    pub is_error: bool,
+    /// The `sandbox.exec` event recorded.
+    pub event: EventId,
+}
+
+/// `sandbox/snapshot` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SandboxSnapshotResult {
+    /// The image (`exo-snapshot:TAG`), or null when nothing changed
+    /// outside the workspace since the image the container was made from.
+    pub image: Option<String>,
+    /// How many paths changed.
+    pub changes: u64,
+    /// The `sandbox.snapshotted` event, when a snapshot was taken.
+    pub event: Option<EventId>,
+}
+
 /// `sandbox/rm` result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SandboxRemoved {
@@ -1488,6 +1527,18 @@ methods! {
     /// Removes a conversation's docker sandbox; its next command makes it
     /// again from the newest snapshot on the history.
     SandboxRm = "sandbox/rm" (ConversationRef) -> SandboxRemoved;
+    /// Makes a conversation's container, from the newest sandbox snapshot
+    /// on its history or its agent's image.
+    SandboxCreate = "sandbox/create" (ConversationRef) -> SandboxInfo;
+    /// Starts a conversation's container (made first when missing).
+    SandboxStart = "sandbox/start" (ConversationRef) -> SandboxInfo;
+    /// Stops a conversation's container, keeping its files.
+    SandboxStop = "sandbox/stop" (ConversationRef) -> SandboxInfo;
+    /// Runs a command in a conversation's sandbox, as its agent's shell
+    /// tool would.
+    SandboxExec = "sandbox/exec" (SandboxExecParams) -> SandboxExecResult;
+    /// Snapshots a conversation's container now.
+    SandboxSnapshot = "sandbox/snapshot" (ConversationRef) -> SandboxSnapshotResult;
     /// Reads a page of a conversation's history.
     EventsList = "events/list" (EventsListParams) -> EventPage [read_only];
     /// Reads one event.

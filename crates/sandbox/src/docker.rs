@@ -37,6 +37,15 @@ pub const PIDS_LIMIT: i64 = 1024;
 /// The most memory one sandbox may use (swap included), in bytes.
 pub const MEMORY_LIMIT: i64 = 4 << 30;
 
+/// The most CPU one sandbox may use: every core but one (at least one),
+/// so a runaway command never starves the machine; and half the weight of
+/// other work when the machine is busy.
+fn cpu_limit() -> (i64, i64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let allowed = i64::try_from(cores.saturating_sub(1).max(1)).unwrap_or(1);
+    (allowed * 1_000_000_000, 512)
+}
+
 /// How long one request to Docker may take, in seconds: longer than the
 /// longest command (10 minutes).
 const REQUEST_TIMEOUT_SECS: u64 = 15 * 60;
@@ -59,6 +68,11 @@ pub struct DockerSpec {
     /// exo's root, as the label `exo.root` of the container and so of its
     /// snapshots: `exo gc` of one root never touches another's.
     pub root: String,
+    /// The egress proxy's directory and the forwarder (exo's binary),
+    /// bound into the container where commands find them
+    /// ([`egress::INSIDE_DIR`](crate::egress::INSIDE_DIR),
+    /// [`egress::INSIDE_FORWARDER`](crate::egress::INSIDE_FORWARDER)).
+    pub egress: Option<(PathBuf, PathBuf)>,
 }
 
 /// A conversation's container.
@@ -75,6 +89,9 @@ pub struct Docker {
     /// The image the container's state should be: the spec's, then each
     /// snapshot's as it is taken.
     base: std::sync::Mutex<String>,
+    /// Whether the container has the egress proxy's mounts (one an older
+    /// exo made has not).
+    egress_mounted: std::sync::atomic::AtomicBool,
 }
 
 /// A snapshot of the container's filesystem outside the workspace.
@@ -166,6 +183,7 @@ impl Docker {
             running: std::sync::atomic::AtomicBool::new(false),
             used: std::sync::atomic::AtomicBool::new(false),
             base,
+            egress_mounted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -198,6 +216,13 @@ impl Docker {
                     .and_then(|config| config.labels.as_ref())
                     .and_then(|labels| labels.get("exo.base"))
                     .cloned();
+                let has_egress = info
+                    .config
+                    .as_ref()
+                    .and_then(|config| config.labels.as_ref())
+                    .is_some_and(|labels| labels.contains_key("exo.egress"));
+                self.egress_mounted
+                    .store(has_egress, std::sync::atomic::Ordering::Release);
                 if made_from.as_deref() != Some(base.as_str()) {
                     // Its state is not the one the log is at (a rewind, a
                     // redo): made again from the snapshot that is.
@@ -226,6 +251,67 @@ impl Docker {
             }
             Err(err) if status_of(&err) == Some(404) => self.create().await,
             Err(err) => Err(failed("cannot reach the Docker daemon", err)),
+        }
+    }
+
+    /// The container's image label and Docker's word for its state, or
+    /// `None` when there is no container.
+    pub async fn state(&self) -> Result<Option<(String, String)>, SandboxError> {
+        let docker = self.client()?;
+        match docker
+            .inspect_container(&self.spec.container, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => {
+                let base = info
+                    .config
+                    .as_ref()
+                    .and_then(|config| config.labels.as_ref())
+                    .and_then(|labels| labels.get("exo.base"))
+                    .cloned()
+                    .unwrap_or_default();
+                let state = info
+                    .state
+                    .and_then(|state| state.status)
+                    .map(|status| status.to_string())
+                    .unwrap_or_default();
+                Ok(Some((base, state)))
+            }
+            Err(err) if status_of(&err) == Some(404) => Ok(None),
+            Err(err) => Err(failed("cannot reach the Docker daemon", err)),
+        }
+    }
+
+    /// Makes the container (and starts it); `false` when it already
+    /// exists, untouched.
+    pub async fn create_new(&self) -> Result<bool, SandboxError> {
+        let _one_at_a_time = self.ensure.lock().await;
+        if self.state().await?.is_some() {
+            return Ok(false);
+        }
+        self.create().await?;
+        Ok(true)
+    }
+
+    /// Stops the container, keeping its files; `false` when there is none.
+    pub async fn stop(&self) -> Result<bool, SandboxError> {
+        let _one_at_a_time = self.ensure.lock().await;
+        let docker = self.client()?;
+        self.running
+            .store(false, std::sync::atomic::Ordering::Release);
+        let options = bollard::query_parameters::StopContainerOptions {
+            t: Some(2),
+            ..Default::default()
+        };
+        match docker
+            .stop_container(&self.spec.container, Some(options))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(err) if status_of(&err) == Some(404) => Ok(false),
+            // Already stopped.
+            Err(err) if status_of(&err) == Some(304) => Ok(true),
+            Err(err) => Err(failed("cannot stop the container", err)),
         }
     }
 
@@ -279,27 +365,36 @@ impl Docker {
         tmpfs.insert(EXEC_DIR.to_owned(), "rw,size=1m,mode=0777".to_owned());
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
+        let bind = |source: &Path, target: &str, read_only: bool| bollard::models::Mount {
+            target: Some(target.to_owned()),
+            source: Some(source.display().to_string()),
+            typ: Some(bollard::models::MountType::BIND),
+            read_only: Some(read_only),
+            ..Default::default()
+        };
+        // Typed, not `src:dst`: a path may hold a colon.
+        let mut mounts = vec![bind(&spec.workspace, &workspace, false)];
+        let mut labels = HashMap::from([
+            ("exo.conversation".to_owned(), spec.conversation.clone()),
+            ("exo.workspace".to_owned(), workspace.clone()),
+            ("exo.base".to_owned(), base.clone()),
+            ("exo.root".to_owned(), spec.root.clone()),
+        ]);
+        if let Some((dir, forwarder)) = &spec.egress {
+            mounts.push(bind(dir, crate::egress::INSIDE_DIR, false));
+            mounts.push(bind(forwarder, crate::egress::INSIDE_FORWARDER, true));
+            labels.insert("exo.egress".to_owned(), "1".to_owned());
+        }
         let body = ContainerCreateBody {
             image: Some(base.clone()),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             working_dir: Some(workspace.clone()),
             hostname: Some("exo-sandbox".into()),
             user: (uid != 0).then(|| format!("{uid}:{gid}")),
-            labels: Some(HashMap::from([
-                ("exo.conversation".to_owned(), spec.conversation.clone()),
-                ("exo.workspace".to_owned(), workspace.clone()),
-                ("exo.base".to_owned(), base.clone()),
-                ("exo.root".to_owned(), spec.root.clone()),
-            ])),
+            labels: Some(labels),
             host_config: Some(HostConfig {
                 // Typed, not `src:dst`: a path may hold a colon.
-                mounts: Some(vec![bollard::models::Mount {
-                    target: Some(workspace.clone()),
-                    source: Some(workspace.clone()),
-                    typ: Some(bollard::models::MountType::BIND),
-                    read_only: Some(false),
-                    ..Default::default()
-                }]),
+                mounts: Some(mounts),
                 // No device nodes (a raw disk in the shared workspace).
                 cap_drop: Some(vec!["MKNOD".into()]),
                 tmpfs: Some(tmpfs),
@@ -307,6 +402,8 @@ impl Docker {
                 pids_limit: Some(PIDS_LIMIT),
                 memory: Some(MEMORY_LIMIT),
                 memory_swap: Some(MEMORY_LIMIT),
+                nano_cpus: Some(cpu_limit().0),
+                cpu_shares: Some(cpu_limit().1),
                 init: Some(true),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 ..Default::default()
@@ -316,6 +413,8 @@ impl Docker {
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.container)
             .build();
+        self.egress_mounted
+            .store(spec.egress.is_some(), std::sync::atomic::Ordering::Release);
         match docker.create_container(Some(options), body).await {
             Ok(_) => {}
             // Made meanwhile by another exo process.
@@ -336,13 +435,33 @@ impl Docker {
         cwd: &Path,
         env: &[(OsString, OsString)],
         timeout: Duration,
+        egress: Option<&crate::egress::Egress>,
     ) -> Result<Exec, SandboxError> {
         use std::sync::atomic::Ordering;
         if !self.running.load(Ordering::Acquire) {
             self.ensure().await?;
         }
         self.used.store(true, Ordering::Release);
-        match self.start(command, cwd, env, timeout).await {
+        let proxied;
+        let env = match egress {
+            Some(proxy) => {
+                proxied = env
+                    .iter()
+                    .cloned()
+                    .chain([(crate::egress::TOKEN_VARIABLE.into(), proxy.token().into())])
+                    .collect::<Vec<_>>();
+                &proxied[..]
+            }
+            None => env,
+        };
+        let forwarded = egress.is_some();
+        if forwarded && !self.egress_mounted.load(Ordering::Acquire) {
+            return Err(SandboxError::Docker(format!(
+                "the container {} was made without the egress proxy's mounts (by an older exo); remove it, after a sandbox snapshot to keep its state, so that it is made again with them",
+                self.spec.container
+            )));
+        }
+        match self.start(command, cwd, env, timeout, forwarded).await {
             Ok(exec) => {
                 self.running.store(true, Ordering::Release);
                 Ok(exec)
@@ -350,7 +469,7 @@ impl Docker {
             Err(_) if self.running.swap(false, Ordering::AcqRel) => {
                 // It ran at the last command; it may have died since.
                 self.ensure().await?;
-                let exec = self.start(command, cwd, env, timeout).await?;
+                let exec = self.start(command, cwd, env, timeout, forwarded).await?;
                 self.running.store(true, Ordering::Release);
                 Ok(exec)
             }
@@ -364,6 +483,7 @@ impl Docker {
         cwd: &Path,
         env: &[(OsString, OsString)],
         timeout: Duration,
+        forwarded: bool,
     ) -> Result<Exec, SandboxError> {
         let docker = self.client()?;
         let tag = format!(
@@ -377,9 +497,21 @@ impl Docker {
         // The wrapper leads a session of its own; the command runs under
         // `timeout` in a process group of its own, which the wrapper kills
         // once the command has exited, so nothing it left running goes on.
+        // Under the forwarder when there is a proxy to reach.
+        let forwarder = if forwarded {
+            format!(
+                "{} {} {}/{} -- ",
+                crate::egress::INSIDE_FORWARDER,
+                crate::egress::FORWARD_ARG,
+                crate::egress::INSIDE_DIR,
+                crate::egress::SOCKET_NAME
+            )
+        } else {
+            String::new()
+        };
         let script = format!(
             "f=/run/exo/exec-$1; echo $$ > $f; \
-             timeout -s KILL {seconds} /bin/sh -c \"$0\" & t=$!; echo $t > $f.t; \
+             timeout -s KILL {seconds} {forwarder}/bin/sh -c \"$0\" & t=$!; echo $t > $f.t; \
              wait $t; c=$?; kill -9 -$t 2>/dev/null; rm -f $f $f.t; exit $c"
         );
         let env: Vec<String> = env
@@ -457,6 +589,13 @@ impl Docker {
         if !self.used.swap(false, Ordering::AcqRel) {
             return Ok(None);
         }
+        self.snapshot_now(tag).await
+    }
+
+    /// Snapshots the container now if its filesystem outside the workspace
+    /// changed since the image it was made from, whether or not a command
+    /// of this process ran in it (`exo sandbox snapshot`).
+    pub async fn snapshot_now(&self, tag: &str) -> Result<Option<Snapshot>, SandboxError> {
         let docker = self.client()?;
         let name = &self.spec.container;
         // The mount points exo made (the workspace, the tmpfs over hidden
@@ -468,6 +607,8 @@ impl Docker {
             .chain([
                 PathBuf::from(EXEC_DIR),
                 PathBuf::from("/usr/sbin/docker-init"),
+                PathBuf::from(crate::egress::INSIDE_DIR),
+                PathBuf::from(crate::egress::INSIDE_FORWARDER),
             ]);
         for target in targets {
             ours.extend(target.ancestors().map(Path::to_path_buf));

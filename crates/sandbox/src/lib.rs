@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 pub mod docker;
+pub mod egress;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ pub enum SandboxError {
     /// The command runs in a container, not as a process of exo's.
     #[error("internal error: a docker sandbox runs commands through its exec")]
     InContainer,
+    /// The egress proxy cannot run.
+    #[error("the egress proxy failed: {0}")]
+    Egress(String),
 }
 
 /// What a sandbox lets a command see and do.
@@ -55,6 +59,9 @@ pub struct Policy {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     kind: Kind,
+    /// The proxy commands reach the network through, when the
+    /// conversation has HTTP bindings.
+    egress: Option<egress::EgressAccess>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,7 +79,10 @@ pub const BWRAP_VARIABLE: &str = "EXO_BWRAP";
 impl Sandbox {
     /// Commands run on the host, as the user running exo.
     pub fn host() -> Sandbox {
-        Sandbox { kind: Kind::Host }
+        Sandbox {
+            kind: Kind::Host,
+            egress: None,
+        }
     }
 
     /// Commands run in a bubblewrap sandbox under `policy`; an error says
@@ -84,6 +94,7 @@ impl Sandbox {
                 bwrap: bwrap.clone(),
                 policy: Arc::new(policy),
             },
+            egress: None,
         })
     }
 
@@ -91,6 +102,7 @@ impl Sandbox {
     pub fn docker(spec: docker::DockerSpec) -> Sandbox {
         Sandbox {
             kind: Kind::Docker(Arc::new(docker::Docker::new(spec))),
+            egress: None,
         }
     }
 
@@ -108,7 +120,20 @@ impl Sandbox {
     pub fn unavailable(why: impl Into<String>) -> Sandbox {
         Sandbox {
             kind: Kind::Unavailable(why.into()),
+            egress: None,
         }
+    }
+
+    /// Commands reach the network through `access`'s proxy, which adds
+    /// the conversation's HTTP credentials (spec/sandboxes.md).
+    pub fn with_egress(mut self, access: egress::EgressAccess) -> Sandbox {
+        self.egress = Some(access);
+        self
+    }
+
+    /// The proxy commands go through, if any.
+    pub fn egress(&self) -> Option<&egress::EgressAccess> {
+        self.egress.as_ref()
     }
 
     /// `host`, `local`, `docker` or `unavailable`.
@@ -122,7 +147,8 @@ impl Sandbox {
     }
 
     /// A command that runs `program args` in `cwd` with exactly `env` as
-    /// its environment (nothing of exo's own is inherited), here.
+    /// its environment (nothing of exo's own is inherited), here; under
+    /// the forwarder when the sandbox has a proxy.
     pub fn command(
         &self,
         program: &OsStr,
@@ -130,6 +156,28 @@ impl Sandbox {
         cwd: &Path,
         env: &[(OsString, OsString)],
     ) -> Result<tokio::process::Command, SandboxError> {
+        let mut program = program.to_owned();
+        let mut args: Vec<OsString> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut env = env.to_vec();
+        if let Some(access) = &self.egress {
+            let (forwarder, dir) = match self.kind {
+                Kind::Local { .. } => (
+                    PathBuf::from(egress::INSIDE_FORWARDER),
+                    PathBuf::from(egress::INSIDE_DIR),
+                ),
+                _ => (access.forwarder.clone(), access.proxy.dir().to_owned()),
+            };
+            let mut wrapped: Vec<OsString> = vec![
+                egress::FORWARD_ARG.into(),
+                dir.join(egress::SOCKET_NAME).into_os_string(),
+                "--".into(),
+                program,
+            ];
+            wrapped.append(&mut args);
+            program = forwarder.into_os_string();
+            args = wrapped;
+            env.push((egress::TOKEN_VARIABLE.into(), access.proxy.token().into()));
+        }
         match &self.kind {
             Kind::Host => {
                 let mut command = tokio::process::Command::new(program);
@@ -150,7 +198,7 @@ impl Sandbox {
                     .find(|(name, _)| name == "PATH")
                     .map(|(_, value)| value.as_os_str());
                 command
-                    .args(bwrap_args(policy, cwd, path))
+                    .args(bwrap_args(policy, cwd, path, self.egress.as_ref()))
                     .arg("--")
                     .arg(program)
                     .args(args)
@@ -170,7 +218,12 @@ const HIDDEN_SYSTEM: [&str; 4] = ["/tmp", "/var/tmp", "/run", "/dev/shm"];
 
 /// bubblewrap's arguments for `policy`, the command working in `cwd`
 /// with `path` as its `PATH`.
-fn bwrap_args(policy: &Policy, cwd: &Path, path: Option<&OsStr>) -> Vec<OsString> {
+fn bwrap_args(
+    policy: &Policy,
+    cwd: &Path,
+    path: Option<&OsStr>,
+    egress: Option<&egress::EgressAccess>,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--die-with-parent",
         "--new-session",
@@ -261,6 +314,16 @@ fn bwrap_args(policy: &Policy, cwd: &Path, path: Option<&OsStr>) -> Vec<OsString
         args.push("--ro-bind".into());
         args.push("/dev/null".into());
         args.push(socket.into_os_string());
+    }
+    // The proxy's socket and the forwarder, after the hidden directories
+    // (the socket's lies in exo's root): nothing else of either shows.
+    if let Some(access) = egress {
+        args.push("--bind".into());
+        args.push(access.proxy.dir().as_os_str().to_owned());
+        args.push(egress::INSIDE_DIR.into());
+        args.push("--ro-bind".into());
+        args.push(access.forwarder.as_os_str().to_owned());
+        args.push(egress::INSIDE_FORWARDER.into());
     }
     args.push("--chdir".into());
     args.push(cwd.as_os_str().to_owned());
@@ -365,13 +428,14 @@ mod tests {
             &policy(dir.path(), vec![exo.clone()], false),
             dir.path(),
             None,
+            None,
         );
         let at = |needle: &OsStr| args.iter().position(|a| a == needle).unwrap();
         let bind = at(OsStr::new("--bind"));
         let hidden = args.iter().rposition(|a| a == exo.as_os_str()).unwrap();
         assert!(hidden > bind, "{args:?}");
         assert!(args.iter().any(|a| a == "--unshare-net"));
-        let open = bwrap_args(&policy(dir.path(), vec![], true), dir.path(), None);
+        let open = bwrap_args(&policy(dir.path(), vec![], true), dir.path(), None, None);
         assert!(!open.iter().any(|a| a == "--unshare-net"));
     }
 

@@ -100,6 +100,11 @@ calls! {
     Gc => gc_call,
     SandboxListMethod => sandbox_list,
     SandboxRm => sandbox_rm,
+    SandboxCreate => sandbox_create,
+    SandboxStart => sandbox_start,
+    SandboxStop => sandbox_stop,
+    SandboxExec => sandbox_exec,
+    SandboxSnapshot => sandbox_snapshot_call,
     EventsList => events_list,
     EventsGet => events_get,
     ArtifactPut => artifact_put,
@@ -719,6 +724,17 @@ impl Service {
                 .map_err(|err| {
                     crate::convert::simple_error(ErrorCode::Internal, err.to_string())
                 })?;
+        if removed {
+            self.store().append(
+                &params.agent,
+                &params.conversation,
+                vec![EventData::Custom {
+                    custom_type: "sandbox.removed".to_owned(),
+                    payload: json!({ "container": format!("exo-{id}") }),
+                }],
+                None,
+            )?;
+        }
         Ok(SandboxRemoved { removed })
     }
 

@@ -22,6 +22,7 @@ mod error;
 mod executors;
 mod gateway;
 pub mod hub;
+mod sandboxes;
 mod turns;
 mod workspace;
 

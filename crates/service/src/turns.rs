@@ -384,21 +384,10 @@ impl Service {
                     .join("mcp"),
             ),
         )?;
-        // The container's state is the newest snapshot on the history; a
-        // snapshot names one of exo's own images, or is not taken.
-        let sandbox_snapshot = store
-            .latest_sandbox_snapshot(agent, conversation)
-            .map_err(store_error)?
-            .and_then(|event| match event.data {
-                exo_core::EventData::Custom { payload, .. } => payload["image"]
-                    .as_str()
-                    .filter(|image| {
-                        image.starts_with(&format!("{}:", exo_sandbox::docker::SNAPSHOT_REPOSITORY))
-                    })
-                    .map(str::to_owned),
-                _ => None,
-            });
+        let sandbox_snapshot = self.sandbox_snapshot(agent, conversation)?;
+        let http_credentials = self.http_credentials(agent_record.id, record.id)?;
         Ok(Setup {
+            http_credentials,
             sandbox_snapshot,
             root: protected_dirs(store.root()).swap_remove(0),
             mcp_servers,
@@ -506,6 +495,105 @@ impl Service {
             servers.push(McpServer { name, transport });
         }
         Ok(servers)
+    }
+
+    /// The newest sandbox snapshot on a conversation's history, which its
+    /// container's state must be; a snapshot names one of exo's own
+    /// images, or is not taken.
+    pub(crate) fn sandbox_snapshot(
+        &self,
+        agent: &str,
+        conversation: &str,
+    ) -> Result<Option<String>, crate::ServiceError> {
+        Ok(self
+            .store()
+            .latest_sandbox_snapshot(agent, conversation)
+            .map_err(store_error)?
+            .and_then(|event| match event.data {
+                exo_core::EventData::Custom { payload, .. } => payload["image"]
+                    .as_str()
+                    .filter(|image| {
+                        image.starts_with(&format!("{}:", exo_sandbox::docker::SNAPSHOT_REPOSITORY))
+                    })
+                    .map(str::to_owned),
+                _ => None,
+            }))
+    }
+
+    /// The HTTP credentials bound for a conversation (`binding http` at
+    /// its scope, its agent's and the root; the narrowest of a host wins),
+    /// their secrets opened.
+    pub(crate) fn http_credentials(
+        &self,
+        agent: exo_core::AgentId,
+        conversation: ConversationId,
+    ) -> Result<Vec<exo_sandbox::egress::Credential>, crate::ServiceError> {
+        use exo_core::Scope;
+        let store = self.store();
+        let mut bound: Vec<exo_core::Binding> = Vec::new();
+        for scope in [
+            Scope::Conversation(conversation),
+            Scope::Agent(agent),
+            Scope::Root,
+        ] {
+            for entry in store
+                .bindings(scope, Some(BindingKind::Http))
+                .map_err(store_error)?
+            {
+                if !bound.iter().any(|b| b.name() == entry.binding.name()) {
+                    bound.push(entry.binding);
+                }
+            }
+        }
+        if bound.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.key()?;
+        let mut credentials = Vec::new();
+        for binding in bound {
+            let exo_core::Binding::Http {
+                name,
+                secret,
+                plain_http,
+                ..
+            } = &binding
+            else {
+                continue;
+            };
+            let (_, value) = store
+                .reveal_secret(Scope::Conversation(conversation), secret, &key)
+                .map_err(|err| {
+                    simple_error(
+                        ErrorCode::InvalidParams,
+                        format!("HTTP binding {name}: {}", store_error(err).message),
+                    )
+                })?;
+            let value = match value {
+                SecretValue::ApiKey { value } => value,
+                SecretValue::Oauth { access_token, .. } => access_token,
+            };
+            if value.chars().any(|c| c.is_control()) {
+                return Err(simple_error(
+                    ErrorCode::InvalidParams,
+                    format!("HTTP binding {name}: the secret {secret} holds a control character, which no header can carry"),
+                ));
+            }
+            let Some((header, value)) = binding.http_header(&value) else {
+                continue;
+            };
+            let (host, port) = match name.rsplit_once(':') {
+                Some((host, port)) => (host.to_owned(), port.parse().ok()),
+                None => (name.clone(), None),
+            };
+            credentials.push(exo_sandbox::egress::Credential {
+                host,
+                port,
+                header,
+                value,
+                tls: !plain_http,
+            });
+        }
+        Ok(credentials)
     }
 
     /// The model binding `model` names from the conversation's scope,

@@ -277,7 +277,13 @@ async fn in_container(
     let started = tokio::select! {
         started = tokio::time::timeout(
             DOCKER_ANSWER,
-            container.exec(command, workspace.root(), environment, timeout),
+            container.exec(
+                command,
+                workspace.root(),
+                environment,
+                timeout,
+                workspace.sandbox().egress().map(|access| &*access.proxy),
+            ),
         ) => match started {
             Ok(started) => started,
             Err(_) => {

@@ -53,6 +53,11 @@ export interface DaemonMethods {
   "gc": { params: Empty; result: GcResult };
   "sandbox/list": { params: Empty; result: SandboxList };
   "sandbox/rm": { params: ConversationRef; result: SandboxRemoved };
+  "sandbox/create": { params: ConversationRef; result: SandboxInfo };
+  "sandbox/start": { params: ConversationRef; result: SandboxInfo };
+  "sandbox/stop": { params: ConversationRef; result: SandboxInfo };
+  "sandbox/exec": { params: SandboxExecParams; result: SandboxExecResult };
+  "sandbox/snapshot": { params: ConversationRef; result: SandboxSnapshotResult };
   "events/list": { params: EventsListParams; result: EventPage };
   "events/get": { params: EventsGetParams; result: Event };
   "events/watch": { params: EventsWatchParams; result: WatchResult };
@@ -658,6 +663,32 @@ export type Binding =
        * built-in executor compacts a history that approaches it.
        */
       context_window?: number | null;
+    }
+  | {
+      type: "http";
+      /**
+       * The host as commands ask for it, `HOST` or `HOST:PORT`
+       * (lowercase).
+       */
+      name: string;
+      /**
+       * The secret holding the credential.
+       */
+      secret: string;
+      /**
+       * The header it goes in (default `Authorization`).
+       */
+      header?: string | null;
+      /**
+       * The word before it in the header's value (default `Bearer`
+       * for `Authorization`, none for another header).
+       */
+      scheme?: string | null;
+      /**
+       * exo calls the host over plain http rather than https (a
+       * service on the machine or a private network).
+       */
+      plain_http?: boolean;
     };
 
 /**
@@ -744,12 +775,38 @@ export type BindingEntry = {
        */
       context_window?: number | null;
     }
+  | {
+      type: "http";
+      /**
+       * The host as commands ask for it, `HOST` or `HOST:PORT`
+       * (lowercase).
+       */
+      name: string;
+      /**
+       * The secret holding the credential.
+       */
+      secret: string;
+      /**
+       * The header it goes in (default `Authorization`).
+       */
+      header?: string | null;
+      /**
+       * The word before it in the header's value (default `Bearer`
+       * for `Authorization`, none for another header).
+       */
+      scheme?: string | null;
+      /**
+       * exo calls the host over plain http rather than https (a
+       * service on the machine or a private network).
+       */
+      plain_http?: boolean;
+    }
 );
 
 /**
  * The kinds of binding.
  */
-export type BindingKind = "env" | "mcp" | "model";
+export type BindingKind = "env" | "mcp" | "model" | "http";
 
 /**
  * `binding/list` result.
@@ -2495,6 +2552,48 @@ export interface RuntimeInfo {
 }
 
 /**
+ * `sandbox/exec` params.
+ */
+export interface SandboxExecParams {
+  /**
+   * The agent (slug or id).
+   */
+  agent: string;
+  /**
+   * The conversation (slug or id).
+   */
+  conversation: string;
+  /**
+   * The shell command, run with `/bin/sh -c` in the workspace.
+   */
+  command: string;
+  /**
+   * Milliseconds before it is killed (default and most as for the
+   * `shell` tool: 120000 and 600000).
+   */
+  timeout_ms?: number | null;
+}
+
+/**
+ * `sandbox/exec` result.
+ */
+export interface SandboxExecResult {
+  /**
+   * The `shell` tool's output object (spec/tools.md): `exit_code`,
+   * `stdout`, `stderr`, `timed_out`, ...; or `{"error": ...}`.
+   */
+  output: unknown;
+  /**
+   * Whether the command failed or could not run.
+   */
+  is_error: boolean;
+  /**
+   * The `sandbox.exec` event recorded.
+   */
+  event: EventId;
+}
+
+/**
  * One conversation's docker sandbox.
  */
 export interface SandboxInfo {
@@ -2539,6 +2638,25 @@ export interface SandboxRemoved {
    * Whether there was a container to remove.
    */
   removed: boolean;
+}
+
+/**
+ * `sandbox/snapshot` result.
+ */
+export interface SandboxSnapshotResult {
+  /**
+   * The image (`exo-snapshot:TAG`), or null when nothing changed
+   * outside the workspace since the image the container was made from.
+   */
+  image?: string | null;
+  /**
+   * How many paths changed.
+   */
+  changes: number;
+  /**
+   * The `sandbox.snapshotted` event, when a snapshot was taken.
+   */
+  event?: EventId | null;
 }
 
 /**

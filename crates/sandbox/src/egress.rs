@@ -1,0 +1,658 @@
+//! Credentials at the boundary (spec/sandboxes.md): an HTTP proxy that
+//! adds a bound secret to the requests for its host, and a forwarder that
+//! brings the proxy into a sandbox.
+//!
+//! The proxy ([`Egress`]) runs in exo's process and listens on a Unix
+//! socket in a directory of the conversation's, which the sandbox sees at
+//! [`INSIDE_DIR`]. A command runs under the forwarder (exo's own binary,
+//! seen at [`INSIDE_FORWARDER`], started as `exo __egress-forward SOCKET --
+//! PROGRAM ARGS`): it listens on a loopback port of the command's own
+//! network (a closed sandbox has only its loopback), relays each
+//! connection to the socket, and runs the command with `HTTP_PROXY` and
+//! `HTTPS_PROXY` naming that port with the proxy's token.
+//!
+//! For a bound host, a plain-HTTP request (`http://HOST/PATH` through the
+//! proxy) is sent on over the binding's scheme (https unless it says
+//! otherwise) with the credential's header set; the command never sees the
+//! secret. Any other host gets nothing added: its requests, and `CONNECT`
+//! tunnels, pass when the sandbox's network is open and are refused when
+//! it is closed. A `CONNECT` to a bound host is refused (exo would have to
+//! read the tunnel to add the credential): the answer says to ask for
+//! `http://HOST`. Redirects are handed back, never followed, so a
+//! credential only ever goes to its host. Every request is kept as an
+//! [`Exchange`] (host, method, path, status; never a header) for the caller
+//! to record.
+//!
+//! **Architecture Invariant:** a credential's value is sent upstream to its
+//! own host and nowhere else: not in an answer, an error, an exchange or a
+//! log line.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use futures_util::TryStreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::SandboxError;
+
+/// The proxy's socket, in its directory.
+pub const SOCKET_NAME: &str = "proxy.sock";
+/// Where a sandbox sees the proxy's directory.
+pub const INSIDE_DIR: &str = "/run/exo-egress";
+/// Where a sandbox sees the forwarder (exo's binary).
+pub const INSIDE_FORWARDER: &str = "/run/exo-forward";
+/// The forwarder's first argument.
+pub const FORWARD_ARG: &str = "__egress-forward";
+/// The variable the forwarder takes the proxy's token from (and does not
+/// pass on).
+pub const TOKEN_VARIABLE: &str = "EXO_EGRESS_TOKEN";
+/// The longest path an exchange keeps.
+const MAX_PATH_CHARS: usize = 1024;
+/// The most exchanges kept between two drains; later ones are counted.
+const MAX_KEPT: usize = 1_000;
+
+/// A credential for one host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The host, lowercase, as requested (`api.example.com`).
+    pub host: String,
+    /// Its port, when the binding names one; else the scheme's default.
+    pub port: Option<u16>,
+    /// The header the credential goes in (`authorization`).
+    pub header: String,
+    /// The header's whole value (`Bearer SECRET`).
+    pub value: String,
+    /// Whether exo calls the host over https (else plain http).
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("header", &self.header)
+            .field("value", &"[redacted]")
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl Credential {
+    /// Whether a request for `host` on `port` (none: the scheme's default)
+    /// is for this credential.
+    fn matches(&self, host: &str, port: Option<u16>) -> bool {
+        let requested = port.unwrap_or(80);
+        let bound = self.port.unwrap_or(80);
+        self.host.eq_ignore_ascii_case(host) && requested == bound
+    }
+
+    fn authority(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// One request through the proxy, as it is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// The host asked for, with its port when one was given.
+    pub host: String,
+    /// The method (`CONNECT` for a tunnel).
+    pub method: String,
+    /// The path, without the query (empty for a tunnel).
+    pub path: String,
+    /// The status answered (the upstream's, or exo's own refusal).
+    pub status: u16,
+    /// Whether a credential was added.
+    pub credential: bool,
+    /// Why exo refused it, when it did.
+    pub refused: Option<String>,
+}
+
+/// The proxy of one conversation's turn; it stops when dropped.
+pub struct Egress {
+    dir: PathBuf,
+    token: String,
+    exchanges: Arc<Mutex<Kept>>,
+    stop: CancellationToken,
+}
+
+#[derive(Default)]
+struct Kept {
+    exchanges: Vec<Exchange>,
+    dropped: usize,
+}
+
+struct Shared {
+    token: String,
+    credentials: Vec<Credential>,
+    network: bool,
+    client: reqwest::Client,
+    exchanges: Arc<Mutex<Kept>>,
+}
+
+impl std::fmt::Debug for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Egress").field("dir", &self.dir).finish()
+    }
+}
+
+impl Egress {
+    /// Starts a proxy listening in `dir` (made if missing, readable by its
+    /// owner only) that adds `credentials` and lets other hosts through
+    /// only when `network` is open.
+    pub async fn start(
+        dir: &Path,
+        credentials: Vec<Credential>,
+        network: bool,
+    ) -> Result<Egress, SandboxError> {
+        let failed = |what: &str, err: std::io::Error| {
+            SandboxError::Egress(format!("{what} {}: {err}", dir.display()))
+        };
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|err| failed("cannot make the proxy's directory", err))?;
+        }
+        let socket = dir.join(SOCKET_NAME);
+        // Left by an exo that died: nothing listens on it any more (a turn
+        // runs in one process at a time).
+        match std::fs::remove_file(&socket) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(failed("cannot clear the proxy's socket in", err)),
+        }
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(|err| failed("cannot listen on the proxy's socket in", err))?;
+        let mut random = [0u8; 24];
+        getrandom::getrandom(&mut random)
+            .map_err(|err| SandboxError::Egress(format!("cannot make a token: {err}")))?;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+        let client = reqwest::Client::builder()
+            // Never exo's own proxy settings; never a redirect followed
+            // (the credential would go with it).
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|err| SandboxError::Egress(format!("cannot make an HTTP client: {err}")))?;
+        let exchanges = Arc::new(Mutex::new(Kept::default()));
+        let shared = Arc::new(Shared {
+            token: token.clone(),
+            credentials,
+            network,
+            client,
+            exchanges: Arc::clone(&exchanges),
+        });
+        let router = axum::Router::new().fallback(handle).with_state(shared);
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::warn!(%err, "the egress proxy stopped");
+            }
+        });
+        Ok(Egress {
+            dir: dir.to_owned(),
+            token,
+            exchanges,
+            stop,
+        })
+    }
+
+    /// The directory the socket is in (bound into the sandbox).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The token a command presents (as the password of its proxy URL).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The requests since the last call, in order, and how many more were
+    /// not kept.
+    pub fn take_exchanges(&self) -> (Vec<Exchange>, usize) {
+        let mut kept = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
+        let dropped = std::mem::take(&mut kept.dropped);
+        (std::mem::take(&mut kept.exchanges), dropped)
+    }
+}
+
+impl Drop for Egress {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_file(self.dir.join(SOCKET_NAME));
+    }
+}
+
+/// How a command reaches its proxy: the proxy, and exo's binary as the
+/// forwarder.
+#[derive(Debug, Clone)]
+pub struct EgressAccess {
+    /// The proxy.
+    pub proxy: Arc<Egress>,
+    /// exo's binary, run as the forwarder.
+    pub forwarder: PathBuf,
+}
+
+impl Shared {
+    fn keep(&self, exchange: Exchange) {
+        let mut kept = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.exchanges.len() < MAX_KEPT {
+            kept.exchanges.push(exchange);
+        } else {
+            kept.dropped += 1;
+        }
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(given) = headers
+            .get(header::PROXY_AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.trim())
+                    .ok()
+            })
+        else {
+            return false;
+        };
+        let password = match given.iter().position(|b| *b == b':') {
+            Some(at) => &given[at + 1..],
+            None => &given[..],
+        };
+        constant_time_eq(password, self.token.as_bytes())
+    }
+
+    fn credential(&self, host: &str, port: Option<u16>) -> Option<&Credential> {
+        self.credentials.iter().find(|c| c.matches(host, port))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refusal(status: StatusCode, message: &str) -> Response {
+    let mut response = Response::new(Body::from(format!("exo: {message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        response.headers_mut().insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"exo\""),
+        );
+    }
+    response
+}
+
+/// The headers a proxy never passes on (RFC 9110, 7.6.1), and the proxy's
+/// own.
+fn hop_by_hop(name: &HeaderName, connection: &[String]) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    ) || connection.iter().any(|listed| listed == name.as_str())
+}
+
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn clip(path: &str) -> String {
+    path.chars().take(MAX_PATH_CHARS).collect()
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+    let port = uri.port_u16();
+    let shown_host = match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host.clone(),
+    };
+    let path = if method == Method::CONNECT {
+        String::new()
+    } else {
+        clip(uri.path())
+    };
+    let record = |status: StatusCode, credential: bool, refused: Option<&str>| {
+        shared.keep(Exchange {
+            host: shown_host.clone(),
+            method: method.as_str().to_owned(),
+            path: path.clone(),
+            status: status.as_u16(),
+            credential,
+            refused: refused.map(str::to_owned),
+        });
+    };
+    let refuse = |status: StatusCode, why: &str| {
+        record(status, false, Some(why));
+        refusal(status, why)
+    };
+    if !shared.authorized(request.headers()) {
+        return refuse(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "the proxy's token is missing or wrong",
+        );
+    }
+    if host.is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "a request through the proxy names its host (http://HOST/PATH)",
+        );
+    }
+    if method == Method::CONNECT {
+        if shared
+            .credentials
+            .iter()
+            .any(|c| c.host.eq_ignore_ascii_case(&host))
+        {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "exo adds the credential for {host} to plain-HTTP requests only: ask for http://{host}/…, and exo calls it over https"
+                ),
+            );
+        }
+        if !shared.network {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                &format!("the sandbox's network is closed: only bound hosts are reachable, and {host} is not one"),
+            );
+        }
+        let Some(port) = port else {
+            return refuse(StatusCode::BAD_REQUEST, "CONNECT names a port");
+        };
+        let upgrade = hyper::upgrade::on(request);
+        let target = format!("{host}:{port}");
+        let upstream = match tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(&target),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                record(StatusCode::BAD_GATEWAY, false, None);
+                return refusal(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("cannot reach {target}: {err}"),
+                );
+            }
+            Err(_) => {
+                record(StatusCode::GATEWAY_TIMEOUT, false, None);
+                return refusal(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!("{target} did not answer within 10 s"),
+                );
+            }
+        };
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut client = hyper_util::rt::TokioIo::new(upgraded);
+            let mut upstream = upstream;
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+        record(StatusCode::OK, false, None);
+        return Response::new(Body::empty());
+    }
+    if uri.scheme_str() != Some("http") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the proxy forwards http:// requests (and CONNECT for https)",
+        );
+    }
+    let credential = shared.credential(&host, port).cloned();
+    if credential.is_none() && !shared.network {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &format!("the sandbox's network is closed: only bound hosts are reachable, and {shown_host} is not one"),
+        );
+    }
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let url = match &credential {
+        Some(credential) => format!(
+            "{}://{}{}{query}",
+            if credential.tls { "https" } else { "http" },
+            credential.authority(),
+            uri.path()
+        ),
+        None => uri.to_string(),
+    };
+    let (parts, body) = request.into_parts();
+    let listed = connection_listed(&parts.headers);
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name, &listed) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(credential) = &credential {
+        let (Ok(name), Ok(mut value)) = (
+            HeaderName::from_bytes(credential.header.as_bytes()),
+            HeaderValue::from_str(&credential.value),
+        ) else {
+            // Checked when bound; a value that is no header cannot be sent.
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                &format!("the credential for {host} is not a valid header value"),
+            );
+        };
+        value.set_sensitive(true);
+        headers.remove(&name);
+        headers.insert(name, value);
+    }
+    let body = reqwest::Body::wrap_stream(body.into_data_stream());
+    let sent = shared
+        .client
+        .request(parts.method.clone(), &url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let upstream = match sent {
+        Ok(upstream) => upstream,
+        Err(err) => {
+            // reqwest's message names the URL, never a header.
+            let status = if err.is_timeout() {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            record(status, credential.is_some(), None);
+            let cause = std::error::Error::source(&err)
+                .map(|cause| format!(": {cause}"))
+                .unwrap_or_default();
+            return refusal(status, &format!("cannot reach {shown_host}{cause}"));
+        }
+    };
+    let status = upstream.status();
+    record(status, credential.is_some(), None);
+    let listed = connection_listed(upstream.headers());
+    let mut response = Response::builder().status(status);
+    for (name, value) in upstream.headers() {
+        if !hop_by_hop(name, &listed) {
+            response = response.header(name, value);
+        }
+    }
+    let stream = upstream.bytes_stream().map_err(std::io::Error::other);
+    response
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| refusal(StatusCode::BAD_GATEWAY, "the answer could not be passed on"))
+}
+
+/// The forwarder: `exo __egress-forward SOCKET -- PROGRAM ARGS...`.
+/// Listens on a loopback port, relays each connection to the proxy's
+/// `SOCKET`, and runs the program with the proxy variables naming that
+/// port; returns the program's exit status (128 + the signal that killed
+/// it).
+pub fn forward(args: &[OsString]) -> i32 {
+    match forward_inner(args) {
+        Ok(code) => code,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "exo: {message}");
+            125
+        }
+    }
+}
+
+fn forward_inner(args: &[OsString]) -> Result<i32, String> {
+    let usage = "usage: exo __egress-forward SOCKET -- PROGRAM [ARGS...]";
+    let (socket, rest) = args.split_first().ok_or(usage)?;
+    let (dashes, command) = rest.split_first().ok_or(usage)?;
+    let (program, program_args) = command.split_first().ok_or(usage)?;
+    if dashes != "--" {
+        return Err(usage.to_owned());
+    }
+    let token =
+        std::env::var(TOKEN_VARIABLE).map_err(|_| format!("{TOKEN_VARIABLE} is not set"))?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|err| format!("cannot listen on the loopback: {err}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|err| format!("cannot listen on the loopback: {err}"))?
+        .port();
+    let socket = PathBuf::from(socket);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let socket = socket.clone();
+            std::thread::spawn(move || relay(client, &socket));
+        }
+    });
+    let proxy = format!("http://exo:{token}@127.0.0.1:{port}");
+    let mut child = std::process::Command::new(program);
+    child.args(program_args).env_remove(TOKEN_VARIABLE);
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        child.env(name, &proxy);
+    }
+    for name in ["NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"] {
+        child.env_remove(name);
+    }
+    // Node's own fetch reads the variables only when told to (Node 24).
+    child.env("NODE_USE_ENV_PROXY", "1");
+    let status = child.status().map_err(|err| {
+        format!(
+            "cannot start {}: {err}",
+            std::path::Path::new(program).display()
+        )
+    })?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(125))
+}
+
+fn relay(client: std::net::TcpStream, socket: &Path) {
+    let Ok(proxy) = std::os::unix::net::UnixStream::connect(socket) else {
+        return;
+    };
+    let (Ok(mut client_read), Ok(mut proxy_write)) = (client.try_clone(), proxy.try_clone()) else {
+        return;
+    };
+    let up = std::thread::spawn(move || {
+        let _ = copy(&mut client_read, &mut proxy_write);
+        let _ = proxy_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut proxy_read, mut client_write) = (proxy, client);
+    let _ = copy(&mut proxy_read, &mut client_write);
+    let _ = client_write.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+}
+
+fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        let read = from.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(());
+        }
+        to.write_all(&buffer[..read])?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential(host: &str, port: Option<u16>) -> Credential {
+        Credential {
+            host: host.to_owned(),
+            port,
+            header: "authorization".to_owned(),
+            value: "Bearer s3cret".to_owned(),
+            tls: true,
+        }
+    }
+
+    #[test]
+    fn a_credential_matches_its_host_and_port_only() {
+        let bare = credential("api.example.com", None);
+        assert!(bare.matches("api.example.com", None));
+        assert!(bare.matches("API.example.com", Some(80)));
+        assert!(!bare.matches("api.example.com", Some(8080)));
+        assert!(!bare.matches("example.com", None));
+        let ported = credential("127.0.0.1", Some(8123));
+        assert!(ported.matches("127.0.0.1", Some(8123)));
+        assert!(!ported.matches("127.0.0.1", None));
+    }
+
+    #[test]
+    fn a_credential_never_shows_in_its_debug_form() {
+        let shown = format!("{:?}", credential("api.example.com", None));
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn proxy_headers_and_those_connection_lists_are_not_passed_on() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
+        let listed = connection_listed(&headers);
+        assert!(hop_by_hop(&header::PROXY_AUTHORIZATION, &listed));
+        assert!(hop_by_hop(&HeaderName::from_static("x-private"), &listed));
+        assert!(!hop_by_hop(&header::ACCEPT, &listed));
+    }
+}
