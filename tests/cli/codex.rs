@@ -583,3 +583,73 @@ fn codex_reads_its_own_history_through_exos_mcp_server() {
     let turn = fixture.last_turn("work");
     assert_eq!(of_kind(&turn, "tool_call")[0]["name"], "mcp__exo__events");
 }
+
+/// With `--sandbox docker`, Codex itself runs in the conversation's
+/// container (made from `exo/codex:VERSION`), so the commands it runs do
+/// too: they see the container, write the shared workspace, and reach
+/// neither the network nor exo's root nor the key; Codex reaches its model
+/// only through the gateway, relayed into the container, with its token.
+#[test]
+fn a_codex_turn_runs_inside_the_conversations_container() {
+    if !crate::sandbox::docker_ready() {
+        return;
+    }
+    let Some(fixture) = fixture("auto") else {
+        return;
+    };
+    let image = std::process::Command::new("docker")
+        .args(["image", "inspect", "exo/codex:0.169.0"])
+        .output()
+        .unwrap();
+    assert!(
+        image.status.success(),
+        "no exo/codex image: run containers/build with EXO_CODEX_BIN set"
+    );
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let _container = crate::sandbox::container_of(&fixture);
+    let key_file = fixture.env.config_dir().join("exo/key");
+    fixture.model.push(shell_call(
+        "call_1",
+        &format!(
+            "echo \"host: $(hostname)\"; echo \"codex: $(cat /proc/1/cmdline | tr '\\0' ' ')\"; \
+             echo \"key: $(cat {} 2>&1 | head -c 60)\"; echo \"root: $(ls {} 2>&1 | head -c 60)\"; \
+             K={head}; echo \"env: $(env | grep -c \"${{K}}{tail}\")\"; printf inside > made.txt",
+            key_file.display(),
+            fixture.root.display(),
+            head = &API_KEY[..10],
+            tail = &API_KEY[10..],
+        ),
+    ));
+    fixture
+        .model
+        .push(Completion::text("Done in the container."));
+    let run = fixture.send_ok("work", "make a file");
+    assert!(
+        run.stdout.contains("Done in the container."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace.join("made.txt")).unwrap(),
+        "inside"
+    );
+    let turn = fixture.last_turn("work");
+    let output = of_kind(&turn, "tool_result")[0]["output"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(output.contains("host: exo-sandbox"), "{output}");
+    assert!(output.contains("No such file"), "{output}");
+    assert!(output.contains("env: 0"), "{output}");
+    assert!(!output.contains(API_KEY), "{output}");
+    // The model was reached through the gateway, with the key added there.
+    let requests = fixture.model.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request.header("authorization"), format!("Bearer {API_KEY}"));
+    }
+    assert_eq!(turn.last().unwrap()["status"], "completed");
+    // No Codex is left running on the host.
+    assert!(processes_with("app-server", &fixture.root).is_empty());
+    assert_history_checked(&fixture, "work");
+}

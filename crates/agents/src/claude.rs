@@ -90,7 +90,7 @@ impl Executor for ClaudeCode {
 }
 
 /// What goes to Claude Code's stdin, one JSON line at a time.
-type Writer = Arc<Mutex<Option<tokio::process::ChildStdin>>>;
+type Writer = Arc<Mutex<Option<crate::process::Input>>>;
 
 async fn write_line(writer: &Writer, value: &Value) -> bool {
     let mut line = value.to_string();

@@ -150,14 +150,37 @@ impl Codex {
             )
             .into());
         }
-        let home = setup.state_dir.join("codex");
-        create_private_dir(&home)
-            .map_err(|err| format!("cannot create {}: {err}", home.display()))?;
         let (client, workspace) = prepare(&setup, &self.client_options).await?;
-
-        let mcp = crate::exo_mcp_server(&setup);
-        let started =
-            start_app_server(&program, &home, &workspace_dir, &token.access, mcp.as_ref())?;
+        let container = workspace
+            .as_ref()
+            .and_then(|workspace| workspace.sandbox().container_shared());
+        // With a docker sandbox, Codex itself runs in the conversation's
+        // container (so do the commands it runs), its home in the egress
+        // directory the container sees, the gateway relayed to it.
+        let mut relay = None;
+        let started = match container {
+            Some(docker) => {
+                let egress = setup.state_dir.join("egress");
+                let home = egress.join("codex");
+                create_private_dir(&home)
+                    .map_err(|err| format!("cannot create {}: {err}", home.display()))?;
+                let gateway = gateway_address(&token.access.openai_base_url)?;
+                relay = Some(
+                    exo_sandbox::egress::Relay::start(&egress.join(GATEWAY_SOCKET), gateway)
+                        .await
+                        .map_err(|err| err.to_string())?,
+                );
+                start_app_server_in_container(docker, &workspace_dir, &token.access, gateway.port())
+                    .await?
+            }
+            None => {
+                let home = setup.state_dir.join("codex");
+                create_private_dir(&home)
+                    .map_err(|err| format!("cannot create {}: {err}", home.display()))?;
+                let mcp = crate::exo_mcp_server(&setup);
+                start_app_server(&program, &home, &workspace_dir, &token.access, mcp.as_ref())?
+            }
+        };
         let process = started.process;
         let host_cell: Arc<OnceLock<Arc<TurnHost>>> = Arc::new(OnceLock::new());
         let (notes_tx, mut notes) = mpsc::unbounded_channel();
@@ -301,7 +324,8 @@ impl Codex {
             }
         };
         peer.stop();
-        process.kill();
+        process.kill_and_wait().await;
+        drop(relay);
         token.close().await?;
         if let Some(message) = &error {
             host.record(vec![EventData::Error {
@@ -703,6 +727,53 @@ async fn setup_call(handle: &PeerHandle, method: &str, params: Value) -> Result<
     }
 }
 
+/// The gateway's socket in the egress directory, relayed into a
+/// container.
+const GATEWAY_SOCKET: &str = "gateway.sock";
+
+/// The gateway's address, from its base URL (`http://127.0.0.1:PORT/v1`).
+fn gateway_address(base_url: &str) -> Result<std::net::SocketAddr, String> {
+    base_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|authority| authority.parse().ok())
+        .ok_or_else(|| format!("internal error: the gateway's URL {base_url} names no address"))
+}
+
+/// Starts `codex app-server` for one turn in the conversation's container
+/// (the image's `codex`, `exo/codex:VERSION`), the gateway's port of its
+/// loopback relayed to exo's gateway. exo's MCP server over the history is
+/// not offered there (it would need exo's root).
+async fn start_app_server_in_container(
+    docker: Arc<exo_sandbox::docker::Docker>,
+    cwd: &Path,
+    access: &GatewayAccess,
+    gateway_port: u16,
+) -> Result<crate::process::Started, String> {
+    let args: Vec<String> = app_server_args(access, None)
+        .into_iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let home = format!("{}/codex", exo_sandbox::egress::INSIDE_DIR);
+    let env = [
+        (OsString::from("CODEX_HOME"), OsString::from(home)),
+        (
+            OsString::from(TOKEN_VARIABLE),
+            OsString::from(&access.token),
+        ),
+    ];
+    crate::process::AgentProcess::start_in_container(
+        docker,
+        "codex",
+        &args,
+        cwd,
+        &env,
+        &[(gateway_port, GATEWAY_SOCKET.to_owned())],
+        "codex app-server",
+    )
+    .await
+}
+
 /// Starts `codex app-server` for one turn.
 fn start_app_server(
     program: &Path,
@@ -711,6 +782,20 @@ fn start_app_server(
     access: &GatewayAccess,
     mcp: Option<&crate::McpServer>,
 ) -> Result<crate::process::Started, String> {
+    let args = app_server_args(access, mcp);
+    let env = [
+        (OsString::from("CODEX_HOME"), home.as_os_str().to_owned()),
+        (
+            OsString::from(TOKEN_VARIABLE),
+            OsString::from(&access.token),
+        ),
+    ];
+    crate::process::AgentProcess::start(program, &args, cwd, &env, "codex app-server")
+}
+
+/// `codex app-server`'s arguments: its model provider pointed at the
+/// gateway, nothing else reached, and exo's MCP server when given.
+fn app_server_args(access: &GatewayAccess, mcp: Option<&crate::McpServer>) -> Vec<OsString> {
     let toml_string = |text: &str| Value::String(text.to_owned()).to_string();
     let settings = [
         format!("model_provider={}", toml_string("exo")),
@@ -751,14 +836,7 @@ fn start_app_server(
         args.push("-c".into());
         args.push(setting.into());
     }
-    let env = [
-        (OsString::from("CODEX_HOME"), home.as_os_str().to_owned()),
-        (
-            OsString::from(TOKEN_VARIABLE),
-            OsString::from(&access.token),
-        ),
-    ];
-    crate::process::AgentProcess::start(program, &args, cwd, &env, "codex app-server")
+    args
 }
 
 /// Writes `history` as the rollout of a Codex session `session` in

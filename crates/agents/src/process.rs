@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncBufReadExt;
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use std::pin::Pin;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::process::Child;
 
 /// The variables of exo's environment an agent CLI gets; everything else
 /// (API keys above all) stays out of it.
@@ -57,18 +60,46 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-/// A running agent CLI.
+/// A running agent CLI: a process of exo's, or a program in the
+/// conversation's container.
 pub(crate) struct AgentProcess {
     child: Mutex<Option<Child>>,
     group: i32,
+    container: Option<(
+        Arc<exo_sandbox::docker::Docker>,
+        exo_sandbox::docker::ExecHandle,
+    )>,
     stderr: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// What a started process reads from.
+pub(crate) type Input = Pin<Box<dyn AsyncWrite + Send>>;
+/// What a started process writes to.
+pub(crate) type Output = Pin<Box<dyn AsyncRead + Send>>;
 
 /// A started process and its pipes.
 pub(crate) struct Started {
     pub process: Arc<AgentProcess>,
-    pub stdin: ChildStdin,
-    pub stdout: ChildStdout,
+    pub stdin: Input,
+    pub stdout: Output,
+}
+
+/// The longest an agent CLI runs in a container (a turn's whole life).
+const CONTAINER_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `word` quoted for `sh`.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// Keeps the last lines of `line`s as they come, for error messages.
+fn keep_line(kept: &Mutex<VecDeque<String>>, label: &str, line: &str) {
+    tracing::debug!(target: "exo::agent", agent = label, "{line}");
+    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.len() == STDERR_LINES {
+        kept.pop_front();
+    }
+    kept.push_back(line.chars().take(500).collect());
 }
 
 impl AgentProcess {
@@ -110,22 +141,84 @@ impl AgentProcess {
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(target: "exo::agent", agent = label, "{line}");
-                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
-                if kept.len() == STDERR_LINES {
-                    kept.pop_front();
-                }
-                kept.push_back(line.chars().take(500).collect());
+                keep_line(&kept, label, &line);
             }
         });
         Ok(Started {
             process: Arc::new(AgentProcess {
                 child: Mutex::new(Some(child)),
                 group,
+                container: None,
+                stderr: tail,
+            }),
+            stdin: Box::pin(stdin),
+            stdout: Box::pin(stdout),
+        })
+    }
+
+    /// Starts `program args` in the conversation's container, in `cwd`
+    /// (the workspace, at its own path there) with exactly `env` (the
+    /// image's own PATH and HOME apply), each of `relays` loopback ports
+    /// relayed to a socket of the egress directory; it is killed with the
+    /// turn, and by its own time limit should exo die.
+    pub async fn start_in_container(
+        docker: Arc<exo_sandbox::docker::Docker>,
+        program: &str,
+        args: &[String],
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        relays: &[(u16, String)],
+        label: &'static str,
+    ) -> Result<Started, String> {
+        let line = std::iter::once(program)
+            .chain(args.iter().map(String::as_str))
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let attached = docker
+            .spawn(&line, cwd, env, CONTAINER_LIMIT, relays)
+            .await
+            .map_err(|err| format!("cannot start {label} in the container: {err}"))?;
+        let exo_sandbox::docker::Attached { exec, stdin } = attached;
+        let handle = exec.handle.clone();
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let kept = Arc::clone(&tail);
+        // stdout to a pipe the peer reads; stderr's lines kept.
+        let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+        let mut output = exec.output;
+        tokio::spawn(async move {
+            let mut partial = Vec::new();
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(exo_sandbox::docker::Chunk::Stdout(bytes)) => {
+                        if writer.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(exo_sandbox::docker::Chunk::Stderr(bytes)) => {
+                        partial.extend_from_slice(&bytes);
+                        while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = partial.drain(..=end).collect();
+                            keep_line(&kept, label, String::from_utf8_lossy(&line).trim_end());
+                        }
+                    }
+                    Err(err) => {
+                        keep_line(&kept, label, &err.to_string());
+                        break;
+                    }
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        Ok(Started {
+            process: Arc::new(AgentProcess {
+                child: Mutex::new(None),
+                group: 0,
+                container: Some((docker, handle)),
                 stderr: tail,
             }),
             stdin,
-            stdout,
+            stdout: Box::pin(reader),
         })
     }
 
@@ -142,6 +235,7 @@ impl AgentProcess {
 
     /// Kills the process group now.
     pub fn kill(&self) {
+        self.kill_in_container();
         if self.group > 0 {
             if let Some(group) = rustix::process::Pid::from_raw(self.group) {
                 let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
@@ -157,8 +251,31 @@ impl AgentProcess {
     }
 }
 
+impl AgentProcess {
+    /// Kills the process, and in a container waits until its processes
+    /// there are gone.
+    pub async fn kill_and_wait(&self) {
+        match &self.container {
+            Some((docker, handle)) => docker.kill(handle).await,
+            None => self.kill(),
+        }
+    }
+
+    /// In a container: kills the program and what it started there (its
+    /// exec's process groups), in the background.
+    fn kill_in_container(&self) {
+        if let Some((docker, handle)) = &self.container {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (docker, handle) = (Arc::clone(docker), handle.clone());
+                runtime.spawn(async move { docker.kill(&handle).await });
+            }
+        }
+    }
+}
+
 impl Drop for AgentProcess {
     fn drop(&mut self) {
+        self.kill_in_container();
         if self.group > 0 {
             if let Some(group) = rustix::process::Pid::from_raw(self.group) {
                 let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);

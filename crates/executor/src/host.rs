@@ -701,7 +701,7 @@ pub async fn prepare(
             .sandbox_snapshot
             .clone()
             .or_else(|| setup.image.clone())
-            .unwrap_or_else(|| exo_sandbox::docker::DEFAULT_IMAGE.to_owned()),
+            .unwrap_or_else(|| default_image(setup.harness).to_owned()),
         workspace: std::path::PathBuf::new(),
         hidden: Vec::new(),
         network,
@@ -732,6 +732,16 @@ pub async fn prepare(
     )
     .await
     .map_err(|err| -> SubstrateError { format!("internal error: {err}").into() })?
+}
+
+/// The image a docker sandbox is made from when the agent names none:
+/// exo's base image, or for a Codex agent (which runs in the container)
+/// the base image with the Codex CLI exo drives (`containers/build`).
+pub fn default_image(harness: exo_core::Harness) -> &'static str {
+    match harness {
+        exo_core::Harness::Codex => exo_sandbox::docker::CODEX_IMAGE,
+        _ => exo_sandbox::docker::DEFAULT_IMAGE,
+    }
 }
 
 /// For a docker sandbox, what its container has bound in for the egress

@@ -31,6 +31,12 @@ use crate::SandboxError;
 /// (`containers/build` makes it).
 pub const DEFAULT_IMAGE: &str = "exo/base:bookworm";
 
+/// The image a Codex agent's docker sandbox starts from when the agent
+/// names none: exo's base image with the Codex CLI at the version exo's
+/// Codex executor drives (scripts/setup-agents pins it; `containers/build`
+/// makes the image from that install).
+pub const CODEX_IMAGE: &str = "exo/codex:0.169.0";
+
 /// The most processes one sandbox may run at once.
 pub const PIDS_LIMIT: i64 = 1024;
 
@@ -133,6 +139,28 @@ pub struct Exec {
     /// Its output as it comes; ends when every process holding its pipes
     /// has exited.
     pub output: Pin<Box<dyn Stream<Item = Result<Chunk, SandboxError>> + Send>>,
+}
+
+/// A program's input, as Docker attached it.
+pub type Input = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+/// A long-running program in the container, its input attached.
+pub struct Attached {
+    /// Its output, and what names it.
+    pub exec: Exec,
+    /// Its stdin.
+    pub stdin: Input,
+}
+
+/// What a command runs under.
+enum Forwarder {
+    /// Nothing: the command as it is.
+    None,
+    /// The forwarder, with the egress proxy.
+    Proxy,
+    /// The forwarder, relaying loopback ports to sockets of the egress
+    /// directory.
+    Relays(Vec<(u16, String)>),
 }
 
 /// What names a running command.
@@ -437,11 +465,6 @@ impl Docker {
         timeout: Duration,
         egress: Option<&crate::egress::Egress>,
     ) -> Result<Exec, SandboxError> {
-        use std::sync::atomic::Ordering;
-        if !self.running.load(Ordering::Acquire) {
-            self.ensure().await?;
-        }
-        self.used.store(true, Ordering::Release);
         let proxied;
         let env = match egress {
             Some(proxy) => {
@@ -454,24 +477,79 @@ impl Docker {
             }
             None => env,
         };
-        let forwarded = egress.is_some();
-        if forwarded && !self.egress_mounted.load(Ordering::Acquire) {
+        let forwarder = match egress {
+            Some(_) => Forwarder::Proxy,
+            None => Forwarder::None,
+        };
+        let (exec, _) = self
+            .launch(command, cwd, env, timeout, &forwarder, false)
+            .await?;
+        Ok(exec)
+    }
+
+    /// Starts a long-running program (an agent CLI) in the container:
+    /// `command` (a shell command line) in `cwd` with `env`, its stdin
+    /// attached, each `relays` port of its loopback relayed to a socket in
+    /// the egress directory (`(PORT, SOCKET_NAME)`), killed after
+    /// `timeout` whatever happens to exo.
+    pub async fn spawn(
+        &self,
+        command: &str,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        timeout: Duration,
+        relays: &[(u16, String)],
+    ) -> Result<Attached, SandboxError> {
+        let forwarder = if relays.is_empty() {
+            Forwarder::None
+        } else {
+            Forwarder::Relays(relays.to_vec())
+        };
+        let (exec, stdin) = self
+            .launch(command, cwd, env, timeout, &forwarder, true)
+            .await?;
+        let stdin = stdin.ok_or_else(|| {
+            SandboxError::Docker("the program's input could not be attached".to_owned())
+        })?;
+        Ok(Attached { exec, stdin })
+    }
+
+    async fn launch(
+        &self,
+        command: &str,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        timeout: Duration,
+        forwarder: &Forwarder,
+        stdin: bool,
+    ) -> Result<(Exec, Option<Input>), SandboxError> {
+        use std::sync::atomic::Ordering;
+        if !self.running.load(Ordering::Acquire) {
+            self.ensure().await?;
+        }
+        self.used.store(true, Ordering::Release);
+        if !matches!(forwarder, Forwarder::None) && !self.egress_mounted.load(Ordering::Acquire) {
             return Err(SandboxError::Docker(format!(
                 "the container {} was made without the egress proxy's mounts (by an older exo); remove it, after a sandbox snapshot to keep its state, so that it is made again with them",
                 self.spec.container
             )));
         }
-        match self.start(command, cwd, env, timeout, forwarded).await {
-            Ok(exec) => {
+        match self
+            .start(command, cwd, env, timeout, forwarder, stdin)
+            .await
+        {
+            Ok(started) => {
                 self.running.store(true, Ordering::Release);
-                Ok(exec)
+                Ok(started)
             }
             Err(_) if self.running.swap(false, Ordering::AcqRel) => {
                 // It ran at the last command; it may have died since.
                 self.ensure().await?;
-                let exec = self.start(command, cwd, env, timeout, forwarded).await?;
+                let started = self
+                    .start(command, cwd, env, timeout, forwarder, stdin)
+                    .await?;
                 self.running.store(true, Ordering::Release);
-                Ok(exec)
+                Ok(started)
             }
             Err(err) => Err(err),
         }
@@ -483,8 +561,9 @@ impl Docker {
         cwd: &Path,
         env: &[(OsString, OsString)],
         timeout: Duration,
-        forwarded: bool,
-    ) -> Result<Exec, SandboxError> {
+        forwarder: &Forwarder,
+        stdin: bool,
+    ) -> Result<(Exec, Option<Input>), SandboxError> {
         let docker = self.client()?;
         let tag = format!(
             "{:x}{:x}",
@@ -497,22 +576,35 @@ impl Docker {
         // The wrapper leads a session of its own; the command runs under
         // `timeout` in a process group of its own, which the wrapper kills
         // once the command has exited, so nothing it left running goes on.
-        // Under the forwarder when there is a proxy to reach.
-        let forwarder = if forwarded {
-            format!(
-                "{} {} {}/{} -- ",
+        // Under the forwarder when there is a proxy or a relay to reach.
+        let dir = crate::egress::INSIDE_DIR;
+        let forwarder = match forwarder {
+            Forwarder::None => String::new(),
+            Forwarder::Proxy => format!(
+                "{} {} --proxy {dir}/{} -- ",
                 crate::egress::INSIDE_FORWARDER,
                 crate::egress::FORWARD_ARG,
-                crate::egress::INSIDE_DIR,
                 crate::egress::SOCKET_NAME
-            )
-        } else {
-            String::new()
+            ),
+            Forwarder::Relays(relays) => {
+                let mut line = format!(
+                    "{} {}",
+                    crate::egress::INSIDE_FORWARDER,
+                    crate::egress::FORWARD_ARG
+                );
+                for (port, socket) in relays {
+                    line.push_str(&format!(" --relay {port}={dir}/{socket}"));
+                }
+                line + " -- "
+            }
         };
+        // An asynchronous list's stdin is /dev/null unless redirected: the
+        // program's is the exec's own when attached.
+        let input = if stdin { " 0<&3" } else { "" };
         let script = format!(
-            "f=/run/exo/exec-$1; echo $$ > $f; \
-             timeout -s KILL {seconds} {forwarder}/bin/sh -c \"$0\" & t=$!; echo $t > $f.t; \
-             wait $t; c=$?; kill -9 -$t 2>/dev/null; rm -f $f $f.t; exit $c"
+            "f=/run/exo/exec-$1; echo $$ > $f; exec 3<&0; \
+             timeout -s KILL {seconds} {forwarder}/bin/sh -c \"$0\"{input} & t=$!; echo $t > $f.t; \
+             exec 3<&-; wait $t; c=$?; kill -9 -$t 2>/dev/null; rm -f $f $f.t; exit $c"
         );
         let env: Vec<String> = env
             .iter()
@@ -528,6 +620,7 @@ impl Docker {
             .create_exec(
                 &self.spec.container,
                 CreateExecOptions {
+                    attach_stdin: Some(stdin),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     cmd: Some(vec![
@@ -557,7 +650,7 @@ impl Docker {
             )
             .await
             .map_err(|err| failed("cannot run the command in the container", err))?;
-        let StartExecResults::Attached { output, .. } = started else {
+        let StartExecResults::Attached { output, input } = started else {
             return Err(SandboxError::Docker(
                 "the command started detached".to_owned(),
             ));
@@ -571,13 +664,14 @@ impl Docker {
                 Err(err) => Some(Err(failed("the container's output broke off", err))),
             }
         });
-        Ok(Exec {
+        let exec = Exec {
             handle: ExecHandle {
                 id: created.id,
                 tag,
             },
             output: Box::pin(output),
-        })
+        };
+        Ok((exec, stdin.then_some(input)))
     }
 
     /// Snapshots the container's filesystem outside the workspace, if a

@@ -5,8 +5,8 @@
 //! The proxy ([`Egress`]) runs in exo's process and listens on a Unix
 //! socket in a directory of the conversation's, which the sandbox sees at
 //! [`INSIDE_DIR`]. A command runs under the forwarder (exo's own binary,
-//! seen at [`INSIDE_FORWARDER`], started as `exo __egress-forward SOCKET --
-//! PROGRAM ARGS`): it listens on a loopback port of the command's own
+//! seen at [`INSIDE_FORWARDER`], started as `exo __egress-forward --proxy
+//! SOCKET -- PROGRAM ARGS`): it listens on a loopback port of the command's own
 //! network (a closed sandbox has only its loopback), relays each
 //! connection to the socket, and runs the command with `HTTP_PROXY` and
 //! `HTTPS_PROXY` naming that port with the proxy's token.
@@ -521,10 +521,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .unwrap_or_else(|_| refusal(StatusCode::BAD_GATEWAY, "the answer could not be passed on"))
 }
 
-/// The forwarder: `exo __egress-forward SOCKET -- PROGRAM ARGS...`.
-/// Listens on a loopback port, relays each connection to the proxy's
-/// `SOCKET`, and runs the program with the proxy variables naming that
-/// port; returns the program's exit status (128 + the signal that killed
+/// The forwarder: `exo __egress-forward [--proxy SOCKET] [--relay
+/// PORT=SOCKET]... -- PROGRAM ARGS...`. For `--proxy`, listens on a
+/// loopback port, relays each connection to the proxy's `SOCKET`, and runs
+/// the program with the proxy variables naming that port; for each
+/// `--relay`, relays loopback `PORT` to its `SOCKET` (nothing else set); returns the program's exit status (128 + the signal that killed
 /// it).
 pub fn forward(args: &[OsString]) -> i32 {
     match forward_inner(args) {
@@ -537,39 +538,68 @@ pub fn forward(args: &[OsString]) -> i32 {
 }
 
 fn forward_inner(args: &[OsString]) -> Result<i32, String> {
-    let usage = "usage: exo __egress-forward SOCKET -- PROGRAM [ARGS...]";
-    let (socket, rest) = args.split_first().ok_or(usage)?;
-    let (dashes, command) = rest.split_first().ok_or(usage)?;
-    let (program, program_args) = command.split_first().ok_or(usage)?;
-    if dashes != "--" {
-        return Err(usage.to_owned());
-    }
-    let token =
-        std::env::var(TOKEN_VARIABLE).map_err(|_| format!("{TOKEN_VARIABLE} is not set"))?;
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|err| format!("cannot listen on the loopback: {err}"))?;
-    let port = listener
-        .local_addr()
-        .map_err(|err| format!("cannot listen on the loopback: {err}"))?
-        .port();
-    let socket = PathBuf::from(socket);
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let socket = socket.clone();
-            std::thread::spawn(move || relay(client, &socket));
+    let usage = "usage: exo __egress-forward [--proxy SOCKET] [--relay PORT=SOCKET]... -- PROGRAM [ARGS...]";
+    let mut proxy_socket: Option<PathBuf> = None;
+    let mut relays: Vec<(u16, PathBuf)> = Vec::new();
+    let mut rest = args;
+    loop {
+        let (first, after) = rest.split_first().ok_or(usage)?;
+        rest = after;
+        match first.to_str() {
+            Some("--") => break,
+            Some("--proxy") => {
+                let (socket, after) = rest.split_first().ok_or(usage)?;
+                proxy_socket = Some(PathBuf::from(socket));
+                rest = after;
+            }
+            Some("--relay") => {
+                let (spec, after) = rest.split_first().ok_or(usage)?;
+                let (port, socket) = spec
+                    .to_str()
+                    .and_then(|spec| spec.split_once('='))
+                    .and_then(|(port, socket)| Some((port.parse::<u16>().ok()?, socket)))
+                    .ok_or(usage)?;
+                relays.push((port, PathBuf::from(socket)));
+                rest = after;
+            }
+            _ => return Err(usage.to_owned()),
         }
-    });
-    let proxy = format!("http://exo:{token}@127.0.0.1:{port}");
+    }
+    let (program, program_args) = rest.split_first().ok_or(usage)?;
+    let listen = |port: u16, socket: PathBuf| -> Result<u16, String> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .map_err(|err| format!("cannot listen on 127.0.0.1:{port}: {err}"))?;
+        let port = listener
+            .local_addr()
+            .map_err(|err| format!("cannot listen on the loopback: {err}"))?
+            .port();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let socket = socket.clone();
+                std::thread::spawn(move || relay(client, &socket));
+            }
+        });
+        Ok(port)
+    };
+    for (port, socket) in relays {
+        listen(port, socket)?;
+    }
     let mut child = std::process::Command::new(program);
     child.args(program_args).env_remove(TOKEN_VARIABLE);
-    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
-        child.env(name, &proxy);
+    if let Some(socket) = proxy_socket {
+        let token =
+            std::env::var(TOKEN_VARIABLE).map_err(|_| format!("{TOKEN_VARIABLE} is not set"))?;
+        let port = listen(0, socket)?;
+        let proxy = format!("http://exo:{token}@127.0.0.1:{port}");
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            child.env(name, &proxy);
+        }
+        for name in ["NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"] {
+            child.env_remove(name);
+        }
+        // Node's own fetch reads the variables only when told to (Node 24).
+        child.env("NODE_USE_ENV_PROXY", "1");
     }
-    for name in ["NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"] {
-        child.env_remove(name);
-    }
-    // Node's own fetch reads the variables only when told to (Node 24).
-    child.env("NODE_USE_ENV_PROXY", "1");
     let status = child.status().map_err(|err| {
         format!(
             "cannot start {}: {err}",
@@ -581,6 +611,65 @@ fn forward_inner(args: &[OsString]) -> Result<i32, String> {
         .code()
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(125))
+}
+
+/// Relays each connection to a Unix socket on to a TCP address: how a
+/// container without a network reaches a service of exo's on the host
+/// loopback (the model gateway), through the forwarder's `--relay`. It
+/// stops when dropped.
+pub struct Relay {
+    socket: PathBuf,
+    stop: CancellationToken,
+}
+
+impl Relay {
+    /// Listens on `socket` (replacing a stale one) and relays to `target`.
+    pub async fn start(socket: &Path, target: std::net::SocketAddr) -> Result<Relay, SandboxError> {
+        let failed = |err: std::io::Error| {
+            SandboxError::Egress(format!("cannot listen on {}: {err}", socket.display()))
+        };
+        match std::fs::remove_file(socket) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(failed(err)),
+        }
+        let listener = tokio::net::UnixListener::bind(socket).map_err(failed)?;
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = stopped.cancelled() => return,
+                };
+                let Ok((mut inside, _)) = accepted else {
+                    continue;
+                };
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outside) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let _ = outside.set_nodelay(true);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inside, &mut outside) => {}
+                        () = stopped.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Ok(Relay {
+            socket: socket.to_owned(),
+            stop,
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_file(&self.socket);
+    }
 }
 
 fn relay(client: std::net::TcpStream, socket: &Path) {

@@ -115,6 +115,15 @@ impl Sandbox {
         }
     }
 
+    /// The container, shared: for a program that outlives one call (an
+    /// agent CLI run in the container).
+    pub fn container_shared(&self) -> Option<Arc<docker::Docker>> {
+        match &self.kind {
+            Kind::Docker(docker) => Some(Arc::clone(docker)),
+            _ => None,
+        }
+    }
+
     /// Every command refused, saying `why`: a sandbox was asked for and
     /// cannot run, and the agent does not allow the host instead.
     pub fn unavailable(why: impl Into<String>) -> Sandbox {
@@ -169,6 +178,7 @@ impl Sandbox {
             };
             let mut wrapped: Vec<OsString> = vec![
                 egress::FORWARD_ARG.into(),
+                "--proxy".into(),
                 dir.join(egress::SOCKET_NAME).into_os_string(),
                 "--".into(),
                 program,

@@ -102,7 +102,7 @@ impl Service {
             image: self
                 .sandbox_snapshot(&params.agent, &params.conversation)?
                 .or_else(|| config.image.clone())
-                .unwrap_or_else(|| exo_sandbox::docker::DEFAULT_IMAGE.to_owned()),
+                .unwrap_or_else(|| exo_executor::host::default_image(config.harness).to_owned()),
             workspace: std::path::PathBuf::new(),
             hidden: Vec::new(),
             network: config.network,
