@@ -67,8 +67,8 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The command: asks the bound API, another host, a tunnel to the bound
-/// host and the proxy without its token, then looks for the secret
+/// The command: asks the bound API over http and over https, another
+/// host, the bound host trusting nothing, and the proxy without its token, then looks for the secret
 /// everywhere it can read.
 fn probe(api: u16, other: u16) -> String {
     format!(
@@ -76,7 +76,8 @@ fn probe(api: u16, other: u16) -> String {
 P=$(echo "$HTTP_PROXY" | sed 's|.*@||')
 echo "bound: $(curl -sS http://127.0.0.1:{api}/v1/thing?q=1)"
 echo "other: $(curl -sS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{other}/x)"
-echo "tunnel: $(curl -sS -o /dev/null -w '%{{http_connect}}' https://127.0.0.1:{api}/ 2>/dev/null)"
+echo "tunnel: $(curl -sS https://127.0.0.1:{api}/v1/secure)"
+echo "untrusted: $(env -u CURL_CA_BUNDLE -u SSL_CERT_FILE curl -sS https://127.0.0.1:{api}/ 2>&1 | head -c 100)"
 echo "token: $(curl -sS -o /dev/null -w '%{{http_code}}' -x "http://$P" http://127.0.0.1:{api}/)"
 S=sk-egress; S="$S-5e3f9a71c2d8"
 echo "leak: $(printf '%s\n' "$S" | grep -rlsF -f - /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /etc . 2>/dev/null | tr '\n' ' ')"
@@ -187,21 +188,34 @@ fn a_bound_host_gets_its_credential_and_nothing_else_does() {
 
     assert_eq!(line(&stdout, "bound"), "hello from the api", "{stdout}");
     let heads = api.heads();
-    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(heads.len(), 2, "{heads:?}");
     assert!(
         heads[0].starts_with("GET /v1/thing?q=1 HTTP/1.1\r\n"),
         "{heads:?}"
     );
-    assert_eq!(
-        header(&heads[0], "authorization"),
-        Some(format!("Bearer {SECRET}").as_str())
+    // https to the bound host ends at exo, under the turn's own authority
+    // (which the command trusts, and the system does not), and goes on
+    // with the credential.
+    assert_eq!(line(&stdout, "tunnel"), "hello from the api", "{stdout}");
+    assert!(
+        heads[1].starts_with("GET /v1/secure HTTP/1.1\r\n"),
+        "{heads:?}"
     );
-    assert_eq!(header(&heads[0], "proxy-authorization"), None);
-    // Refused: another host while the network is closed, a tunnel to the
-    // bound host (exo cannot add to it), the proxy without its token.
+    assert!(
+        line(&stdout, "untrusted").contains("certificate"),
+        "{stdout}"
+    );
+    for head in &heads {
+        assert_eq!(
+            header(head, "authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+        assert_eq!(header(head, "proxy-authorization"), None);
+    }
+    // Refused: another host while the network is closed, and the proxy
+    // without its token.
     assert_eq!(line(&stdout, "other"), "403", "{stdout}");
     assert!(other.heads().is_empty());
-    assert_eq!(line(&stdout, "tunnel"), "403", "{stdout}");
     assert_eq!(line(&stdout, "token"), "407", "{stdout}");
     // The secret is nowhere the command can read.
     assert_eq!(line(&stdout, "leak").trim(), "", "{stdout}");
@@ -236,10 +250,10 @@ fn a_bound_host_gets_its_credential_and_nothing_else_does() {
             (other_host, "GET".into(), "/x".into(), 403, false),
             (
                 bound_host.clone(),
-                "CONNECT".into(),
-                String::new(),
-                403,
-                false
+                "GET".into(),
+                "/v1/secure".into(),
+                200,
+                true
             ),
             (bound_host, "GET".into(), "/".into(), 407, false),
         ],
@@ -301,10 +315,13 @@ fn a_docker_sandbox_reaches_its_bound_host_through_the_proxy() {
     bind(&fixture, &api);
     let stdout = run_probe(&fixture, &api, &other);
     assert_eq!(line(&stdout, "bound"), "hello from the api", "{stdout}");
-    assert_eq!(
-        header(&api.heads()[0], "authorization"),
-        Some(format!("Bearer {SECRET}").as_str())
-    );
+    assert_eq!(line(&stdout, "tunnel"), "hello from the api", "{stdout}");
+    for head in api.heads() {
+        assert_eq!(
+            header(&head, "authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+    }
     assert_eq!(line(&stdout, "other"), "403", "{stdout}");
     assert!(other.heads().is_empty());
     assert_eq!(line(&stdout, "leak").trim(), "", "{stdout}");

@@ -1220,8 +1220,9 @@ pub enum BindingCommand {
   exo binding http api.example.com --secret example --header X-Api-Key
   exo binding http 127.0.0.1:8080 --secret local --plain-http
 
-A command then asks for http://HOST/PATH (curl, or anything that reads
-HTTP_PROXY); exo sends it on over https with the credential.")]
+A command then calls https://HOST/PATH or http://HOST/PATH (curl, or
+anything that reads HTTPS_PROXY/HTTP_PROXY); exo adds the credential on
+the way out.")]
     Http {
         /// The host, HOST or HOST:PORT, as commands ask for it.
         host: String,

@@ -16,9 +16,11 @@
 //! otherwise) with the credential's header set; the command never sees the
 //! secret. Any other host gets nothing added: its requests, and `CONNECT`
 //! tunnels, pass when the sandbox's network is open and are refused when
-//! it is closed. A `CONNECT` to a bound host is refused (exo would have to
-//! read the tunnel to add the credential): the answer says to ask for
-//! `http://HOST`. Redirects are handed back, never followed, so a
+//! it is closed. A `CONNECT` to a bound host ends at exo: the proxy speaks
+//! TLS with a certificate for the host from the turn's own authority
+//! (written, after the system's certificates, to the bundle the forwarder
+//! points the command's TLS variables at) and sends each request read
+//! from the tunnel on as above. Redirects are handed back, never followed, so a
 //! credential only ever goes to its host. Every request is kept as an
 //! [`Exchange`] (host, method, path, status; never a header) for the caller
 //! to record.
@@ -101,6 +103,20 @@ impl Credential {
             None => self.host.clone(),
         }
     }
+
+    /// The port a `CONNECT` for this host names: the binding's, else 443.
+    fn tunnel_port(&self) -> Option<u16> {
+        Some(self.port.unwrap_or(443))
+    }
+
+    /// Where a request for `path` goes upstream.
+    fn url(&self, path: &str, query: &str) -> String {
+        format!(
+            "{}://{}{path}{query}",
+            if self.tls { "https" } else { "http" },
+            self.authority()
+        )
+    }
 }
 
 /// One request through the proxy, as it is recorded.
@@ -136,6 +152,8 @@ struct Kept {
 
 struct Shared {
     token: String,
+    /// The turn's certificate authority, for tunnels to bound hosts.
+    authority: Option<Authority>,
     credentials: Vec<Credential>,
     network: bool,
     client: reqwest::Client,
@@ -191,7 +209,28 @@ impl Egress {
             .build()
             .map_err(|err| SandboxError::Egress(format!("cannot make an HTTP client: {err}")))?;
         let exchanges = Arc::new(Mutex::new(Kept::default()));
+        // The turn's authority, and the bundle commands trust: the
+        // system's certificates and its own.
+        let authority = if credentials.is_empty() {
+            None
+        } else {
+            let authority = Authority::new().map_err(|err| {
+                SandboxError::Egress(format!("cannot make a certificate authority: {err}"))
+            })?;
+            let mut bundle = std::fs::read_to_string(SYSTEM_BUNDLE).unwrap_or_default();
+            if !bundle.is_empty() && !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+            bundle.push_str(&authority.issuer.pem());
+            let path = dir.join(CA_BUNDLE_NAME);
+            let part = dir.join(format!("{CA_BUNDLE_NAME}.part"));
+            std::fs::write(&part, bundle)
+                .and_then(|()| std::fs::rename(&part, &path))
+                .map_err(|err| failed("cannot write the certificate bundle in", err))?;
+            Some(authority)
+        };
         let shared = Arc::new(Shared {
+            authority,
             token: token.clone(),
             credentials,
             network,
@@ -240,6 +279,72 @@ impl Drop for Egress {
     fn drop(&mut self) {
         self.stop.cancel();
         let _ = std::fs::remove_file(self.dir.join(SOCKET_NAME));
+    }
+}
+
+/// The file, in the proxy's directory, of the turn's authority's
+/// certificate together with the system's: what commands trust.
+pub const CA_BUNDLE_NAME: &str = "ca-bundle.pem";
+
+/// The system's trusted certificates, which the bundle begins with.
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A certificate authority of one turn's own: its key lives in memory and
+/// dies with the turn; only its certificate is written, for commands to
+/// trust. It signs a certificate for each bound host a tunnel asks for.
+struct Authority {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    configs: Mutex<std::collections::HashMap<String, Arc<rustls::ServerConfig>>>,
+}
+
+impl Authority {
+    fn new() -> Result<Authority, rcgen::Error> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "exo egress proxy (one turn)");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate()?)?;
+        Ok(Authority {
+            issuer,
+            configs: Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// A TLS server configuration with a certificate for `host`.
+    fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+        let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(config) = configs.get(host) {
+            return Ok(Arc::clone(config));
+        }
+        let key = rcgen::KeyPair::generate().map_err(|err| err.to_string())?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![host.to_owned()]).map_err(|err| err.to_string())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, host);
+        let leaf = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|err| err.to_string())?;
+        let chain = vec![leaf.der().clone(), self.issuer.der().clone()];
+        let private = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        );
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| err.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(|err| err.to_string())?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        configs.insert(host.to_owned(), Arc::clone(&config));
+        Ok(config)
     }
 }
 
@@ -382,6 +487,22 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         );
     }
     if method == Method::CONNECT {
+        let bound = shared
+            .credentials
+            .iter()
+            .find(|c| c.host.eq_ignore_ascii_case(&host) && c.tunnel_port() == port)
+            .cloned();
+        if let Some(credential) = bound {
+            // Answered here, with the credential: the tunnel ends at exo.
+            let upgrade = hyper::upgrade::on(request);
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = upgrade.await {
+                    intercept(shared, credential, upgraded, shown_host).await;
+                }
+            });
+            return Response::new(Body::empty());
+        }
         if shared
             .credentials
             .iter()
@@ -389,9 +510,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         {
             return refuse(
                 StatusCode::FORBIDDEN,
-                &format!(
-                    "exo adds the credential for {host} to plain-HTTP requests only: ask for http://{host}/…, and exo calls it over https"
-                ),
+                &format!("{shown_host} is not the port {host} is bound on"),
             );
         }
         if !shared.network {
@@ -451,15 +570,45 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let url = match &credential {
-        Some(credential) => format!(
-            "{}://{}{}{query}",
-            if credential.tls { "https" } else { "http" },
-            credential.authority(),
-            uri.path()
-        ),
+        Some(credential) => credential.url(uri.path(), &query),
         None => uri.to_string(),
     };
     let (parts, body) = request.into_parts();
+    send_on(
+        &shared,
+        parts,
+        body,
+        &url,
+        credential.as_ref(),
+        &shown_host,
+        &path,
+    )
+    .await
+}
+
+/// Sends a request on to `url`, less the hop-by-hop and proxy headers,
+/// with `credential`'s header set in place of any the command sent, and
+/// streams the answer back; records the exchange as `shown_host` and
+/// `path`.
+async fn send_on(
+    shared: &Shared,
+    parts: axum::http::request::Parts,
+    body: Body,
+    url: &str,
+    credential: Option<&Credential>,
+    shown_host: &str,
+    path: &str,
+) -> Response {
+    let record = |status: StatusCode, refused: Option<&str>| {
+        shared.keep(Exchange {
+            host: shown_host.to_owned(),
+            method: parts.method.as_str().to_owned(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            credential: credential.is_some(),
+            refused: refused.map(str::to_owned),
+        });
+    };
     let listed = connection_listed(&parts.headers);
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
@@ -467,16 +616,18 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(credential) = &credential {
+    if let Some(credential) = credential {
         let (Ok(name), Ok(mut value)) = (
             HeaderName::from_bytes(credential.header.as_bytes()),
             HeaderValue::from_str(&credential.value),
         ) else {
             // Checked when bound; a value that is no header cannot be sent.
-            return refuse(
-                StatusCode::BAD_GATEWAY,
-                &format!("the credential for {host} is not a valid header value"),
+            let why = format!(
+                "the credential for {} is not a valid header value",
+                credential.host
             );
+            record(StatusCode::BAD_GATEWAY, Some(&why));
+            return refusal(StatusCode::BAD_GATEWAY, &why);
         };
         value.set_sensitive(true);
         headers.remove(&name);
@@ -485,7 +636,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
     let sent = shared
         .client
-        .request(parts.method.clone(), &url)
+        .request(parts.method.clone(), url)
         .headers(headers)
         .body(body)
         .send()
@@ -499,7 +650,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             } else {
                 StatusCode::BAD_GATEWAY
             };
-            record(status, credential.is_some(), None);
+            record(status, None);
             let cause = std::error::Error::source(&err)
                 .map(|cause| format!(": {cause}"))
                 .unwrap_or_default();
@@ -507,7 +658,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
     };
     let status = upstream.status();
-    record(status, credential.is_some(), None);
+    record(status, None);
     let listed = connection_listed(upstream.headers());
     let mut response = Response::builder().status(status);
     for (name, value) in upstream.headers() {
@@ -519,6 +670,65 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     response
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| refusal(StatusCode::BAD_GATEWAY, "the answer could not be passed on"))
+}
+
+/// Serves a `CONNECT` tunnel to a bound host: TLS with a certificate for
+/// the host from the turn's own authority (which the sandbox's commands
+/// trust), and each request read from it sent on with the credential.
+async fn intercept(
+    shared: Arc<Shared>,
+    credential: Credential,
+    upgraded: hyper::upgrade::Upgraded,
+    shown_host: String,
+) {
+    let Some(authority) = shared.authority.as_ref() else {
+        return;
+    };
+    let config = match authority.server_config(&credential.host) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::warn!(%err, host = %credential.host, "cannot make a certificate");
+            return;
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let Ok(Ok(tls)) = tokio::time::timeout(
+        Duration::from_secs(10),
+        acceptor.accept(hyper_util::rt::TokioIo::new(upgraded)),
+    )
+    .await
+    else {
+        return;
+    };
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let (shared, credential, shown_host) =
+                (Arc::clone(&shared), credential.clone(), shown_host.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let path = clip(parts.uri.path());
+                let query = parts
+                    .uri
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                let url = credential.url(parts.uri.path(), &query);
+                let answer = send_on(
+                    &shared,
+                    parts,
+                    Body::new(body),
+                    &url,
+                    Some(&credential),
+                    &shown_host,
+                    &path,
+                )
+                .await;
+                Ok::<_, std::convert::Infallible>(answer)
+            }
+        });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+        .await;
 }
 
 /// The forwarder: `exo __egress-forward [--proxy SOCKET] [--relay
@@ -589,6 +799,20 @@ fn forward_inner(args: &[OsString]) -> Result<i32, String> {
     if let Some(socket) = proxy_socket {
         let token =
             std::env::var(TOKEN_VARIABLE).map_err(|_| format!("{TOKEN_VARIABLE} is not set"))?;
+        // The turn's authority, beside the socket, for https to a bound
+        // host: trusted together with the system's certificates.
+        let bundle = socket.with_file_name(CA_BUNDLE_NAME);
+        if bundle.is_file() {
+            for name in [
+                "SSL_CERT_FILE",
+                "CURL_CA_BUNDLE",
+                "REQUESTS_CA_BUNDLE",
+                "GIT_SSL_CAINFO",
+                "NODE_EXTRA_CA_CERTS",
+            ] {
+                child.env(name, &bundle);
+            }
+        }
         let port = listen(0, socket)?;
         let proxy = format!("http://exo:{token}@127.0.0.1:{port}");
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
