@@ -41,11 +41,19 @@ impl Api {
                         _ => break,
                     }
                 }
-                kept.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&head).into_owned());
+                let head = String::from_utf8_lossy(&head).into_owned();
+                kept.lock().unwrap().push(head.clone());
+                // /echo reflects the request, as a debug endpoint or a
+                // TRACE would: its head in the body, its credential in a
+                // header.
+                let (body, echoed) = if head.starts_with("GET /echo") {
+                    let auth = header(&head, "authorization").unwrap_or("").to_owned();
+                    (head.clone(), format!("X-Seen-Authorization: {auth}\r\n"))
+                } else {
+                    (body.to_owned(), String::new())
+                };
                 let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{echoed}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(answer.as_bytes());
@@ -68,18 +76,23 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// The command: asks the bound API over http and over https, another
-/// host, the bound host trusting nothing, and the proxy without its token, then looks for the secret
-/// everywhere it can read.
+/// host, the bound host trusting nothing, the proxy without its token, an
+/// endpoint that echoes the request, and TRACE; tries to write the proxy's
+/// directory; then looks for the secret everywhere it can read.
 fn probe(api: u16, other: u16) -> String {
     format!(
         r#"exec 2>&1
 P=$(echo "$HTTP_PROXY" | sed 's|.*@||')
+S=sk-egress; S="$S-5e3f9a71c2d8"
 echo "bound: $(curl -sS http://127.0.0.1:{api}/v1/thing?q=1)"
 echo "other: $(curl -sS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{other}/x)"
 echo "tunnel: $(curl -sS https://127.0.0.1:{api}/v1/secure)"
 echo "untrusted: $(env -u CURL_CA_BUNDLE -u SSL_CERT_FILE curl -sS https://127.0.0.1:{api}/ 2>&1 | head -c 100)"
 echo "token: $(curl -sS -o /dev/null -w '%{{http_code}}' -x "http://$P" http://127.0.0.1:{api}/)"
-S=sk-egress; S="$S-5e3f9a71c2d8"
+echo "echo: $(curl -sS -i http://127.0.0.1:{api}/echo | grep -c -F -- "$S")"
+echo "masked: $(curl -sS -i http://127.0.0.1:{api}/echo | grep -ci 'X-Seen-Authorization: Bearer \*\*\*\*')"
+echo "trace: $(curl -sS -o /dev/null -w '%{{http_code}}' -X TRACE http://127.0.0.1:{api}/)"
+echo "egress: $(touch /run/exo-egress/planted 2>&1 | grep -c 'Read-only')"
 echo "leak: $(printf '%s\n' "$S" | grep -rlsF -f - /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /etc . 2>/dev/null | tr '\n' ' ')"
 echo "env: $(env | grep -c "$S")"
 "#
@@ -188,7 +201,7 @@ fn a_bound_host_gets_its_credential_and_nothing_else_does() {
 
     assert_eq!(line(&stdout, "bound"), "hello from the api", "{stdout}");
     let heads = api.heads();
-    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert_eq!(heads.len(), 4, "{heads:?}");
     assert!(
         heads[0].starts_with("GET /v1/thing?q=1 HTTP/1.1\r\n"),
         "{heads:?}"
@@ -217,6 +230,12 @@ fn a_bound_host_gets_its_credential_and_nothing_else_does() {
     assert_eq!(line(&stdout, "other"), "403", "{stdout}");
     assert!(other.heads().is_empty());
     assert_eq!(line(&stdout, "token"), "407", "{stdout}");
+    // An answer that echoes the request has the secret masked; TRACE is
+    // not forwarded to a bound host; the proxy's directory is read-only.
+    assert_eq!(line(&stdout, "echo"), "0", "{stdout}");
+    assert_eq!(line(&stdout, "masked"), "1", "{stdout}");
+    assert_eq!(line(&stdout, "trace"), "405", "{stdout}");
+    assert_eq!(line(&stdout, "egress"), "1", "{stdout}");
     // The secret is nowhere the command can read.
     assert_eq!(line(&stdout, "leak").trim(), "", "{stdout}");
     assert_eq!(line(&stdout, "env"), "0", "{stdout}");
@@ -255,7 +274,10 @@ fn a_bound_host_gets_its_credential_and_nothing_else_does() {
                 200,
                 true
             ),
-            (bound_host, "GET".into(), "/".into(), 407, false),
+            (bound_host.clone(), "GET".into(), "/".into(), 407, false),
+            (bound_host.clone(), "GET".into(), "/echo".into(), 200, true),
+            (bound_host.clone(), "GET".into(), "/echo".into(), 200, true),
+            (bound_host, "TRACE".into(), "/".into(), 405, false),
         ],
         "{events:#?}"
     );
@@ -326,7 +348,9 @@ fn a_docker_sandbox_reaches_its_bound_host_through_the_proxy() {
     assert!(other.heads().is_empty());
     assert_eq!(line(&stdout, "leak").trim(), "", "{stdout}");
     assert_eq!(line(&stdout, "env"), "0", "{stdout}");
-    assert_eq!(http_events(&fixture).len(), 4);
+    assert_eq!(line(&stdout, "echo"), "0", "{stdout}");
+    assert_eq!(line(&stdout, "egress"), "1", "{stdout}");
+    assert_eq!(http_events(&fixture).len(), 7);
     assert_nowhere_under(&fixture.root, SECRET);
 }
 

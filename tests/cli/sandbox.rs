@@ -692,6 +692,51 @@ fn the_sandbox_lifecycle_is_in_the_log() {
     );
     assert_eq!(again.stderr.trim().lines().count(), 1);
 
+    // One user of the container at a time: while an exec runs, a snapshot
+    // and another exec are refused as busy (the exec is not killed).
+    let running = fixture
+        .env
+        .command(&fixture.args(&[
+            "sandbox",
+            "exec",
+            "coder",
+            "work",
+            "--",
+            "touch started; sleep 4; echo slept",
+        ]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !fixture.workspace.join("started").exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the exec never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for step in [
+        &["sandbox", "snapshot", "coder", "work"][..],
+        &["sandbox", "exec", "coder", "work", "--", "true"][..],
+    ] {
+        let busy = fixture.run(step);
+        assert_ne!(busy.code, 0, "{step:?}");
+        assert!(
+            busy.stderr.contains("the sandbox is busy"),
+            "{step:?}: {}",
+            busy.stderr
+        );
+    }
+    let output = running.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "slept\n");
+
     // exec: output and exit status pass through; the step is an event.
     let ran = fixture.run(&[
         "sandbox",
@@ -743,6 +788,7 @@ fn the_sandbox_lifecycle_is_in_the_log() {
         [
             "sandbox.exec",
             "sandbox.created",
+            "sandbox.exec",
             "sandbox.exec",
             "sandbox.exec",
             "sandbox.stopped",

@@ -161,7 +161,7 @@ impl Codex {
         let started = match container {
             Some(docker) => {
                 let egress = setup.state_dir.join("egress");
-                let home = egress.join("codex");
+                let home = egress.join(exo_sandbox::egress::AGENT_HOME);
                 create_private_dir(&home)
                     .map_err(|err| format!("cannot create {}: {err}", home.display()))?;
                 let gateway = gateway_address(&token.access.openai_base_url)?;
@@ -754,7 +754,11 @@ async fn start_app_server_in_container(
         .into_iter()
         .map(|arg| arg.to_string_lossy().into_owned())
         .collect();
-    let home = format!("{}/codex", exo_sandbox::egress::INSIDE_DIR);
+    let home = format!(
+        "{}/{}",
+        exo_sandbox::egress::INSIDE_DIR,
+        exo_sandbox::egress::AGENT_HOME
+    );
     let env = [
         (OsString::from("CODEX_HOME"), OsString::from(home)),
         (

@@ -427,7 +427,7 @@ pub enum SandboxCommand {
         #[command(flatten)]
         target: ConversationRef,
         /// Seconds before it is killed (default 120, at most 600).
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
         timeout: Option<u64>,
         /// The command, after `--`; its words are joined with spaces and
         /// run by `/bin/sh -c`.

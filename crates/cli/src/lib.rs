@@ -1681,6 +1681,15 @@ fn sandbox(backend: &mut Backend, out: &Out, command: crate::args::SandboxComman
             if output.get("timed_out").and_then(Value::as_bool) == Some(true) {
                 bail!("the command timed out and was killed");
             }
+            if output.get("truncated").and_then(Value::as_bool) == Some(true) {
+                // The shell tool keeps the head and the tail of what it
+                // printed, as text; say so rather than pass it off as whole.
+                writeln!(
+                    stderr,
+                    "{} the output was longer than the shell tool keeps: its middle is cut (marked in it)",
+                    style::Paint::Yellow.err("exo:")
+                )?;
+            }
             match output.get("exit_code").and_then(Value::as_i64) {
                 Some(0) => Ok(()),
                 Some(code) => Err(run::ChildExit(u8::try_from(code).unwrap_or(1)).into()),

@@ -407,6 +407,10 @@ impl Binding {
                         "content-length",
                         "transfer-encoding",
                         "proxy-authorization",
+                        "proxy-authenticate",
+                        "proxy-connection",
+                        "keep-alive",
+                        "trailer",
                         "te",
                         "upgrade",
                     ]
@@ -464,6 +468,9 @@ fn validate_http_host(name: &str) -> Result<(), ValidationError> {
             "invalid HTTP host {name:?}: {why} (expected HOST or HOST:PORT, such as api.example.com)"
         ))
     };
+    if name.contains("://") || name.contains('/') {
+        return Err(invalid("it is a host, not a URL"));
+    }
     let (host, port) = match name.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (name, None),
@@ -479,11 +486,19 @@ fn validate_http_host(name: &str) -> Result<(), ValidationError> {
             "a host is lowercase letters, digits, dots and hyphens",
         ));
     }
-    if host.starts_with(['.', '-']) || host.ends_with(['.', '-']) || host.contains("..") {
+    if host.ends_with('.') {
+        return Err(invalid("a host does not end with a dot"));
+    }
+    if host.starts_with(['.', '-']) || host.ends_with('-') || host.contains("..") {
         return Err(invalid("a label is empty or starts or ends with a hyphen"));
     }
     if let Some(port) = port {
         match port.parse::<u16>() {
+            Ok(80 | 443) => {
+                return Err(invalid(
+                    "leave the default port out (the host alone stands for 80 and 443)",
+                ))
+            }
             Ok(number) if number > 0 && number.to_string() == port => {}
             _ => return Err(invalid("the port must be 1-65535")),
         }
@@ -698,7 +713,7 @@ mod tests {
             "api.github.com",
             "127.0.0.1:8123",
             "localhost",
-            "a-b.example:443",
+            "a-b.example:8443",
         ] {
             http(good, None, None).validate().unwrap();
         }
@@ -708,6 +723,9 @@ mod tests {
             "api.github.com/v3",
             "host:0",
             "host:080",
+            "host:80",
+            "api.example.com.",
+            "http://x",
             "host:99999",
             "",
             ".example.com",

@@ -4,6 +4,7 @@
 //! | row | exo | reference | target |
 //! |---|---|---|---|
 //! | a `shell` call in a `local` sandbox | `exo_tools::run` of `shell {command: "true"}` in a workspace whose commands run under bubblewrap | the same call on the host | ≤ +20 ms at p50 |
+//! | a `shell` call in a `local` sandbox with the egress proxy (`binding http`): each command under the forwarder | the same call in the sandbox without it | none (reported) |
 //! | a `shell` call in a `docker` sandbox | the same call in a container made from `exo/base:bookworm` (made before the first counted call) | the same call on the host | ≤ +80 ms at p50 |
 //!
 //! Then, reported without a target: a docker sandbox's snapshot after 100
@@ -88,6 +89,40 @@ fn main() -> BenchResult<()> {
         (sandboxed.stats(), bare.stats()),
         "host",
         Some(Target::AddedAtMost(20_000.0)),
+    );
+
+    // The egress proxy's cost: the same sandbox, each command under the
+    // forwarder (exo's binary) with a proxy listening.
+    let egress_dir = dir.path().join("egress");
+    let proxy = runtime.block_on(exo_sandbox::egress::Egress::start(
+        &egress_dir,
+        vec![exo_sandbox::egress::Credential {
+            host: "api.example.com".to_owned(),
+            port: None,
+            header: "authorization".to_owned(),
+            value: "Bearer bench".to_owned(),
+            secret: "bench".to_owned(),
+            tls: true,
+        }],
+        false,
+    ))?;
+    let proxied = local.clone().with_sandbox(local.sandbox().clone().with_egress(
+        exo_sandbox::egress::EgressAccess {
+            proxy: std::sync::Arc::new(proxy),
+            forwarder: exo_binary()?,
+        },
+    ));
+    let (mut forwarded, mut plain) = (Series::new(1), Series::new(1));
+    for _ in 0..=calls {
+        forwarded.push(once(&proxied, &call)?);
+        plain.push(once(&local, &call)?);
+    }
+    report.latency(
+        "shell_local_egress",
+        "shell `true` in a local sandbox with the egress proxy vs without",
+        (forwarded.stats(), plain.stats()),
+        "local",
+        None,
     );
 
     let name = format!("exo-bench-{}", std::process::id());

@@ -488,6 +488,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         });
     }
     let uid = rustix::process::getuid();
+    let (mut failures, mut last_said) = (0u64, None);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -501,8 +502,17 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Out of descriptors, most likely: said once a second at
+                // most, and waited out rather than spun on.
+                failures += 1;
+                if last_said
+                    .is_none_or(|at: std::time::Instant| at.elapsed() >= Duration::from_secs(1))
+                {
+                    tracing::warn!(%err, failures, "accept failed");
+                    last_said = Some(std::time::Instant::now());
+                    failures = 0;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };

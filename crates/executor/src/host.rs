@@ -695,6 +695,15 @@ pub async fn prepare(
         _ => None,
     };
     let docker_egress = docker_egress(mode, &setup.state_dir);
+    // The container is the turn's until it ends: no `exo sandbox` step
+    // (a snapshot, a removal) runs under it, nor one before it begins.
+    let lock = match (mode, &root) {
+        (exo_core::SandboxMode::Docker, Some(_)) => Some(
+            exo_sandbox::docker::lock(&setup.state_dir)
+                .map_err(|err| -> SubstrateError { err.to_string().into() })?,
+        ),
+        _ => None,
+    };
     let docker = exo_sandbox::docker::DockerSpec {
         container: format!("exo-{}", setup.conversation),
         image: setup
@@ -722,6 +731,9 @@ pub async fn prepare(
                         sandbox(mode, network, fallback, workspace.root(), protected, docker);
                     if let Some(proxy) = proxy {
                         sandbox = sandbox.with_egress(proxy);
+                    }
+                    if let Some(lock) = lock {
+                        sandbox = sandbox.with_lock(lock);
                     }
                     Some(workspace.with_sandbox(sandbox))
                 }
@@ -762,7 +774,7 @@ pub fn docker_egress(
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&dir)
+            .create(dir.join(exo_sandbox::egress::AGENT_HOME))
     };
     made.ok().map(|()| (dir, forwarder))
 }

@@ -409,7 +409,22 @@ impl Docker {
             ("exo.root".to_owned(), spec.root.clone()),
         ]);
         if let Some((dir, forwarder)) = &spec.egress {
-            mounts.push(bind(dir, crate::egress::INSIDE_DIR, false));
+            // Read-only (commands connect to its sockets, and can neither
+            // replace them nor fill exo's root), but for the home of an
+            // agent CLI run in the container.
+            mounts.push(bind(dir, crate::egress::INSIDE_DIR, true));
+            let home = dir.join(crate::egress::AGENT_HOME);
+            if home.is_dir() {
+                mounts.push(bind(
+                    &home,
+                    &format!(
+                        "{}/{}",
+                        crate::egress::INSIDE_DIR,
+                        crate::egress::AGENT_HOME
+                    ),
+                    false,
+                ));
+            }
             mounts.push(bind(forwarder, crate::egress::INSIDE_FORWARDER, true));
             labels.insert("exo.egress".to_owned(), "1".to_owned());
         }
@@ -530,7 +545,7 @@ impl Docker {
         self.used.store(true, Ordering::Release);
         if !matches!(forwarder, Forwarder::None) && !self.egress_mounted.load(Ordering::Acquire) {
             return Err(SandboxError::Docker(format!(
-                "the container {} was made without the egress proxy's mounts (by an older exo); remove it, after a sandbox snapshot to keep its state, so that it is made again with them",
+                "the container {} was made by an older exo, without the mounts the egress proxy and the gateway need: remove it (a sandbox snapshot first keeps what it changed outside the workspace) and it is made again with them",
                 self.spec.container
             )));
         }
@@ -938,6 +953,33 @@ pub async fn remove(root: &str, conversation: &str) -> Result<bool, SandboxError
         .await
         .map_err(|err| failed("cannot remove the container", err))?;
     Ok(true)
+}
+
+/// Takes the conversation's sandbox for one user (a turn, or one step of
+/// `exo sandbox`), across exo's processes: a lock file in its executor
+/// directory `state_dir`, held until the file is dropped. Another user
+/// holding it is [`SandboxError::Busy`].
+pub fn lock(state_dir: &Path) -> Result<std::fs::File, SandboxError> {
+    let failed = |err: std::io::Error| {
+        SandboxError::Docker(format!(
+            "cannot lock the sandbox in {}: {err}",
+            state_dir.display()
+        ))
+    };
+    std::fs::create_dir_all(state_dir).map_err(failed)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("sandbox.lock"))
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SandboxError::Busy(
+            "another turn or sandbox step is using the conversation's container".to_owned(),
+        )),
+        Err(std::fs::TryLockError::Error(err)) => Err(failed(err)),
+    }
 }
 
 /// Runs `work` from blocking code, inside a runtime or not (on a thread

@@ -51,6 +51,9 @@ pub const SOCKET_NAME: &str = "proxy.sock";
 pub const INSIDE_DIR: &str = "/run/exo-egress";
 /// Where a sandbox sees the forwarder (exo's binary).
 pub const INSIDE_FORWARDER: &str = "/run/exo-forward";
+/// The directory, in the proxy's, of an agent CLI's home when it runs in
+/// a container (bound read-write there; the rest is read-only).
+pub const AGENT_HOME: &str = "codex";
 /// The forwarder's first argument.
 pub const FORWARD_ARG: &str = "__egress-forward";
 /// The variable the forwarder takes the proxy's token from (and does not
@@ -58,6 +61,9 @@ pub const FORWARD_ARG: &str = "__egress-forward";
 pub const TOKEN_VARIABLE: &str = "EXO_EGRESS_TOKEN";
 /// The longest path an exchange keeps.
 const MAX_PATH_CHARS: usize = 1024;
+/// The most connections one proxy serves at once; more wait in the
+/// socket's backlog (a command cannot use up exo's file descriptors).
+const MAX_CONNECTIONS: usize = 256;
 /// The most exchanges kept between two drains; later ones are counted.
 const MAX_KEPT: usize = 1_000;
 
@@ -72,6 +78,8 @@ pub struct Credential {
     pub header: String,
     /// The header's whole value (`Bearer SECRET`).
     pub value: String,
+    /// The secret itself, scrubbed from every answer of the host.
+    pub secret: String,
     /// Whether exo calls the host over https (else plain http).
     pub tls: bool,
 }
@@ -83,6 +91,7 @@ impl std::fmt::Debug for Credential {
             .field("port", &self.port)
             .field("header", &self.header)
             .field("value", &"[redacted]")
+            .field("secret", &"[redacted]")
             .field("tls", &self.tls)
             .finish()
     }
@@ -138,6 +147,7 @@ pub struct Exchange {
 
 /// The proxy of one conversation's turn; it stops when dropped.
 pub struct Egress {
+    shared: Arc<Shared>,
     dir: PathBuf,
     token: String,
     exchanges: Arc<Mutex<Kept>>,
@@ -151,6 +161,9 @@ struct Kept {
 }
 
 struct Shared {
+    /// Set when the turn's proxy stops: a connection still open adds no
+    /// credential after that.
+    stopped: std::sync::atomic::AtomicBool,
     token: String,
     /// The turn's certificate authority, for tunnels to bound hosts.
     authority: Option<Authority>,
@@ -192,6 +205,8 @@ impl Egress {
         match std::fs::remove_file(&socket) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) if socket.is_dir() => std::fs::remove_dir_all(&socket)
+                .map_err(|err| failed("cannot clear the proxy's socket in", err))?,
             Err(err) => return Err(failed("cannot clear the proxy's socket in", err)),
         }
         let listener = tokio::net::UnixListener::bind(&socket)
@@ -230,6 +245,7 @@ impl Egress {
             Some(authority)
         };
         let shared = Arc::new(Shared {
+            stopped: std::sync::atomic::AtomicBool::new(false),
             authority,
             token: token.clone(),
             credentials,
@@ -237,7 +253,13 @@ impl Egress {
             client,
             exchanges: Arc::clone(&exchanges),
         });
-        let router = axum::Router::new().fallback(handle).with_state(shared);
+        let router = axum::Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        let listener = Limited {
+            inner: listener,
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        };
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(async move {
@@ -249,6 +271,7 @@ impl Egress {
             }
         });
         Ok(Egress {
+            shared,
             dir: dir.to_owned(),
             token,
             exchanges,
@@ -277,6 +300,9 @@ impl Egress {
 
 impl Drop for Egress {
     fn drop(&mut self) {
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         self.stop.cancel();
         let _ = std::fs::remove_file(self.dir.join(SOCKET_NAME));
     }
@@ -346,6 +372,142 @@ impl Authority {
         configs.insert(host.to_owned(), Arc::clone(&config));
         Ok(config)
     }
+}
+
+/// The proxy's listener: at most [`MAX_CONNECTIONS`] connections open at
+/// once, each holding a permit until it closes.
+struct Limited {
+    inner: tokio::net::UnixListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection and its permit.
+struct Permitted {
+    stream: tokio::net::UnixStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Permitted;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                // Never closed; should it be, wait for good.
+                std::future::pending::<()>().await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    return (
+                        Permitted {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    )
+                }
+                Err(err) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::debug!(%err, "the egress proxy cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Permitted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Permitted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// `bytes` with every occurrence of `secret` masked, in place.
+fn mask(bytes: &mut [u8], secret: &[u8]) {
+    if secret.is_empty() || bytes.len() < secret.len() {
+        return;
+    }
+    let mut at = 0;
+    while at + secret.len() <= bytes.len() {
+        if &bytes[at..at + secret.len()] == secret {
+            bytes[at..at + secret.len()].fill(b'*');
+            at += secret.len();
+        } else {
+            at += 1;
+        }
+    }
+}
+
+/// A body with `secret` masked wherever it occurs, across chunk
+/// boundaries too (the same length, so `Content-Length` stays true).
+fn masked_stream(
+    upstream: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+    secret: Vec<u8>,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    let keep = secret.len().saturating_sub(1);
+    futures_util::stream::unfold(
+        (Box::pin(upstream), Vec::<u8>::new(), false),
+        move |(mut upstream, mut carry, done)| {
+            let secret = secret.clone();
+            async move {
+                use futures_util::StreamExt;
+                if done {
+                    return None;
+                }
+                match upstream.next().await {
+                    Some(Ok(chunk)) => {
+                        carry.extend_from_slice(&chunk);
+                        mask(&mut carry, &secret);
+                        let ready = carry.len().saturating_sub(keep);
+                        let out: Vec<u8> = carry.drain(..ready).collect();
+                        Some((Ok(bytes::Bytes::from(out)), (upstream, carry, false)))
+                    }
+                    Some(Err(err)) => {
+                        Some((Err(std::io::Error::other(err)), (upstream, carry, true)))
+                    }
+                    None => {
+                        mask(&mut carry, &secret);
+                        let rest = bytes::Bytes::from(std::mem::take(&mut carry));
+                        Some((Ok(rest), (upstream, carry, true)))
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// How a command reaches its proxy: the proxy, and exo's binary as the
@@ -503,16 +665,6 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             });
             return Response::new(Body::empty());
         }
-        if shared
-            .credentials
-            .iter()
-            .any(|c| c.host.eq_ignore_ascii_case(&host))
-        {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                &format!("{shown_host} is not the port {host} is bound on"),
-            );
-        }
         if !shared.network {
             return refuse(
                 StatusCode::FORBIDDEN,
@@ -599,16 +751,34 @@ async fn send_on(
     shown_host: &str,
     path: &str,
 ) -> Response {
-    let record = |status: StatusCode, refused: Option<&str>| {
-        shared.keep(Exchange {
+    // What is recorded is the path as it goes out (dot segments resolved).
+    let sent_path = reqwest::Url::parse(url)
+        .map(|url| clip(url.path()))
+        .unwrap_or_else(|_| path.to_owned());
+    let mut pending = Pending {
+        shared,
+        exchange: Some(Exchange {
             host: shown_host.to_owned(),
             method: parts.method.as_str().to_owned(),
-            path: path.to_owned(),
-            status: status.as_u16(),
+            path: sent_path,
+            status: 0,
             credential: credential.is_some(),
-            refused: refused.map(str::to_owned),
-        });
+            refused: None,
+        }),
     };
+    if credential.is_some() {
+        if shared.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            let why = "the turn has ended: its proxy adds no credential any more";
+            pending.refuse(StatusCode::SERVICE_UNAVAILABLE, why);
+            return refusal(StatusCode::SERVICE_UNAVAILABLE, why);
+        }
+        // Answered with the request itself: the credential would come back.
+        if matches!(parts.method.as_str(), "TRACE" | "TRACK") {
+            let why = "TRACE would send the credential back: it is not forwarded to a bound host";
+            pending.refuse(StatusCode::METHOD_NOT_ALLOWED, why);
+            return refusal(StatusCode::METHOD_NOT_ALLOWED, why);
+        }
+    }
     let listed = connection_listed(&parts.headers);
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
@@ -626,7 +796,7 @@ async fn send_on(
                 "the credential for {} is not a valid header value",
                 credential.host
             );
-            record(StatusCode::BAD_GATEWAY, Some(&why));
+            pending.refuse(StatusCode::BAD_GATEWAY, &why);
             return refusal(StatusCode::BAD_GATEWAY, &why);
         };
         value.set_sensitive(true);
@@ -650,26 +820,86 @@ async fn send_on(
             } else {
                 StatusCode::BAD_GATEWAY
             };
-            record(status, None);
             let cause = std::error::Error::source(&err)
                 .map(|cause| format!(": {cause}"))
                 .unwrap_or_default();
-            return refusal(status, &format!("cannot reach {shown_host}{cause}"));
+            let why = format!("cannot reach {shown_host}{cause}");
+            pending.failed(status, &why);
+            return refusal(status, &why);
         }
     };
     let status = upstream.status();
-    record(status, None);
+    pending.answered(status);
     let listed = connection_listed(upstream.headers());
     let mut response = Response::builder().status(status);
+    // A bound host's answer never carries its secret back (an echo, a
+    // debug page): masked in headers and body alike.
+    let secret = credential.map(|c| c.secret.as_bytes().to_vec());
     for (name, value) in upstream.headers() {
-        if !hop_by_hop(name, &listed) {
-            response = response.header(name, value);
+        if hop_by_hop(name, &listed) {
+            continue;
+        }
+        match &secret {
+            Some(secret) => {
+                let mut bytes = value.as_bytes().to_vec();
+                mask(&mut bytes, secret);
+                if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                    response = response.header(name, value);
+                }
+            }
+            None => response = response.header(name, value),
         }
     }
-    let stream = upstream.bytes_stream().map_err(std::io::Error::other);
+    let body = match secret {
+        Some(secret) => Body::from_stream(masked_stream(upstream.bytes_stream(), secret)),
+        None => Body::from_stream(upstream.bytes_stream().map_err(std::io::Error::other)),
+    };
     response
-        .body(Body::from_stream(stream))
+        .body(body)
         .unwrap_or_else(|_| refusal(StatusCode::BAD_GATEWAY, "the answer could not be passed on"))
+}
+
+/// An exchange being made: recorded when its answer comes, when exo
+/// refuses it, or, should the request be abandoned first (the command
+/// gave up, the upstream never answered), with status 0 when dropped.
+struct Pending<'a> {
+    shared: &'a Shared,
+    exchange: Option<Exchange>,
+}
+
+impl Pending<'_> {
+    fn answered(&mut self, status: StatusCode) {
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.status = status.as_u16();
+            self.shared.keep(exchange);
+        }
+    }
+
+    /// Refused by exo before anything was sent: no credential went out.
+    fn refuse(&mut self, status: StatusCode, why: &str) {
+        if let Some(exchange) = self.exchange.as_mut() {
+            exchange.credential = false;
+        }
+        self.failed(status, why);
+    }
+
+    /// Failed on the way (the upstream unreachable).
+    fn failed(&mut self, status: StatusCode, why: &str) {
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.status = status.as_u16();
+            exchange.refused = Some(why.to_owned());
+            self.shared.keep(exchange);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.refused = Some("abandoned before an answer came".to_owned());
+            self.shared.keep(exchange);
+        }
+    }
 }
 
 /// Serves a `CONNECT` tunnel to a bound host: TLS with a certificate for
@@ -934,6 +1164,7 @@ mod tests {
             port,
             header: "authorization".to_owned(),
             value: "Bearer s3cret".to_owned(),
+            secret: "s3cret".to_owned(),
             tls: true,
         }
     }
@@ -948,6 +1179,30 @@ mod tests {
         let ported = credential("127.0.0.1", Some(8123));
         assert!(ported.matches("127.0.0.1", Some(8123)));
         assert!(!ported.matches("127.0.0.1", None));
+    }
+
+    #[test]
+    fn a_secret_is_masked_in_answers_even_across_chunks() {
+        let mut bytes = b"a s3cret and s3cret.".to_vec();
+        mask(&mut bytes, b"s3cret");
+        assert_eq!(bytes, b"a ****** and ******.");
+        let chunks: Vec<reqwest::Result<bytes::Bytes>> = ["xx s3", "cr", "et yy s3cret", "s3c"]
+            .into_iter()
+            .map(|c| Ok(bytes::Bytes::from(c)))
+            .collect();
+        let stream = masked_stream(futures_util::stream::iter(chunks), b"s3cret".to_vec());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let out: Vec<u8> = runtime.block_on(async {
+            use futures_util::StreamExt;
+            let parts: Vec<_> = stream.collect().await;
+            parts
+                .into_iter()
+                .flat_map(|p| p.unwrap().to_vec())
+                .collect()
+        });
+        assert_eq!(out, b"xx ****** yy ******s3c");
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum SandboxError {
     /// The egress proxy cannot run.
     #[error("the egress proxy failed: {0}")]
     Egress(String),
+    /// Someone else is using the sandbox now.
+    #[error("the sandbox is busy: {0}")]
+    Busy(String),
 }
 
 /// What a sandbox lets a command see and do.
@@ -62,6 +65,8 @@ pub struct Sandbox {
     /// The proxy commands reach the network through, when the
     /// conversation has HTTP bindings.
     egress: Option<egress::EgressAccess>,
+    /// The container's lock, held while this sandbox is in use.
+    lock: Option<Arc<std::fs::File>>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +87,7 @@ impl Sandbox {
         Sandbox {
             kind: Kind::Host,
             egress: None,
+            lock: None,
         }
     }
 
@@ -95,6 +101,7 @@ impl Sandbox {
                 policy: Arc::new(policy),
             },
             egress: None,
+            lock: None,
         })
     }
 
@@ -103,6 +110,7 @@ impl Sandbox {
         Sandbox {
             kind: Kind::Docker(Arc::new(docker::Docker::new(spec))),
             egress: None,
+            lock: None,
         }
     }
 
@@ -130,6 +138,7 @@ impl Sandbox {
         Sandbox {
             kind: Kind::Unavailable(why.into()),
             egress: None,
+            lock: None,
         }
     }
 
@@ -137,6 +146,12 @@ impl Sandbox {
     /// the conversation's HTTP credentials (spec/sandboxes.md).
     pub fn with_egress(mut self, access: egress::EgressAccess) -> Sandbox {
         self.egress = Some(access);
+        self
+    }
+
+    /// Holds `lock` (from [`docker::lock`]) as long as this sandbox lives.
+    pub fn with_lock(mut self, lock: std::fs::File) -> Sandbox {
+        self.lock = Some(Arc::new(lock));
         self
     }
 
@@ -327,8 +342,10 @@ fn bwrap_args(
     }
     // The proxy's socket and the forwarder, after the hidden directories
     // (the socket's lies in exo's root): nothing else of either shows.
+    // Read-only: a command connects to the socket, and can neither
+    // replace it nor fill exo's root.
     if let Some(access) = egress {
-        args.push("--bind".into());
+        args.push("--ro-bind".into());
         args.push(access.proxy.dir().as_os_str().to_owned());
         args.push(egress::INSIDE_DIR.into());
         args.push("--ro-bind".into());

@@ -716,6 +716,15 @@ impl Service {
                 ),
             ));
         }
+        // Not while a turn or another step uses it.
+        let _lock = exo_sandbox::docker::lock(
+            &self
+                .store()
+                .root()
+                .join("executors")
+                .join(conversation.id.to_string()),
+        )
+        .map_err(crate::sandboxes::sandbox_error)?;
         let root = self.root_label();
         let id = conversation.id.to_string();
         let removed =

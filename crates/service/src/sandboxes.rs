@@ -44,6 +44,15 @@ impl Resolved {
     }
 }
 
+/// A sandbox's failure: `busy` when another turn or step holds it.
+pub(crate) fn sandbox_error(err: exo_sandbox::SandboxError) -> ServiceError {
+    let code = match err {
+        exo_sandbox::SandboxError::Busy(_) => ErrorCode::Busy,
+        _ => ErrorCode::Internal,
+    };
+    simple_error(code, err.to_string())
+}
+
 fn docker_failed(err: impl std::fmt::Display) -> ServiceError {
     simple_error(ErrorCode::Internal, err.to_string())
 }
@@ -97,6 +106,12 @@ impl Service {
             workspace = workspace.protect(path);
         }
         let state_dir = store.root().join("executors").join(record.id.to_string());
+        // One user of the container at a time: a turn, or this step.
+        let lock = if config.sandbox == exo_core::SandboxMode::Docker {
+            Some(exo_sandbox::docker::lock(&state_dir).map_err(sandbox_error)?)
+        } else {
+            None
+        };
         let docker = exo_sandbox::docker::DockerSpec {
             container: format!("exo-{}", record.id),
             image: self
@@ -113,7 +128,7 @@ impl Service {
                 .to_string(),
             egress: exo_executor::host::docker_egress(config.sandbox, &state_dir),
         };
-        let sandbox = exo_executor::host::sandbox(
+        let mut sandbox = exo_executor::host::sandbox(
             config.sandbox,
             config.network,
             config.sandbox_fallback,
@@ -121,6 +136,9 @@ impl Service {
             protected,
             docker,
         );
+        if let Some(lock) = lock {
+            sandbox = sandbox.with_lock(lock);
+        }
         Ok(Resolved {
             agent: agent.id.to_string(),
             conversation: record.slug,

@@ -578,7 +578,7 @@ impl Service {
                     format!("HTTP binding {name}: the secret {secret} holds a control character, which no header can carry"),
                 ));
             }
-            let Some((header, value)) = binding.http_header(&value) else {
+            let Some((header, header_value)) = binding.http_header(&value) else {
                 continue;
             };
             let (host, port) = match name.rsplit_once(':') {
@@ -589,7 +589,8 @@ impl Service {
                 host,
                 port,
                 header,
-                value,
+                value: header_value,
+                secret: value,
                 tls: !plain_http,
             });
         }
