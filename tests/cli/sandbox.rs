@@ -867,3 +867,66 @@ fn a_docker_sandbox_contains_a_fork_bomb_and_a_memory_hog() {
         "{ended:?}"
     );
 }
+
+/// A container killed in the middle of a command: the call comes back
+/// saying what happened, the turn ends visibly, the log stays whole, and
+/// the next command gets its container again (started, with its files).
+#[test]
+fn a_container_killed_mid_command_ends_the_call_and_comes_back() {
+    if !docker_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let container = container_of(&fixture);
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_1",
+        "shell",
+        json!({"command": "echo kept > /opt/kept; touch started; sleep 60; echo never"}),
+    ));
+    fixture.model.push(Completion::text("ok"));
+    let marker = fixture.workspace.join("started");
+    let name = container.0.clone();
+    let killer = std::thread::spawn(move || {
+        let begun = std::time::Instant::now();
+        while !marker.exists() {
+            assert!(begun.elapsed() < std::time::Duration::from_secs(120));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = std::process::Command::new("docker")
+            .args(["kill", &name])
+            .output()
+            .unwrap();
+        assert!(killed.status.success(), "{killed:?}");
+    });
+    let started = std::time::Instant::now();
+    let run = fixture.send("work", "run", &[]);
+    killer.join().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "the call waited for the killed command"
+    );
+    let turn = fixture.last_turn("work");
+    let ended = turn.last().unwrap();
+    assert_eq!(ended["kind"], "turn_ended", "{turn:#?}");
+    let result = turn
+        .iter()
+        .find(|event| event["kind"] == "tool_result")
+        .expect("the call's result");
+    let output = result["output"].to_string();
+    assert!(!output.contains("never"), "{output}");
+    assert!(
+        run.code != 0 || result["is_error"] == true || output.contains("137"),
+        "the call did not say it was cut short: {output} / {}",
+        run.stderr
+    );
+    // The next command: the container is started again, with its files.
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_2",
+        "shell",
+        json!({"command": "cat /opt/kept"}),
+    ));
+    fixture.model.push(Completion::text("ok"));
+    fixture.send_ok("work", "again");
+    assert_eq!(shell_output(&fixture)["stdout"], "kept\n");
+}

@@ -106,12 +106,17 @@ fn main() -> BenchResult<()> {
         }],
         false,
     ))?;
-    let proxied = local.clone().with_sandbox(local.sandbox().clone().with_egress(
-        exo_sandbox::egress::EgressAccess {
-            proxy: std::sync::Arc::new(proxy),
-            forwarder: exo_binary()?,
-        },
-    ));
+    let proxied = local
+        .clone()
+        .with_sandbox(
+            local
+                .sandbox()
+                .clone()
+                .with_egress(exo_sandbox::egress::EgressAccess {
+                    proxy: std::sync::Arc::new(proxy),
+                    forwarder: exo_binary()?,
+                }),
+        );
     let (mut forwarded, mut plain) = (Series::new(1), Series::new(1));
     for _ in 0..=calls {
         forwarded.push(once(&proxied, &call)?);
