@@ -581,3 +581,71 @@ fn claude_reads_its_own_history_through_exos_mcp_server() {
     let turn = fixture.last_turn("work");
     assert_eq!(of_kind(&turn, "tool_call")[0]["name"], "mcp__exo__events");
 }
+
+/// With `--sandbox docker`, Claude Code itself runs in the conversation's
+/// container (made from `exo/claude:VERSION`), so its commands do too;
+/// it reaches its model only through the gateway, relayed into the
+/// container, with its token, and remembers the conversation across turns.
+#[test]
+fn a_claude_turn_runs_inside_the_conversations_container() {
+    if !crate::sandbox::docker_ready() {
+        return;
+    }
+    let Some(fixture) = fixture("auto") else {
+        return;
+    };
+    let image = std::process::Command::new("docker")
+        .args(["image", "inspect", "exo/claude:2.1.332"])
+        .output()
+        .unwrap();
+    assert!(
+        image.status.success(),
+        "no exo/claude image: run containers/build with EXO_CLAUDE_BIN set"
+    );
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let _container = crate::sandbox::container_of(&fixture);
+    let key_file = fixture.env.config_dir().join("exo/key");
+    fixture.model.push(bash(
+        "toolu_1",
+        &format!(
+            "echo \"host: $(hostname)\"; echo \"key: $(cat {} 2>&1 | head -c 60)\"; \
+             echo \"root: $(ls {} 2>&1 | head -c 60)\"; \
+             K={head}; echo \"env: $(env | grep -c \"${{K}}{tail}\")\"; printf inside > made.txt",
+            key_file.display(),
+            fixture.root.display(),
+            head = &API_KEY[..10],
+            tail = &API_KEY[10..],
+        ),
+    ));
+    fixture
+        .model
+        .push(Completion::text("Done in the container."));
+    let run = fixture.send_ok("work", "make a file");
+    assert!(
+        run.stdout.contains("Done in the container."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace.join("made.txt")).unwrap(),
+        "inside"
+    );
+    let turn = fixture.last_turn("work");
+    let output = of_kind(&turn, "tool_result")[0]["output"].to_string();
+    assert!(output.contains("host: exo-sandbox"), "{output}");
+    assert!(output.contains("No such file"), "{output}");
+    assert!(output.contains("env: 0"), "{output}");
+    assert!(!output.contains(API_KEY), "{output}");
+    assert_eq!(turn.last().unwrap()["status"], "completed");
+    for request in fixture.model.requests() {
+        assert_eq!(request.header("x-api-key"), API_KEY);
+    }
+    // A second turn in the container remembers the first.
+    fixture.model.push(Completion::text("Still here."));
+    let again = fixture.send_ok("work", "and now?");
+    assert!(again.stdout.contains("Still here."), "{}", again.stdout);
+    let last = fixture.model.requests().pop().unwrap();
+    let transcript = conversation_in(&last.body).join("\n");
+    assert!(transcript.contains("make a file"), "{transcript}");
+    assert_history_checked(&fixture, "work");
+}

@@ -150,10 +150,41 @@ impl ClaudeCode {
             )
             .into());
         }
-        let config_dir = setup.state_dir.join("claude");
+        let (client, workspace) = prepare(&setup, &self.client_options).await?;
+        // With a docker sandbox, Claude Code itself runs in the
+        // conversation's container (so do the commands it runs), its
+        // configuration in the egress directory the container sees, the
+        // gateway relayed to it.
+        let container = workspace
+            .as_ref()
+            .and_then(|workspace| workspace.sandbox().container_shared());
+        let config_dir = match container {
+            Some(_) => setup
+                .state_dir
+                .join("egress")
+                .join(exo_sandbox::egress::AGENT_HOME),
+            None => setup.state_dir.join("claude"),
+        };
         crate::process::create_private_dir(&config_dir)
             .map_err(|err| format!("cannot create {}: {err}", config_dir.display()))?;
-        let (client, workspace) = prepare(&setup, &self.client_options).await?;
+        let relay = match &container {
+            Some(_) => {
+                let gateway = crate::codex::gateway_address(&token.access.anthropic_base_url)?;
+                Some((
+                    exo_sandbox::egress::Relay::start(
+                        &setup
+                            .state_dir
+                            .join("egress")
+                            .join(crate::codex::GATEWAY_SOCKET),
+                        gateway,
+                    )
+                    .await
+                    .map_err(|err| err.to_string())?,
+                    gateway.port(),
+                ))
+            }
+            None => None,
+        };
 
         // The turn begins, and the history is read in the same trip.
         let input = EventData::Message {
@@ -199,33 +230,51 @@ impl ClaudeCode {
         }));
 
         let session = new_session_id();
-        let started = match write_transcript(
+        let written = write_transcript(
             &config_dir,
             &workspace_dir,
             &session,
             &setup.model.upstream,
             &history,
         )
-        .map_err(|err| format!("cannot write the session's transcript: {err}"))
-        .and_then(|resumed| {
-            let mut args = arguments(
-                &setup.model.upstream,
-                &session,
-                resumed,
-                setup.instructions.as_deref(),
-                request.max_rounds,
-            );
-            // exo's MCP server over this conversation, so the agent can
-            // read its own history (spec/mcp.md).
-            if let Some(server) = crate::exo_mcp_server(&setup) {
-                let config = serde_json::json!({"mcpServers": {"exo": {
-                    "command": server.command,
-                    "args": server.args,
-                }}});
-                args.extend(["--mcp-config".into(), config.to_string().into()]);
+        .map_err(|err| format!("cannot write the session's transcript: {err}"));
+        let started = match written {
+            Ok(resumed) => {
+                let mut args = arguments(
+                    &setup.model.upstream,
+                    &session,
+                    resumed,
+                    setup.instructions.as_deref(),
+                    request.max_rounds,
+                );
+                match (&container, &relay) {
+                    (Some(docker), Some((_, port))) => {
+                        start_claude_in_container(
+                            Arc::clone(docker),
+                            &args,
+                            &workspace_dir,
+                            &token,
+                            *port,
+                        )
+                        .await
+                    }
+                    _ => {
+                        // exo's MCP server over this conversation, so the
+                        // agent can read its own history (spec/mcp.md).
+                        if let Some(server) = crate::exo_mcp_server(&setup) {
+                            let config = serde_json::json!({"mcpServers": {"exo": {
+                                "command": server.command,
+                                "args": server.args,
+                            }}});
+                            args.extend(["--mcp-config".into(), config.to_string().into()]);
+                        }
+                        start_claude(&program, &args, &config_dir, &workspace_dir, &token)
+                    }
+                }
             }
-            start_claude(&program, &args, &config_dir, &workspace_dir, &token)
-        }) {
+            Err(err) => Err(err),
+        };
+        let started = match started {
             Ok(started) => started,
             Err(err) => {
                 let events = vec![EventData::Error {
@@ -289,7 +338,8 @@ impl ClaudeCode {
             )
         };
         writer.lock().await.take();
-        process.kill();
+        process.kill_and_wait().await;
+        drop(relay);
         token.close().await?;
         if let Some(message) = &error {
             host.record(vec![EventData::Error {
@@ -839,16 +889,12 @@ fn arguments(
     args
 }
 
-/// Starts Claude Code for one turn.
-fn start_claude(
-    program: &Path,
-    args: &[OsString],
-    config_dir: &Path,
-    cwd: &Path,
-    token: &Token,
-) -> Result<crate::process::Started, String> {
-    let env: Vec<(OsString, OsString)> = [
-        ("CLAUDE_CONFIG_DIR", config_dir.as_os_str().to_owned()),
+/// The environment Claude Code runs with: its configuration directory,
+/// the gateway as its API, the token as its key, and no traffic but the
+/// model's.
+fn claude_environment(config_dir: &str, token: &Token) -> Vec<(OsString, OsString)> {
+    [
+        ("CLAUDE_CONFIG_DIR", OsString::from(config_dir)),
         (
             "ANTHROPIC_BASE_URL",
             OsString::from(&token.access.anthropic_base_url),
@@ -861,7 +907,51 @@ fn start_claude(
     ]
     .into_iter()
     .map(|(name, value)| (OsString::from(name), value))
-    .collect();
+    .collect()
+}
+
+/// Starts Claude Code for one turn in the conversation's container (the
+/// image's `claude`, `exo/claude:VERSION`), the gateway's port of its
+/// loopback relayed to exo's gateway. exo's MCP server over the history is
+/// not offered there (it would need exo's root).
+async fn start_claude_in_container(
+    docker: Arc<exo_sandbox::docker::Docker>,
+    args: &[OsString],
+    cwd: &Path,
+    token: &Token,
+    gateway_port: u16,
+) -> Result<crate::process::Started, String> {
+    let args: Vec<String> = args
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let config_dir = format!(
+        "{}/{}",
+        exo_sandbox::egress::INSIDE_DIR,
+        exo_sandbox::egress::AGENT_HOME
+    );
+    let env = claude_environment(&config_dir, token);
+    AgentProcess::start_in_container(
+        docker,
+        "claude",
+        &args,
+        cwd,
+        &env,
+        &[(gateway_port, crate::codex::GATEWAY_SOCKET.to_owned())],
+        "claude",
+    )
+    .await
+}
+
+/// Starts Claude Code for one turn.
+fn start_claude(
+    program: &Path,
+    args: &[OsString],
+    config_dir: &Path,
+    cwd: &Path,
+    token: &Token,
+) -> Result<crate::process::Started, String> {
+    let env = claude_environment(&config_dir.to_string_lossy(), token);
     AgentProcess::start(program, args, cwd, &env, "claude")
 }
 

@@ -729,10 +729,10 @@ async fn setup_call(handle: &PeerHandle, method: &str, params: Value) -> Result<
 
 /// The gateway's socket in the egress directory, relayed into a
 /// container.
-const GATEWAY_SOCKET: &str = "gateway.sock";
+pub(crate) const GATEWAY_SOCKET: &str = "gateway.sock";
 
 /// The gateway's address, from its base URL (`http://127.0.0.1:PORT/v1`).
-fn gateway_address(base_url: &str) -> Result<std::net::SocketAddr, String> {
+pub(crate) fn gateway_address(base_url: &str) -> Result<std::net::SocketAddr, String> {
     base_url
         .strip_prefix("http://")
         .and_then(|rest| rest.split('/').next())

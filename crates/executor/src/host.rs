@@ -747,11 +747,12 @@ pub async fn prepare(
 }
 
 /// The image a docker sandbox is made from when the agent names none:
-/// exo's base image, or for a Codex agent (which runs in the container)
-/// the base image with the Codex CLI exo drives (`containers/build`).
+/// exo's base image, or for a Codex or Claude Code agent (which runs in
+/// the container) the base image with that CLI (`containers/build`).
 pub fn default_image(harness: exo_core::Harness) -> &'static str {
     match harness {
         exo_core::Harness::Codex => exo_sandbox::docker::CODEX_IMAGE,
+        exo_core::Harness::ClaudeCode => exo_sandbox::docker::CLAUDE_IMAGE,
         _ => exo_sandbox::docker::DEFAULT_IMAGE,
     }
 }

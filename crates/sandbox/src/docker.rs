@@ -37,6 +37,10 @@ pub const DEFAULT_IMAGE: &str = "exo/base:bookworm";
 /// makes the image from that install).
 pub const CODEX_IMAGE: &str = "exo/codex:0.169.0";
 
+/// The same for a Claude Code agent: exo's base image with Claude Code's
+/// native build (`containers/build`).
+pub const CLAUDE_IMAGE: &str = "exo/claude:2.1.332";
+
 /// The most processes one sandbox may run at once.
 pub const PIDS_LIMIT: i64 = 1024;
 

@@ -52,8 +52,9 @@ pub const INSIDE_DIR: &str = "/run/exo-egress";
 /// Where a sandbox sees the forwarder (exo's binary).
 pub const INSIDE_FORWARDER: &str = "/run/exo-forward";
 /// The directory, in the proxy's, of an agent CLI's home when it runs in
-/// a container (bound read-write there; the rest is read-only).
-pub const AGENT_HOME: &str = "codex";
+/// a container (bound read-write there; the rest is read-only): Codex's
+/// `CODEX_HOME`, Claude Code's `CLAUDE_CONFIG_DIR`.
+pub const AGENT_HOME: &str = "agent";
 /// The forwarder's first argument.
 pub const FORWARD_ARG: &str = "__egress-forward";
 /// The variable the forwarder takes the proxy's token from (and does not
