@@ -930,3 +930,152 @@ fn a_container_killed_mid_command_ends_the_call_and_comes_back() {
     fixture.send_ok("work", "again");
     assert_eq!(shell_output(&fixture)["stdout"], "kept\n");
 }
+
+/// A stand-in for the Docker daemon's socket that passes every
+/// connection on to the real one, and can "restart": drop every
+/// connection open through it at once.
+struct DockerSocket {
+    path: std::path::PathBuf,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+impl DockerSocket {
+    fn start() -> DockerSocket {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<UnixStream>::new()));
+        let kept = std::sync::Arc::clone(&open);
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(daemon) = UnixStream::connect("/var/run/docker.sock") else {
+                    continue;
+                };
+                {
+                    let mut kept = kept.lock().unwrap();
+                    kept.push(client.try_clone().unwrap());
+                    kept.push(daemon.try_clone().unwrap());
+                }
+                let (mut from, mut to) = (client.try_clone().unwrap(), daemon.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut from, mut to) = (daemon, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        DockerSocket {
+            path,
+            open,
+            seen,
+            _dir: dir,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// How many connections went through it (two streams each).
+    fn connections(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every connection through it cut, as a daemon going away does.
+    fn cut(&self) {
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// The Docker daemon going away under a running turn (its connections
+/// cut and the container killed, as a restart does): the call ends at
+/// once saying so, the turn ends, the log stays whole, and the next turn
+/// gets the container back with its files.
+#[test]
+fn a_docker_daemon_restarted_under_a_running_turn_ends_it_visibly() {
+    if !docker_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
+    let container = container_of(&fixture);
+    let socket = DockerSocket::start();
+    let host = socket.host();
+    let env = [
+        ("DOCKER_HOST", host.as_str()),
+        (crate::agent::API_KEY_VAR, crate::agent::API_KEY),
+    ];
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_1",
+        "shell",
+        json!({"command": "echo kept > /opt/kept; touch started; sleep 60; echo never"}),
+    ));
+    fixture.model.push(Completion::text("never asked"));
+    let marker = fixture.workspace.join("started");
+    let name = container.0.clone();
+    let restarted = std::thread::scope(|scope| {
+        let restart = scope.spawn(|| {
+            let begun = std::time::Instant::now();
+            while !marker.exists() {
+                assert!(begun.elapsed() < std::time::Duration::from_secs(120));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            socket.cut();
+            let killed = std::process::Command::new("docker")
+                .args(["kill", &name])
+                .output()
+                .unwrap();
+            assert!(killed.status.success(), "{killed:?}");
+        });
+        let run = fixture.env.run_with(
+            &fixture.args(&["conversation", "send", "coder", "work", "run"]),
+            b"",
+            &env,
+        );
+        restart.join().unwrap();
+        run
+    });
+    // exo spoke to Docker through the socket that went away.
+    assert!(socket.connections() > 0);
+    // The call came back at once with what happened (killed, or the
+    // sandbox broken), and the turn ended, its log whole.
+    let turn = fixture.last_turn("work");
+    assert_eq!(turn.last().unwrap()["kind"], "turn_ended", "{turn:#?}");
+    let result = turn
+        .iter()
+        .find(|event| event["kind"] == "tool_result")
+        .expect("the call's result");
+    let output = result["output"].to_string();
+    assert!(!output.contains("never"), "{output}");
+    assert!(
+        result["output"]["exit_code"] == 137 || result["is_error"] == true,
+        "{output} / {}",
+        restarted.stderr
+    );
+    // The daemon is back: the next turn starts the container again.
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call_2",
+        "shell",
+        json!({"command": "cat /opt/kept"}),
+    ));
+    fixture.model.push(Completion::text("ok"));
+    let again = fixture.env.run_with(
+        &fixture.args(&["conversation", "send", "coder", "work", "again"]),
+        b"",
+        &env,
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(shell_output(&fixture)["stdout"], "kept\n");
+}
