@@ -762,8 +762,13 @@ fn the_sandbox_lifecycle_is_in_the_log() {
 
     let stopped = fixture.json(&["sandbox", "stop", "coder", "work"]);
     assert_eq!(stopped["state"], "exited");
+    // A second stop changes nothing and records nothing.
+    let again = fixture.json(&["sandbox", "stop", "coder", "work"]);
+    assert_eq!(again["state"], "exited");
     let started = fixture.json(&["sandbox", "start", "coder", "work"]);
     assert_eq!(started["state"], "running");
+    let again = fixture.json(&["sandbox", "start", "coder", "work"]);
+    assert_eq!(again, started);
     let still = fixture.ok(&["sandbox", "exec", "coder", "work", "--", "cat /opt/tool"]);
     assert_eq!(still.stdout, "installed\n");
 

@@ -227,11 +227,16 @@ impl Service {
     ) -> ServiceResult<SandboxInfo> {
         let resolved = self.resolve_sandbox(&params)?;
         let docker = resolved.docker()?;
+        let before = self.sandbox_info(docker)?;
         exo_sandbox::docker::block_on(DOCKER_STEP, docker.ensure())
             .map_err(docker_failed)?
             .map_err(|_| took_too_long(DOCKER_STEP))?
             .map_err(docker_failed)?;
         let info = self.sandbox_info(docker)?;
+        // Already running as it was: nothing happened, nothing recorded.
+        if before == info {
+            return Ok(info);
+        }
         self.record_sandbox(
             &resolved,
             &params,
@@ -248,6 +253,7 @@ impl Service {
     ) -> ServiceResult<SandboxInfo> {
         let resolved = self.resolve_sandbox(&params)?;
         let docker = resolved.docker()?;
+        let before = self.sandbox_info(docker)?;
         let stopped = exo_sandbox::docker::block_on(DOCKER_STEP, docker.stop())
             .map_err(docker_failed)?
             .map_err(|_| took_too_long(DOCKER_STEP))?
@@ -267,6 +273,10 @@ impl Service {
             ));
         }
         let info = self.sandbox_info(docker)?;
+        // Already stopped: nothing happened, nothing recorded.
+        if before.state != "running" && before.state != "paused" {
+            return Ok(info);
+        }
         self.record_sandbox(
             &resolved,
             &params,
