@@ -13,7 +13,7 @@ use exo_fake_model::{Completion, Wire};
 use serde_json::{json, Value};
 
 use crate::agent::{Fixture, API_KEY};
-use crate::sandbox::{bwrap_ready, container_of, docker_ready};
+use crate::sandbox::{bwrap_ready, container_of, docker_ready, line, shell_output};
 
 const SECRET: &str = "sk-egress-5e3f9a71c2d8";
 
@@ -99,22 +99,8 @@ echo "env: $(env | grep -c "$S")"
     )
 }
 
-fn line<'a>(stdout: &'a str, name: &str) -> &'a str {
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} line in {stdout}"))
-}
-
 fn shell_stdout(fixture: &Fixture) -> String {
-    fixture
-        .last_turn("work")
-        .into_iter()
-        .find(|event| event["kind"] == "tool_result")
-        .expect("a tool result")["output"]["stdout"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    shell_output(fixture)["stdout"].as_str().unwrap().to_owned()
 }
 
 fn http_events(fixture: &Fixture) -> Vec<Value> {

@@ -30,7 +30,7 @@ pub(crate) fn bwrap_ready() -> bool {
 }
 
 /// The stdout of the turn's one shell call.
-fn shell_output(fixture: &Fixture) -> Value {
+pub(crate) fn shell_output(fixture: &Fixture) -> Value {
     fixture
         .last_turn("work")
         .into_iter()
@@ -62,7 +62,7 @@ echo written > inside.txt && echo "workspace: writable"
     )
 }
 
-fn line<'a>(stdout: &'a str, name: &str) -> &'a str {
+pub(crate) fn line<'a>(stdout: &'a str, name: &str) -> &'a str {
     stdout
         .lines()
         .find_map(|line| line.strip_prefix(&format!("{name}: ")))
@@ -309,6 +309,19 @@ pub(crate) fn docker_ready() -> bool {
         eprintln!("skipped: no Docker daemon or no exo/base:bookworm image");
     }
     image
+}
+
+/// Waits (a minute at most) until the command has made `marker`.
+fn wait_for(marker: &std::path::Path) {
+    let begun = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(
+            begun.elapsed() < std::time::Duration::from_secs(60),
+            "the command never made {}",
+            marker.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Removes the conversation's container when the test ends.
@@ -709,14 +722,7 @@ fn the_sandbox_lifecycle_is_in_the_log() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while !fixture.workspace.join("started").exists() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the exec never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for(&fixture.workspace.join("started"));
     for step in [
         &["sandbox", "snapshot", "coder", "work"][..],
         &["sandbox", "exec", "coder", "work", "--", "true"][..],
@@ -893,11 +899,7 @@ fn a_container_killed_mid_command_ends_the_call_and_comes_back() {
     let marker = fixture.workspace.join("started");
     let name = container.0.clone();
     let killer = std::thread::spawn(move || {
-        let begun = std::time::Instant::now();
-        while !marker.exists() {
-            assert!(begun.elapsed() < std::time::Duration::from_secs(120));
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for(&marker);
         let killed = std::process::Command::new("docker")
             .args(["kill", &name])
             .output()
@@ -1032,11 +1034,7 @@ fn a_docker_daemon_restarted_under_a_running_turn_ends_it_visibly() {
     let name = container.0.clone();
     let restarted = std::thread::scope(|scope| {
         let restart = scope.spawn(|| {
-            let begun = std::time::Instant::now();
-            while !marker.exists() {
-                assert!(begun.elapsed() < std::time::Duration::from_secs(120));
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            wait_for(&marker);
             socket.cut();
             let killed = std::process::Command::new("docker")
                 .args(["kill", &name])

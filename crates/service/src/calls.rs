@@ -681,11 +681,7 @@ impl Service {
     fn sandbox_list(&self, _: &ClientContext, _: Empty) -> ServiceResult<SandboxList> {
         let root = self.root_label();
         let listed =
-            exo_sandbox::docker::block_on(DOCKER_ANSWER, exo_sandbox::docker::containers(&root))
-                .and_then(|listed| listed.unwrap_or_else(|_| Err(docker_silent())))
-                .map_err(|err| {
-                    crate::convert::simple_error(ErrorCode::Internal, err.to_string())
-                })?;
+            crate::sandboxes::docker_step(DOCKER_ANSWER, exo_sandbox::docker::containers(&root))?;
         Ok(SandboxList {
             sandboxes: listed
                 .into_iter()
@@ -728,11 +724,7 @@ impl Service {
         let root = self.root_label();
         let id = conversation.id.to_string();
         let removed =
-            exo_sandbox::docker::block_on(DOCKER_ANSWER, exo_sandbox::docker::remove(&root, &id))
-                .and_then(|removed| removed.unwrap_or_else(|_| Err(docker_silent())))
-                .map_err(|err| {
-                    crate::convert::simple_error(ErrorCode::Internal, err.to_string())
-                })?;
+            crate::sandboxes::docker_step(DOCKER_ANSWER, exo_sandbox::docker::remove(&root, &id))?;
         if removed {
             self.store().append(
                 &params.agent,
@@ -1122,10 +1114,3 @@ impl Service {
 
 /// How long a sandbox method waits for Docker.
 const DOCKER_ANSWER: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn docker_silent() -> exo_sandbox::SandboxError {
-    exo_sandbox::SandboxError::Docker(format!(
-        "the Docker daemon did not answer within {} s",
-        DOCKER_ANSWER.as_secs()
-    ))
-}

@@ -57,6 +57,30 @@ fn docker_failed(err: impl std::fmt::Display) -> ServiceError {
     simple_error(ErrorCode::Internal, err.to_string())
 }
 
+/// Runs one Docker step from blocking code, for at most `limit`.
+pub(crate) fn docker_step<T: Send>(
+    limit: std::time::Duration,
+    work: impl std::future::Future<Output = Result<T, exo_sandbox::SandboxError>> + Send,
+) -> ServiceResult<T> {
+    exo_sandbox::docker::block_on(limit, work)
+        .map_err(docker_failed)?
+        .map_err(|_| took_too_long(limit))?
+        .map_err(docker_failed)
+}
+
+/// `what` (`already_exists`, `not_found`) of the conversation's container.
+fn container_error(code: ErrorCode, container: &str, message: String) -> ServiceError {
+    crate::convert::rpc_error(
+        code,
+        message,
+        exo_protocol::ErrorData {
+            what: Some("sandbox".into()),
+            key: Some(container.to_owned()),
+            ..Default::default()
+        },
+    )
+}
+
 fn took_too_long(limit: std::time::Duration) -> ServiceError {
     simple_error(
         ErrorCode::Internal,
@@ -171,10 +195,7 @@ impl Service {
     }
 
     fn sandbox_info(&self, docker: &exo_sandbox::docker::Docker) -> ServiceResult<SandboxInfo> {
-        let state = exo_sandbox::docker::block_on(DOCKER_STEP, docker.state())
-            .map_err(docker_failed)?
-            .map_err(|_| took_too_long(DOCKER_STEP))?
-            .map_err(docker_failed)?;
+        let state = docker_step(DOCKER_STEP, docker.state())?;
         let (image, state) = state.unwrap_or_default();
         Ok(SandboxInfo {
             conversation: docker.spec().conversation.clone(),
@@ -191,23 +212,16 @@ impl Service {
     ) -> ServiceResult<SandboxInfo> {
         let resolved = self.resolve_sandbox(&params)?;
         let docker = resolved.docker()?;
-        let made = exo_sandbox::docker::block_on(DOCKER_STEP, docker.create_new())
-            .map_err(docker_failed)?
-            .map_err(|_| took_too_long(DOCKER_STEP))?
-            .map_err(docker_failed)?;
+        let made = docker_step(DOCKER_STEP, docker.create_new())?;
         if !made {
-            return Err(crate::convert::rpc_error(
+            return Err(container_error(
                 ErrorCode::AlreadyExists,
+                &docker.spec().container,
                 format!(
                     "conversation {} already has its container {}",
                     resolved.conversation,
                     docker.spec().container
                 ),
-                exo_protocol::ErrorData {
-                    what: Some("sandbox".into()),
-                    key: Some(docker.spec().container.clone()),
-                    ..Default::default()
-                },
             ));
         }
         let info = self.sandbox_info(docker)?;
@@ -228,10 +242,7 @@ impl Service {
         let resolved = self.resolve_sandbox(&params)?;
         let docker = resolved.docker()?;
         let before = self.sandbox_info(docker)?;
-        exo_sandbox::docker::block_on(DOCKER_STEP, docker.ensure())
-            .map_err(docker_failed)?
-            .map_err(|_| took_too_long(DOCKER_STEP))?
-            .map_err(docker_failed)?;
+        docker_step(DOCKER_STEP, docker.ensure())?;
         let info = self.sandbox_info(docker)?;
         // Already running as it was: nothing happened, nothing recorded.
         if before == info {
@@ -254,22 +265,15 @@ impl Service {
         let resolved = self.resolve_sandbox(&params)?;
         let docker = resolved.docker()?;
         let before = self.sandbox_info(docker)?;
-        let stopped = exo_sandbox::docker::block_on(DOCKER_STEP, docker.stop())
-            .map_err(docker_failed)?
-            .map_err(|_| took_too_long(DOCKER_STEP))?
-            .map_err(docker_failed)?;
+        let stopped = docker_step(DOCKER_STEP, docker.stop())?;
         if !stopped {
-            return Err(crate::convert::rpc_error(
+            return Err(container_error(
                 ErrorCode::NotFound,
+                &docker.spec().container,
                 format!(
                     "conversation {} has no container to stop",
                     resolved.conversation
                 ),
-                exo_protocol::ErrorData {
-                    what: Some("sandbox".into()),
-                    key: Some(docker.spec().container.clone()),
-                    ..Default::default()
-                },
             ));
         }
         let info = self.sandbox_info(docker)?;
@@ -338,17 +342,13 @@ impl Service {
         let resolved = self.resolve_sandbox(&params)?;
         let docker = resolved.docker()?;
         if self.sandbox_info(docker)?.state.is_empty() {
-            return Err(crate::convert::rpc_error(
+            return Err(container_error(
                 ErrorCode::NotFound,
+                &docker.spec().container,
                 format!(
                     "conversation {} has no container to snapshot",
                     resolved.conversation
                 ),
-                exo_protocol::ErrorData {
-                    what: Some("sandbox".into()),
-                    key: Some(docker.spec().container.clone()),
-                    ..Default::default()
-                },
             ));
         }
         // The tag is unique per snapshot: the conversation and the time.
@@ -359,10 +359,7 @@ impl Service {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis())
         );
-        let taken = exo_sandbox::docker::block_on(SNAPSHOT_STEP, docker.snapshot_now(&tag))
-            .map_err(docker_failed)?
-            .map_err(|_| took_too_long(SNAPSHOT_STEP))?
-            .map_err(docker_failed)?;
+        let taken = docker_step(SNAPSHOT_STEP, docker.snapshot_now(&tag))?;
         let Some(snapshot) = taken else {
             return Ok(SandboxSnapshotResult {
                 image: None,

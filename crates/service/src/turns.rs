@@ -422,24 +422,8 @@ impl Service {
         conversation: ConversationId,
         cwd: Option<std::path::PathBuf>,
     ) -> Result<Vec<exo_executor::mcp::McpServer>, crate::ServiceError> {
-        use exo_core::Scope;
         use exo_executor::mcp::{McpServer, McpTransport};
-        let store = self.store();
-        let mut bound: Vec<exo_core::Binding> = Vec::new();
-        for scope in [
-            Scope::Conversation(conversation),
-            Scope::Agent(agent),
-            Scope::Root,
-        ] {
-            for entry in store
-                .bindings(scope, Some(BindingKind::Mcp))
-                .map_err(store_error)?
-            {
-                if !bound.iter().any(|b| b.name() == entry.binding.name()) {
-                    bound.push(entry.binding);
-                }
-            }
-        }
+        let mut bound = self.narrowest_bindings(agent, conversation, BindingKind::Mcp)?;
         bound.sort_by(|a, b| a.name().cmp(b.name()));
         let mut servers = Vec::new();
         for binding in bound {
@@ -456,19 +440,7 @@ impl Service {
             };
             let value = match &secret {
                 Some(secret) => {
-                    let key = self.key()?;
-                    let (_, value) = store
-                        .reveal_secret(Scope::Conversation(conversation), secret, &key)
-                        .map_err(|err| {
-                            simple_error(
-                                ErrorCode::InvalidParams,
-                                format!("MCP server {name}: {}", store_error(err).message),
-                            )
-                        })?;
-                    Some(match value {
-                        SecretValue::ApiKey { value } => value,
-                        SecretValue::Oauth { access_token, .. } => access_token,
-                    })
+                    Some(self.open_secret(conversation, secret, &format!("MCP server {name}"))?)
                 }
                 None => None,
             };
@@ -520,14 +492,14 @@ impl Service {
             }))
     }
 
-    /// The HTTP credentials bound for a conversation (`binding http` at
-    /// its scope, its agent's and the root; the narrowest of a host wins),
-    /// their secrets opened.
-    pub(crate) fn http_credentials(
+    /// The bindings of `kind` a conversation sees: at its scope, its
+    /// agent's and the root, the narrowest of a name winning.
+    fn narrowest_bindings(
         &self,
         agent: exo_core::AgentId,
         conversation: ConversationId,
-    ) -> Result<Vec<exo_sandbox::egress::Credential>, crate::ServiceError> {
+        kind: BindingKind,
+    ) -> Result<Vec<exo_core::Binding>, crate::ServiceError> {
         use exo_core::Scope;
         let store = self.store();
         let mut bound: Vec<exo_core::Binding> = Vec::new();
@@ -536,19 +508,48 @@ impl Service {
             Scope::Agent(agent),
             Scope::Root,
         ] {
-            for entry in store
-                .bindings(scope, Some(BindingKind::Http))
-                .map_err(store_error)?
-            {
+            for entry in store.bindings(scope, Some(kind)).map_err(store_error)? {
                 if !bound.iter().any(|b| b.name() == entry.binding.name()) {
                     bound.push(entry.binding);
                 }
             }
         }
-        if bound.is_empty() {
-            return Ok(Vec::new());
-        }
+        Ok(bound)
+    }
+
+    /// The value of secret `name` as the conversation resolves it (an
+    /// OAuth secret's access token); an error names `what` needs it.
+    fn open_secret(
+        &self,
+        conversation: ConversationId,
+        name: &str,
+        what: &str,
+    ) -> Result<String, crate::ServiceError> {
         let key = self.key()?;
+        let (_, value) = self
+            .store()
+            .reveal_secret(exo_core::Scope::Conversation(conversation), name, &key)
+            .map_err(|err| {
+                simple_error(
+                    ErrorCode::InvalidParams,
+                    format!("{what}: {}", store_error(err).message),
+                )
+            })?;
+        Ok(match value {
+            SecretValue::ApiKey { value } => value,
+            SecretValue::Oauth { access_token, .. } => access_token,
+        })
+    }
+
+    /// The HTTP credentials bound for a conversation (`binding http` at
+    /// its scope, its agent's and the root; the narrowest of a host wins),
+    /// their secrets opened.
+    pub(crate) fn http_credentials(
+        &self,
+        agent: exo_core::AgentId,
+        conversation: ConversationId,
+    ) -> Result<Vec<exo_sandbox::egress::Credential>, crate::ServiceError> {
+        let bound = self.narrowest_bindings(agent, conversation, BindingKind::Http)?;
         let mut credentials = Vec::new();
         for binding in bound {
             let exo_core::Binding::Http {
@@ -560,18 +561,7 @@ impl Service {
             else {
                 continue;
             };
-            let (_, value) = store
-                .reveal_secret(Scope::Conversation(conversation), secret, &key)
-                .map_err(|err| {
-                    simple_error(
-                        ErrorCode::InvalidParams,
-                        format!("HTTP binding {name}: {}", store_error(err).message),
-                    )
-                })?;
-            let value = match value {
-                SecretValue::ApiKey { value } => value,
-                SecretValue::Oauth { access_token, .. } => access_token,
-            };
+            let value = self.open_secret(conversation, secret, &format!("HTTP binding {name}"))?;
             if value.chars().any(|c| c.is_control()) {
                 return Err(simple_error(
                     ErrorCode::InvalidParams,
