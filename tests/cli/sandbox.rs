@@ -324,7 +324,9 @@ fn wait_for(marker: &std::path::Path) {
     }
 }
 
-/// Removes the conversation's container when the test ends.
+/// Removes the conversation's container, and the snapshot images made of
+/// it, when the test ends (the test's root goes away; Docker's copies would
+/// not).
 pub(crate) struct Container(String);
 
 impl Drop for Container {
@@ -334,6 +336,24 @@ impl Drop for Container {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        let conversation = self.0.trim_start_matches("exo-");
+        let images = std::process::Command::new("docker")
+            .args(["images", "--quiet", "--filter"])
+            .arg(format!("label=exo.conversation={conversation}"))
+            .output();
+        if let Ok(images) = images {
+            let ids = String::from_utf8_lossy(&images.stdout).into_owned();
+            let mut ids: Vec<&str> = ids.split_whitespace().collect();
+            ids.dedup();
+            if !ids.is_empty() {
+                let _ = std::process::Command::new("docker")
+                    .args(["rmi", "--force"])
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 
@@ -470,12 +490,12 @@ echo written > inside.txt && echo "workspace: writable""#,
         !gone.status.success(),
         "the container outlived its conversation"
     );
-    drop(container);
     let collected = fixture.json(&["gc"]);
     assert!(
         collected["sandbox_images"].as_u64().unwrap() >= 1,
         "{collected}"
     );
+    drop(container);
 }
 
 /// A docker sandbox that cannot be had (no daemon at DOCKER_HOST, an image
@@ -652,11 +672,11 @@ fn a_docker_sandbox_rewinds_redoes_and_forks_with_the_log() {
     assert_eq!(images().len(), 2);
     fixture.ok(&["conversation", "delete", "coder", "side"]);
     fixture.ok(&["conversation", "delete", "coder", "work"]);
-    drop(fork_container);
-    drop(container);
     let collected = fixture.json(&["gc"]);
     assert_eq!(collected["sandbox_images"], 2, "{collected}");
     assert_eq!(images(), Vec::<String>::new());
+    drop(fork_container);
+    drop(container);
 }
 
 /// The lifecycle outside turns: `exo sandbox create`, `exec`, `stop`,
