@@ -967,3 +967,170 @@ fn a_directory_moved_away_during_a_restore_is_never_written_through() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_rewind_dry_run_says_what_it_would_write_and_changes_nothing() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(ws, "printf 'one' > a.txt && printf 'keep' > b.txt");
+    let (first, _) = setup.take();
+    sh(ws, "printf 'two' > a.txt && printf 'new' > c.txt");
+    let (second, _) = setup.take();
+    let before = (tree(ws), env.events("a", "c"));
+
+    // Back to the first snapshot: a.txt would be written, c.txt removed.
+    let preview = env.json(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--dry-run",
+    ]);
+    assert_eq!(preview["event"], Value::Null);
+    assert_eq!(preview["conversation"]["head"], second.as_str());
+    assert_eq!(preview["files"]["written"], false);
+    assert_eq!(
+        paths_of(&preview["files"]["changes"]),
+        ["a.txt", "c.txt"].map(String::from).into()
+    );
+    assert_eq!(preview["files"].get("conflicts"), None);
+    assert_eq!((tree(ws), env.events("a", "c")), before);
+
+    // An edit exo has not snapshotted: the preview names it, as the real
+    // rewind's refusal does, and still nothing changes.
+    sh(ws, "printf 'mine' > b.txt");
+    let before = (tree(ws), env.events("a", "c"));
+    let preview = env.json(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--dry-run",
+    ]);
+    assert_eq!(
+        paths_of(&preview["files"]["conflicts"]),
+        ["b.txt"].map(String::from).into()
+    );
+    let text = env.ok(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--dry-run",
+    ]);
+    assert!(text.stdout.contains("would rewind c to"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("refused without --force") && text.stdout.contains("b.txt"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!((tree(ws), env.events("a", "c")), before);
+    let refused = env.fails(&["conversation", "rewind", "a", "c", "--to", &first]);
+    assert!(refused.contains("b.txt"), "{refused}");
+
+    // The same checks as a real rewind: an unknown event, a wrong head.
+    let unknown = "01a1fd29-0000-7000-8000-000000000000";
+    let missing = env.fails(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        unknown,
+        "--dry-run",
+    ]);
+    assert!(missing.contains("not found"), "{missing}");
+    let moved = env.fails(&[
+        "conversation",
+        "rewind",
+        "a",
+        "c",
+        "--to",
+        &first,
+        "--expected-head",
+        &first,
+        "--dry-run",
+    ]);
+    assert!(moved.contains("head"), "{moved}");
+    assert_eq!((tree(ws), env.events("a", "c")), before);
+}
+
+#[test]
+fn snapshot_show_prints_a_file_as_a_snapshot_holds_it() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(
+        ws,
+        "mkdir -p src && printf 'fn main() {}\\n' > src/main.rs && printf '\\000\\377bin' > blob && printf '#!/bin/sh\\n' > run.sh && chmod +x run.sh && ln -s src/main.rs link",
+    );
+    let (event, commit) = setup.take();
+    sh(ws, "printf 'changed\\n' > src/main.rs && rm blob");
+
+    // By event id and by commit prefix: the bytes as they were, raw.
+    let shown = env
+        .command(&["snapshot", "show", "a", "c", &event, "src/main.rs"])
+        .output()
+        .unwrap();
+    assert_eq!(shown.status.code(), Some(0));
+    assert_eq!(shown.stdout, b"fn main() {}\n");
+    let shown = env
+        .command(&["snapshot", "show", "a", "c", &commit[..10], "blob"])
+        .output()
+        .unwrap();
+    assert_eq!(shown.stdout, b"\x00\xffbin");
+    let json = env.json(&["snapshot", "show", "a", "c", &event, "run.sh"]);
+    assert_eq!(json["snapshot"], commit.as_str());
+    assert_eq!(json["executable"], true);
+    assert_eq!(json["size"], 10);
+    assert_eq!(json["content_base64"], "IyEvYmluL3NoCg==");
+
+    // Absent at that snapshot: null in JSON, a one-line error as text.
+    let absent = env.json(&["snapshot", "show", "a", "c", &event, "nope.txt"]);
+    assert_eq!(absent["content_base64"], Value::Null);
+    let error = env.fails(&["snapshot", "show", "a", "c", &event, "nope.txt"]);
+    assert!(error.contains("has no file nope.txt"), "{error}");
+
+    // Paths that are not plain workspace paths, directories and links
+    // are refused; so is an unknown snapshot.
+    for (path, says) in [
+        ("../escape", "not a workspace-relative path"),
+        ("/etc/passwd", "not a workspace-relative path"),
+        ("src/./main.rs", "not a workspace-relative path"),
+        ("", "not a workspace-relative path"),
+        ("src", "is a directory"),
+        ("link", "symbolic link"),
+    ] {
+        let error = env.fails(&["snapshot", "show", "a", "c", &event, path]);
+        assert!(error.contains(says), "{path:?}: {error}");
+    }
+    let error = env.fails(&["snapshot", "show", "a", "c", "deadbeef00", "src/main.rs"]);
+    assert!(
+        error.contains("not found") || error.contains("no snapshot"),
+        "{error}"
+    );
+
+    // Through a running daemon the answers are the same.
+    let mut daemon = env
+        .command(&["daemon"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_until("the daemon answers", || {
+        env.run(&["daemon", "status"]).code == 0
+    });
+    let shown = env
+        .command(&["snapshot", "show", "a", "c", &event, "src/main.rs"])
+        .output()
+        .unwrap();
+    assert_eq!(shown.stdout, b"fn main() {}\n");
+    let error = env.fails(&["snapshot", "show", "a", "c", &event, "../escape"]);
+    assert!(error.contains("not a workspace-relative path"), "{error}");
+    env.ok(&["daemon", "stop"]);
+    daemon.wait().unwrap();
+}

@@ -505,6 +505,26 @@ pub enum SnapshotCommand {
         #[arg(long)]
         diff: bool,
     },
+    /// Print one file as a snapshot holds it (its bytes, unchanged).
+    #[command(
+        override_usage = "exo snapshot show [OPTIONS] [AGENT CONV] SNAPSHOT PATH",
+        after_help = "Examples:
+  exo snapshot show 3f9c2a1 src/main.rs
+  exo snapshot show coder main 01a1fd29-...2689 README.md > README.before.md"
+    )]
+    Show {
+        /// [AGENT CONV] SNAPSHOT PATH: the conversation (the current one
+        /// when left out), a snapshot commit (or prefix) or its event id,
+        /// and the file's workspace-relative path.
+        #[arg(value_name = "ARGS", num_args = 2..=4, required = true)]
+        words: Vec<String>,
+        #[arg(skip)]
+        target: ConversationRef,
+        #[arg(skip)]
+        snapshot: String,
+        #[arg(skip)]
+        path: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -899,6 +919,7 @@ pub enum ConversationCommand {
     /// one it rewound away from (redo); the workspace's files follow.
     #[command(after_help = "Examples:
   exo conversation rewind coder main --at 01a1fd29-...2689
+  exo conversation rewind --at 01a1fd29-...2689 --dry-run   # the files it would write
   exo conversation tree    # shows the heads rewinds left behind, to redo")]
     Rewind {
         #[command(flatten)]
@@ -916,6 +937,10 @@ pub enum ConversationCommand {
         /// safety snapshot keeps them).
         #[arg(long)]
         force: bool,
+        /// Show which files the rewind would write, and whether it would be
+        /// refused; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -221,6 +221,17 @@ pub fn fill(command: &mut Command, load: impl FnOnce() -> Result<Option<Current>
                 *snapshot = rest.into_iter().next().unwrap_or_default();
                 need(target)?;
             }
+            SnapshotCommand::Show {
+                words,
+                target,
+                snapshot,
+                path,
+            } => {
+                let mut rest = given(target, words, 2..=2, "[AGENT CONV] SNAPSHOT PATH")?;
+                *path = rest.pop().unwrap_or_default();
+                *snapshot = rest.pop().unwrap_or_default();
+                need(target)?;
+            }
         },
         Command::Artifact(command) => match command {
             ArtifactCommand::Put {

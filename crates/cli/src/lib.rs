@@ -1068,9 +1068,10 @@ fn conversation(
             expected_head,
             no_files,
             force,
+            dry_run,
         } => {
             let request = params(
-                json!({ "agent": target.agent, "conversation": target.conversation, "to": to, "force": force }),
+                json!({ "agent": target.agent, "conversation": target.conversation, "to": to, "force": force, "dry_run": dry_run }),
                 json!({ "expected_head": expected_head, "files": if no_files { Some(false) } else { None } }),
             );
             let (value, outcome) = style::progress("rewinding", || {
@@ -1081,6 +1082,10 @@ fn conversation(
                     Some(event) => format!(
                         "rewound {} to {to}; recorded {} (head)",
                         outcome.conversation.slug, event.id
+                    ),
+                    None if dry_run && outcome.conversation.head != to => format!(
+                        "would rewind {} to {to} (nothing changed)",
+                        outcome.conversation.slug
                     ),
                     None => format!("{} is already at {to}", outcome.conversation.slug),
                 }];
@@ -1786,6 +1791,38 @@ fn snapshot(backend: &mut Backend, out: &Out, command: SnapshotCommand) -> Resul
             })?;
             out.emit(&value, || restore_summary(&result))?;
             check_partial(&result)
+        }
+        SnapshotCommand::Show {
+            target,
+            snapshot,
+            path,
+            ..
+        } => {
+            let request = json!({
+                "agent": target.agent,
+                "conversation": target.conversation,
+                "snapshot": snapshot,
+                "path": path,
+            });
+            let (value, file) = backend.call_as::<SnapshotFile>(SnapshotRead::NAME, request)?;
+            if out.json {
+                return out.emit(&value, String::new);
+            }
+            let Some(content) = &file.content_base64 else {
+                bail!(
+                    "snapshot {} has no file {}",
+                    render::short(&file.snapshot),
+                    file.path
+                );
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(content)
+                .context("decoding the file")?;
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other?),
+            }
         }
     }
 }

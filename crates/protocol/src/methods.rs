@@ -365,6 +365,10 @@ pub struct ConversationRewindParams {
     /// snapshot keeps them).
     #[serde(default)]
     pub force: bool,
+    /// Report what the rewind would do to the files (`files`, with
+    /// `written: false`) after the same checks; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `conversation/rewind` result.
@@ -1243,6 +1247,34 @@ pub struct SnapshotDiff {
     pub diff: Option<String>,
 }
 
+/// `snapshot/read` params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotReadParams {
+    /// The agent (slug or id).
+    pub agent: String,
+    /// The conversation (slug or id).
+    pub conversation: String,
+    /// A snapshot commit, or the id of a `workspace_snapshot` event.
+    pub snapshot: String,
+    /// The file's workspace-relative path, `/`-separated.
+    pub path: String,
+}
+
+/// `snapshot/read` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotFile {
+    /// The snapshot's commit.
+    pub snapshot: String,
+    /// The path, as asked.
+    pub path: String,
+    /// The file's bytes, or null when the snapshot has no file at `path`.
+    pub content_base64: Option<String>,
+    /// The file's size in bytes (0 when absent).
+    pub size: u64,
+    /// Whether the file is executable, in the snapshot.
+    pub executable: bool,
+}
+
 /// `snapshot/restore` params.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SnapshotRestoreParams {
@@ -1520,6 +1552,8 @@ methods! {
     SnapshotDiffMethod = "snapshot/diff" (SnapshotDiffParams) -> SnapshotDiff;
     /// Restores the workspace to a snapshot, conflict-safe.
     SnapshotRestore = "snapshot/restore" (SnapshotRestoreParams) -> RestoreResult;
+    /// Reads one file as a snapshot holds it.
+    SnapshotRead = "snapshot/read" (SnapshotReadParams) -> SnapshotFile [read_only];
     /// Removes snapshot objects no live conversation can reach.
     Gc = "gc" (Empty) -> GcResult;
     /// Lists this root's docker sandboxes.

@@ -97,6 +97,7 @@ calls! {
     SnapshotListMethod => snapshot_list_call,
     SnapshotDiffMethod => snapshot_diff_call,
     SnapshotRestore => snapshot_restore_call,
+    SnapshotRead => snapshot_read_call,
     Gc => gc_call,
     SandboxListMethod => sandbox_list,
     SandboxRm => sandbox_rm,
@@ -672,6 +673,14 @@ impl Service {
         params: SnapshotRestoreParams,
     ) -> ServiceResult<RestoreResult> {
         self.snapshot_restore(params)
+    }
+
+    fn snapshot_read_call(
+        &self,
+        _: &ClientContext,
+        params: SnapshotReadParams,
+    ) -> ServiceResult<SnapshotFile> {
+        self.snapshot_read(params)
     }
 
     fn gc_call(&self, _: &ClientContext, _: Empty) -> ServiceResult<GcResult> {

@@ -53,6 +53,9 @@ pub(crate) struct SnapshotRef {
     pub tree: String,
 }
 
+/// The largest file `snapshot/read` returns: 32 MiB, as `artifact/get`.
+const MAX_READ_BYTES: u64 = 32 * 1024 * 1024;
+
 pub(crate) fn snapshot_error(err: exo_snapshot::Error) -> crate::ServiceError {
     match err {
         exo_snapshot::Error::Conflict { ref paths } => rpc_error(
@@ -239,6 +242,26 @@ impl Workspaces {
                     ))
                 }
             }
+        })
+    }
+
+    /// One file as snapshot `commit` holds it (see
+    /// [`exo_snapshot::Shadow::read_file`]).
+    pub fn read_file(
+        &self,
+        workspace: &str,
+        commit: &str,
+        path: &str,
+    ) -> Result<Option<(Vec<u8>, bool)>, crate::ServiceError> {
+        self.with(Path::new(workspace), |shadow, _| {
+            shadow
+                .read_file(&commit.to_string(), path, MAX_READ_BYTES)
+                .map_err(|err| match err {
+                    exo_snapshot::Error::Invalid(message) => {
+                        simple_error(ErrorCode::InvalidParams, message)
+                    }
+                    other => snapshot_error(other),
+                })
         })
     }
 
@@ -727,6 +750,40 @@ impl crate::Service {
         })
     }
 
+    pub(crate) fn snapshot_read(
+        &self,
+        params: exo_protocol::methods::SnapshotReadParams,
+    ) -> Result<exo_protocol::methods::SnapshotFile, crate::ServiceError> {
+        let (_, workspace) = self.with_workspace(&params.agent, &params.conversation)?;
+        let target = resolve_snapshot(
+            self.store(),
+            &params.agent,
+            &params.conversation,
+            &params.snapshot,
+        )?;
+        let found = self
+            .workspaces()
+            .read_file(&workspace, &target.commit, &params.path)?;
+        let (content_base64, size, executable) = match found {
+            Some((bytes, executable)) => (
+                Some(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    &bytes,
+                )),
+                bytes.len() as u64,
+                executable,
+            ),
+            None => (None, 0, false),
+        };
+        Ok(exo_protocol::methods::SnapshotFile {
+            snapshot: target.commit,
+            path: params.path,
+            content_base64,
+            size,
+            executable,
+        })
+    }
+
     pub(crate) fn snapshot_restore(
         &self,
         params: exo_protocol::methods::SnapshotRestoreParams,
@@ -797,14 +854,47 @@ impl crate::Service {
                         workspace,
                         &target,
                         params.force,
-                        false,
+                        params.dry_run,
                         false,
                         false,
                     )?;
+                    if params.dry_run {
+                        return Ok(exo_protocol::methods::RewindResult {
+                            conversation: crate::convert::conversation(&conv),
+                            event: None,
+                            files: Some(result),
+                        });
+                    }
                     restored = Some(target.commit.clone());
                     files = Some(result);
                 }
             }
+        }
+        if params.dry_run {
+            // What the real rewind would refuse, it refuses here too; the
+            // files (none to restore) are left as they are.
+            if let Some(expected) = params.expected_head {
+                if expected != conv.head {
+                    return Err(store_error(exo_store::Error::HeadConflict {
+                        expected,
+                        actual: conv.head,
+                    }));
+                }
+            }
+            if let Some(turn) = conv.open_turn {
+                return Err(store_error(exo_store::Error::Busy(format!(
+                    "turn {turn} is in progress in conversation {}; finish it before rewinding",
+                    conv.slug
+                ))));
+            }
+            store
+                .event(&params.agent, &params.conversation, params.to)
+                .map_err(store_error)?;
+            return Ok(exo_protocol::methods::RewindResult {
+                conversation: crate::convert::conversation(&conv),
+                event: None,
+                files: None,
+            });
         }
         // The safety snapshot just recorded is the head now: the caller's
         // expected head was checked before any file was touched, and a

@@ -357,6 +357,60 @@ impl Shadow {
         diff::unified(&self.repo, &deltas, paths)
     }
 
+    /// The file at `path` (workspace-relative, `/`-separated) in snapshot
+    /// `commit`: its bytes and whether it is executable, or `None` when the
+    /// snapshot has nothing at that path. A directory, a symlink or a file
+    /// larger than `max_bytes` is refused with [`Error::Invalid`].
+    pub fn read_file(
+        &self,
+        commit: &Oid,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Option<(Vec<u8>, bool)>, Error> {
+        let relative = Path::new(path);
+        let plain = path
+            .split('/')
+            .all(|part| !matches!(part, "" | "." | "..") && !part.contains('\0'));
+        if !plain {
+            return Err(Error::Invalid(format!(
+                "{path:?} is not a workspace-relative path"
+            )));
+        }
+        let tree = self.repo.find_tree(self.commit_tree(commit)?)?;
+        let entry = match tree.get_path(relative) {
+            Ok(entry) => entry,
+            Err(error) if error.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let executable = match entry.filemode() {
+            0o100644 => false,
+            0o100755 => true,
+            0o040000 => {
+                return Err(Error::Invalid(format!(
+                    "{path} is a directory in the snapshot"
+                )))
+            }
+            0o120000 => {
+                return Err(Error::Invalid(format!(
+                    "{path} is a symbolic link in the snapshot"
+                )))
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{path} is not a regular file in the snapshot"
+                )))
+            }
+        };
+        let (size, _) = self.repo.odb()?.read_header(entry.id())?;
+        if size as u64 > max_bytes {
+            return Err(Error::Invalid(format!(
+                "{path} is {size} bytes, more than the {max_bytes} that can be read at once"
+            )));
+        }
+        let blob = self.repo.find_blob(entry.id())?;
+        Ok(Some((blob.content().to_vec(), executable)))
+    }
+
     /// Restores the workspace to snapshot `target`, writing only the paths
     /// that differ (see the crate docs for what is never touched).
     ///

@@ -50,6 +50,7 @@ export interface DaemonMethods {
   "snapshot/list": { params: SnapshotListParams; result: SnapshotList };
   "snapshot/diff": { params: SnapshotDiffParams; result: SnapshotDiff };
   "snapshot/restore": { params: SnapshotRestoreParams; result: RestoreResult };
+  "snapshot/read": { params: SnapshotReadParams; result: SnapshotFile };
   "gc": { params: Empty; result: GcResult };
   "sandbox/list": { params: Empty; result: SandboxList };
   "sandbox/rm": { params: ConversationRef; result: SandboxRemoved };
@@ -1144,6 +1145,11 @@ export interface ConversationRewindParams {
    * snapshot keeps them).
    */
   force?: boolean;
+  /**
+   * Report what the rewind would do to the files (`files`, with
+   * `written: false`) after the same checks; change nothing.
+   */
+  dry_run?: boolean;
 }
 
 /**
@@ -2855,6 +2861,32 @@ export interface SnapshotDiffParams {
 }
 
 /**
+ * `snapshot/read` result.
+ */
+export interface SnapshotFile {
+  /**
+   * The snapshot's commit.
+   */
+  snapshot: string;
+  /**
+   * The path, as asked.
+   */
+  path: string;
+  /**
+   * The file's bytes, or null when the snapshot has no file at `path`.
+   */
+  content_base64?: string | null;
+  /**
+   * The file's size in bytes (0 when absent).
+   */
+  size: number;
+  /**
+   * Whether the file is executable, in the snapshot.
+   */
+  executable: boolean;
+}
+
+/**
  * `snapshot/list` result.
  */
 export interface SnapshotList {
@@ -2880,6 +2912,28 @@ export interface SnapshotListParams {
    * At most this many, newest first; 100 when absent.
    */
   limit?: number | null;
+}
+
+/**
+ * `snapshot/read` params.
+ */
+export interface SnapshotReadParams {
+  /**
+   * The agent (slug or id).
+   */
+  agent: string;
+  /**
+   * The conversation (slug or id).
+   */
+  conversation: string;
+  /**
+   * A snapshot commit, or the id of a `workspace_snapshot` event.
+   */
+  snapshot: string;
+  /**
+   * The file's workspace-relative path, `/`-separated.
+   */
+  path: string;
 }
 
 /**
