@@ -182,6 +182,66 @@ fn the_network_and_the_host_are_the_agents_choice() {
     assert!(seen > sandboxed, "{host} vs {open}");
 }
 
+/// A local sandbox's commands run under limits: a process that grows past
+/// 4 GiB of memory fails to allocate (the host's out-of-memory killer is
+/// never reached) and, for a user other than root (the kernel exempts
+/// root), a fork bomb stops at 1024 processes of the sandbox's own; the
+/// turn goes on and the next command runs.
+#[test]
+fn a_local_sandbox_limits_memory_and_processes() {
+    if !bwrap_ready() {
+        return;
+    }
+    let fixture = Fixture::new(Wire::OpenAiChat, "auto");
+    let run = |command: &str| {
+        fixture.model.push(Completion::text("").with_tool_call(
+            "call",
+            "shell",
+            json!({"command": command}),
+        ));
+        fixture.model.push(Completion::text("ok"));
+        fixture.send_ok("work", "run");
+        shell_output(&fixture)
+    };
+    let limits =
+        run("ulimit -p; ulimit -d; ulimit -H -d; ulimit -d unlimited 2>/dev/null || echo fixed");
+    assert_eq!(
+        limits["stdout"], "1024\n4194304\n4194304\nfixed\n",
+        "{limits}"
+    );
+    let hog = run("head -c 6G /dev/zero | tail > /dev/null; echo \"status: $?\"");
+    let said = hog["stdout"].as_str().unwrap();
+    assert!(
+        said.starts_with("status: ") && said != "status: 0\n" && said != "status: 137\n",
+        "{hog}"
+    );
+    assert!(
+        hog["stderr"].as_str().unwrap().contains("memory exhausted"),
+        "{hog}"
+    );
+    let root = rustix::process::getuid().is_root();
+    if root {
+        eprintln!("skipped: the fork bomb (the kernel does not limit the processes of root)");
+    } else {
+        let bomb = run(
+            "exec 2>&1; i=0; while [ $i -lt 1500 ]; do sleep 60 & i=$((i+1)); done; echo spawned",
+        );
+        let said = bomb["stdout"].as_str().unwrap().to_lowercase();
+        assert!(said.contains("fork") || said.contains("resource"), "{bomb}");
+    }
+    let after = run("echo alive");
+    assert_eq!(after["stdout"], "alive\n", "{after}");
+    let ended: Vec<Value> = fixture
+        .events("work")
+        .into_iter()
+        .filter(|event| event["kind"] == "turn_ended")
+        .collect();
+    assert!(
+        ended.iter().all(|event| event["status"] == "completed"),
+        "{ended:?}"
+    );
+}
+
 /// Where bubblewrap cannot run, a sandboxed agent's commands are refused
 /// (the turn fails, saying why, and nothing ran); with
 /// `--sandbox-fallback on` they run on the host.

@@ -59,9 +59,16 @@ pub fn main() -> ExitCode {
     // The egress forwarder, run inside a sandbox ahead of a command: it
     // needs nothing of exo's but its own code (spec/sandboxes.md).
     let mut argv = std::env::args_os().skip(1);
-    if argv.next().as_deref() == Some(exo_sandbox::egress::FORWARD_ARG.as_ref()) {
+    let first = argv.next();
+    if first.as_deref() == Some(exo_sandbox::egress::FORWARD_ARG.as_ref()) {
         let args: Vec<std::ffi::OsString> = argv.collect();
         let code = exo_sandbox::egress::forward(&args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(125));
+    }
+    // Likewise the local sandbox's limiter, which becomes the command.
+    if first.as_deref() == Some(exo_sandbox::limits::LIMIT_ARG.as_ref()) {
+        let args: Vec<std::ffi::OsString> = argv.collect();
+        let code = exo_sandbox::limits::limit(&args);
         return ExitCode::from(u8::try_from(code).unwrap_or(125));
     }
     let cli = match Cli::from_arg_matches_mut(&mut args::command().get_matches()) {

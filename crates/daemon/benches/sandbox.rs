@@ -3,7 +3,7 @@
 //!
 //! | row | exo | reference | target |
 //! |---|---|---|---|
-//! | a `shell` call in a `local` sandbox | `exo_tools::run` of `shell {command: "true"}` in a workspace whose commands run under bubblewrap | the same call on the host | ≤ +20 ms at p50 |
+//! | a `shell` call in a `local` sandbox | `exo_tools::run` of `shell {command: "true"}` in a workspace whose commands run under bubblewrap and the limiter (exo's binary, setting the resource limits) | the same call on the host | ≤ +20 ms at p50 |
 //! | a `shell` call in a `local` sandbox with the egress proxy (`binding http`): each command under the forwarder | the same call in the sandbox without it | none (reported) |
 //! | a `shell` call in a `docker` sandbox | the same call in a container made from `exo/base:bookworm` (made before the first counted call) | the same call on the host | ≤ +80 ms at p50 |
 //!
@@ -55,8 +55,11 @@ fn main() -> BenchResult<()> {
         hidden: vec![exo_root],
         network: false,
     };
+    // As exo runs it: each command under the limiter (exo's binary).
     let local = match Sandbox::local(policy) {
-        Ok(sandbox) => host.clone().with_sandbox(sandbox),
+        Ok(sandbox) => host
+            .clone()
+            .with_sandbox(sandbox.with_limits(exo_binary()?, exo_sandbox::limits::Limits::DEFAULT)),
         Err(why) => {
             println!("skipped: {why}");
             return Ok(());

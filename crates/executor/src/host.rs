@@ -806,7 +806,12 @@ pub fn sandbox(
                 network,
             };
             match Sandbox::local(policy) {
-                Ok(sandbox) => sandbox,
+                // exo's own binary sets the limits inside; a binary that
+                // is gone (replaced while exo runs) leaves them unset.
+                Ok(sandbox) => match std::env::current_exe().ok().filter(|exe| exe.is_file()) {
+                    Some(exe) => sandbox.with_limits(exe, exo_sandbox::limits::Limits::DEFAULT),
+                    None => sandbox,
+                },
                 Err(err) if fallback => {
                     static SAID: std::sync::Once = std::sync::Once::new();
                     SAID.call_once(|| {

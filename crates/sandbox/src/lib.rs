@@ -20,6 +20,7 @@
 
 pub mod docker;
 pub mod egress;
+pub mod limits;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -72,7 +73,12 @@ pub struct Sandbox {
 #[derive(Debug, Clone)]
 enum Kind {
     Host,
-    Local { bwrap: PathBuf, policy: Arc<Policy> },
+    Local {
+        bwrap: PathBuf,
+        policy: Arc<Policy>,
+        /// exo's binary, which sets the [`limits::Limits`] inside.
+        limiter: Option<(PathBuf, limits::Limits)>,
+    },
     Docker(Arc<docker::Docker>),
     Unavailable(String),
 }
@@ -99,6 +105,7 @@ impl Sandbox {
             kind: Kind::Local {
                 bwrap: bwrap.clone(),
                 policy: Arc::new(policy),
+                limiter: None,
             },
             egress: None,
             lock: None,
@@ -146,6 +153,16 @@ impl Sandbox {
     /// the conversation's HTTP credentials (spec/sandboxes.md).
     pub fn with_egress(mut self, access: egress::EgressAccess) -> Sandbox {
         self.egress = Some(access);
+        self
+    }
+
+    /// A local sandbox's commands run under `limits`, set by `exe` (exo's
+    /// own binary, which answers [`limits::LIMIT_ARG`]) inside the
+    /// sandbox; other kinds are left as they are.
+    pub fn with_limits(mut self, exe: PathBuf, limits: limits::Limits) -> Sandbox {
+        if let Kind::Local { limiter, .. } = &mut self.kind {
+            *limiter = Some((exe, limits));
+        }
         self
     }
 
@@ -213,7 +230,18 @@ impl Sandbox {
                     .envs(env.iter().map(|(k, v)| (k, v)));
                 Ok(command)
             }
-            Kind::Local { bwrap, policy } => {
+            Kind::Local {
+                bwrap,
+                policy,
+                limiter,
+            } => {
+                if let Some((_, limits)) = limiter {
+                    let mut limited = limits.args();
+                    limited.push(program);
+                    limited.append(&mut args);
+                    program = limits::INSIDE_LIMITER.into();
+                    args = limited;
+                }
                 let mut command = tokio::process::Command::new(bwrap);
                 // bubblewrap's own process keeps the environment it was
                 // started with and shows it as the sandbox's /proc/1/environ:
@@ -222,8 +250,9 @@ impl Sandbox {
                     .iter()
                     .find(|(name, _)| name == "PATH")
                     .map(|(_, value)| value.as_os_str());
+                let limiter = limiter.as_ref().map(|(exe, _)| exe.as_path());
                 command
-                    .args(bwrap_args(policy, cwd, path, self.egress.as_ref()))
+                    .args(bwrap_args(policy, cwd, path, self.egress.as_ref(), limiter))
                     .arg("--")
                     .arg(program)
                     .args(args)
@@ -248,6 +277,7 @@ fn bwrap_args(
     cwd: &Path,
     path: Option<&OsStr>,
     egress: Option<&egress::EgressAccess>,
+    limiter: Option<&Path>,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--die-with-parent",
@@ -351,6 +381,11 @@ fn bwrap_args(
         args.push("--ro-bind".into());
         args.push(access.forwarder.as_os_str().to_owned());
         args.push(egress::INSIDE_FORWARDER.into());
+    }
+    if let Some(exe) = limiter {
+        args.push("--ro-bind".into());
+        args.push(exe.as_os_str().to_owned());
+        args.push(limits::INSIDE_LIMITER.into());
     }
     args.push("--chdir".into());
     args.push(cwd.as_os_str().to_owned());
@@ -456,13 +491,20 @@ mod tests {
             dir.path(),
             None,
             None,
+            None,
         );
         let at = |needle: &OsStr| args.iter().position(|a| a == needle).unwrap();
         let bind = at(OsStr::new("--bind"));
         let hidden = args.iter().rposition(|a| a == exo.as_os_str()).unwrap();
         assert!(hidden > bind, "{args:?}");
         assert!(args.iter().any(|a| a == "--unshare-net"));
-        let open = bwrap_args(&policy(dir.path(), vec![], true), dir.path(), None, None);
+        let open = bwrap_args(
+            &policy(dir.path(), vec![], true),
+            dir.path(),
+            None,
+            None,
+            None,
+        );
         assert!(!open.iter().any(|a| a == "--unshare-net"));
     }
 
