@@ -76,6 +76,60 @@ fn stdio_relays_to_a_running_daemon() {
     assert_eq!(conversations["conversations"][0]["slug"], "c");
 }
 
+/// An editor starts `exo daemon --stdio` with a socket pair as its stdin
+/// and stdout (libuv's and Node's job control do) and keeps its input
+/// open. When the daemon is stopped, the client sees the end of the
+/// output while its input is still open: at once through a relay (which
+/// used to wait for the input to close, forever), and well before the
+/// runtime's 5 s shutdown grace when the stdio process is the daemon
+/// (whose stdin reader used to hold it up for all of it).
+#[test]
+fn a_stopped_daemon_ends_its_stdio_clients_output() {
+    use std::io::{BufRead, BufReader, Read};
+    for relayed in [false, true] {
+        let root = Root::new();
+        let daemon = relayed.then(|| root.daemon());
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut child = exo()
+            .arg("--root")
+            .arg(root.path())
+            .args(["daemon", "--stdio"])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+                theirs.try_clone().unwrap(),
+            )))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (&ours)
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
+            .unwrap();
+        let mut reader = BufReader::new(ours.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+        let stopped = root.cli(&["daemon", "stop"]);
+        assert!(stopped.status.success(), "{stopped:?}");
+        ours.set_read_timeout(Some(std::time::Duration::from_secs(4)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let end = reader.read_to_end(&mut rest);
+        assert!(
+            end.is_ok(),
+            "relayed: {relayed}: the output did not end while the input stayed open: {end:?}"
+        );
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        let status = wait_with_timeout(&mut child);
+        assert!(status.success(), "relayed: {relayed}: {status:?}");
+        drop(ours);
+        if let Some(mut daemon) = daemon {
+            if let Some(child) = daemon.child.as_mut() {
+                wait_with_timeout(child);
+            }
+        }
+    }
+}
+
 #[test]
 fn ids_notifications_and_batches() {
     let root = Root::new();

@@ -637,30 +637,52 @@ async fn wait_for_signal() {
 type BoxedReader = Box<dyn AsyncRead + Unpin + Send>;
 type BoxedWriter = Box<dyn AsyncWrite + Unpin + Send>;
 
-/// stdin and stdout as non-blocking pipes when they are pipes, else
-/// through tokio's blocking-pool wrappers.
+/// stdin and stdout as non-blocking pipes or sockets when they are (an
+/// editor's job control gives a socket pair), else through tokio's
+/// blocking-pool wrappers. A blocked read on the pool cannot be
+/// cancelled: it would hold the process up for the runtime's shutdown
+/// timeout after the daemon stops, and its client would wait as long for
+/// the end of the output.
 fn stdio() -> (BoxedReader, BoxedWriter) {
     use std::os::fd::AsFd;
     use tokio::net::unix::pipe;
-    let reader: BoxedReader = match std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(File::from)
-        .and_then(pipe::Receiver::from_file)
-    {
-        Ok(receiver) => Box::new(receiver),
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned();
+    let reader: BoxedReader = match stdin {
+        Ok(fd) if is_socket(&fd) => match socket(fd) {
+            Ok(stream) => Box::new(stream),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
+        Ok(fd) => match pipe::Receiver::from_file(File::from(fd)) {
+            Ok(receiver) => Box::new(receiver),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
         Err(_) => Box::new(tokio::io::stdin()),
     };
-    let writer: BoxedWriter = match std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(File::from)
-        .and_then(pipe::Sender::from_file)
-    {
-        Ok(sender) => Box::new(sender),
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned();
+    let writer: BoxedWriter = match stdout {
+        Ok(fd) if is_socket(&fd) => match socket(fd) {
+            Ok(stream) => Box::new(stream),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
+        Ok(fd) => match pipe::Sender::from_file(File::from(fd)) {
+            Ok(sender) => Box::new(sender),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
         Err(_) => Box::new(tokio::io::stdout()),
     };
     (reader, writer)
+}
+
+fn is_socket(fd: &std::os::fd::OwnedFd) -> bool {
+    rustix::fs::fstat(fd)
+        .is_ok_and(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode).is_socket())
+}
+
+/// A Unix socket given as stdin or stdout, for tokio.
+fn socket(fd: std::os::fd::OwnedFd) -> std::io::Result<UnixStream> {
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true)?;
+    UnixStream::from_std(stream)
 }
 
 /// Copies stdin to the daemon's socket and the socket to stdout.
@@ -676,8 +698,17 @@ async fn relay_stdio(socket: &Path) -> Result<(), DaemonError> {
     };
     let downstream = async {
         let _ = tokio::io::copy(&mut from_daemon, &mut stdout).await;
+        let _ = tokio::io::AsyncWriteExt::flush(&mut stdout).await;
     };
-    tokio::join!(upstream, downstream);
+    tokio::pin!(upstream, downstream);
+    // The client closing its side lets the daemon answer what it sent
+    // before the relay ends; the daemon closing its side (it stopped)
+    // means nothing more can come, and the relay ends at once, so its
+    // client sees the end of the output rather than waiting on its input.
+    tokio::select! {
+        () = &mut upstream => downstream.await,
+        () = &mut downstream => {}
+    }
     Ok(())
 }
 
