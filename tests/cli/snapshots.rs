@@ -1134,3 +1134,42 @@ fn snapshot_show_prints_a_file_as_a_snapshot_holds_it() {
     env.ok(&["daemon", "stop"]);
     daemon.wait().unwrap();
 }
+
+/// A snapshot the conversation took stays readable by its commit after a
+/// rewind leaves it on a branch (an editor's diff opened before the
+/// rewind, a redo's preview); another conversation's is not.
+#[test]
+fn a_snapshot_left_behind_by_a_rewind_is_still_read_by_its_commit() {
+    let setup = Setup::new();
+    let (env, ws) = (&setup.env, &setup.workspace);
+    sh(ws, "printf 'one' > a.txt");
+    let (first, _) = setup.take();
+    sh(ws, "printf 'two' > a.txt");
+    let (_, second) = setup.take();
+    env.ok(&["conversation", "rewind", "a", "c", "--to", &first]);
+    let shown = env
+        .command(&["snapshot", "show", "a", "c", &second[..12], "a.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(shown.stdout, b"two", "{:?}", shown);
+    let diff = env.json(&[
+        "snapshot", "diff", "a", "c", "--from", &second, "--to", &first,
+    ]);
+    assert_eq!(
+        paths_of(&diff["changes"]),
+        ["a.txt"].map(String::from).into()
+    );
+    // Another conversation of the same workspace did not take it.
+    env.ok(&[
+        "conversation",
+        "create",
+        "a",
+        "Other",
+        "--slug",
+        "other",
+        "--workspace",
+        ws.to_str().unwrap(),
+    ]);
+    let error = env.fails(&["snapshot", "show", "a", "other", &second, "a.txt"]);
+    assert!(error.contains("not found"), "{error}");
+}

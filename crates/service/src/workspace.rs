@@ -578,6 +578,14 @@ pub(crate) fn resolve_snapshot(
             None => break,
         }
     }
+    // Not on the history: one the conversation took on a branch a rewind
+    // left behind (a diff opened before the rewind, a redo's preview).
+    if let Some((commit, tree)) = store
+        .snapshot_on_any_branch(agent, conversation, &name.to_ascii_lowercase())
+        .map_err(store_error)?
+    {
+        return Ok(SnapshotRef { commit, tree });
+    }
     Err(rpc_error(
         ErrorCode::NotFound,
         format!("snapshot {name:?} not found in conversation {conversation}"),

@@ -954,6 +954,38 @@ impl Store {
         })
     }
 
+    /// The newest workspace snapshot whose commit starts with `prefix`
+    /// (lowercase hex) among the events of the conversation's own branches,
+    /// those a rewind left behind included: a snapshot the conversation
+    /// took, wherever its history has moved since. Its `(commit, tree)`.
+    pub fn snapshot_on_any_branch(
+        &self,
+        agent: &str,
+        conversation: &str,
+        prefix: &str,
+    ) -> Result<Option<(String, String)>> {
+        let conv = self.conversation(agent, conversation)?;
+        self.inner.read(|tx| {
+            let mut statement = tx.prepare_cached(
+                "SELECT e.body FROM events e JOIN branches b ON b.id = e.branch
+                 WHERE b.conversation = ?1 AND e.kind = 'workspace_snapshot'
+                 ORDER BY e.rowid DESC",
+            )?;
+            let bodies =
+                statement.query_map([conv.id.as_bytes()], |row| row.get::<_, String>(0))?;
+            for body in bodies {
+                if let Ok(EventData::WorkspaceSnapshot { commit, tree, .. }) =
+                    exo_core::json::from_str(&body?)
+                {
+                    if commit.starts_with(prefix) {
+                        return Ok(Some((commit, tree)));
+                    }
+                }
+            }
+            Ok(None)
+        })
+    }
+
     /// The commit of the newest `workspace_snapshot` recorded for
     /// `workspace`, by any conversation, on any branch: what exo last knew
     /// the files to be. A restore refuses to overwrite anything that
