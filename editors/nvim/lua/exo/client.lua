@@ -1,0 +1,474 @@
+--- *exo.client* The one connection of this editor to the exo daemon.
+---
+--- Features:
+--- - Connects to the root's running daemon over its Unix socket (found
+---   through `<root>/daemon.lock`), else starts `exo daemon --stdio` as a
+---   child process, which becomes the root's daemon (or relays to one that
+---   started meanwhile).
+--- - Reconnects, with backoff, when the daemon goes away while something
+---   still needs it (an open timeline), and tells its listeners so they can
+---   watch again.
+--- - Every callback runs on the main loop; nothing here waits.
+---
+--- Key design ideas:
+--- - The lock file's existence means nothing (it stays after the daemon
+---   exits): connecting to the socket is the test, and `daemon/status` must
+---   name this root before the connection is used.
+--- - A started daemon's stdin is this editor's connection: when the editor
+---   exits, stdin closes and that daemon shuts down gracefully. Another
+---   editor following the same root then reconnects and starts its own.
+
+local config = require('exo.config')
+local rpc = require('exo.rpc')
+
+local M = {}
+
+--- This plugin's version, sent in `initialize`.
+M.version = '0.1.0'
+
+---@alias exo.client.Status 'disconnected'|'connecting'|'connected'
+
+local state = {
+  ---@type exo.client.Status
+  status = 'disconnected',
+  ---@type exo.rpc.Connection?
+  conn = nil,
+  ---@type { kind: 'socket'|'stdio', socket: string?, pid: integer?, handle: uv.uv_process_t? }?
+  transport = nil,
+  ---@type string?
+  root = nil,
+  ---@type table? the daemon's `daemon/status`
+  daemon = nil,
+  ---@type table? the daemon's `initialize` capabilities
+  capabilities = nil,
+  ---@type fun(err: string?)[]
+  waiters = {},
+  ---@type table<integer, fun(method: string, params: table)>
+  listeners = {},
+  ---@type table<integer, fun(status: exo.client.Status, detail: string?)>
+  status_listeners = {},
+  next_listener = 0,
+  ---@type table<string, true> what needs the connection kept up
+  wanted = {},
+  retry_ms = nil,
+  ---@type uv.uv_timer_t?
+  retry_timer = nil,
+  ---@type string[] the last lines a started daemon wrote to stderr
+  stderr_tail = {},
+  ---@type string? why the last connection attempt failed
+  last_error = nil,
+  ---@type table<integer, true> pids of the daemons this editor started that still run
+  spawned = {},
+  generation = 0,
+}
+
+-- ---------------------------------------------------------------------------
+-- Listeners
+-- ---------------------------------------------------------------------------
+
+--- Calls `fn(method, params)` for every notification the daemon sends.
+---@param fn fun(method: string, params: table)
+---@return fun() unsubscribe
+function M.subscribe(fn)
+  state.next_listener = state.next_listener + 1
+  local id = state.next_listener
+  state.listeners[id] = fn
+  return function()
+    state.listeners[id] = nil
+  end
+end
+
+--- Calls `fn(status, detail)` whenever the connection's status changes.
+---@param fn fun(status: exo.client.Status, detail: string?)
+---@return fun() unsubscribe
+function M.on_status(fn)
+  state.next_listener = state.next_listener + 1
+  local id = state.next_listener
+  state.status_listeners[id] = fn
+  return function()
+    state.status_listeners[id] = nil
+  end
+end
+
+local function set_status(status, detail)
+  state.status = status
+  for _, fn in pairs(state.status_listeners) do
+    local ok, err = pcall(fn, status, detail)
+    if not ok then
+      vim.notify('exo: ' .. tostring(err), vim.log.levels.ERROR)
+    end
+  end
+end
+
+local function dispatch_notification(method, params)
+  for _, fn in pairs(state.listeners) do
+    local ok, err = xpcall(fn, debug.traceback, method, params)
+    if not ok then
+      vim.notify('exo: ' .. tostring(err), vim.log.levels.ERROR)
+    end
+  end
+end
+
+-- ---------------------------------------------------------------------------
+-- Connecting
+-- ---------------------------------------------------------------------------
+
+local schedule_reconnect
+
+---@param err string?
+local function finish_waiters(err)
+  local waiters = state.waiters
+  state.waiters = {}
+  for _, fn in ipairs(waiters) do
+    local ok, cb_err = xpcall(fn, debug.traceback, err)
+    if not ok then
+      vim.notify('exo: ' .. tostring(cb_err), vim.log.levels.ERROR)
+    end
+  end
+end
+
+---@param generation integer
+---@param err string
+local function fail(generation, err)
+  if generation ~= state.generation then
+    return
+  end
+  state.last_error = err
+  state.conn = nil
+  state.transport = nil
+  set_status('disconnected', err)
+  finish_waiters(err)
+  schedule_reconnect()
+end
+
+--- The socket `daemon.lock` names, or nil when it names none.
+---@param root string
+---@return string?
+local function locked_socket(root)
+  local file = io.open(root .. '/daemon.lock', 'r')
+  if not file then
+    return nil
+  end
+  local text = file:read('*a')
+  file:close()
+  local ok, lock = pcall(vim.json.decode, text)
+  if ok and type(lock) == 'table' and type(lock.socket) == 'string' then
+    return lock.socket
+  end
+  return nil
+end
+
+---@param path string?
+---@return string?
+local function canonical(path)
+  return path and (vim.uv.fs_realpath(path) or path)
+end
+
+--- Checks that the daemon at the other end serves this root, then marks
+--- the connection ready.
+---@param generation integer
+---@param conn exo.rpc.Connection
+local function handshake(generation, conn)
+  conn:request('initialize', {
+    protocol_versions = { '1' },
+    client = { name = 'exo.nvim', version = M.version },
+  }, function(err, initialized)
+    if generation ~= state.generation then
+      return
+    end
+    if err then
+      return conn:close('the daemon refused initialize: ' .. tostring(err.message))
+    end
+    state.capabilities = initialized.capabilities or {}
+    conn:request('daemon/status', nil, function(status_err, status)
+      if generation ~= state.generation then
+        return
+      end
+      if status_err then
+        return conn:close('daemon/status failed: ' .. tostring(status_err.message))
+      end
+      if canonical(status.root) ~= canonical(state.root) then
+        return conn:close(('the daemon at %s serves %s, not %s'):format(
+          tostring(status.socket), tostring(status.root), tostring(state.root)))
+      end
+      state.daemon = status
+      state.retry_ms = nil
+      state.last_error = nil
+      set_status('connected')
+      finish_waiters(nil)
+    end)
+  end)
+end
+
+---@param generation integer
+---@return fun(method: string, params: table), fun(reason: string)
+local function connection_callbacks(generation)
+  local function on_close(reason)
+    if generation ~= state.generation then
+      return
+    end
+    local was_connected = state.status == 'connected'
+    state.conn = nil
+    state.daemon = nil
+    state.transport = nil
+    state.generation = state.generation + 1
+    set_status('disconnected', reason)
+    if not was_connected then
+      state.last_error = reason
+      finish_waiters('cannot reach the exo daemon: ' .. reason .. M.stderr_hint())
+    end
+    schedule_reconnect()
+  end
+  return dispatch_notification, on_close
+end
+
+---@param generation integer
+local function start_stdio(generation)
+  local cmd = config.command()
+  local args = vim.list_slice(cmd, 2)
+  vim.list_extend(args, { '--root', state.root, 'daemon', '--stdio' })
+  local stdin = assert(vim.uv.new_pipe(false))
+  local stdout = assert(vim.uv.new_pipe(false))
+  local stderr = assert(vim.uv.new_pipe(false))
+  local env
+  if config.options.env then
+    env = {}
+    for name, value in pairs(vim.tbl_extend('force', vim.fn.environ(), config.options.env)) do
+      table.insert(env, name .. '=' .. value)
+    end
+  end
+  state.stderr_tail = {}
+  local conn
+  local handle, pid_or_err
+  handle, pid_or_err = vim.uv.spawn(cmd[1], {
+    args = args,
+    stdio = { stdin, stdout, stderr },
+    env = env,
+    cwd = vim.fs.dirname(state.root),
+  }, function(code, signal)
+    state.spawned[pid_or_err] = nil
+    if handle and not handle:is_closing() then
+      handle:close()
+    end
+    vim.schedule(function()
+      if conn and not conn.closed then
+        conn:close(('exo daemon --stdio exited (code %d, signal %d)'):format(code, signal))
+      end
+    end)
+  end)
+  if not handle then
+    for _, pipe in ipairs({ stdin, stdout, stderr }) do
+      pipe:close()
+    end
+    return fail(generation, ('cannot start %s: %s'):format(cmd[1], tostring(pid_or_err)))
+  end
+  state.spawned[pid_or_err] = true
+  stderr:read_start(function(_, chunk)
+    if chunk then
+      for line in chunk:gmatch('[^\n]+') do
+        table.insert(state.stderr_tail, line)
+        if #state.stderr_tail > 50 then
+          table.remove(state.stderr_tail, 1)
+        end
+      end
+    elseif not stderr:is_closing() then
+      stderr:close()
+    end
+  end)
+  local notification, on_close = connection_callbacks(generation)
+  conn = rpc.connect({
+    reader = stdout,
+    writer = stdin,
+    on_notification = notification,
+    on_close = on_close,
+  })
+  state.conn = conn
+  state.transport = { kind = 'stdio', pid = pid_or_err, handle = handle }
+  handshake(generation, conn)
+end
+
+---@param generation integer
+---@param socket string
+local function start_socket(generation, socket)
+  local pipe = assert(vim.uv.new_pipe(false))
+  pipe:connect(socket, function(err)
+    vim.schedule(function()
+      if generation ~= state.generation then
+        if not pipe:is_closing() then
+          pipe:close()
+        end
+        return
+      end
+      if err then
+        -- Nobody listens there (a lock left by a daemon that exited):
+        -- start one.
+        if not pipe:is_closing() then
+          pipe:close()
+        end
+        return start_stdio(generation)
+      end
+      local notification, on_close = connection_callbacks(generation)
+      local conn = rpc.connect({
+        reader = pipe,
+        writer = pipe,
+        on_notification = notification,
+        on_close = on_close,
+      })
+      state.conn = conn
+      state.transport = { kind = 'socket', socket = socket }
+      handshake(generation, conn)
+    end)
+  end)
+end
+
+local function start()
+  state.generation = state.generation + 1
+  local generation = state.generation
+  set_status('connecting')
+  local root, why = config.root()
+  if not root then
+    return fail(generation, why)
+  end
+  state.root = root
+  local timeout = config.options.connect_timeout_ms
+  vim.defer_fn(function()
+    if generation == state.generation and state.status == 'connecting' then
+      if state.conn then
+        state.conn:close('no answer within ' .. timeout .. ' ms')
+      else
+        fail(generation, 'no answer from the exo daemon within ' .. timeout .. ' ms')
+      end
+    end
+  end, timeout)
+  local socket = locked_socket(root)
+  if socket then
+    start_socket(generation, socket)
+  else
+    start_stdio(generation)
+  end
+end
+
+schedule_reconnect = function()
+  if next(state.wanted) == nil or state.retry_timer then
+    return
+  end
+  local backoff = config.options.reconnect
+  state.retry_ms = state.retry_ms and math.min(state.retry_ms * 2, backoff.max_ms) or backoff.initial_ms
+  state.retry_timer = vim.defer_fn(function()
+    state.retry_timer = nil
+    if next(state.wanted) ~= nil and state.status == 'disconnected' then
+      start()
+    end
+  end, state.retry_ms)
+end
+
+-- ---------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------
+
+--- Runs `callback(err)` once connected (at once when already), or with why
+--- the connection could not be made.
+---@param callback fun(err: string?)
+function M.ensure(callback)
+  if state.status == 'connected' then
+    return callback(nil)
+  end
+  table.insert(state.waiters, callback)
+  if state.status == 'disconnected' then
+    start()
+  end
+end
+
+--- Sends a request once connected; `callback(err, result)` gets an
+--- `exo.rpc.Error` (a table with `message` and `data.code`) on failure.
+---@param method string
+---@param params table?
+---@param callback fun(err: exo.rpc.Error?, result: any)?
+function M.request(method, params, callback)
+  callback = callback or function(err)
+    if err then
+      vim.notify('exo: ' .. method .. ': ' .. tostring(err.message), vim.log.levels.ERROR)
+    end
+  end
+  M.ensure(function(err)
+    if err then
+      return callback(rpc.local_error(err), nil)
+    end
+    state.conn:request(method, params, callback)
+  end)
+end
+
+--- Keeps the connection up (reconnecting when it is lost) while `key` is
+--- wanted.
+---@param key string
+---@param wanted boolean
+function M.want(key, wanted)
+  state.wanted[key] = wanted or nil
+  if wanted and state.status == 'disconnected' then
+    schedule_reconnect()
+  end
+end
+
+--- Whether the connected daemon serves `method` (false when not
+--- connected).
+---@param method string
+---@return boolean
+function M.serves(method)
+  local methods = state.status == 'connected' and state.capabilities and state.capabilities.methods or {}
+  return vim.tbl_contains(methods, method)
+end
+
+---@return exo.client.Status
+function M.status()
+  return state.status
+end
+
+--- What the connection is: root, transport, the daemon's status, the last
+--- error and the started daemon's last stderr lines.
+---@return table
+function M.info()
+  return {
+    status = state.status,
+    root = state.root,
+    transport = state.transport and { kind = state.transport.kind, socket = state.transport.socket, pid = state.transport.pid },
+    daemon = state.daemon,
+    spawned = vim.tbl_keys(state.spawned),
+    last_error = state.last_error,
+    stderr = vim.deepcopy(state.stderr_tail),
+  }
+end
+
+--- The last stderr lines of a started daemon, as a suffix for a message.
+---@return string
+function M.stderr_hint()
+  local tail = state.stderr_tail
+  if #tail == 0 then
+    return ''
+  end
+  return ' (exo said: ' .. tail[#tail] .. ')'
+end
+
+--- Closes the connection and stops reconnecting (a started daemon then
+--- shuts down, its stdin closed).
+function M.disconnect()
+  state.wanted = {}
+  if state.retry_timer then
+    state.retry_timer:stop()
+    if not state.retry_timer:is_closing() then
+      state.retry_timer:close()
+    end
+    state.retry_timer = nil
+  end
+  state.generation = state.generation + 1
+  local conn = state.conn
+  state.conn = nil
+  state.daemon = nil
+  state.transport = nil
+  if conn then
+    conn:close('disconnected by the editor')
+  end
+  set_status('disconnected', 'disconnected by the editor')
+  finish_waiters('disconnected by the editor')
+end
+
+return M

@@ -1,0 +1,77 @@
+--- *exo.health* `:checkhealth exo`: Neovim, the `exo` program, the root,
+--- and whether the daemon answers.
+---
+--- The only place the plugin waits: a health check is a report the user
+--- asked for, and each wait is bounded (`vim.wait`, a few seconds).
+
+local M = {}
+
+local health = vim.health
+
+function M.check()
+  local config = require('exo.config')
+  local client = require('exo.client')
+
+  health.start('exo: Neovim')
+  if vim.fn.has('nvim-0.10') == 1 then
+    health.ok('Neovim ' .. tostring(vim.version()))
+  else
+    health.error('Neovim ' .. tostring(vim.version()) .. ' is too old', { 'exo.nvim needs Neovim 0.10 or later' })
+  end
+
+  health.start('exo: the exo program')
+  local cmd = config.command()
+  local program = vim.fn.exepath(cmd[1])
+  if program == '' then
+    health.error(('%s not found'):format(cmd[1]), {
+      'Install exo (cargo install --path crates/cli), or point the plugin at it:',
+      'require("exo").setup({ cmd = "/path/to/exo" })',
+    })
+    return
+  end
+  local version = vim.system(vim.list_extend(vim.deepcopy(cmd), { '--version' }), { text = true }):wait(10000)
+  if version.code == 0 then
+    health.ok(('exo found: %s (%s)'):format(vim.trim(version.stdout or ''), program))
+  else
+    health.error(('%s --version failed: %s'):format(program, vim.trim(version.stderr or '')))
+    return
+  end
+
+  health.start('exo: the root and its daemon')
+  local root, why = config.root()
+  if not root then
+    health.warn(why or 'no root', {
+      'Run Neovim inside a project with a .exo store, set EXO_ROOT, or require("exo").setup({ root = ... })',
+    })
+    return
+  end
+  health.ok('root: ' .. root)
+
+  local answered, failure = false, nil
+  client.request('ping', nil, function(err)
+    if err then
+      failure = err.message
+    end
+    answered = true
+  end)
+  local timeout = config.options.connect_timeout_ms + 1000
+  vim.wait(timeout, function()
+    return answered
+  end, 20)
+  if not answered then
+    health.error(('the daemon did not answer within %d ms'):format(timeout), client.info().stderr)
+    return
+  end
+  if failure then
+    health.error('daemon not reachable: ' .. failure, client.info().stderr)
+    return
+  end
+  local info = client.info()
+  local daemon = info.daemon or {}
+  local via = info.transport and info.transport.kind == 'socket' and ('its socket ' .. tostring(info.transport.socket))
+    or 'exo daemon --stdio, started by this editor'
+  health.ok(('daemon reachable: pid %s, exo %s, protocol %s, via %s'):format(
+    tostring(daemon.pid), tostring(daemon.version), tostring(daemon.protocol_version), via))
+end
+
+return M

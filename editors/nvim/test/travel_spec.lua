@@ -1,0 +1,191 @@
+-- Rewind, redo and fork through the plugin's commands: the files follow,
+-- the timeline shows it, and work that would be lost stops them.
+
+local h = require('helpers')
+local scripts = require('scripts')
+
+--- Answers the confirmation of a rewind, redo or fork with `yes`.
+---@param yes string
+local function confirm(yes)
+  h.on_select = function(items, opts)
+    h.eq(opts.kind, 'exo.confirm')
+    return h.pick(items, opts, yes)
+  end
+end
+
+---@param fx exo.test.Fixture
+---@return string
+local function head(fx)
+  return h.exo_json(fx, { 'conversation', 'show', 'coder', 'work' }).head
+end
+
+test(':Exo rewind undoes the last turn: the file changes and the timeline shows the rewind', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
+  local tl = h.open_timeline()
+  confirm('Rewind')
+  vim.cmd('Exo rewind')
+  h.wait_for('notes.txt to be restored', function()
+    return h.read(fx.workspace .. '/notes.txt') == 'first\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  h.wait_line(tl, 'rewound to')
+  -- The preview named the file.
+  h.eq(#h.selects, 1)
+  h.ok(h.selects[1].opts.prompt:find('modified  notes.txt', 1, true), h.selects[1].opts.prompt)
+  -- The second turn left the timeline: it mirrors the history.
+  h.wait_for('the second turn to leave the timeline', function()
+    return not h.find_line(tl, 'user: two')
+  end, function()
+    return h.dump(tl)
+  end)
+  h.ok(h.find_line(tl, 'user: one'), h.dump(tl))
+  local events = h.events(fx)
+  h.eq(events[#events - 1].kind, 'rewound')
+end)
+
+test('a rewind over an unsnapshotted edit is refused, naming the path, and changes nothing', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  local tl = h.open_timeline()
+  h.write(fx.workspace .. '/notes.txt', 'my own edit\n')
+  local before = head(fx)
+  local result
+  require('exo').rewind({}, function(err, res)
+    result = { err = err, res = res }
+  end)
+  h.wait_for('the rewind to answer', function()
+    return result
+  end)
+  h.eq(result.err, 'refused')
+  local refusal = require('exo.travel').last_refusal
+  h.eq(refusal.unsnapshotted, { 'notes.txt' })
+  h.eq(refusal.unsaved, {})
+  local shown = h.notified('rewind refused')
+  h.eq(#shown, 1)
+  h.ok(shown[1].msg:find('changed since the latest snapshot:  notes.txt', 1, true), shown[1].msg)
+  h.eq(#h.selects, 0, 'nothing to confirm')
+  h.eq(h.read(fx.workspace .. '/notes.txt'), 'my own edit\n')
+  h.eq(head(fx), before)
+  h.ok(not h.find_line(tl, 'rewound to'), h.dump(tl))
+end)
+
+test('a rewind over a modified buffer is refused, naming the path, and changes nothing', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  local tl = h.open_timeline()
+  vim.cmd('edit ' .. vim.fn.fnameescape(fx.workspace .. '/notes.txt'))
+  vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'typed but not saved' })
+  h.ok(vim.bo.modified)
+  local before = head(fx)
+  local result
+  require('exo').rewind({}, function(err)
+    result = { err = err }
+  end)
+  h.wait_for('the rewind to answer', function()
+    return result
+  end)
+  h.eq(result.err, 'refused')
+  h.eq(require('exo.travel').last_refusal.unsaved, { 'notes.txt' })
+  h.eq(require('exo.travel').last_refusal.unsnapshotted, {})
+  local shown = h.notified('rewind refused')
+  h.ok(shown[1] and shown[1].msg:find('unsaved in this editor:             notes.txt', 1, true), vim.inspect(shown))
+  h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
+  h.eq(vim.api.nvim_buf_get_lines(0, 0, -1, false), { 'typed but not saved' })
+  h.eq(head(fx), before)
+  h.ok(not h.find_line(tl, 'rewound to'), h.dump(tl))
+end)
+
+test('a rewind reloads the unmodified buffer of a file it writes', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  h.open_timeline()
+  vim.cmd('edit ' .. vim.fn.fnameescape(fx.workspace .. '/notes.txt'))
+  local buf = vim.api.nvim_get_current_buf()
+  h.eq(vim.api.nvim_buf_get_lines(buf, 0, -1, false), { 'second' })
+  confirm('Rewind')
+  local result
+  require('exo').rewind({}, function(err, res)
+    result = { err = err, res = res }
+  end)
+  h.wait_for('the rewind', function()
+    return result
+  end)
+  h.eq(result.err, nil)
+  h.eq(vim.api.nvim_buf_get_lines(buf, 0, -1, false), { 'first' })
+end)
+
+test(':Exo redo goes back to the branch the rewind left', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  local tl = h.open_timeline()
+  confirm('Rewind')
+  vim.cmd('Exo rewind')
+  h.wait_for('the rewind', function()
+    return h.read(fx.workspace .. '/notes.txt') == 'first\n' and not h.find_line(tl, 'user: two')
+  end, function()
+    return h.dump(tl)
+  end)
+  confirm('Redo')
+  vim.cmd('Exo redo')
+  h.wait_for('notes.txt to come back', function()
+    return h.read(fx.workspace .. '/notes.txt') == 'second\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  h.ok(h.selects[2].opts.prompt:find('modified  notes.txt', 1, true), h.selects[2].opts.prompt)
+  -- The timeline holds the second turn again, then the redo's marker.
+  h.wait_line(tl, 'user: two')
+  h.wait_for('two rewinds in the timeline', function()
+    local n = 0
+    for _, line in ipairs(h.lines(tl)) do
+      if line:find('^rewound to') then
+        n = n + 1
+      end
+    end
+    -- The history is: turn one, turn two, the redo (the first rewind is
+    -- on the branch left behind).
+    return n == 1 and h.find_line(tl, 'user: one')
+  end, function()
+    return h.dump(tl)
+  end)
+  -- Nothing left to redo.
+  local result
+  require('exo').redo({}, function(err)
+    result = { err = err }
+  end)
+  h.wait_for('redo to answer', function()
+    return result
+  end)
+  h.eq(result.err, 'nothing to redo')
+end)
+
+test(':Exo fork into a new folder writes the fork point\'s files there and opens the fork', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  local tl = h.open_timeline()
+  -- Fork at the end of the first turn, from the timeline's cursor.
+  local line = h.find_line(tl, 'turn ended: completed')
+  local win = vim.fn.win_findbuf(tl.buf)[1]
+  vim.api.nvim_set_current_win(win)
+  vim.api.nvim_win_set_cursor(win, { line, 0 })
+  confirm('Fork')
+  local folder = fx.dir .. '/forked'
+  vim.cmd('Exo fork ' .. vim.fn.fnameescape(folder))
+  h.wait_for('the fork\'s files', function()
+    return h.read(folder .. '/notes.txt') == 'first\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  h.ok(h.selects[1].opts.prompt:find(folder, 1, true), h.selects[1].opts.prompt)
+  -- The workspace is untouched; the fork is current and its timeline open.
+  h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
+  local fork = h.exo_json(fx, { 'conversation', 'show', 'coder', 'work-fork' })
+  h.eq(fork.workspace, folder)
+  h.wait_for('the fork to be current', function()
+    local current = require('exo').current
+    return current and current.slug == 'work-fork'
+  end)
+  local fork_tl = require('exo.timeline').for_conversation(fork.id)
+  h.ok(fork_tl, 'the fork\'s timeline is open')
+  h.eq(vim.api.nvim_buf_get_name(fork_tl.buf), 'exo://coder/work-fork')
+  h.wait_line(fork_tl, 'forked from')
+  h.wait_line(fork_tl, 'snapshot fork')
+  h.ok(not h.find_line(fork_tl, 'user: two'), h.dump(fork_tl))
+end)
