@@ -39,6 +39,19 @@ pub(crate) fn shell_output(fixture: &Fixture) -> Value {
         .clone()
 }
 
+/// Runs one turn whose model calls `shell` with `command`; the call's
+/// output.
+fn run_shell(fixture: &Fixture, command: &str) -> Value {
+    fixture.model.push(Completion::text("").with_tool_call(
+        "call",
+        "shell",
+        json!({"command": command}),
+    ));
+    fixture.model.push(Completion::text("ok"));
+    fixture.send_ok("work", "run");
+    shell_output(fixture)
+}
+
 /// What the spy prints, one `name: value` per line.
 fn spy(fixture: &Fixture, port: u16) -> String {
     let key_file = fixture.env.config_dir().join("exo/key");
@@ -193,16 +206,7 @@ fn a_local_sandbox_limits_memory_and_processes() {
         return;
     }
     let fixture = Fixture::new(Wire::OpenAiChat, "auto");
-    let run = |command: &str| {
-        fixture.model.push(Completion::text("").with_tool_call(
-            "call",
-            "shell",
-            json!({"command": command}),
-        ));
-        fixture.model.push(Completion::text("ok"));
-        fixture.send_ok("work", "run");
-        shell_output(&fixture)
-    };
+    let run = |command: &str| run_shell(&fixture, command);
     let limits =
         run("ulimit -p; ulimit -d; ulimit -H -d; ulimit -d unlimited 2>/dev/null || echo fixed");
     assert_eq!(
@@ -926,16 +930,7 @@ fn a_docker_sandbox_contains_a_fork_bomb_and_a_memory_hog() {
     let fixture = Fixture::new(Wire::OpenAiChat, "auto");
     fixture.ok(&["agent", "set", "coder", "--sandbox", "docker"]);
     let _container = container_of(&fixture);
-    let run = |command: &str| {
-        fixture.model.push(Completion::text("").with_tool_call(
-            "call",
-            "shell",
-            json!({"command": command}),
-        ));
-        fixture.model.push(Completion::text("ok"));
-        fixture.send_ok("work", "run");
-        shell_output(&fixture)
-    };
+    let run = |command: &str| run_shell(&fixture, command);
     let bomb =
         run("exec 2>&1; i=0; while [ $i -lt 1500 ]; do sleep 60 & i=$((i+1)); done; echo spawned");
     let said = bomb["stdout"].as_str().unwrap().to_lowercase();

@@ -597,6 +597,29 @@ pub(crate) fn resolve_snapshot(
     ))
 }
 
+/// What the store refuses a rewind for, checked first: a head other than
+/// the one the caller expects, a turn in progress.
+fn refuse_as_the_store_would(
+    conv: &exo_store::Conversation,
+    expected_head: Option<exo_core::EventId>,
+) -> Result<(), crate::ServiceError> {
+    if let Some(expected) = expected_head {
+        if expected != conv.head {
+            return Err(store_error(exo_store::Error::HeadConflict {
+                expected,
+                actual: conv.head,
+            }));
+        }
+    }
+    if let Some(turn) = conv.open_turn {
+        return Err(store_error(exo_store::Error::Busy(format!(
+            "turn {turn} is in progress in conversation {}; finish it before rewinding",
+            conv.slug
+        ))));
+    }
+    Ok(())
+}
+
 /// The snapshot in effect at `at` (the head when `None`).
 pub(crate) fn snapshot_at(
     store: &Store,
@@ -836,22 +859,13 @@ impl crate::Service {
             .map_err(store_error)?;
         let mut files = None;
         let mut restored = None;
-        if let (Some(workspace), true) = (&conv.workspace, params.files.unwrap_or(true)) {
-            // Refuse what the store would refuse before touching any file.
-            if let Some(expected) = params.expected_head {
-                if expected != conv.head {
-                    return Err(store_error(exo_store::Error::HeadConflict {
-                        expected,
-                        actual: conv.head,
-                    }));
-                }
-            }
-            if let Some(turn) = conv.open_turn {
-                return Err(store_error(exo_store::Error::Busy(format!(
-                    "turn {turn} is in progress in conversation {}; finish it before rewinding",
-                    conv.slug
-                ))));
-            }
+        let restores_files = conv.workspace.is_some() && params.files.unwrap_or(true);
+        if restores_files || params.dry_run {
+            // Refuse what the store would refuse before touching any file,
+            // or answering a dry run.
+            refuse_as_the_store_would(&conv, params.expected_head)?;
+        }
+        if let (Some(workspace), true) = (&conv.workspace, restores_files) {
             if params.to != conv.head {
                 if let Some((_, target)) =
                     snapshot_at(store, &params.agent, &params.conversation, Some(params.to))?
@@ -879,22 +893,7 @@ impl crate::Service {
             }
         }
         if params.dry_run {
-            // What the real rewind would refuse, it refuses here too; the
-            // files (none to restore) are left as they are.
-            if let Some(expected) = params.expected_head {
-                if expected != conv.head {
-                    return Err(store_error(exo_store::Error::HeadConflict {
-                        expected,
-                        actual: conv.head,
-                    }));
-                }
-            }
-            if let Some(turn) = conv.open_turn {
-                return Err(store_error(exo_store::Error::Busy(format!(
-                    "turn {turn} is in progress in conversation {}; finish it before rewinding",
-                    conv.slug
-                ))));
-            }
+            // No files to restore: the event must still be one to rewind to.
             store
                 .event(&params.agent, &params.conversation, params.to)
                 .map_err(store_error)?;
