@@ -182,9 +182,14 @@ impl Shadow {
             repo
         };
 
+        // The marker is written whole or not at all (staged, synced,
+        // renamed); an empty one, left by a process killed while an older
+        // exo wrote it in place, names no workspace and is written again.
         let marker = dir.join(WORKSPACE_FILE);
         match fs::read(&marker) {
-            Ok(recorded) if recorded != workspace.as_os_str().as_bytes() => {
+            Ok(recorded)
+                if !recorded.is_empty() && recorded != workspace.as_os_str().as_bytes() =>
+            {
                 return Err(Error::Invalid(format!(
                     "shadow store {} belongs to workspace {}, not {}",
                     dir.display(),
@@ -192,8 +197,12 @@ impl Shadow {
                     workspace.display()
                 )));
             }
-            Ok(_) => {}
-            Err(_) => fs::write(&marker, workspace.as_os_str().as_bytes()).at(&marker)?,
+            Ok(recorded) if !recorded.is_empty() => {}
+            _ => {
+                let staged = index::stage(&marker, workspace.as_os_str().as_bytes())?;
+                staged.file.sync_all().at(&staged.temp)?;
+                staged.commit()?;
+            }
         }
 
         let entries = index::load(&dir).unwrap_or_default();
@@ -1449,6 +1458,7 @@ fn remove_stale_temp_files(dir: &Path) {
         let name = name.as_bytes();
         if name.starts_with(format!("{INDEX_FILE}.tmp-").as_bytes())
             || name.starts_with(format!("{LAST_FILE}.tmp-").as_bytes())
+            || name.starts_with(format!("{WORKSPACE_FILE}.tmp-").as_bytes())
         {
             let _ = fs::remove_file(entry.path());
         }

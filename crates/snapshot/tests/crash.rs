@@ -188,3 +188,33 @@ fn a_shadow_whose_creation_was_killed_opens() {
     let snapshot = shadow.snapshot(ScanHint::Full).unwrap();
     assert!(shadow.contains(&snapshot.commit));
 }
+
+/// A shadow store's workspace marker left empty (a process killed while an
+/// older exo wrote it in place) names no workspace: the next open writes
+/// it again and snapshots go on, while a marker naming another workspace
+/// is still refused.
+#[test]
+fn an_empty_workspace_marker_is_written_again() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.ws.join("a.txt"), "a").unwrap();
+    let dir = {
+        let mut shadow = Shadow::open(&fixture.exo, &fixture.ws, Options::default()).unwrap();
+        shadow.snapshot(ScanHint::Full).unwrap();
+        shadow.dir().to_path_buf()
+    };
+    let marker = dir.join("exo-workspace");
+    std::fs::write(&marker, "").unwrap();
+    let mut shadow = Shadow::open(&fixture.exo, &fixture.ws, Options::default()).unwrap();
+    shadow.snapshot(ScanHint::Full).unwrap();
+    drop(shadow);
+    let canonical = fixture.ws.canonicalize().unwrap();
+    assert_eq!(
+        std::fs::read(&marker).unwrap(),
+        canonical.as_os_str().as_encoded_bytes()
+    );
+    std::fs::write(&marker, "/somewhere/else").unwrap();
+    let refused = Shadow::open(&fixture.exo, &fixture.ws, Options::default()).err();
+    assert!(refused.is_some_and(|err| err
+        .to_string()
+        .contains("belongs to workspace /somewhere/else")),);
+}
