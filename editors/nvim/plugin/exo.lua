@@ -42,7 +42,7 @@ vim.api.nvim_create_autocmd('ColorScheme', {
 
 vim.api.nvim_create_autocmd('VimLeavePre', {
   group = group,
-  desc = 'exo: close the connection (a daemon started here shuts down)',
+  desc = 'exo: close the connection (a daemon started with daemon = "stdio" shuts down)',
   callback = function()
     if package.loaded['exo.client'] then
       require('exo.client').disconnect()

@@ -1,17 +1,35 @@
--- Approvals: :Exo send to an agent whose policy is `ask`; the question
--- comes through vim.ui.select and the answer goes back to exo.
+-- Approvals: :Exo send to an agent whose policy is `ask`. By default the
+-- question is announced and :Exo approvals asks it through vim.ui.select;
+-- with approvals = 'ask' the picker opens by itself, but never over keys
+-- the user is typing.
 
 local h = require('helpers')
 local scripts = require('scripts')
 
-test(':Exo send asks the approval through vim.ui.select, and an allowed write happens', function()
+---@param fx exo.test.Fixture
+---@param options table
+local function setup(fx, options)
+  require('exo').setup(vim.tbl_extend('force', { cmd = h.exo_bin, root = fx.root, timeline = { open = 'vsplit' } }, options))
+end
+
+test('a question is announced naming its conversation; :Exo approvals asks it, and an allowed write happens', function()
   local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_write })
   local tl = h.open_timeline()
+  vim.cmd('Exo send please write approved.txt')
+  h.wait_line(tl, 'waiting for approval: write_file approved.txt  (ga or :Exo approvals)')
+  local announced = h.wait_for('the question to be announced', function()
+    return h.notified('waits for approval')[1]
+  end, function()
+    return h.dump(tl)
+  end)
+  h.ok(announced.msg:find('coder/work waits for approval to write_file approved.txt (4 bytes)', 1, true), announced.msg)
+  -- Nothing opened by itself.
+  h.eq(#h.selects, 0)
   h.on_select = function(items, opts)
     h.eq(opts.kind, 'exo.approval')
-    return h.pick(items, opts, 'Allow')
+    return h.pick(items, opts, 'Allow once')
   end
-  vim.cmd('Exo send please write approved.txt')
+  vim.cmd('Exo approvals')
   h.wait_for('approved.txt to be written', function()
     return h.read(fx.workspace .. '/approved.txt') == 'yes\n'
   end, function()
@@ -19,23 +37,78 @@ test(':Exo send asks the approval through vim.ui.select, and an allowed write ha
   end)
   h.wait_line(tl, 'turn ended: completed')
   h.eq(#h.selects, 1, 'asked once, though the question came to the runner and to the watch')
-  h.ok(h.selects[1].opts.prompt:find('write_file approved.txt', 1, true), h.selects[1].opts.prompt)
+  h.eq(#h.notified('waits for approval'), 1, 'announced once')
+  local prompt = h.selects[1].opts.prompt
+  h.ok(prompt:find('exo: coder/work: the agent wants to write_file approved.txt (4 bytes)', 1, true), prompt)
   h.ok(h.find_line(tl, 'approval write_file call_1_1: allowed (allow_once, by user)'), h.dump(tl))
   h.ok(h.find_line(tl, 'assistant: Wrote approved.txt.'), h.dump(tl))
   -- The question left the tail once answered.
   h.ok(not h.find_line(tl, 'waiting for approval'), h.dump(tl))
 end)
 
-test('a denied write does not happen', function()
+test("with approvals = 'ask' the picker opens by itself, Deny first, and a denied write does not happen", function()
   local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_write })
+  setup(fx, { approvals = 'ask' })
   local tl = h.open_timeline()
   h.on_select = function(items, opts)
+    h.eq(opts.format_item(items[1]), 'Deny', 'a stray 1<CR> must not allow')
     return h.pick(items, opts, 'Deny')
   end
   vim.cmd('Exo send please write approved.txt')
   h.wait_line(tl, 'turn ended: completed')
   h.ok(h.find_line(tl, 'approval write_file call_1_1: denied (deny, by user)'), h.dump(tl))
   h.eq(h.read(fx.workspace .. '/approved.txt'), nil)
+  h.eq(#h.selects, 1)
+end)
+
+test("with approvals = 'ask' the picker waits while keys are pending, and leaves them to their buffer", function()
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_write })
+  setup(fx, { approvals = 'ask' })
+  local tl = h.open_timeline()
+  -- Keys the user is typing, not yet read: "3<CR>" would pick the third
+  -- item of an inputlist().
+  vim.api.nvim_feedkeys('3\r', 'n', false)
+  vim.cmd('Exo send please write approved.txt')
+  h.wait_line(tl, 'waiting for approval: write_file approved.txt')
+  -- Long enough for a scheduled picker to have opened.
+  vim.wait(300, function()
+    return #h.selects > 0
+  end, 10)
+  h.eq(#h.selects, 0, 'no picker over pending keys')
+  h.eq(vim.fn.getchar(1) ~= 0, true, 'the keys are still pending')
+  -- The user's keys are read (by what they were meant for), and the user
+  -- goes idle: now the picker opens.
+  h.eq(vim.fn.getcharstr(), '3')
+  h.eq(vim.fn.getcharstr(), '\r')
+  h.on_select = function(items, opts)
+    return h.pick(items, opts, 'Allow once')
+  end
+  vim.api.nvim_exec_autocmds('CursorHold', {})
+  h.wait_for('approved.txt to be written', function()
+    return h.read(fx.workspace .. '/approved.txt') == 'yes\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  h.eq(#h.selects, 1)
+end)
+
+test('a multi-line command is shown whole in the question', function()
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
+  local tl = h.open_timeline()
+  vim.cmd('Exo send run something')
+  local announced = h.wait_for('the question to be announced', function()
+    return h.notified('waits for approval')[1]
+  end, function()
+    return h.dump(tl)
+  end)
+  h.ok(announced.msg:find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), announced.msg)
+  h.on_select = function(items, opts)
+    return h.pick(items, opts, 'Deny')
+  end
+  vim.cmd('Exo approvals')
+  h.wait_line(tl, 'turn ended: completed')
+  h.ok(h.selects[1].opts.prompt:find('│ rm -f keep.txt', 1, true), h.selects[1].opts.prompt)
+  h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
 end)
 
 test('a dismissed question waits, and :Exo approvals asks it again', function()
@@ -46,11 +119,12 @@ test('a dismissed question waits, and :Exo approvals asks it again', function()
   end
   vim.cmd('Exo send please write approved.txt')
   h.wait_line(tl, 'waiting for approval: write_file approved.txt')
+  vim.cmd('Exo approvals')
   h.wait_for('the dismissal to be noted', function()
     return #h.notified('still waits') > 0
   end)
   h.on_select = function(items, opts)
-    return h.pick(items, opts, 'Allow')
+    return h.pick(items, opts, 'Allow once')
   end
   vim.cmd('Exo approvals')
   h.wait_for('approved.txt to be written', function()
@@ -60,4 +134,11 @@ test('a dismissed question waits, and :Exo approvals asks it again', function()
   end)
   h.wait_line(tl, 'turn ended: completed')
   h.eq(#h.selects, 2)
+end)
+
+test('setup refuses an unknown approvals or daemon option', function()
+  local ok, err = pcall(require('exo').setup, { approvals = 'always' })
+  h.ok(not ok and tostring(err):find('approvals must be', 1, true), tostring(err))
+  ok, err = pcall(require('exo').setup, { daemon = 'fork' })
+  h.ok(not ok and tostring(err):find('daemon must be', 1, true), tostring(err))
 end)

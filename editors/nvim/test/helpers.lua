@@ -334,9 +334,10 @@ end
 -- Clean-up
 -- ---------------------------------------------------------------------------
 
---- Closes the plugin's connection (its started daemon shuts down), waits
---- for the daemons to exit, stops any other daemon of the test's roots, and
---- removes the temporary directories.
+--- Closes the plugin's connection (a `--stdio` daemon it started shuts
+--- down), stops the daemons of the test's roots (the detached ones the
+--- plugin started among them), checks that none runs on, and removes the
+--- temporary directories.
 function H.cleanup()
   for i = #cleanups, 1, -1 do
     pcall(cleanups[i])
@@ -344,6 +345,7 @@ function H.cleanup()
   cleanups = {}
   local client = require('exo.client')
   local spawned = client.info().spawned
+  local started = client.info().started
   require('exo').shutdown()
   vim.wait(30000, function()
     return #client.info().spawned == 0
@@ -352,16 +354,23 @@ function H.cleanup()
     vim.uv.kill(pid, 'sigkill')
   end
   for _, fx in ipairs(fixtures) do
-    -- A daemon another process started on the root (none should run).
     local lock = H.read(fx.root .. '/daemon.lock')
     local ok, details = pcall(vim.json.decode, lock or '')
     if ok and type(details) == 'table' and details.pid and vim.uv.kill(details.pid, 0) == 0 then
       vim.system({ H.exo_bin, '--root', fx.root, 'daemon', 'stop' }):wait(70000)
     end
   end
-  for _, pid in ipairs(spawned) do
-    H.ok(vim.uv.kill(pid, 0) ~= 0, 'a daemon the test started still runs: pid ' .. pid)
+  local function running(pid)
+    return vim.uv.kill(pid, 0) == 0
   end
+  -- A detached daemon is reaped by the loop once it exits.
+  vim.wait(30000, function()
+    return #vim.tbl_filter(running, started) == 0
+  end, 20)
+  for _, pid in ipairs(vim.list_extend(vim.deepcopy(spawned), started)) do
+    H.ok(not running(pid), 'a daemon the test started still runs: pid ' .. pid)
+  end
+  client._forget_started()
   -- Windows and buffers of the test go, so the next one starts afresh.
   vim.cmd('silent! tabonly!')
   vim.cmd('silent! only!')

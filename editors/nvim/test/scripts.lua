@@ -16,6 +16,17 @@ S.two_writes = {
   },
 }
 
+--- Two turns, each writing sub/new.txt: "first\n", then "second\n".
+S.two_writes_in_sub = {
+  responses = {
+    { text = 'Writing.', tool_calls = { { name = 'write_file', arguments = { path = 'sub/new.txt', content = 'first\n' } } } },
+    { text = 'Wrote sub/new.txt.' },
+    { text = 'Changing.', tool_calls = { { name = 'write_file', arguments = { path = 'sub/new.txt', content = 'second\n' } } } },
+    { text = 'Changed sub/new.txt.' },
+    { text = 'Nothing more to do.' },
+  },
+}
+
 --- One answer streamed slowly, one character every 40 ms: long enough to
 --- see it stream and to cancel it.
 S.slow = {
@@ -31,6 +42,15 @@ S.ask_to_write = {
   responses = {
     { text = 'May I write?', tool_calls = { { name = 'write_file', arguments = { path = 'approved.txt', content = 'yes\n' } } } },
     { text = 'Wrote approved.txt.' },
+  },
+}
+
+--- One turn asking to run a two-line command whose first line looks
+--- harmless.
+S.ask_to_run = {
+  responses = {
+    { text = 'May I run it?', tool_calls = { { name = 'shell', arguments = { command = 'echo harmless\nrm -f keep.txt' } } } },
+    { text = 'Done.' },
   },
 }
 

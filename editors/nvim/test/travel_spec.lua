@@ -189,3 +189,146 @@ test(':Exo fork into a new folder writes the fork point\'s files there and opens
   h.wait_line(fork_tl, 'snapshot fork')
   h.ok(not h.find_line(fork_tl, 'user: two'), h.dump(fork_tl))
 end)
+
+test('a modified buffer of a file the rewind would create, opened through a symlink to the workspace, refuses it', function()
+  local fx = h.fixture({ script = scripts.two_writes_in_sub, turns = { 'one', 'two' } })
+  h.open_timeline()
+  -- sub/ goes, and the latest snapshot says so: the rewind will create it.
+  vim.fn.delete(fx.workspace .. '/sub', 'rf')
+  h.await('the snapshot', function(done)
+    require('exo').snapshot(done)
+  end)
+  local link = fx.dir .. '/link'
+  h.ok(vim.uv.fs_symlink(fx.workspace, link))
+  -- A new file, in a folder that does not exist yet, through the link.
+  vim.cmd('edit ' .. vim.fn.fnameescape(link .. '/sub/new.txt'))
+  vim.api.nvim_buf_set_lines(0, 0, -1, false, { 'mine, not saved' })
+  local before = head(fx)
+  local err = h.await('the rewind', function(done)
+    require('exo').rewind({}, done)
+  end)
+  h.eq(err, 'refused')
+  h.eq(require('exo.travel').last_refusal.unsaved, { 'sub/new.txt' })
+  h.eq(h.read(fx.workspace .. '/sub/new.txt'), nil)
+  h.eq(head(fx), before)
+end)
+
+test('a buffer modified while the confirmation was open refuses the rewind', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  h.open_timeline()
+  vim.cmd('edit ' .. vim.fn.fnameescape(fx.workspace .. '/notes.txt'))
+  local buf = vim.api.nvim_get_current_buf()
+  h.on_select = function(items, opts)
+    -- The user goes on typing, then answers.
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { 'typed while asked' })
+    return h.pick(items, opts, 'Rewind')
+  end
+  local before = head(fx)
+  local err = h.await('the rewind', function(done)
+    require('exo').rewind({}, done)
+  end)
+  h.eq(err, 'refused')
+  h.eq(require('exo.travel').last_refusal.unsaved, { 'notes.txt' })
+  h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
+  h.eq(vim.api.nvim_buf_get_lines(buf, 0, -1, false), { 'typed while asked' })
+  h.eq(head(fx), before)
+end)
+
+test(':Exo rewind takes the end of an id only when it names one event', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  local tl = h.open_timeline()
+  local before = head(fx)
+  vim.cmd('Exo rewind 1')
+  h.wait_for('the refusal', function()
+    return h.notified('"1" is not an event id')[1]
+  end, function()
+    return h.dump(tl)
+  end)
+  h.eq(#h.selects, 0)
+  h.eq(head(fx), before)
+  -- The end of the first turn's last event, as the timeline shows it.
+  local events = h.events(fx)
+  local target
+  for _, event in ipairs(events) do
+    if event.kind == 'turn_ended' then
+      target = event
+      break
+    end
+  end
+  confirm('Rewind')
+  vim.cmd('Exo rewind ' .. require('exo.render').short(target.id))
+  h.wait_for('notes.txt to be restored', function()
+    return h.read(fx.workspace .. '/notes.txt') == 'first\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  local after = h.events(fx)
+  h.eq(after[#after - 1].kind, 'rewound')
+  h.eq(after[#after - 1].to_event, target.id)
+end)
+
+test('a preview shows a file name with a newline escaped', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  h.open_timeline()
+  h.write(fx.workspace .. '/odd\nmodified  fake.txt', 'x\n')
+  h.await('the snapshot', function(done)
+    require('exo').snapshot(done)
+  end)
+  h.on_select = function()
+    return nil
+  end
+  h.await('the rewind preview', function(done)
+    require('exo').rewind({}, done)
+    -- Cancelled at the confirmation: the callback never runs.
+    vim.defer_fn(function()
+      done()
+    end, 200)
+    h.wait_for('the confirmation', function()
+      return #h.selects > 0
+    end)
+  end)
+  local prompt = h.selects[1].opts.prompt
+  h.ok(prompt:find('deleted   odd\\nmodified  fake.txt', 1, true), prompt)
+  h.ok(not prompt:find('\nmodified  fake.txt', 1, true), prompt)
+  h.eq(h.read(fx.workspace .. '/odd\nmodified  fake.txt'), 'x\n')
+end)
+
+test(':Exo fork takes the folder as typed, and :Exo send the text as typed', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one' } })
+  local tl = h.open_timeline()
+  confirm('Fork')
+  local folder = fx.dir .. '/my %fork #1 $HOME'
+  vim.cmd('Exo fork ' .. folder)
+  h.wait_for('the fork\'s files', function()
+    return h.read(folder .. '/notes.txt') == 'first\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  h.eq(h.exo_json(fx, { 'conversation', 'show', 'coder', 'work-fork' }).workspace, folder)
+  local fork_id = h.exo_json(fx, { 'conversation', 'show', 'coder', 'work-fork' }).id
+  h.wait_for('the fork to be current', function()
+    local current = require('exo').current
+    return current and current.slug == 'work-fork'
+  end)
+  local fork_tl = h.wait_for('the fork\'s timeline', function()
+    local opened = require('exo.timeline').for_conversation(fork_id)
+    return opened and opened.loaded and opened
+  end)
+  vim.cmd([[Exo send two  spaces, a \ and	a tab]])
+  local sent
+  h.wait_for('the turn to end', function()
+    local ended = 0
+    for _, event in ipairs(h.events(fx, 'work-fork')) do
+      if event.kind == 'message' and event.role == 'user' then
+        sent = event.content
+      elseif event.kind == 'turn_ended' then
+        ended = ended + 1
+      end
+    end
+    return ended == 2
+  end, function()
+    return h.dump(fork_tl)
+  end)
+  local text = type(sent) == 'string' and sent or sent[1].text
+  h.eq(text, 'two  spaces, a \\ and\ta tab')
+end)

@@ -1,13 +1,14 @@
 -- Two editors following one conversation: a second Neovim (a child of
 -- this one, driven over its RPC channel) reaches the daemon this editor
 -- started through its socket, sees the turn this editor runs, and can
--- answer its approval question.
+-- answer its approval question; quitting this editor does not end the
+-- turns the other one runs.
 
 local h = require('helpers')
 local scripts = require('scripts')
 
---- Starts a second, headless Neovim with the plugin and returns its
---- channel.
+--- Starts a second, headless Neovim with the plugin (asking approvals by
+--- itself, allowing each once) and returns its channel.
 ---@param fx exo.test.Fixture
 ---@return integer
 local function second_editor(fx)
@@ -28,11 +29,15 @@ local function second_editor(fx)
     vim.ui.select = function(items, opts, on_choice)
       table.insert(_G.asked, opts.prompt)
       if opts.kind == 'exo.approval' then
-        vim.schedule(function() on_choice(items[1], 1) end)
+        for i, item in ipairs(items) do
+          if opts.format_item(item) == 'Allow once' then
+            vim.schedule(function() on_choice(item, i) end)
+          end
+        end
       end
     end
     vim.notify = function() end
-    require('exo').setup({ cmd = bin, root = root, timeline = { open = 'enew' } })
+    require('exo').setup({ cmd = bin, root = root, timeline = { open = 'enew' }, approvals = 'ask' })
     require('exo').open('coder/work')
   ]], { h.exo_bin, fx.root })
   return channel
@@ -64,15 +69,15 @@ end
 test('a second editor follows the turn this one runs, and answers its approval', function()
   local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_write })
   local tl = h.open_timeline()
-  -- This editor started the daemon; the second one goes through its socket.
-  h.eq(require('exo.client').info().transport.kind, 'stdio')
+  -- This editor started the daemon, detached, and reaches it through its
+  -- socket, as the second one does.
+  local info = require('exo.client').info()
+  h.eq(info.transport.kind, 'socket')
+  h.eq(#info.started, 1)
+  h.eq(info.daemon.pid, info.started[1])
   local channel = second_editor(fx)
   wait_line(channel, 'created Work (work)')
   h.eq(vim.rpcrequest(channel, 'nvim_exec_lua', 'return require("exo.client").info().transport.kind', {}), 'socket')
-  -- This editor leaves the question unanswered; the other one allows it.
-  h.on_select = function()
-    return nil
-  end
   vim.cmd('Exo send please write approved.txt')
   h.wait_for('approved.txt to be written', function()
     return h.read(fx.workspace .. '/approved.txt') == 'yes\n'
@@ -84,7 +89,54 @@ test('a second editor follows the turn this one runs, and answers its approval',
   wait_line(channel, 'assistant: Wrote approved.txt.')
   h.wait_line(tl, 'turn ended: completed')
   h.ok(h.find_line(tl, 'approval write_file call_1_1: allowed (allow_once, by user)'), h.dump(tl))
+  h.eq(#h.selects, 0, 'this editor only announced the question')
   local asked = vim.rpcrequest(channel, 'nvim_exec_lua', 'return _G.asked', {})
   h.eq(#asked, 1)
-  h.ok(asked[1]:find('write_file approved.txt', 1, true), asked[1])
+  h.ok(asked[1]:find('coder/work: the agent wants to write_file approved.txt', 1, true), asked[1])
+end)
+
+test('quitting the editor that started the daemon does not end the turn another editor runs', function()
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_write })
+  local tl = h.open_timeline()
+  local daemon = require('exo.client').info().daemon.pid
+  local channel = second_editor(fx)
+  wait_line(channel, 'created Work (work)')
+  -- The second editor's picker is held back until this editor is gone.
+  vim.rpcrequest(channel, 'nvim_exec_lua', [[
+    _G.held = {}
+    local allow = vim.ui.select
+    vim.ui.select = function(items, opts, on_choice)
+      table.insert(_G.held, function() allow(items, opts, on_choice) end)
+    end
+    vim.cmd('Exo send please write approved.txt')
+  ]], {})
+  h.wait_line(tl, 'waiting for approval: write_file approved.txt')
+  -- This editor quits (what VimLeavePre does).
+  require('exo').shutdown()
+  h.eq(vim.uv.kill(daemon, 0), 0, 'the daemon runs on')
+  h.wait_for('the second editor to be asked', function()
+    return vim.rpcrequest(channel, 'nvim_exec_lua', 'return #_G.held', {}) > 0
+  end)
+  vim.rpcrequest(channel, 'nvim_exec_lua', '_G.held[1]()', {})
+  h.wait_for('approved.txt to be written', function()
+    return h.read(fx.workspace .. '/approved.txt') == 'yes\n'
+  end, function()
+    return 'second editor:\n  ' .. table.concat(lines_of(channel), '\n  ')
+  end)
+  wait_line(channel, 'turn ended: completed')
+  h.eq(vim.rpcrequest(channel, 'nvim_exec_lua', 'return require("exo.client").status()', {}), 'connected')
+end)
+
+test("with daemon = 'stdio' the started daemon is this editor's child, and stops with it", function()
+  local fx = h.fixture({ script = scripts.two_writes })
+  require('exo').setup({ cmd = h.exo_bin, root = fx.root, daemon = 'stdio' })
+  h.open_timeline()
+  local info = require('exo.client').info()
+  h.eq(info.transport.kind, 'stdio')
+  h.eq(#info.started, 0)
+  local pid = info.transport.pid
+  require('exo').shutdown()
+  h.wait_for('the stdio daemon to exit', function()
+    return vim.uv.kill(pid, 0) ~= 0
+  end)
 end)

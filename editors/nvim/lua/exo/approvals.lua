@@ -2,16 +2,25 @@
 ---
 --- Features:
 --- - Each `approval/request` (from a turn this editor runs, or one it
----   watches) is asked once, through `vim.ui.select`: Allow, Allow for this
----   turn, Always allow, Deny; the answer goes to `approval/respond`.
+---   watches) is announced once, naming the conversation and what the agent
+---   wants to do; `:Exo approvals` (`ga` in a timeline) asks what waits,
+---   through `vim.ui.select`: Deny, Allow once, Allow for this turn, Always
+---   allow; the answer goes to `approval/respond`.
+--- - With `approvals = 'ask'`, the question opens by itself, but only in
+---   Normal mode with no keys pending.
 --- - Questions are asked one at a time, in the order they came.
---- - `:Exo approvals` lists what waits (`approval/list`) and asks again,
----   for a question dismissed or one asked before this editor followed.
 ---
 --- Key design ideas:
+--- - A picker that opens by itself takes the keys meant for the buffer:
+---   the default `vim.ui.select` is `inputlist()`, where "3<CR>" typed a
+---   moment too late grants a tool for good. So by default nothing opens
+---   unasked. When it does ('ask'), typeahead is set aside (`inputsave()`)
+---   and the list starts with Deny, so stray keys never allow anything.
+--- - The prompt says which conversation asks and shows the whole command
+---   (every line of it): an answer is given to what runs, not to a summary.
 --- - A question reaches this editor twice when it runs the turn and also
 ---   watches its conversation (once for each role): it is keyed by
----   `turn/call_id` and asked once.
+---   `turn/call_id` and announced once.
 --- - Any client may answer and the first answer counts: a question answered
 ---   elsewhere is dropped from the queue when its decision is recorded.
 
@@ -21,17 +30,20 @@ local render = require('exo.render')
 
 local M = {}
 
+-- Deny first: in a numbered list, a stray "1<CR>" refuses.
 local choices = {
-  { label = 'Allow', decision = 'allow_once' },
-  { label = 'Allow for this turn', decision = 'allow_turn' },
-  { label = 'Always allow', decision = 'allow_always' },
   { label = 'Deny', decision = 'deny' },
+  { label = 'Allow once', decision = 'allow_once' },
+  { label = 'Allow for this turn', decision = 'allow_turn' },
+  { label = 'Always allow (this tool, every later turn of the agent)', decision = 'allow_always' },
 }
+
+-- The most of a command a prompt shows; the rest is counted.
+local SHOWN_BYTES = 16 * 1024
 
 ---@class exo.approvals.Entry
 ---@field request table
----@field state 'queued'|'asking'|'dismissed'|'answered'
----@field enqueued boolean? waiting in `queue` to be asked
+---@field state 'waiting'|'queued'|'asking'|'dismissed'|'answered'
 ---@field answered_elsewhere boolean? decided by another client while asked here
 
 ---@type table<string, exo.approvals.Entry>
@@ -39,11 +51,58 @@ local entries = {}
 ---@type string[]
 local queue = {}
 local asking = false
+local deferred = false
 
 ---@param request table
 ---@return string
 local function key_of(request)
   return tostring(request.turn) .. '/' .. tostring(request.call_id)
+end
+
+--- `agent/conversation` of the request, as slugs when a timeline knows
+--- them.
+---@param request table
+---@return string
+local function where(request)
+  local timeline = require('exo.timeline')
+  local tl = (request.conversation and timeline.for_conversation(request.conversation)) or timeline.for_turn(request.turn)
+  if tl then
+    return ('%s/%s'):format(tl.agent_slug or tl.agent, tl.slug or tl.conversation)
+  end
+  return 'conversation ' .. render.short(request.conversation) .. ', turn ' .. render.short(request.turn)
+end
+
+--- What the agent wants to do, whole: every line of a command, control
+--- characters of a path shown escaped.
+---@param request table
+---@return string
+function M.describe(request)
+  local args = type(request.arguments) == 'table' and request.arguments or {}
+  if request.tool == 'shell' and type(args.command) == 'string' then
+    local command = args.command
+    local more = ''
+    if #command > SHOWN_BYTES then
+      more = ('\n… and %d more bytes'):format(#command - SHOWN_BYTES)
+      command = command:sub(1, SHOWN_BYTES)
+    end
+    local lines = vim.split(command, '\n', { plain = true })
+    if #lines == 1 then
+      return 'run: ' .. render.escape(command) .. more
+    end
+    local shown = {}
+    for i, line in ipairs(lines) do
+      shown[i] = '  │ ' .. render.escape(line)
+    end
+    return ('run this %d-line command:\n%s%s'):format(#lines, table.concat(shown, '\n'), more)
+  end
+  if (request.tool == 'write_file' or request.tool == 'edit_file') and type(args.path) == 'string' then
+    local text = ('%s %s'):format(request.tool, render.escape(args.path))
+    if type(args.content) == 'string' then
+      text = text .. (' (%d bytes)'):format(#args.content)
+    end
+    return text
+  end
+  return tostring(request.tool) .. ' ' .. render.escape(render.json(request.arguments, 2000))
 end
 
 ---@param request table
@@ -67,17 +126,39 @@ end
 
 local ask_next
 
+--- Whether a picker may open now without taking keys meant for something
+--- else: Normal mode, nothing typed ahead, no operator pending.
+---@return boolean
+local function quiet()
+  return vim.api.nvim_get_mode().mode == 'n' and vim.fn.getchar(1) == 0
+end
+
+--- Asks again once the user is back in Normal mode, or idle.
+local function defer()
+  if deferred then
+    return
+  end
+  deferred = true
+  vim.api.nvim_create_autocmd({ 'ModeChanged', 'CursorHold' }, {
+    group = vim.api.nvim_create_augroup('exo.approvals.defer', { clear = true }),
+    once = true,
+    callback = function()
+      deferred = false
+      vim.schedule(ask_next)
+    end,
+  })
+end
+
 ---@param key string
 local function ask_one(key)
   local entry = entries[key]
   asking = true
   entry.state = 'asking'
   local request = entry.request
-  local prompt = ('exo: the agent wants to %s'):format(render.describe_call(request.tool, request.arguments))
-  if request.tool == 'write_file' and type(request.arguments) == 'table' and type(request.arguments.content) == 'string' then
-    prompt = prompt .. (' (%d bytes)'):format(#request.arguments.content)
-  end
-  vim.ui.select(choices, {
+  local prompt = ('exo: %s: the agent wants to %s'):format(where(request), M.describe(request))
+  -- Keys typed before the question (meant for the buffer) stay theirs.
+  vim.fn.inputsave()
+  local ok, err = pcall(vim.ui.select, choices, {
     prompt = prompt,
     kind = 'exo.approval',
     format_item = function(choice)
@@ -96,44 +177,83 @@ local function ask_one(key)
     end
     vim.schedule(ask_next)
   end)
+  vim.fn.inputrestore()
+  if not ok then
+    asking = false
+    entry.state = 'dismissed'
+    vim.notify('exo: the approval picker failed: ' .. tostring(err), vim.log.levels.ERROR)
+  end
 end
 
 ask_next = function()
   if asking then
     return
   end
-  while #queue > 0 do
-    local key = table.remove(queue, 1)
+  local head
+  for _, key in ipairs(queue) do
     local entry = entries[key]
     if entry and entry.state == 'queued' then
-      return ask_one(key)
+      head = key
+      break
     end
   end
+  if not head then
+    queue = {}
+    return
+  end
+  if not quiet() then
+    return defer()
+  end
+  queue = vim.tbl_filter(function(key)
+    return key ~= head and entries[key] and entries[key].state == 'queued'
+  end, queue)
+  ask_one(head)
 end
 
---- Asks about an `approval/request`, once however often it arrives.
----@param request table `{turn, call_id, tool, arguments}`
----@param again boolean? ask again about a question dismissed before
-function M.ask(request, again)
+---@param entry exo.approvals.Entry
+local function enqueue(entry)
+  entry.state = 'queued'
+  table.insert(queue, key_of(entry.request))
+  vim.schedule(ask_next)
+end
+
+--- Mode of the `approvals` option: 'notify', 'ask', or false.
+---@return 'notify'|'ask'|false
+local function mode()
+  local option = config.options.approvals
+  if option == 'ask' or option == 'notify' then
+    return option
+  end
+  return option and 'notify' or false
+end
+
+--- Takes note of an `approval/request`, once however often it arrives:
+--- announces it (or, with `approvals = 'ask'`, asks it).
+---@param request table `{turn, call_id, tool, arguments, conversation?}`
+function M.ask(request)
   local key = key_of(request)
   local entry = entries[key]
   if entry then
-    local settled = entry.state == 'asking' or entry.state == 'answered' or (entry.state == 'queued' and entry.enqueued)
-    if not again or settled then
-      return
-    end
-  end
-  entry = { request = request, state = 'queued', enqueued = false }
-  entries[key] = entry
-  if not config.options.approvals and not again then
-    -- Shown in the timeline; `:Exo approvals` asks.
+    -- The second copy may know the conversation the first did not.
+    entry.request.conversation = entry.request.conversation or request.conversation
     return
   end
-  entry.enqueued = true
-  table.insert(queue, key)
-  -- Never inside the read loop: the default `vim.ui.select` waits for
-  -- the user.
-  vim.schedule(ask_next)
+  entry = { request = request, state = 'waiting' }
+  entries[key] = entry
+  local how = mode()
+  if how == 'ask' then
+    return enqueue(entry)
+  end
+  if how == 'notify' then
+    -- After the read loop: the watch's copy (naming the conversation) may
+    -- be right behind the runner's.
+    vim.schedule(function()
+      if entry.state == 'waiting' then
+        vim.notify(('exo: %s waits for approval to %s\n  answer with :Exo approvals (ga in its timeline)'):format(
+          where(entry.request), M.describe(entry.request)), vim.log.levels.WARN)
+      end
+    end)
+  end
 end
 
 --- Drops a question answered elsewhere (its decision was recorded).
@@ -149,7 +269,8 @@ function M.forget(key)
 end
 
 --- Asks about every question waiting in a conversation (or anywhere, when
---- `ctx` is nil), including those dismissed.
+--- `ctx` is nil), including those dismissed: the user asked, so the picker
+--- opens at once.
 ---@param ctx { agent: string, conversation: string }?
 function M.ask_waiting(ctx)
   local params = ctx and { agent = ctx.agent, conversation = ctx.conversation } or nil
@@ -162,7 +283,40 @@ function M.ask_waiting(ctx)
       return vim.notify('exo: no approval is waiting', vim.log.levels.INFO)
     end
     for _, request in ipairs(approvals) do
-      M.ask(request, true)
+      local key = key_of(request)
+      local entry = entries[key]
+      if not entry then
+        entry = { request = request, state = 'waiting' }
+        entries[key] = entry
+      end
+      if entry.state ~= 'asking' and entry.state ~= 'queued' then
+        entry.answered_elsewhere = nil
+        entry.state = 'queued'
+        table.insert(queue, key)
+      end
+    end
+    -- Called from a command: the user is at the keyboard, waiting for it.
+    if not asking then
+      local head
+      for _, key in ipairs(queue) do
+        if entries[key] and entries[key].state == 'queued' then
+          head = key
+          break
+        end
+      end
+      if head then
+        queue = vim.tbl_filter(function(key)
+          return key ~= head
+        end, queue)
+        -- Outside the read callback: the default picker waits for the user.
+        vim.schedule(function()
+          if not asking and entries[head].state == 'queued' then
+            ask_one(head)
+          else
+            ask_next()
+          end
+        end)
+      end
     end
   end)
 end

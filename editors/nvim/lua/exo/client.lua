@@ -2,8 +2,10 @@
 ---
 --- Features:
 --- - Connects to the root's running daemon over its Unix socket (found
----   through `<root>/daemon.lock`), else starts `exo daemon --stdio` as a
----   child process, which becomes the root's daemon (or relays to one that
+---   through `<root>/daemon.lock`, else `<root>/exo.sock`), else starts
+---   `exo daemon` detached (the default) and connects to its socket, or,
+---   with `daemon = 'stdio'`, starts `exo daemon --stdio` as a child
+---   process, which becomes the root's daemon (or relays to one that
 ---   started meanwhile).
 --- - Reconnects, with backoff, when the daemon goes away while something
 ---   still needs it (an open timeline), and tells its listeners so they can
@@ -14,9 +16,14 @@
 --- - The lock file's existence means nothing (it stays after the daemon
 ---   exits): connecting to the socket is the test, and `daemon/status` must
 ---   name this root before the connection is used.
---- - A started daemon's stdin is this editor's connection: when the editor
----   exits, stdin closes and that daemon shuts down gracefully. Another
----   editor following the same root then reconnects and starts its own.
+--- - A daemon started detached serves the root for every client (other
+---   editors, the command line, turns they run) and outlives this editor,
+---   like one started from a shell: quitting Neovim never cancels another
+---   client's turn. Its output goes to a log in Neovim's per-user log
+---   directory (`stdpath('log')`), which is what a failed start reports.
+--- - With `daemon = 'stdio'`, the started daemon's stdin is this editor's
+---   connection: when the editor exits, stdin closes and that daemon shuts
+---   down gracefully, ending the turns other clients run through it.
 
 local config = require('exo.config')
 local rpc = require('exo.rpc')
@@ -57,8 +64,14 @@ local state = {
   stderr_tail = {},
   ---@type string? why the last connection attempt failed
   last_error = nil,
-  ---@type table<integer, true> pids of the daemons this editor started that still run
+  ---@type table<integer, true> pids of the `--stdio` daemons this editor started that still run
   spawned = {},
+  ---@type integer[] pids of the detached daemons this editor started
+  started = {},
+  ---@type string? the log of the detached daemons this editor starts
+  log_file = nil,
+  ---@type integer? the log's size when the last one started
+  log_offset = nil,
   generation = 0,
 }
 
@@ -104,7 +117,7 @@ local function dispatch_notification(method, params)
   for _, fn in pairs(state.listeners) do
     local ok, err = xpcall(fn, debug.traceback, method, params)
     if not ok then
-      vim.notify('exo: ' .. tostring(err), vim.log.levels.ERROR)
+      rpc.report(err)
     end
   end
 end
@@ -122,7 +135,7 @@ local function finish_waiters(err)
   for _, fn in ipairs(waiters) do
     local ok, cb_err = xpcall(fn, debug.traceback, err)
     if not ok then
-      vim.notify('exo: ' .. tostring(cb_err), vim.log.levels.ERROR)
+      rpc.report(cb_err)
     end
   end
 end
@@ -287,38 +300,168 @@ local function start_stdio(generation)
   handshake(generation, conn)
 end
 
+--- Uses a connected socket as this editor's connection.
 ---@param generation integer
+---@param pipe uv.uv_pipe_t
 ---@param socket string
-local function start_socket(generation, socket)
+local function use_socket(generation, pipe, socket)
+  local notification, on_close = connection_callbacks(generation)
+  local conn = rpc.connect({
+    reader = pipe,
+    writer = pipe,
+    on_notification = notification,
+    on_close = on_close,
+  })
+  state.conn = conn
+  state.transport = { kind = 'socket', socket = socket }
+  handshake(generation, conn)
+end
+
+--- Tries the root's socket: the one `daemon.lock` names, else
+--- `<root>/exo.sock`; `callback(pipe, socket)` on the main loop, with a nil
+--- pipe when nobody listens there.
+---@param root string
+---@param callback fun(pipe: uv.uv_pipe_t?, socket: string)
+local function try_socket(root, callback)
+  local socket = locked_socket(root) or (root .. '/exo.sock')
+  if not vim.uv.fs_stat(socket) then
+    return vim.schedule(function()
+      callback(nil, socket)
+    end)
+  end
   local pipe = assert(vim.uv.new_pipe(false))
   pipe:connect(socket, function(err)
     vim.schedule(function()
-      if generation ~= state.generation then
+      if err then
         if not pipe:is_closing() then
+          pipe:close()
+        end
+        return callback(nil, socket)
+      end
+      callback(pipe, socket)
+    end)
+  end)
+end
+
+-- A log bigger than this is moved aside (to `.1`) before a daemon starts.
+local LOG_LIMIT = 4 * 1024 * 1024
+
+--- Where the detached daemons of `root` log: this user's Neovim log
+--- directory (never the root: exo refuses a log inside it).
+---@param root string
+---@return string
+local function daemon_log(root)
+  local dir = vim.fn.stdpath('log')
+  vim.fn.mkdir(dir, 'p', tonumber('700', 8))
+  return ('%s/exo-daemon-%s.log'):format(dir, vim.fn.sha256(root):sub(1, 16))
+end
+
+--- The last non-empty line `path` holds after byte `offset`, reading at
+--- most its last 4 KiB.
+---@param path string
+---@param offset integer
+---@return string
+local function log_tail(path, offset)
+  local fd = vim.uv.fs_open(path, 'r', 0)
+  if not fd then
+    return ''
+  end
+  local stat = vim.uv.fs_fstat(fd)
+  local size = stat and stat.size or 0
+  local from = math.max(offset, size - 4096)
+  local text = size > from and vim.uv.fs_read(fd, size - from, from) or ''
+  vim.uv.fs_close(fd)
+  local last = ''
+  for line in tostring(text):gmatch('[^\n]+') do
+    if line:match('%S') then
+      last = line
+    end
+  end
+  return last
+end
+
+---@param code integer
+---@param signal integer
+---@return string
+local function describe_exit(code, signal)
+  return signal ~= 0 and ('signal ' .. signal) or ('status ' .. code)
+end
+
+--- Starts `exo daemon` for the root, detached from this editor, and
+--- connects to its socket once it answers. A daemon another client started
+--- meanwhile is used as well (ours then exits saying one already runs).
+---@param generation integer
+local function start_detached(generation)
+  local cmd = config.command()
+  local args = vim.list_slice(cmd, 2)
+  vim.list_extend(args, { '--root', state.root, 'daemon' })
+  local log = daemon_log(state.root)
+  local size = (vim.uv.fs_stat(log) or { size = 0 }).size
+  if size > LOG_LIMIT then
+    vim.uv.fs_rename(log, log .. '.1')
+    size = 0
+  end
+  state.log_file = log
+  state.log_offset = size
+  local fd, open_err = vim.uv.fs_open(log, 'a', tonumber('600', 8))
+  if not fd then
+    return fail(generation, ('cannot open the daemon log %s: %s'):format(log, tostring(open_err)))
+  end
+  local env
+  if config.options.env then
+    env = {}
+    for name, value in pairs(vim.tbl_extend('force', vim.fn.environ(), config.options.env)) do
+      table.insert(env, name .. '=' .. value)
+    end
+  end
+  local exited
+  local handle, pid_or_err
+  handle, pid_or_err = vim.uv.spawn(cmd[1], {
+    args = args,
+    stdio = { nil, fd, fd },
+    env = env,
+    cwd = vim.fs.dirname(state.root),
+    detached = true,
+  }, function(code, signal)
+    exited = { code = code, signal = signal }
+    if handle and not handle:is_closing() then
+      handle:close()
+    end
+  end)
+  vim.uv.fs_close(fd)
+  if not handle then
+    return fail(generation, ('cannot start %s: %s'):format(cmd[1], tostring(pid_or_err)))
+  end
+  -- Neovim may exit while the daemon runs on.
+  handle:unref()
+  table.insert(state.started, pid_or_err)
+  local delay = 20
+  local function attempt()
+    if generation ~= state.generation or state.status ~= 'connecting' then
+      return
+    end
+    try_socket(state.root, function(pipe, socket)
+      if generation ~= state.generation or state.status ~= 'connecting' then
+        if pipe and not pipe:is_closing() then
           pipe:close()
         end
         return
       end
-      if err then
-        -- Nobody listens there (a lock left by a daemon that exited):
-        -- start one.
-        if not pipe:is_closing() then
-          pipe:close()
-        end
-        return start_stdio(generation)
+      if pipe then
+        return use_socket(generation, pipe, socket)
       end
-      local notification, on_close = connection_callbacks(generation)
-      local conn = rpc.connect({
-        reader = pipe,
-        writer = pipe,
-        on_notification = notification,
-        on_close = on_close,
-      })
-      state.conn = conn
-      state.transport = { kind = 'socket', socket = socket }
-      handshake(generation, conn)
+      if exited then
+        local last = log_tail(log, size)
+        if not last:find('already running', 1, true) then
+          local why = last ~= '' and (': ' .. last) or ''
+          return fail(generation, ('exo daemon exited (%s)%s (log: %s)'):format(describe_exit(exited.code, exited.signal), why, log))
+        end
+      end
+      delay = math.min(delay * 2, 500)
+      vim.defer_fn(attempt, delay)
     end)
-  end)
+  end
+  vim.defer_fn(attempt, delay)
 end
 
 local function start()
@@ -336,16 +479,28 @@ local function start()
       if state.conn then
         state.conn:close('no answer within ' .. timeout .. ' ms')
       else
-        fail(generation, 'no answer from the exo daemon within ' .. timeout .. ' ms')
+        local log = state.log_file and log_tail(state.log_file, state.log_offset or 0) or ''
+        fail(generation, 'no answer from the exo daemon within ' .. timeout .. ' ms' .. (log ~= '' and (' (its log says: ' .. log .. ')') or ''))
       end
     end
   end, timeout)
-  local socket = locked_socket(root)
-  if socket then
-    start_socket(generation, socket)
-  else
-    start_stdio(generation)
-  end
+  try_socket(root, function(pipe, socket)
+    if generation ~= state.generation then
+      if pipe and not pipe:is_closing() then
+        pipe:close()
+      end
+      return
+    end
+    if pipe then
+      return use_socket(generation, pipe, socket)
+    end
+    -- Nobody listens (no daemon, or a lock left by one that exited).
+    if config.options.daemon == 'stdio' then
+      start_stdio(generation)
+    else
+      start_detached(generation)
+    end
+  end)
 end
 
 schedule_reconnect = function()
@@ -433,9 +588,16 @@ function M.info()
     transport = state.transport and { kind = state.transport.kind, socket = state.transport.socket, pid = state.transport.pid },
     daemon = state.daemon,
     spawned = vim.tbl_keys(state.spawned),
+    started = vim.deepcopy(state.started),
+    log_file = state.log_file,
     last_error = state.last_error,
     stderr = vim.deepcopy(state.stderr_tail),
   }
+end
+
+--- Forgets the detached daemons started so far (they were stopped).
+function M._forget_started()
+  state.started = {}
 end
 
 --- The last stderr lines of a started daemon, as a suffix for a message.
@@ -448,8 +610,8 @@ function M.stderr_hint()
   return ' (exo said: ' .. tail[#tail] .. ')'
 end
 
---- Closes the connection and stops reconnecting (a started daemon then
---- shuts down, its stdin closed).
+--- Closes the connection and stops reconnecting (a `--stdio` daemon then
+--- shuts down, its stdin closed; a detached one runs on).
 function M.disconnect()
   state.wanted = {}
   if state.retry_timer then

@@ -16,7 +16,7 @@ local function rest(args)
 end
 
 ---@class exo.Subcommand
----@field run fun(args: string[], bang: boolean)
+---@field run fun(args: string[], bang: boolean, raw: string) `raw`: what follows the subcommand, as typed
 ---@field complete? fun(arglead: string): string[]
 ---@field help string
 
@@ -47,8 +47,9 @@ M.subcommands = {
   },
   send = {
     help = '{text}  run a turn; its output streams into the timeline',
-    run = function(args)
-      exo().send({ text = rest(args) })
+    run = function(_, _, raw)
+      -- As typed: spaces, tabs and backslashes are the message's own.
+      exo().send({ text = raw })
     end,
   },
   cancel = {
@@ -77,8 +78,8 @@ M.subcommands = {
   },
   fork = {
     help = '[DIR]  fork at the event under the cursor (or the head), into a new folder',
-    run = function(args)
-      exo().fork({ dir = args[1] })
+    run = function(_, _, raw)
+      exo().fork({ dir = raw ~= '' and raw or nil })
     end,
     complete = function(arglead)
       return vim.fn.getcompletion(arglead, 'dir')
@@ -141,7 +142,8 @@ function M.run(opts)
   if not subcommand then
     return vim.notify('exo: no subcommand ' .. name .. ' (:Exo lists them)', vim.log.levels.ERROR)
   end
-  subcommand.run(vim.list_slice(opts.fargs, 2), opts.bang)
+  local raw = (opts.args or ''):gsub('^%s*%S+%s*', '', 1)
+  subcommand.run(vim.list_slice(opts.fargs, 2), opts.bang, raw)
 end
 
 --- Completion of `:Exo`.

@@ -6,9 +6,10 @@ local M = {}
 ---@field cmd string|string[] The `exo` program (and leading arguments).
 ---@field root string? The exo root (a `.exo` directory, or a directory holding one); nil: `EXO_ROOT`, else the nearest `.exo` holding a store from the current directory up.
 ---@field env table<string, string>? Extra environment for the daemon this editor starts.
+---@field daemon 'start'|'stdio' When no daemon runs: `start` one detached (it serves every client and outlives this editor), or run `exo daemon --stdio` as this editor's child (it stops when this editor exits).
 ---@field timeline { open: string, width: integer? } How `:Exo open` shows a timeline: an Ex command that opens a window (`vsplit`, `split`, `tabnew`, `enew`).
 ---@field confirm boolean Ask before a rewind, redo or fork, showing what will change.
----@field approvals boolean Ask this editor's user the approval questions of turns it follows.
+---@field approvals 'notify'|'ask'|false The approval questions of turns this editor follows: `notify` announces each (`:Exo approvals` answers), `ask` opens the picker by itself (in Normal mode, with no keys pending), false shows them in the timeline only.
 ---@field max_rounds integer? Passed to `turn/run`.
 ---@field reconnect { initial_ms: integer, max_ms: integer } Backoff when the daemon goes away.
 ---@field connect_timeout_ms integer How long to wait for a started daemon to answer.
@@ -16,9 +17,10 @@ local defaults = {
   cmd = 'exo',
   root = nil,
   env = nil,
+  daemon = 'start',
   timeline = { open = 'vsplit', width = nil },
   confirm = true,
-  approvals = true,
+  approvals = 'notify',
   max_rounds = nil,
   reconnect = { initial_ms = 200, max_ms = 5000 },
   connect_timeout_ms = 15000,
@@ -29,7 +31,17 @@ M.options = vim.deepcopy(defaults)
 
 ---@param opts table?
 function M.setup(opts)
-  M.options = vim.tbl_deep_extend('force', vim.deepcopy(defaults), opts or {})
+  local options = vim.tbl_deep_extend('force', vim.deepcopy(defaults), opts or {})
+  if options.daemon ~= 'start' and options.daemon ~= 'stdio' then
+    error(('exo: setup: daemon must be "start" or "stdio", not %s'):format(vim.inspect(options.daemon)), 2)
+  end
+  if options.approvals == true then
+    options.approvals = 'notify'
+  end
+  if options.approvals ~= 'notify' and options.approvals ~= 'ask' and options.approvals ~= false then
+    error(('exo: setup: approvals must be "notify", "ask" or false, not %s'):format(vim.inspect(options.approvals)), 2)
+  end
+  M.options = options
 end
 
 ---@return string[]

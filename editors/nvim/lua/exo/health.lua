@@ -63,13 +63,17 @@ function M.check()
     return
   end
   if failure then
-    health.error('daemon not reachable: ' .. failure, client.info().stderr)
+    local advice = vim.deepcopy(client.info().stderr)
+    if client.info().log_file then
+      table.insert(advice, 'the log of the daemon this editor started: ' .. client.info().log_file)
+    end
+    health.error('daemon not reachable: ' .. failure, advice)
     return
   end
   local info = client.info()
   local daemon = info.daemon or {}
   local via = info.transport and info.transport.kind == 'socket' and ('its socket ' .. tostring(info.transport.socket))
-    or 'exo daemon --stdio, started by this editor'
+    or 'exo daemon --stdio, started by this editor (it stops when this editor exits)'
   health.ok(('daemon reachable: pid %s, exo %s, protocol %s, via %s'):format(
     tostring(daemon.pid), tostring(daemon.version), tostring(daemon.protocol_version), via))
 end

@@ -65,8 +65,8 @@ function M.setup(opts)
   render.define_highlights()
 end
 
---- Closes every timeline and the connection (a daemon this editor started
---- shuts down).
+--- Closes every timeline and the connection (a `--stdio` daemon this
+--- editor started shuts down; a detached one runs on).
 function M.shutdown()
   timeline.close_all()
   client.disconnect()
@@ -427,23 +427,36 @@ end
 -- Time travel
 -- ---------------------------------------------------------------------------
 
---- Finds an event by id or by the end of its id (as the timeline shows it)
---- among the timeline's events.
+--- Finds an event by id, or by the end of its id as the timeline shows it
+--- (at least six hex digits, matching one event of the timeline only).
 ---@param tl exo.Timeline?
 ---@param id string
----@return string
+---@return string? id, string? why_not
 local function resolve_event(tl, id)
-  if not tl or #id >= 36 then
+  if #id >= 36 then
     return id
   end
-  local suffix = id:gsub('-', '')
+  local suffix = id:gsub('-', ''):lower()
+  if not suffix:match('^%x+$') or #suffix < 6 then
+    return nil, ('%q is not an event id: give the id, or its last 8 hex digits as the timeline shows them'):format(id)
+  end
+  if not tl then
+    return nil, 'no open timeline to find ' .. id .. ' in: open it (:Exo open), or give the whole id'
+  end
+  local found
   for i = #tl.events, 1, -1 do
     local event_id = tl.events[i].id
-    if event_id:gsub('-', ''):sub(-#suffix) == suffix then
-      return event_id
+    if event_id:gsub('-', ''):lower():sub(-#suffix) == suffix then
+      if found then
+        return nil, id .. ' matches more than one event: give more of its digits'
+      end
+      found = event_id
     end
   end
-  return id
+  if not found then
+    return nil, 'no event of this conversation ends in ' .. id
+  end
+  return found
 end
 
 --- The event to rewind to when none is named: the one before the last
@@ -488,7 +501,12 @@ function M.rewind(opts, callback)
   with_context(function(ctx)
     local tl = timeline.for_conversation(ctx.conversation)
     if opts.to then
-      return travel.rewind(ctx, resolve_event(tl, opts.to), { force = opts.force }, callback)
+      local to, why = resolve_event(tl, opts.to)
+      if not to then
+        notify('rewind: ' .. why, vim.log.levels.ERROR)
+        return callback(why)
+      end
+      return travel.rewind(ctx, to, { force = opts.force }, callback)
     end
     local event, cursor_timeline = timeline.event_under_cursor()
     if event and cursor_timeline and cursor_timeline.conversation == ctx.conversation then
@@ -531,7 +549,16 @@ function M.fork(opts, callback)
     local function go(dir)
       local workspace
       if dir and dir ~= '' then
-        workspace = vim.fs.normalize(vim.fn.fnamemodify(vim.fn.expand(dir), ':p')):gsub('(.)/$', '%1')
+        -- Only a leading ~ is expanded: a folder may be named with %, #,
+        -- * or $ (expand() would read them as the current file, a
+        -- wildcard or a variable).
+        if dir == '~' or dir:sub(1, 2) == '~/' then
+          dir = vim.uv.os_homedir() .. dir:sub(2)
+        end
+        if dir:sub(1, 1) ~= '/' then
+          dir = (vim.uv.cwd() or '.') .. '/' .. dir
+        end
+        workspace = (vim.fs.normalize(dir, { expand_env = false }):gsub('(.)/$', '%1'))
       end
       travel.fork(ctx, at, workspace, function(err, conv)
         if err then
@@ -611,6 +638,9 @@ function M.status()
     local how = info.transport.kind == 'socket' and ('socket ' .. tostring(info.transport.socket))
       or ('exo daemon --stdio (pid ' .. tostring(info.transport.pid) .. ')')
     table.insert(lines, '  via: ' .. how)
+  end
+  if #info.started > 0 then
+    table.insert(lines, ('  started detached: pid %s (log: %s)'):format(table.concat(info.started, ', '), tostring(info.log_file)))
   end
   if info.daemon then
     table.insert(lines, ('  daemon: pid %s, exo %s, up %ss'):format(info.daemon.pid, info.daemon.version, info.daemon.uptime_seconds))

@@ -84,6 +84,54 @@ local function labelled(out, indent, label, text, group)
   end
 end
 
+--- Bytes 0x80-0xFF that do not form valid UTF-8, as `\xNN`; other bytes
+--- as they are.
+---@param text string
+---@return string
+local function escape_invalid_utf8(text)
+  local out, i, n = {}, 1, #text
+  while i <= n do
+    local b = text:byte(i)
+    local len = b < 0x80 and 1 or (b >= 0xC2 and b <= 0xDF) and 2 or (b >= 0xE0 and b <= 0xEF) and 3 or (b >= 0xF0 and b <= 0xF4) and 4 or 0
+    local ok = len > 0 and i + len - 1 <= n
+    for j = i + 1, ok and i + len - 1 or i do
+      local c = text:byte(j)
+      if c < 0x80 or c > 0xBF then
+        ok = false
+      end
+    end
+    if ok and len == 3 then
+      local c = text:byte(i + 1)
+      ok = not ((b == 0xE0 and c < 0xA0) or (b == 0xED and c > 0x9F))
+    elseif ok and len == 4 then
+      local c = text:byte(i + 1)
+      ok = not ((b == 0xF0 and c < 0x90) or (b == 0xF4 and c > 0x8F))
+    end
+    if ok then
+      table.insert(out, text:sub(i, i + len - 1))
+      i = i + len
+    else
+      table.insert(out, ('\\x%02x'):format(b))
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+--- `text` safe to show on one line: control characters (a newline among
+--- them) and bytes that are not UTF-8 written as escapes, so a crafted
+--- name cannot pass for more lines or other text.
+---@param text string
+---@return string
+function M.escape(text)
+  text = tostring(text)
+  local named = { ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+  text = text:gsub('%c', function(c)
+    return named[c] or ('\\x%02x'):format(c:byte())
+  end)
+  return escape_invalid_utf8(text)
+end
+
 --- What a tool call asks for, in a few words.
 ---@param name string?
 ---@param arguments any

@@ -10,10 +10,21 @@
 ---   and every callback run on the main loop (`vim.schedule`).
 --- - `null` in a message decodes to `nil` (`luanil`), so absent and null
 ---   fields read the same, as the protocol allows.
---- - One callback failing never stops the drain: its error is reported and
----   the next message is read.
+--- - One callback failing never stops the drain: its error is reported (one
+---   line; the trace is kept in `M.last_trace`) and the next message is
+---   read.
+--- - A message may be at most `M.max_frame_bytes` long (the daemon's own
+---   bound is 48 MiB): a peer that sends more without a newline has the
+---   connection closed, instead of Neovim's memory filling up.
 
 local M = {}
+
+--- The longest message read (64 MiB).
+M.max_frame_bytes = 64 * 1024 * 1024
+
+--- The trace of the last callback that failed.
+---@type string?
+M.last_trace = nil
 
 ---@class exo.rpc.Error
 ---@field code integer
@@ -27,6 +38,7 @@ local M = {}
 ---@field private pending table<integer, fun(err: exo.rpc.Error?, result: any)>
 ---@field private chunks string[]
 ---@field private partial string[] the pieces of a line not ended yet
+---@field private partial_bytes integer their length
 ---@field private drain_scheduled boolean
 ---@field private on_notification fun(method: string, params: table)
 ---@field private on_close fun(reason: string)
@@ -50,6 +62,7 @@ function M.connect(opts)
     pending = {},
     chunks = {},
     partial = {},
+    partial_bytes = 0,
     drain_scheduled = false,
     on_notification = opts.on_notification,
     on_close = opts.on_close,
@@ -144,6 +157,15 @@ function Connection:pending_count()
   return n
 end
 
+--- Reports a failed callback's error in one line, keeping its trace in
+--- `M.last_trace`.
+---@param err any
+function M.report(err)
+  local text = tostring(err)
+  M.last_trace = text
+  vim.notify('exo: ' .. (text:match('^[^\n]*') or text), vim.log.levels.ERROR)
+end
+
 -- ---------------------------------------------------------------------------
 -- Receiving
 -- ---------------------------------------------------------------------------
@@ -165,6 +187,7 @@ function Connection:drain()
       -- No line ends here: keep the piece (a large frame arrives in many
       -- pieces, and joining them once is linear).
       table.insert(self.partial, chunk)
+      self.partial_bytes = self.partial_bytes + #chunk
     else
       table.insert(self.partial, chunk)
       local data = table.concat(self.partial)
@@ -181,14 +204,23 @@ function Connection:drain()
           self:dispatch(line)
         end
       end
+      self.partial_bytes = 0
       if start <= #data then
         table.insert(self.partial, data:sub(start))
+        self.partial_bytes = #data - start + 1
       end
+    end
+    if self.partial_bytes > M.max_frame_bytes then
+      self.partial = {}
+      self.partial_bytes = 0
+      closed_reason = ('the daemon sent a message longer than %d MiB'):format(M.max_frame_bytes / 1048576)
+      break
     end
   end
   if closed_reason then
     local rest = table.concat(self.partial)
     self.partial = {}
+    self.partial_bytes = 0
     if rest:find('%S') then
       -- A last line without its newline still counts at end of input.
       self:dispatch(rest)
@@ -202,7 +234,7 @@ end
 function Connection:dispatch(line)
   local ok, message = pcall(vim.json.decode, line, decode_opts)
   if not ok or type(message) ~= 'table' then
-    vim.notify('exo: unreadable message from the daemon: ' .. line:sub(1, 200), vim.log.levels.WARN)
+    vim.notify(('exo: the daemon sent a message that is not JSON (%d bytes); ignored'):format(#line), vim.log.levels.WARN)
     return
   end
   if message.method then
@@ -233,7 +265,7 @@ end
 function Connection:guard(fn, ...)
   local ok, err = xpcall(fn, debug.traceback, ...)
   if not ok then
-    vim.notify('exo: ' .. tostring(err), vim.log.levels.ERROR)
+    M.report(err)
   end
 end
 

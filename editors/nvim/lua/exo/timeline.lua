@@ -60,6 +60,8 @@ local by_conversation = {}
 local by_watch = {}
 ---@type table<integer, exo.Timeline> by buffer
 local by_buf = {}
+---@type table<string, exo.Timeline> by the turns its history holds
+local by_turn = setmetatable({}, { __mode = 'v' })
 
 -- ---------------------------------------------------------------------------
 -- Buffer writing
@@ -163,7 +165,7 @@ function Timeline:tail()
   end)
   for _, request in ipairs(pending) do
     table.insert(out, {
-      ('  waiting for approval: %s  (:Exo approvals)'):format(render.describe_call(request.tool, request.arguments)),
+      ('  waiting for approval: %s  (ga or :Exo approvals)'):format(render.describe_call(request.tool, request.arguments)),
       'ExoApproval',
     })
   end
@@ -266,6 +268,9 @@ end
 ---@return boolean tail_changed
 function Timeline:settle(event)
   local turn = event.turn
+  if event.kind == 'turn_started' and turn then
+    by_turn[turn] = self
+  end
   if event.kind == 'message' and event.role == 'assistant' and turn and self.streams[turn] then
     self.streams[turn] = { text = '', reasoning = '' }
     return true
@@ -414,7 +419,7 @@ function Timeline:fetch_approvals()
         self.approvals[key] = vim.tbl_extend('force', request, { seq = vim.uv.hrtime() })
         self:request_tail()
       end
-      require('exo.approvals').ask(vim.tbl_extend('force', request, { agent = self.agent }))
+      require('exo.approvals').ask(request)
     end
   end)
 end
@@ -478,7 +483,6 @@ local function on_notification(method, params)
         timeline:render_tail()
       end
       params.conversation = params.conversation or timeline.conversation
-      params.agent = timeline.agent
     end
     require('exo.approvals').ask(params)
   elseif method == 'events/lagged' then
@@ -657,6 +661,17 @@ end
 ---@return exo.Timeline?
 function M.for_conversation(conversation_id)
   return by_conversation[conversation_id]
+end
+
+--- The open timeline whose history holds `turn`.
+---@param turn string?
+---@return exo.Timeline?
+function M.for_turn(turn)
+  local timeline = turn and by_turn[turn]
+  if timeline and not timeline.closed then
+    return timeline
+  end
+  return nil
 end
 
 --- The event under the cursor of a window showing a timeline.

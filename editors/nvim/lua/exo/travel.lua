@@ -26,17 +26,32 @@ local function notify(message, level)
   vim.notify('exo: ' .. message, level or vim.log.levels.INFO)
 end
 
+--- `path` with every symlink resolved, also when it (or some of its
+--- parents) does not exist yet: the nearest existing ancestor is resolved
+--- and the rest appended, so a new file under a symlinked folder still
+--- compares equal to the workspace's real path.
 ---@param path string
 ---@return string
 local function canonical(path)
-  path = vim.fs.normalize(path)
-  local real = vim.uv.fs_realpath(path)
-  if real then
-    return real
+  path = vim.fs.normalize(path, { expand_env = false })
+  local rest = {}
+  local dir = path
+  while dir and dir ~= '' do
+    local real = vim.uv.fs_realpath(dir)
+    if real then
+      if #rest == 0 then
+        return real
+      end
+      return (real == '/' and '' or real) .. '/' .. table.concat(rest, '/')
+    end
+    local parent = vim.fs.dirname(dir)
+    if parent == dir then
+      break
+    end
+    table.insert(rest, 1, vim.fs.basename(dir))
+    dir = parent
   end
-  -- A file that does not exist yet: resolve its directory.
-  local dir = vim.uv.fs_realpath(vim.fs.dirname(path))
-  return dir and (dir .. '/' .. vim.fs.basename(path)) or path
+  return path
 end
 
 --- Modified buffers whose file is one of `paths` (workspace-relative).
@@ -94,7 +109,7 @@ end
 local function list_changes(changes)
   local lines = {}
   for _, change in ipairs(changes) do
-    table.insert(lines, ('  %-9s %s'):format(change.change, change.path))
+    table.insert(lines, ('  %-9s %s'):format(change.change, render.escape(change.path)))
   end
   return table.concat(lines, '\n')
 end
@@ -130,10 +145,10 @@ local function refuse(action, unsaved, unsnapshotted)
   M.last_refusal = { action = action, unsaved = unsaved, unsnapshotted = unsnapshotted }
   local lines = { ('%s refused: it would overwrite work that exo cannot bring back:'):format(action) }
   for _, path in ipairs(unsaved) do
-    table.insert(lines, '  unsaved in this editor:             ' .. path)
+    table.insert(lines, '  unsaved in this editor:             ' .. render.escape(path))
   end
   for _, path in ipairs(unsnapshotted) do
-    table.insert(lines, '  changed since the latest snapshot:  ' .. path)
+    table.insert(lines, '  changed since the latest snapshot:  ' .. render.escape(path))
   end
   table.insert(lines, 'Save (or undo) your edits and take a snapshot (:Exo snapshot), then try again;')
   table.insert(lines, (':Exo! %s overwrites them (a safety snapshot keeps what is on disk).'):format(action))
@@ -221,7 +236,16 @@ function M.rewind_previewed(ctx, to, opts, callback)
     else
       question = ('%s %s? Files are left as they are (no snapshot to restore).'):format(action, what)
     end
-    confirm(question, action:gsub('^%l', string.upper), function()
+    confirm(question, (action:gsub('^%l', string.upper)), function()
+      -- The picker may have stayed open while the user edited on: what the
+      -- dry run found clean is checked again.
+      if not opts.force and ctx.workspace then
+        local now_unsaved = M.unsaved(ctx.workspace, paths)
+        if #now_unsaved > 0 then
+          refuse(action, now_unsaved, {})
+          return callback('refused', nil)
+        end
+      end
       local real = {
         agent = ctx.agent,
         conversation = ctx.conversation,
@@ -340,7 +364,7 @@ function M.fork(ctx, at, workspace, callback)
   local question
   if workspace then
     question = ('fork %s/%s%s into %s? The fork point\'s files are written there; your workspace is not touched.'):format(
-      ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(at)) or '', workspace)
+      ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(at)) or '', render.escape(workspace))
   else
     question = ('fork %s/%s%s? The fork shares this workspace; no file changes.'):format(
       ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(at)) or '')
