@@ -118,3 +118,21 @@ test('the timeline follows on after the daemon goes away', function()
     return line:find('user: one', 1, true) ~= nil
   end, h.lines(tl)), 1, 'nothing is shown twice')
 end)
+
+test('a history of thousands of events loads, and a live event still follows it', function()
+  local fx = h.fixture({ script = scripts.two_writes })
+  local batch = {}
+  for i = 1, 5000 do
+    batch[i] = vim.json.encode({ kind = 'message', role = i % 2 == 0 and 'assistant' or 'user', content = ('message %d\nits second line'):format(i) })
+  end
+  h.exo(fx, { 'conversation', 'append', 'coder', 'work' }, { stdin = table.concat(batch, '\n') .. '\n' })
+  local started = vim.uv.hrtime()
+  local tl = h.open_timeline()
+  local loaded_ms = (vim.uv.hrtime() - started) / 1e6
+  h.ok(h.find_line(tl, 'user: message 1'), 'the first message')
+  h.ok(h.find_line(tl, 'assistant: message 5000'), 'the last message')
+  h.eq(#tl.events, 5001)
+  io.stdout:write(('figure: a timeline of 5001 events opened and loaded in %.0f ms\n'):format(loaded_ms))
+  h.exo(fx, { 'conversation', 'append', 'coder', 'work' }, { stdin = vim.json.encode({ kind = 'message', role = 'user', content = 'one more' }) .. '\n' })
+  h.wait_line(tl, 'user: one more')
+end)
