@@ -6,6 +6,9 @@
 local h = require('helpers')
 local scripts = require('scripts')
 
+-- A terminal of a usual width: the announcement fits its message area.
+vim.o.columns = 160
+
 ---@param fx exo.test.Fixture
 ---@param options table
 local function setup(fx, options)
@@ -18,11 +21,11 @@ test('a question is announced naming its conversation; :Exo approvals asks it, a
   vim.cmd('Exo send please write approved.txt')
   h.wait_line(tl, 'waiting for approval: write_file approved.txt  (ga or :Exo approvals)')
   local announced = h.wait_for('the question to be announced', function()
-    return h.notified('waits for approval')[1]
+    return h.notified('(:Exo approvals)')[1]
   end, function()
     return h.dump(tl)
   end)
-  h.ok(announced.msg:find('coder/work waits for approval to write_file approved.txt (4 bytes)', 1, true), announced.msg)
+  h.eq(announced.msg, 'exo: coder/work asks to write_file approved.txt (4 bytes) (:Exo approvals)')
   -- Nothing opened by itself.
   h.eq(#h.selects, 0)
   h.on_select = function(items, opts)
@@ -37,7 +40,7 @@ test('a question is announced naming its conversation; :Exo approvals asks it, a
   end)
   h.wait_line(tl, 'turn ended: completed')
   h.eq(#h.selects, 1, 'asked once, though the question came to the runner and to the watch')
-  h.eq(#h.notified('waits for approval'), 1, 'announced once')
+  h.eq(#h.notified('(:Exo approvals)'), 1, 'announced once')
   local prompt = h.selects[1].opts.prompt
   h.ok(prompt:find('exo: coder/work: the agent wants to write_file approved.txt (4 bytes)', 1, true), prompt)
   h.ok(h.find_line(tl, 'approval write_file call_1_1: allowed (allow_once, by user)'), h.dump(tl))
@@ -97,17 +100,22 @@ test('a multi-line command is shown whole in the question', function()
   local tl = h.open_timeline()
   vim.cmd('Exo send run something')
   local announced = h.wait_for('the question to be announced', function()
-    return h.notified('waits for approval')[1]
+    return h.notified('(:Exo approvals)')[1]
   end, function()
     return h.dump(tl)
   end)
-  h.ok(announced.msg:find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), announced.msg)
+  -- One line that fits the message area (more would open the hit-enter
+  -- prompt, which takes keys), saying the command has two lines.
+  h.ok(not announced.msg:find('\n', 1, true), announced.msg)
+  h.ok(vim.fn.strdisplaywidth(announced.msg) <= vim.v.echospace, announced.msg)
+  h.ok(announced.msg:find('run a 2-line command: echo harmless\\nrm', 1, true), announced.msg)
   h.on_select = function(items, opts)
     return h.pick(items, opts, 'Deny')
   end
   vim.cmd('Exo approvals')
   h.wait_line(tl, 'turn ended: completed')
-  h.ok(h.selects[1].opts.prompt:find('│ rm -f keep.txt', 1, true), h.selects[1].opts.prompt)
+  -- The picker shows it whole.
+  h.ok(h.selects[1].opts.prompt:find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), h.selects[1].opts.prompt)
   h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
 end)
 
@@ -134,6 +142,38 @@ test('a dismissed question waits, and :Exo approvals asks it again', function()
   end)
   h.wait_line(tl, 'turn ended: completed')
   h.eq(#h.selects, 2)
+end)
+
+test(':Exo approvals twice with a picker that answers later asks every question, once each', function()
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_write })
+  local tl = h.open_timeline()
+  vim.cmd('Exo send please write approved.txt')
+  h.wait_line(tl, 'waiting for approval: write_file approved.txt')
+  -- An asynchronous picker (telescope, fzf-lua...): it answers later, and
+  -- the user presses ga again meanwhile.
+  local pending = {}
+  vim.ui.select = function(items, opts, on_choice)
+    table.insert(h.selects, { items = items, opts = opts })
+    table.insert(pending, function()
+      on_choice(h.pick(items, opts, 'Allow once'))
+    end)
+  end
+  vim.cmd('Exo approvals')
+  vim.cmd('Exo approvals')
+  h.wait_for('the picker', function()
+    return #pending > 0
+  end)
+  vim.wait(200, function()
+    return #pending > 1
+  end, 10)
+  h.eq(#pending, 1, 'one picker for one question')
+  pending[1]()
+  h.wait_for('approved.txt to be written', function()
+    return h.read(fx.workspace .. '/approved.txt') == 'yes\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  h.wait_line(tl, 'turn ended: completed')
 end)
 
 test('setup refuses an unknown approvals or daemon option', function()

@@ -97,13 +97,25 @@ test('a running turn streams its text into the timeline, and :Exo cancel stops i
   h.ok(not table.concat(h.lines(tl), '\n'):find('▍', 1, true), 'nothing streams any more\n' .. h.dump(tl))
 end)
 
-test('the timeline follows on after the daemon goes away', function()
+test('the timeline follows on after the daemon goes away, and a stopped daemon stays stopped until a command', function()
   local fx = h.fixture({ script = scripts.two_writes, turns = { 'one' } })
   local tl = h.open_timeline()
   local client = require('exo.client')
   local first_pid = client.info().daemon.pid
   -- Another process stops the daemon this editor started.
   h.exo(fx, { 'daemon', 'stop' })
+  h.wait_line(tl, 'no exo daemon runs for')
+  -- Reconnects keep knocking (200 ms, then 400 ms): none starts a daemon.
+  vim.wait(1000, function()
+    return false
+  end, 50)
+  h.eq(client.status(), 'disconnected')
+  h.eq(#client.info().started, 1, 'no daemon started behind the user\'s back')
+  h.exo(fx, { 'daemon', 'status' }, { expect_code = 1 })
+  -- A command of the user's starts one, and the timeline follows on.
+  h.await('the snapshot', function(done)
+    require('exo').snapshot(done)
+  end)
   h.wait_for('the plugin to reconnect to a new daemon', function()
     local info = client.info()
     return info.status == 'connected' and info.daemon and info.daemon.pid ~= first_pid and tl.watch
@@ -117,6 +129,32 @@ test('the timeline follows on after the daemon goes away', function()
   h.eq(#vim.tbl_filter(function(line)
     return line:find('user: one', 1, true) ~= nil
   end, h.lines(tl)), 1, 'nothing is shown twice')
+  h.ok(not h.find_line(tl, 'no exo daemon runs'), h.dump(tl))
+end)
+
+test('a timeline unloaded (:bdelete) or read again (:edit!) is drawn whole, and follows on', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one' } })
+  local tl = h.open_timeline()
+  local count = #h.lines(tl)
+  local win = vim.fn.win_findbuf(tl.buf)[1]
+  vim.api.nvim_set_current_win(win)
+  vim.cmd('edit!')
+  h.wait_for('the timeline drawn again', function()
+    return #h.lines(tl) == count
+  end, function()
+    return h.dump(tl)
+  end)
+  vim.cmd('bdelete')
+  h.exo(fx, { 'conversation', 'append', 'coder', 'work' }, {
+    stdin = vim.json.encode({ kind = 'message', role = 'user', content = 'while unloaded' }) .. '\n',
+  })
+  h.wait_for('the event in the mirror', function()
+    return tl.events[#tl.events].kind == 'message'
+  end)
+  vim.cmd('buffer ' .. tl.buf)
+  h.wait_line(tl, 'user: while unloaded')
+  h.ok(h.find_line(tl, 'user: one'), h.dump(tl))
+  h.eq(#h.notified('out of range'), 0)
 end)
 
 test('a history of thousands of events loads, and a live event still follows it', function()

@@ -293,12 +293,17 @@ test('a preview shows a file name with a newline escaped', function()
   h.eq(h.read(fx.workspace .. '/odd\nmodified  fake.txt'), 'x\n')
 end)
 
-test(':Exo fork takes the folder as typed, and :Exo send the text as typed', function()
+test(':Exo fork takes the folder as typed (but for ~ and variables), and :Exo send the text as typed', function()
   local fx = h.fixture({ script = scripts.two_writes, turns = { 'one' } })
   local tl = h.open_timeline()
   confirm('Fork')
-  local folder = fx.dir .. '/my %fork #1 $HOME'
-  vim.cmd('Exo fork ' .. folder)
+  vim.env.EXO_TEST_LEAF = 'leaf'
+  h.on_cleanup(function()
+    vim.env.EXO_TEST_LEAF = nil
+  end)
+  local folder = fx.dir .. '/my %fork #1 leaf'
+  -- A variable is expanded; % and # are the folder's; blanks around are not.
+  vim.cmd('Exo fork ' .. fx.dir .. '/my %fork #1 $EXO_TEST_LEAF  ')
   h.wait_for('the fork\'s files', function()
     return h.read(folder .. '/notes.txt') == 'first\n'
   end, function()

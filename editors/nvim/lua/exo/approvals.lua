@@ -2,8 +2,9 @@
 ---
 --- Features:
 --- - Each `approval/request` (from a turn this editor runs, or one it
----   watches) is announced once, naming the conversation and what the agent
----   wants to do; `:Exo approvals` (`ga` in a timeline) asks what waits,
+---   watches) is announced once, in one line naming the conversation and
+---   what the agent wants to do; `:Exo approvals` (`ga` in a timeline)
+---   asks what waits,
 ---   through `vim.ui.select`: Deny, Allow once, Allow for this turn, Always
 ---   allow; the answer goes to `approval/respond`.
 --- - With `approvals = 'ask'`, the question opens by itself, but only in
@@ -16,8 +17,11 @@
 ---   moment too late grants a tool for good. So by default nothing opens
 ---   unasked. When it does ('ask'), typeahead is set aside (`inputsave()`)
 ---   and the list starts with Deny, so stray keys never allow anything.
---- - The prompt says which conversation asks and shows the whole command
----   (every line of it): an answer is given to what runs, not to a summary.
+--- - The announcement is one line that fits the message area: a longer
+---   one would open the hit-enter or more prompt, which takes keys too.
+--- - The picker's prompt says which conversation asks and shows the whole
+---   command (every line of it): an answer is given to what runs, not to a
+---   summary.
 --- - A question reaches this editor twice when it runs the turn and also
 ---   watches its conversation (once for each role): it is keyed by
 ---   `turn/call_id` and announced once.
@@ -45,6 +49,7 @@ local SHOWN_BYTES = 16 * 1024
 ---@field request table
 ---@field state 'waiting'|'queued'|'asking'|'dismissed'|'answered'
 ---@field answered_elsewhere boolean? decided by another client while asked here
+---@field requested boolean? `:Exo approvals` asked for it: no wait for quiet
 
 ---@type table<string, exo.approvals.Entry>
 local entries = {}
@@ -69,7 +74,33 @@ local function where(request)
   if tl then
     return ('%s/%s'):format(tl.agent_slug or tl.agent, tl.slug or tl.conversation)
   end
-  return 'conversation ' .. render.short(request.conversation) .. ', turn ' .. render.short(request.turn)
+  if request.conversation then
+    return 'conversation ' .. render.short(request.conversation)
+  end
+  return 'turn ' .. render.short(request.turn)
+end
+
+--- What the agent wants to do, on one line of at most `width` cells.
+---@param request table
+---@param width integer
+---@return string
+local function summary(request, width)
+  local args = type(request.arguments) == 'table' and request.arguments or {}
+  local text
+  if request.tool == 'shell' and type(args.command) == 'string' then
+    local lines = select(2, args.command:gsub('\n', '')) + 1
+    text = (lines > 1 and ('run a %d-line command: '):format(lines) or 'run: ')
+      .. render.escape(args.command:sub(1, 4 * width))
+  else
+    text = M.describe(request)
+  end
+  if vim.fn.strdisplaywidth(text) > width then
+    text = vim.fn.strcharpart(text, 0, math.max(width - 1, 1)) .. '…'
+    while vim.fn.strdisplaywidth(text) > width and #text > 1 do
+      text = vim.fn.strcharpart(text, 0, vim.fn.strchars(text) - 2) .. '…'
+    end
+  end
+  return text
 end
 
 --- What the agent wants to do, whole: every line of a command, control
@@ -185,29 +216,29 @@ local function ask_one(key)
   end
 end
 
-ask_next = function()
+--- Asks the first question of the queue, unless one is being asked;
+--- `now`: the user asked for it (`:Exo approvals`), so no wait for quiet.
+--- An entry leaves the queue only when it is asked: state `queued` means
+--- in the queue.
+---@param now boolean?
+ask_next = function(now)
   if asking then
     return
   end
-  local head
-  for _, key in ipairs(queue) do
-    local entry = entries[key]
+  while #queue > 0 do
+    local entry = entries[queue[1]]
     if entry and entry.state == 'queued' then
-      head = key
       break
     end
+    table.remove(queue, 1)
   end
-  if not head then
-    queue = {}
+  if #queue == 0 then
     return
   end
-  if not quiet() then
+  if not now and not entries[queue[1]].requested and not quiet() then
     return defer()
   end
-  queue = vim.tbl_filter(function(key)
-    return key ~= head and entries[key] and entries[key].state == 'queued'
-  end, queue)
-  ask_one(head)
+  ask_one(table.remove(queue, 1))
 end
 
 ---@param entry exo.approvals.Entry
@@ -249,8 +280,10 @@ function M.ask(request)
     -- be right behind the runner's.
     vim.schedule(function()
       if entry.state == 'waiting' then
-        vim.notify(('exo: %s waits for approval to %s\n  answer with :Exo approvals (ga in its timeline)'):format(
-          where(entry.request), M.describe(entry.request)), vim.log.levels.WARN)
+        local head = ('exo: %s asks to '):format(where(entry.request))
+        local tail = ' (:Exo approvals)'
+        local room = math.max(vim.v.echospace - vim.fn.strdisplaywidth(head .. tail) - 1, 10)
+        vim.notify(head .. summary(entry.request, room) .. tail, vim.log.levels.WARN)
       end
     end)
   end
@@ -289,6 +322,7 @@ function M.ask_waiting(ctx)
         entry = { request = request, state = 'waiting' }
         entries[key] = entry
       end
+      entry.requested = true
       if entry.state ~= 'asking' and entry.state ~= 'queued' then
         entry.answered_elsewhere = nil
         entry.state = 'queued'
@@ -296,28 +330,10 @@ function M.ask_waiting(ctx)
       end
     end
     -- Called from a command: the user is at the keyboard, waiting for it.
-    if not asking then
-      local head
-      for _, key in ipairs(queue) do
-        if entries[key] and entries[key].state == 'queued' then
-          head = key
-          break
-        end
-      end
-      if head then
-        queue = vim.tbl_filter(function(key)
-          return key ~= head
-        end, queue)
-        -- Outside the read callback: the default picker waits for the user.
-        vim.schedule(function()
-          if not asking and entries[head].state == 'queued' then
-            ask_one(head)
-          else
-            ask_next()
-          end
-        end)
-      end
-    end
+    -- Outside the read callback: the default picker waits for the user.
+    vim.schedule(function()
+      ask_next(true)
+    end)
   end)
 end
 

@@ -9,7 +9,9 @@
 ---   started meanwhile).
 --- - Reconnects, with backoff, when the daemon goes away while something
 ---   still needs it (an open timeline), and tells its listeners so they can
----   watch again.
+---   watch again. A reconnect only knocks on the socket: a daemon is
+---   started for a request of the user's, never behind their back (after
+---   `exo daemon stop`, it stays stopped until an `:Exo` command).
 --- - Every callback runs on the main loop; nothing here waits.
 ---
 --- Key design ideas:
@@ -72,6 +74,8 @@ local state = {
   log_file = nil,
   ---@type integer? the log's size when the last one started
   log_offset = nil,
+  ---@type boolean whether the attempt under way may start a daemon
+  may_start = false,
   generation = 0,
 }
 
@@ -452,7 +456,8 @@ local function start_detached(generation)
       end
       if exited then
         local last = log_tail(log, size)
-        if not last:find('already running', 1, true) then
+        -- Another client's daemon won the race (bound, or still starting).
+        if not last:find('already running', 1, true) and not last:find('is starting', 1, true) then
           local why = last ~= '' and (': ' .. last) or ''
           return fail(generation, ('exo daemon exited (%s)%s (log: %s)'):format(describe_exit(exited.code, exited.signal), why, log))
         end
@@ -464,9 +469,14 @@ local function start_detached(generation)
   vim.defer_fn(attempt, delay)
 end
 
-local function start()
+--- Connects to the root's daemon; starts one when none answers only when
+--- `may_start` (a request of the user's waits), never on a reconnect of
+--- its own: a daemon stopped on purpose stays stopped until asked for.
+---@param may_start boolean
+local function start(may_start)
   state.generation = state.generation + 1
   local generation = state.generation
+  state.may_start = may_start
   set_status('connecting')
   local root, why = config.root()
   if not root then
@@ -495,6 +505,9 @@ local function start()
       return use_socket(generation, pipe, socket)
     end
     -- Nobody listens (no daemon, or a lock left by one that exited).
+    if not state.may_start then
+      return fail(generation, 'no exo daemon runs for ' .. root .. ' (any :Exo command starts one)')
+    end
     if config.options.daemon == 'stdio' then
       start_stdio(generation)
     else
@@ -512,7 +525,7 @@ schedule_reconnect = function()
   state.retry_timer = vim.defer_fn(function()
     state.retry_timer = nil
     if next(state.wanted) ~= nil and state.status == 'disconnected' then
-      start()
+      start(false)
     end
   end, state.retry_ms)
 end
@@ -530,7 +543,10 @@ function M.ensure(callback)
   end
   table.insert(state.waiters, callback)
   if state.status == 'disconnected' then
-    start()
+    start(true)
+  else
+    -- A reconnect of its own is under way: it may start a daemon now.
+    state.may_start = true
   end
 end
 

@@ -48,7 +48,7 @@ M.subcommands = {
   send = {
     help = '{text}  run a turn; its output streams into the timeline',
     run = function(_, _, raw)
-      -- As typed: spaces, tabs and backslashes are the message's own.
+      -- As typed: inner spaces, tabs and backslashes are the message's own.
       exo().send({ text = raw })
     end,
   },
@@ -142,7 +142,8 @@ function M.run(opts)
   if not subcommand then
     return vim.notify('exo: no subcommand ' .. name .. ' (:Exo lists them)', vim.log.levels.ERROR)
   end
-  local raw = (opts.args or ''):gsub('^%s*%S+%s*', '', 1)
+  -- What follows the subcommand, as typed but for the blanks around it.
+  local raw = (opts.args or ''):gsub('^%s*%S+%s*', '', 1):gsub('%s+$', '')
   subcommand.run(vim.list_slice(opts.fargs, 2), opts.bang, raw)
 end
 

@@ -549,12 +549,20 @@ function M.fork(opts, callback)
     local function go(dir)
       local workspace
       if dir and dir ~= '' then
-        -- Only a leading ~ is expanded: a folder may be named with %, #,
-        -- * or $ (expand() would read them as the current file, a
-        -- wildcard or a variable).
-        if dir == '~' or dir:sub(1, 2) == '~/' then
-          dir = vim.uv.os_homedir() .. dir:sub(2)
+        -- A leading ~ or ~user and environment variables are expanded, as
+        -- a shell would; %, # and * are the folder's own (expand() would
+        -- read them as the current file, the alternate one, a wildcard).
+        local user, rest = dir:match('^~([%w._-]*)(.*)$')
+        if user then
+          local home = user == '' and vim.uv.os_homedir() or vim.fn.expand('~' .. user)
+          if home:sub(1, 1) ~= '/' then
+            local message = 'fork: no user ' .. user .. ' (for ~' .. user .. ')'
+            notify(message, vim.log.levels.ERROR)
+            return callback(message)
+          end
+          dir = home .. rest
         end
+        dir = vim.fs.normalize(dir, { expand_env = true })
         if dir:sub(1, 1) ~= '/' then
           dir = (vim.uv.cwd() or '.') .. '/' .. dir
         end

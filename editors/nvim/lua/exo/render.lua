@@ -35,6 +35,23 @@ function M.json(value, max)
   return text
 end
 
+--- `text` cut to `max` bytes (on a character boundary), marked `…`.
+---@param text string
+---@param max integer
+---@return string
+function M.cut(text, max)
+  if #text <= max then
+    return text
+  end
+  local cut = text:sub(1, max)
+  -- Not in the middle of a UTF-8 sequence.
+  local start = vim.str_utf_start(cut, #cut)
+  if start < 0 then
+    cut = cut:sub(1, #cut + start - 1)
+  end
+  return cut .. '…'
+end
+
 --- The text of a message's content parts (a plain string is one part).
 ---@param content any
 ---@return string text, string reasoning

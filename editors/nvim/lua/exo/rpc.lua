@@ -13,14 +13,15 @@
 --- - One callback failing never stops the drain: its error is reported (one
 ---   line; the trace is kept in `M.last_trace`) and the next message is
 ---   read.
---- - A message may be at most `M.max_frame_bytes` long (the daemon's own
----   bound is 48 MiB): a peer that sends more without a newline has the
----   connection closed, instead of Neovim's memory filling up.
+--- - A message may be at most `M.max_frame_bytes` (1 GiB) long: the
+---   daemon bounds what it reads, not what it sends (a replay batch of big
+---   events is legitimately large), so the bound is only there to stop an
+---   endless line from filling Neovim's memory.
 
 local M = {}
 
---- The longest message read (64 MiB).
-M.max_frame_bytes = 64 * 1024 * 1024
+--- The longest message read (1 GiB).
+M.max_frame_bytes = 1024 * 1024 * 1024
 
 --- The trace of the last callback that failed.
 ---@type string?
@@ -163,7 +164,14 @@ end
 function M.report(err)
   local text = tostring(err)
   M.last_trace = text
-  vim.notify('exo: ' .. (text:match('^[^\n]*') or text), vim.log.levels.ERROR)
+  local line = text:match('^[^\n]*') or text
+  -- Where in the plugin it failed is in the trace, not the message.
+  local bare
+  repeat
+    bare = line
+    line = line:gsub('^[^:%s]+%.lua:%d+: ', '', 1)
+  until line == bare
+  vim.notify('exo: ' .. line, vim.log.levels.ERROR)
 end
 
 -- ---------------------------------------------------------------------------

@@ -165,7 +165,7 @@ function Timeline:tail()
   end)
   for _, request in ipairs(pending) do
     table.insert(out, {
-      ('  waiting for approval: %s  (ga or :Exo approvals)'):format(render.describe_call(request.tool, request.arguments)),
+      ('  waiting for approval: %s  (ga or :Exo approvals)'):format(render.cut(render.describe_call(request.tool, request.arguments), 400)),
       'ExoApproval',
     })
   end
@@ -178,8 +178,15 @@ function Timeline:tail()
 end
 
 --- Redraws the whole buffer.
+--- Whether the buffer can be drawn into: an unloaded one (`:bdelete`) is
+--- drawn whole when it is read again.
+---@return boolean
+function Timeline:drawable()
+  return vim.api.nvim_buf_is_valid(self.buf) and vim.api.nvim_buf_is_loaded(self.buf)
+end
+
 function Timeline:render_all()
-  if not vim.api.nvim_buf_is_valid(self.buf) then
+  if not self:drawable() then
     return
   end
   local lines = self:header()
@@ -218,7 +225,7 @@ end
 
 --- Redraws the tail only.
 function Timeline:render_tail()
-  if not vim.api.nvim_buf_is_valid(self.buf) then
+  if not self:drawable() then
     return
   end
   local windows = following_windows(self.buf)
@@ -234,7 +241,7 @@ end
 --- Puts new events' lines above the tail.
 ---@param events table[]
 function Timeline:render_appended(events)
-  if not vim.api.nvim_buf_is_valid(self.buf) or #events == 0 then
+  if not self:drawable() or #events == 0 then
     return
   end
   local windows = following_windows(self.buf)
@@ -580,6 +587,10 @@ function M.attach(conv, agent_slug, buf)
       -- Opened again under its name (`:edit exo://...`): show the one we have.
       vim.api.nvim_win_set_buf(0, existing.buf)
       pcall(vim.api.nvim_buf_delete, buf, { force = true })
+    elseif buf == existing.buf then
+      -- Read again (`:edit!`, or after `:bdelete` unloaded it): Neovim
+      -- emptied the buffer; the mirror is whole.
+      existing:render_all()
     end
     return existing
   end

@@ -83,24 +83,35 @@ function M.unsaved(workspace, paths)
   return found
 end
 
---- Reloads the unmodified buffers of rewritten files from disk.
+--- Reloads the unmodified buffers of rewritten files from disk; says which
+--- buffers hold a file the rewind deleted (writing one would bring it
+--- back).
 ---@param workspace string
 ---@param changes { path: string }[]
 local function reload_buffers(workspace, changes)
   local root = canonical(workspace)
   local changed = {}
   for _, change in ipairs(changes) do
-    changed[root .. '/' .. change.path] = true
+    changed[root .. '/' .. change.path] = change.path
   end
+  local orphaned = {}
   for _, buf in ipairs(vim.api.nvim_list_bufs()) do
-    if vim.api.nvim_buf_is_loaded(buf) and not vim.bo[buf].modified and vim.bo[buf].buftype == '' then
+    if vim.api.nvim_buf_is_loaded(buf) and vim.bo[buf].buftype == '' then
       local name = vim.api.nvim_buf_get_name(buf)
-      if name ~= '' and changed[canonical(name)] and vim.uv.fs_stat(name) then
+      local path = name ~= '' and changed[canonical(name)]
+      if path and not vim.uv.fs_stat(name) then
+        table.insert(orphaned, render.escape(path))
+      elseif path and not vim.bo[buf].modified then
         vim.api.nvim_buf_call(buf, function()
           vim.cmd('silent! edit')
         end)
       end
     end
+  end
+  if #orphaned > 0 then
+    table.sort(orphaned)
+    notify('the rewind deleted the files of these buffers (writing one brings it back): ' .. table.concat(orphaned, ', '),
+      vim.log.levels.WARN)
   end
 end
 
