@@ -1,13 +1,23 @@
-// Approval questions as notifications: a running turn of the selected
-// conversation that waits on a shell command or a file write asks here,
-// with Allow, Allow for This Turn and Deny; the timeline shows the same
-// question with the same buttons, and the first answer counts.
+// Approval questions as notifications: a running turn that waits on a
+// shell command or a file write asks here, with Allow, Allow for This
+// Turn and Deny; the timeline shows the same question with the same
+// buttons, and the first answer counts.
+//
+// Key design ideas:
+// - Nothing is allowed from a summary that is not the whole call: a
+//   command of several lines, a long one, or one holding invisible
+//   characters is announced as such, with Show Command… (a dialog with
+//   the whole text, and the answers) and Deny, never Allow.
+// - A question is asked once while its notification is up, however many
+//   ways it arrives (the watch, the turn's own connection, `approval/list`
+//   after coming back to its conversation).
 
 import * as vscode from "vscode";
 
-import type { Ctx } from "./ctx";
+import type { Ctx, Selected } from "./ctx";
 import { RpcError } from "./protocol/rpc";
 import type { ApprovalDecision, ApprovalRequest } from "./protocol/types";
+import { commandShown, describeCall, describeError } from "./text";
 import type { Timeline } from "./timeline";
 
 /** An answer to one question. */
@@ -23,17 +33,50 @@ const CHOICES: [string, ApprovalDecision][] = [
   ["Deny", "deny"],
 ];
 
-/** Shows each question of the timeline's conversation as a notification. */
+const SHOW_COMMAND = "Show Command…";
+
+/** Shows each question the timeline passes on as a notification. */
 export function askForApprovals(ctx: Ctx, timeline: Timeline): vscode.Disposable {
+  const asking = new Set<string>();
   return timeline.onApproval(async ({ request, selected }) => {
+    const key = `${request.turn}/${request.call_id}`;
+    if (asking.has(key)) return;
+    asking.add(key);
+    try {
+      const decision = await ask(request, selected);
+      if (decision === undefined) return; // dismissed: the timeline still asks
+      await respond(ctx, timeline, { turn: request.turn, callId: request.call_id, decision });
+    } catch (err) {
+      ctx.output.error(`approval of ${key}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      void vscode.window.showErrorMessage(`exo: ${describeError(err)}`);
+    } finally {
+      asking.delete(key);
+    }
+  });
+}
+
+/** The user's answer to one question, or undefined when dismissed. */
+async function ask(request: ApprovalRequest, selected: Selected): Promise<ApprovalDecision | undefined> {
+  const who = `${selected.agent.slug}/${selected.conversation.slug}`;
+  const call = describeCall(request);
+  if (call.command === undefined) {
     const choice = await vscode.window.showWarningMessage(
-      `exo: ${selected.agent.slug}/${selected.conversation.slug} asks to ${describeCall(request)}`,
+      `exo: ${who} asks to ${call.summary}`,
       ...CHOICES.map(([caption]) => caption),
     );
-    const decision = CHOICES.find(([caption]) => caption === choice)?.[1];
-    if (decision === undefined) return; // dismissed: the timeline still asks
-    await respond(ctx, timeline, { turn: request.turn, callId: request.call_id, decision });
-  });
+    return CHOICES.find(([caption]) => caption === choice)?.[1];
+  }
+  const first = await vscode.window.showWarningMessage(`exo: ${who} asks to ${call.summary}`, SHOW_COMMAND, "Deny");
+  if (first === "Deny") return "deny";
+  if (first !== SHOW_COMMAND) return undefined;
+  const shown = commandShown(call.command);
+  const notes = shown.notes.length > 0 ? `\n\n(${shown.notes.join("; ")})` : "";
+  const choice = await vscode.window.showWarningMessage(
+    `exo: ${who} asks to run this command`,
+    { modal: true, detail: `${shown.text}${notes}` },
+    ...CHOICES.map(([caption]) => caption),
+  );
+  return CHOICES.find(([caption]) => caption === choice)?.[1];
 }
 
 /** Sends an answer; one given elsewhere first is reported, not an error. */
@@ -47,21 +90,5 @@ export async function respond(ctx: Ctx, timeline: Timeline, answer: Answer): Pro
       return;
     }
     throw err;
-  }
-}
-
-/** "write notes.md", "run `make test`", ... */
-export function describeCall(request: ApprovalRequest): string {
-  const args = (request.arguments ?? {}) as Record<string, unknown>;
-  const path = typeof args["path"] === "string" ? args["path"] : undefined;
-  switch (request.tool) {
-    case "shell":
-      return `run \`${typeof args["command"] === "string" ? args["command"] : JSON.stringify(args)}\``;
-    case "write_file":
-      return `write ${path ?? "a file"}`;
-    case "edit_file":
-      return `edit ${path ?? "a file"}`;
-    default:
-      return `use ${request.tool}`;
   }
 }

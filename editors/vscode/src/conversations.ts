@@ -6,6 +6,7 @@ import * as vscode from "vscode";
 
 import { sameDir, type Ctx, type Selected } from "./ctx";
 import type { Agent, Conversation } from "./protocol/types";
+import { describeError } from "./text";
 
 type Node =
   | { kind: "agent"; agent: Agent }
@@ -47,7 +48,7 @@ export class ConversationsView implements vscode.TreeDataProvider<Node>, vscode.
     if (!session) return []; // the welcome view says why
     if (node === undefined) {
       if (session.state.kind !== "connected") {
-        const why = session.state.kind === "disconnected" ? `disconnected: ${session.state.reason}` : "connecting…";
+        const why = session.state.kind === "disconnected" ? `disconnected: ${describeError(session.state.reason)}` : "connecting…";
         return [{ kind: "message", text: why }];
       }
       try {
@@ -125,5 +126,5 @@ export class ConversationsView implements vscode.TreeDataProvider<Node>, vscode.
 }
 
 function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return describeError(err);
 }

@@ -1,15 +1,28 @@
 // The extension's state: the exo root of the open folder, the session with
-// its daemon, and the conversation the user works with (the selection).
-// Views, the timeline and the commands read it and listen to its events.
+// its daemon, the turns run from this window, and the conversation the
+// user works with (the selection). Views, the timeline and the commands
+// read it and listen to its events.
+//
+// Key design ideas:
+// - The session is replaced only when what it connects with changes (a
+//   connection setting, the folders that decide the root), and never
+//   while a turn sent from this window runs: dropping the connection
+//   would have the daemon deny that turn's approvals. The restart waits
+//   for the turn to end, and the user is told once.
 
-import { readFileSync, realpathSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 
 import * as vscode from "vscode";
 
+import { canonicalPath } from "./dirty";
 import { findRoot } from "./protocol/daemon";
 import { ExoSession, type SessionState } from "./protocol/session";
+import { TurnRunner } from "./protocol/turns";
 import type { Agent, Conversation, Method, ParamsOf, ResultOf } from "./protocol/types";
+
+/** The settings a session is made from: a change of one restarts it. */
+export const CONNECTION_SETTINGS = ["exo.path", "exo.root", "exo.daemon.start"];
 
 /** A conversation with its agent. */
 export interface Selected {
@@ -30,7 +43,11 @@ const FORKS_KEY = "exo.forks";
 export class Ctx implements vscode.Disposable {
   readonly output: vscode.LogOutputChannel;
   readonly extension: vscode.ExtensionContext;
+  /** The turns sent from this window, across sessions. */
+  readonly turns: TurnRunner;
   #root: string | undefined;
+  /** Why a restart waits for the running turns to end, when one does. */
+  #deferredRestart: string | undefined;
   #session: ExoSession | undefined;
   #selected: Selected | undefined;
   readonly #onSession = new vscode.EventEmitter<ExoSession | undefined>();
@@ -48,16 +65,28 @@ export class Ctx implements vscode.Disposable {
   constructor(extension: vscode.ExtensionContext) {
     this.extension = extension;
     this.output = vscode.window.createOutputChannel("exo", { log: true });
+    this.turns = new TurnRunner((line) => {
+      this.output.info(line);
+    });
+    const stopFollowingTurns = this.turns.onDidChange(() => {
+      if (this.#deferredRestart !== undefined && !this.turns.busy) {
+        this.output.info(`the running turn ended: restarting (${this.#deferredRestart})`);
+        this.#deferredRestart = undefined;
+        this.restart();
+      }
+    });
     this.#disposables.push(
       this.output,
       this.#onSession,
       this.#onState,
       this.#onSelected,
+      { dispose: stopFollowingTurns },
       vscode.workspace.onDidChangeConfiguration((change) => {
-        if (change.affectsConfiguration("exo")) this.restart();
+        const changed = CONNECTION_SETTINGS.filter((setting) => change.affectsConfiguration(setting));
+        if (changed.length > 0) this.#restartWhenIdle(`${changed.join(", ")} changed`);
       }),
       vscode.workspace.onDidChangeWorkspaceFolders(() => {
-        this.restart();
+        this.#restartWhenIdle("the workspace folders changed");
       }),
     );
   }
@@ -80,8 +109,26 @@ export class Ctx implements vscode.Disposable {
     return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   }
 
+  /** Restarts now, or once the turns sent from this window have ended; see the file's header. */
+  #restartWhenIdle(reason: string): void {
+    if (!this.turns.busy) {
+      this.output.info(`${reason}: restarting the connection`);
+      this.restart();
+      return;
+    }
+    const told = this.#deferredRestart !== undefined;
+    this.#deferredRestart = reason;
+    this.output.info(`${reason}: the connection restarts once the running turn ends`);
+    if (!told) {
+      void vscode.window.showInformationMessage(
+        `exo: ${reason}; the connection restarts once the running turn ends, so its approvals are not lost.`,
+      );
+    }
+  }
+
   /** Finds the root and starts a session with its daemon (again). */
   restart(): void {
+    this.#deferredRestart = undefined;
     this.#session?.dispose();
     this.#session = undefined;
     this.#selected = undefined;
@@ -224,12 +271,5 @@ export class Ctx implements vscode.Disposable {
 
 /** Whether two paths name the same directory (symlinks resolved). */
 export function sameDir(a: string, b: string): boolean {
-  const canonical = (path: string) => {
-    try {
-      return realpathSync(path);
-    } catch {
-      return resolve(path);
-    }
-  };
-  return canonical(a) === canonical(b);
+  return canonicalPath(a) === canonicalPath(b);
 }

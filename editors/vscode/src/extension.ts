@@ -10,6 +10,7 @@ import { ConversationsView } from "./conversations";
 import { Ctx, type Selected } from "./ctx";
 import { SCHEME, SnapshotContent, openDiff } from "./snapshots";
 import { Status } from "./status";
+import { describeError, safeName } from "./text";
 import { forkHere, redo, rewindHere, type At } from "./timeTravel";
 import { Timeline } from "./timeline";
 
@@ -29,12 +30,15 @@ export function activate(extension: vscode.ExtensionContext): void {
   const command = (name: string, run: (...args: never[]) => Promise<unknown>) => {
     extension.subscriptions.push(
       vscode.commands.registerCommand(name, async (...args: never[]) => {
+        // A command is the user asking: a daemon stopped meanwhile is started
+        // again (a reconnect of the session's own never starts one).
+        ctx.session?.allowStart();
         try {
           await run(...args);
         } catch (err) {
-          const message = err instanceof Error ? err.message : String(err);
-          ctx.output.error(`${name}: ${message}`);
-          void vscode.window.showErrorMessage(`exo: ${message}`);
+          // The log has it all; the notification says in one line what is wrong.
+          ctx.output.error(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+          void vscode.window.showErrorMessage(`exo: ${describeError(err)}`);
         }
       }),
     );
@@ -100,7 +104,7 @@ async function pickConversation(ctx: Ctx): Promise<boolean> {
     void vscode.window.showInformationMessage("exo: no conversations yet (exo conversation create AGENT NAME)");
     return false;
   }
-  const choice = items.length === 1 ? items[0] : await vscode.window.showQuickPick(items, { title: "exo: show which conversation?" });
+  const choice = items.length === 1 ? items[0] : await vscode.window.showQuickPick(items, { title: "exo: show which conversation?", matchOnDescription: true });
   if (!choice) return false;
   ctx.select(choice.selected);
   return true;
@@ -141,7 +145,7 @@ async function openTurnChanges(ctx: Ctx, timeline: Timeline): Promise<void> {
   const fileChoice = diff.changes.length === 1
     ? diff.changes[0]
     : await vscode.window.showQuickPick(
-      diff.changes.map((change) => ({ label: change.path, description: change.change, path: change.path, change: change.change })),
+      diff.changes.map((change) => ({ label: safeName(change.path), description: change.change, path: change.path, change: change.change })),
       { title: "Open which file?" },
     );
   if (!fileChoice) return;

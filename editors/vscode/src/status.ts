@@ -60,14 +60,16 @@ export class Status implements vscode.Disposable {
       this.#main.backgroundColor = undefined;
     } else if (state.kind === "disconnected") {
       this.#main.text = "$(debug-disconnect) exo: disconnected";
-      this.#main.tooltip = `${state.reason}\nReconnecting…`;
+      this.#main.tooltip = `${state.reason}\nClick to reconnect (starting a daemon when none runs)`;
       this.#main.backgroundColor = new vscode.ThemeColor("statusBarItem.warningBackground");
     } else {
       this.#main.text = "$(sync~spin) exo: connecting";
       this.#main.tooltip = undefined;
       this.#main.backgroundColor = undefined;
     }
-    this.#main.command = selected ? "exo.showTimeline" : "exo.selectConversation";
+    this.#main.command = state.kind === "disconnected"
+      ? "exo.reconnect"
+      : selected ? "exo.showTimeline" : "exo.selectConversation";
     this.#main.show();
     if (running && state.kind === "connected") this.#cancel.show();
     else this.#cancel.hide();

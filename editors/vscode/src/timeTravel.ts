@@ -11,17 +11,25 @@
 //   is refused instead of rewound from somewhere else.
 // - A fork writes into a new folder and changes nothing here; what it
 //   shows is how that folder will differ from this one (the snapshot at
-//   the fork point against the disk), then it opens the folder in a new
-//   window, leaving that window a note of the root and conversation.
+//   the fork point, as the daemon has it, against the disk), then it
+//   opens the folder in a new window, leaving that window a note of the
+//   root and conversation.
+// - An unsaved editor is any editor of an affected file: text, notebook,
+//   custom or diff, opened by any path to it (src/dirty.ts).
+// - Every name shown in a confirmation goes through `safeName`
+//   (src/text.ts): a file name cannot fake lines of the list.
 
 import { existsSync, readdirSync } from "node:fs";
-import { basename, dirname, isAbsolute, join, relative } from "node:path";
+import { basename, dirname, isAbsolute, join } from "node:path";
 
 import * as vscode from "vscode";
 
 import type { Ctx, Selected } from "./ctx";
+import { dirtyAmong, dirtyFiles } from "./dirty";
 import { RpcError } from "./protocol/rpc";
+import { redoCandidates, snapshotInEffect } from "./protocol/travel";
 import type { Event, PathChange, RestoreResult, TreeStep } from "./protocol/types";
+import { pathLines, safeName } from "./text";
 import type { Timeline } from "./timeline";
 
 /** Where a command was invoked: an event of the timeline, or nothing (ask). */
@@ -44,15 +52,15 @@ export async function redo(ctx: Ctx, timeline: Timeline, target: Selected | unde
   const selected = await ctx.refreshSelected();
   if (!selected) throw new Error("no conversation selected");
   const tree = await ctx.request("conversation/tree", { agent: selected.agent.id, conversation: selected.conversation.id });
-  const left = tree.branches.filter((branch) => !branch.current);
+  const left = redoCandidates(tree);
   if (left.length === 0) {
-    void vscode.window.showInformationMessage(`exo: nothing to redo in ${selected.conversation.name}`);
+    void vscode.window.showInformationMessage(`exo: nothing to redo in ${safeName(selected.conversation.name)}`);
     return;
   }
   // The head the latest rewind left comes first: redo undoes that rewind.
   const current = tree.branches[0];
   const lastStep = current?.steps[current.steps.length - 1];
-  const undoLast = lastStep?.kind === "rewound" ? (lastStep as { from_event: string }).from_event : undefined;
+  const undoLast = lastStep?.kind === "rewound" ? lastStep.from_event : undefined;
   const items = left
     .map((branch) => {
       const step = branch.steps[branch.steps.length - 1];
@@ -62,7 +70,6 @@ export async function redo(ctx: Ctx, timeline: Timeline, target: Selected | unde
         head: branch.head,
       };
     })
-    .reverse()
     .sort((a, b) => Number(b.head === undoLast) - Number(a.head === undoLast));
   const choice = items.length === 1 ? items[0] : await vscode.window.showQuickPick(items, { title: "Redo: back to…" });
   if (!choice) return;
@@ -80,7 +87,7 @@ export async function forkHere(ctx: Ctx, timeline: Timeline, at: At | Selected |
   const workspace = selected.conversation.workspace;
   if (typeof workspace !== "string") throw new Error(`${selected.conversation.name} has no workspace to fork into a new folder`);
   const slug = await vscode.window.showInputBox({
-    title: `Fork ${selected.conversation.name} at ${describeEvent(timeline, event)}`,
+    title: `Fork ${safeName(selected.conversation.name)} at ${describeEvent(timeline, event)}`,
     prompt: "The fork's slug",
     value: uniqueSlug(selected.conversation.slug),
     validateInput: (value) => (/^[a-z0-9]+(-[a-z0-9]+)*$/.test(value) ? undefined : "lowercase letters, digits and single dashes"),
@@ -96,20 +103,9 @@ export async function forkHere(ctx: Ctx, timeline: Timeline, at: At | Selected |
   if (folder === undefined) return;
   // How the new folder will differ from this one: the snapshot in effect
   // at the fork point, against the disk.
-  const snapshot = snapshotAt(timeline, event);
-  let detail = "No snapshot is in effect at that point: exo refuses to fork it into a folder.";
-  if (snapshot !== undefined) {
-    const diff = await ctx.request("snapshot/diff", {
-      agent: selected.agent.id,
-      conversation: selected.conversation.id,
-      from: snapshot,
-    });
-    detail = diff.changes.length === 0
-      ? `The new folder will hold the same files as ${workspace}.`
-      : `The new folder will hold the snapshot at that point, which differs from ${workspace} in:\n${pathLines(diff.changes)}`;
-  }
+  const detail = await forkPreview(ctx, selected, event, workspace);
   const go = await vscode.window.showInformationMessage(
-    `Fork ${selected.conversation.name} into ${folder}?`,
+    `Fork ${safeName(selected.conversation.name)} into ${safeName(folder)}?`,
     { modal: true, detail: `${detail}\n\nNothing changes here.` },
     "Fork",
   );
@@ -162,9 +158,9 @@ async function moveHead(
   const unsaved = unsavedAmong(conversation.workspace ?? undefined, [...changes, ...conflicts]);
   if (conflicts.length > 0 || unsaved.length > 0) {
     const lines: string[] = [];
-    if (unsaved.length > 0) lines.push(`Unsaved in the editor:\n${unsaved.map((path) => `  ${path}`).join("\n")}`);
+    if (unsaved.length > 0) lines.push(`Unsaved in an editor:\n${unsaved.map((path) => `  ${safeName(path)}`).join("\n")}`);
     if (conflicts.length > 0) lines.push(`Changed on disk since the latest snapshot:\n${pathLines(conflicts)}`);
-    ctx.output.warn(`${verb} of ${conversation.slug} to ${to} refused: ${[...unsaved, ...conflicts.map((c) => c.path)].join(", ")}`);
+    ctx.output.warn(`${verb} of ${conversation.slug} to ${to} refused: ${[...unsaved, ...conflicts.map((c) => c.path)].map(safeName).join(", ")}`);
     await vscode.window.showErrorMessage(
       `exo: ${Verb} refused: it would lose work that is in no snapshot.`,
       {
@@ -180,7 +176,7 @@ async function moveHead(
       ? "No file changes."
       : `These files will change:\n${pathLines(changes)}`;
   const go = await vscode.window.showInformationMessage(
-    `${Verb} ${conversation.name} to ${label}?`,
+    `${Verb} ${safeName(conversation.name)} to ${label}?`,
     { modal: true, detail: `${filesDetail}\n\nA safety snapshot is taken first: Redo brings this back.` },
     Verb,
   );
@@ -201,24 +197,42 @@ async function moveHead(
   }
   const leftAlone = [...(result.files?.conflicts ?? []).map((c) => c.path), ...(result.files?.skipped ?? []).map((s) => s.path)];
   if (leftAlone.length > 0) {
-    void vscode.window.showWarningMessage(`exo: ${verb} done, but these paths were left alone: ${leftAlone.join(", ")}`);
+    void vscode.window.showWarningMessage(`exo: ${verb} done, but these paths were left alone: ${leftAlone.map(safeName).join(", ")}`);
   }
   ctx.output.info(`${verb} of ${conversation.slug} to ${to}: ${String(result.files?.changes.length ?? 0)} paths written`);
   await ctx.refreshSelected();
   timeline.refreshRedo();
 }
 
-/** The workspace-relative paths among `paths` that have unsaved editors. */
+/** The workspace-relative paths among `paths` that an editor of this window holds unsaved changes of. */
 function unsavedAmong(workspace: string | undefined, paths: PathChange[]): string[] {
   if (workspace === undefined) return [];
-  const wanted = new Set(paths.map((change) => change.path));
-  const unsaved: string[] = [];
-  for (const document of vscode.workspace.textDocuments) {
-    if (!document.isDirty || document.uri.scheme !== "file") continue;
-    const path = relative(workspace, document.uri.fsPath);
-    if (wanted.has(path)) unsaved.push(path);
+  const dirty = dirtyFiles({
+    documents: vscode.workspace.textDocuments,
+    notebooks: vscode.workspace.notebookDocuments,
+    tabs: vscode.window.tabGroups.all.flatMap((group) => group.tabs),
+  });
+  return dirtyAmong(workspace, paths.map((change) => change.path), dirty);
+}
+
+/** What a fork at `event` will write, against the workspace, as the daemon has it. */
+async function forkPreview(ctx: Ctx, selected: Selected, event: string, workspace: string): Promise<string> {
+  const agent = selected.agent.id;
+  const conversation = selected.conversation.id;
+  let snapshot;
+  try {
+    snapshot = await snapshotInEffect(ctx, agent, conversation, event);
+  } catch (err) {
+    if (err instanceof RpcError && err.kind === "not_found") {
+      return "exo cannot show which files the new folder will hold: that point is no longer on the conversation's history.";
+    }
+    throw err;
   }
-  return unsaved;
+  if (snapshot === null) return "No snapshot is in effect at that point: exo refuses to fork it into a folder.";
+  const diff = await ctx.request("snapshot/diff", { agent, conversation, from: snapshot.commit });
+  return diff.changes.length === 0
+    ? `The new folder will hold the same files as ${safeName(workspace)}.`
+    : `The new folder will hold the snapshot at that point, which differs from ${safeName(workspace)} in:\n${pathLines(diff.changes)}`;
 }
 
 /** Asks for a point of the current history, turn by turn (newest first). */
@@ -234,12 +248,11 @@ async function pickStep(ctx: Ctx, selected: Selected, title: string): Promise<st
 
 function stepLabel(step: TreeStep | undefined): string {
   if (!step) return "(empty)";
-  const s = step as TreeStep & Record<string, unknown>;
   switch (step.kind) {
     case "turn":
-      return `turn: ${typeof s["prompt"] === "string" ? s["prompt"] : "(no prompt)"} (${typeof s["status"] === "string" ? s["status"] : "running"})`;
+      return `turn: ${typeof step.prompt === "string" ? safeName(step.prompt) : "(no prompt)"} (${step.status ?? "running"})`;
     case "events":
-      return `${(s["kinds"] as string[] | undefined)?.join(", ") ?? "events"}${typeof s["text"] === "string" ? `: ${s["text"]}` : ""}`;
+      return `${step.kinds.join(", ")}${typeof step.text === "string" ? `: ${safeName(step.text)}` : ""}`;
     case "conversation_created":
       return "conversation created";
     default:
@@ -268,27 +281,12 @@ function firstPrompt(events: readonly Event[], turn: string): string | undefined
     const text = e.content?.find((part) => part.type === "text")?.text;
     if (text !== undefined) {
       const line = text.split("\n")[0] ?? "";
-      return line.length > 60 ? `${line.slice(0, 59)}…` : line;
+      return safeName(line.length > 60 ? `${line.slice(0, 59)}…` : line);
     }
   }
   return undefined;
 }
 
-/** The commit of the snapshot in effect at `id`: the newest at or before it on the history. */
-function snapshotAt(timeline: Timeline, id: string): string | undefined {
-  let commit: string | undefined;
-  for (const event of timeline.history.events) {
-    if (event.kind === "workspace_snapshot") commit = (event as { commit: string }).commit;
-    if (event.id === id) return commit;
-  }
-  return undefined;
-}
-
-function pathLines(changes: PathChange[]): string {
-  const shown = changes.slice(0, 30).map((change) => `  ${change.change.padEnd(9)} ${change.path}`);
-  if (changes.length > 30) shown.push(`  … and ${String(changes.length - 30)} more`);
-  return shown.join("\n");
-}
 
 function uniqueSlug(slug: string): string {
   const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(4, 12);

@@ -9,6 +9,10 @@
 //   `ready` and gets everything again.
 // - A turn's file changes are read once, with `snapshot/diff` between its
 //   `turn_start` and `turn_end` snapshots, when its end snapshot arrives.
+// - A turn sent from the chat input belongs to its conversation
+//   (src/protocol/turns.ts): selecting another one mid-turn leaves it
+//   running, its questions still asked (as notifications, since its card
+//   is not shown), and the other conversation's input free.
 
 import { randomBytes } from "node:crypto";
 
@@ -17,8 +21,11 @@ import * as vscode from "vscode";
 import type { Ctx, Selected } from "./ctx";
 import { History } from "./protocol/history";
 import type { ConversationWatch } from "./protocol/session";
+import { redoCandidates } from "./protocol/travel";
+import type { TurnQuestion } from "./protocol/turns";
 import type { ApprovalRequest, Event, PathChange } from "./protocol/types";
 import { openDiff } from "./snapshots";
+import { describeError } from "./text";
 import type { FromWebview, ToWebview } from "./webview/messages";
 
 interface TurnChanges {
@@ -43,13 +50,17 @@ export class Timeline implements vscode.Disposable {
   #panel: vscode.WebviewPanel | undefined;
   #ready = false;
   #running: string | undefined;
-  #sending = false;
+  /** The conversations turns were sent to from here, while they run: their questions name them. */
+  readonly #sentTo = new Map<string, Selected>();
   #redo = false;
   #treeTimer: NodeJS.Timeout | undefined;
 
   /** The running turn of the selected conversation changed. */
   readonly onDidChangeRunning = this.#onRunning.event;
-  /** The selected conversation's running turn asks for approval. */
+  /**
+   * A question to put to the user: of the selected conversation's running
+   * turn, or of a turn sent from here to another conversation.
+   */
   readonly onApproval = this.#onApproval.event;
 
   constructor(ctx: Ctx) {
@@ -63,6 +74,12 @@ export class Timeline implements vscode.Disposable {
       ctx.onDidChangeState(() => {
         this.#postState();
       }),
+      { dispose: ctx.turns.onDidChange((conversation) => {
+        if (conversation === this.#selected?.conversation.id) this.#postState();
+      }) },
+      { dispose: ctx.turns.onQuestion((question) => {
+        this.#question(question);
+      }) },
     );
   }
 
@@ -76,9 +93,10 @@ export class Timeline implements vscode.Disposable {
     return this.#running;
   }
 
-  /** Whether a turn started here is on its way. */
+  /** Whether a turn sent from here is on its way in the selected conversation. */
   get sending(): boolean {
-    return this.#sending;
+    const selected = this.#selected;
+    return selected !== undefined && this.#ctx.turns.isSending(selected.conversation.id);
   }
 
   /** Opens (or reveals) the panel. */
@@ -123,27 +141,22 @@ export class Timeline implements vscode.Disposable {
     });
   }
 
-  /** Runs a turn with the agent's harness, answering approvals here. */
+  /** Runs a turn in the selected conversation with the agent's harness, answering approvals here. */
   async send(text: string): Promise<void> {
     const selected = this.#selected;
     if (!selected) throw new Error("no conversation selected");
-    this.#sending = true;
-    this.#postState();
+    const session = this.#ctx.session;
+    if (!session) throw new Error("no exo root: open a folder inside an exo project, or set exo.root");
+    const id = selected.conversation.id;
+    this.#sentTo.set(id, selected);
     try {
-      const result = await this.#ctx.request("turn/run", {
-        agent: selected.agent.id,
-        conversation: selected.conversation.id,
-        input: text,
-        approvals: true,
-      });
+      const result = await this.#ctx.turns.run(session, selected.agent.id, id, text);
       if (result.status !== "completed") {
-        void vscode.window.showWarningMessage(
-          `exo: the turn ended ${result.status}${result.error ? `: ${result.error}` : ""}`,
-        );
+        const why = result.error ? `: ${describeError(result.error)}` : "";
+        void vscode.window.showWarningMessage(`exo: the turn in ${selected.conversation.name} ended ${result.status}${why}`);
       }
     } finally {
-      this.#sending = false;
-      this.#postState();
+      if (!this.#ctx.turns.isSending(id)) this.#sentTo.delete(id);
     }
   }
 
@@ -216,7 +229,7 @@ export class Timeline implements vscode.Disposable {
       },
       failed: (error) => {
         this.#ctx.output.error(`the watch of ${selected.conversation.slug} ended: ${error.message}`);
-        void vscode.window.showErrorMessage(`exo: cannot follow ${selected.conversation.name}: ${error.message}`);
+        void vscode.window.showErrorMessage(`exo: cannot follow ${selected.conversation.name}: ${describeError(error)}`);
       },
     });
     // Questions asked before this watch began are not replayed: ask for them.
@@ -233,6 +246,16 @@ export class Timeline implements vscode.Disposable {
         this.#ctx.output.warn(`approval/list: ${String(err)}`);
       }
     });
+  }
+
+  /** A question of a turn sent from here: on the card when its conversation is shown, else only asked. */
+  #question(question: TurnQuestion): void {
+    if (question.conversation === this.#selected?.conversation.id) {
+      this.#approval(question.request);
+      return;
+    }
+    const where = this.#sentTo.get(question.conversation);
+    if (where) this.#onApproval.fire({ request: question.request, selected: where });
   }
 
   #approval(request: ApprovalRequest): void {
@@ -314,7 +337,7 @@ export class Timeline implements vscode.Disposable {
         conversation: selected.conversation.id,
       });
       if (this.#selected !== selected) return;
-      this.#redo = tree.branches.some((branch) => !branch.current);
+      this.#redo = redoCandidates(tree).length > 0;
       this.#postState();
     } catch (err) {
       this.#ctx.output.warn(`conversation/tree: ${String(err)}`);
@@ -367,7 +390,8 @@ export class Timeline implements vscode.Disposable {
           break;
       }
     } catch (err) {
-      void vscode.window.showErrorMessage(`exo: ${err instanceof Error ? err.message : String(err)}`);
+      this.#ctx.output.error(`${message.type}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      void vscode.window.showErrorMessage(`exo: ${describeError(err)}`);
     }
   }
 
@@ -395,9 +419,9 @@ export class Timeline implements vscode.Disposable {
       type: "state",
       connected: state?.kind === "connected" && this.#selected !== undefined,
       running: this.#running ?? null,
-      sending: this.#sending,
+      sending: this.sending,
       redo: this.#redo,
-      error: state?.kind === "disconnected" ? state.reason : null,
+      error: state?.kind === "disconnected" ? describeError(state.reason) : null,
     });
   }
 

@@ -20,3 +20,13 @@ test("src/protocol imports neither vscode nor the extension", () => {
     }
   }
 });
+
+test("the helpers tested on their own import no vscode", () => {
+  for (const name of ["text.ts", "dirty.ts"]) {
+    const source = readFileSync(fileURLToPath(new URL(`../src/${name}`, import.meta.url)), "utf8");
+    const imports = [...source.matchAll(/from\s+"([^"]+)"/g)].map((match) => match[1] ?? "");
+    assert.ok(!imports.includes("vscode"), `${name} imports vscode`);
+    // The webview bundles text.ts: no Node APIs there.
+    if (name === "text.ts") assert.ok(!imports.some((spec) => spec.startsWith("node:")), `${name} imports Node`);
+  }
+});

@@ -1,8 +1,9 @@
 // The protocol client against a real daemon (the exo binary): finding the
 // root, starting and reaching the daemon over its socket or stdio, watches
-// across a daemon restart, turns with approvals, the rewind's dry run, and
-// `snapshot/read`. Each test has its own scratch root and stops its
-// daemons, whatever happens.
+// across a daemon restart, turns with approvals (also while another
+// conversation is selected), the rewind's dry run, what a redo can go back
+// to, the snapshot a fork writes, and `snapshot/read`. Each test has its
+// own scratch root and stops its daemons, whatever happens.
 
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -10,8 +11,11 @@ import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 
 import { connectToRunning, findRoot } from "../src/protocol/daemon";
+import { History } from "../src/protocol/history";
 import { RpcError } from "../src/protocol/rpc";
 import { ExoSession, type SessionOptions, type SessionState } from "../src/protocol/session";
+import { redoCandidates, snapshotInEffect } from "../src/protocol/travel";
+import { TurnRunner, type TurnQuestion } from "../src/protocol/turns";
 import type { ApprovalRequest, Event, TurnDelta } from "../src/protocol/types";
 import { EXO, Scratch, waitFor } from "./support";
 
@@ -32,7 +36,6 @@ function session(t: TestContext, s: Scratch, options: Partial<SessionOptions> = 
     env: s.env,
     logDir: s.dir,
     start: "socket",
-    restartGraceMs: 300,
     maxRetryMs: 300,
     log: (line) => logs.push(line),
     ...options,
@@ -162,19 +165,25 @@ test("after the daemon restarts, the session reconnects and the watch goes on fr
   assert.ok(states.includes("disconnected") && states.includes("connected"), states.join(", "));
 });
 
-test("a session that lost its daemon starts another one itself", async (t) => {
+test("a daemon stopped on purpose stays stopped until the user asks for one", async (t) => {
   const s = scratch(t);
   const exo = session(t, s);
   await exo.connected();
   const firstPid = (exo.state as Extract<SessionState, { kind: "connected" }>).status.pid;
   await exo.request("daemon/stop", {});
-  await waitFor(
-    () => exo.state.kind === "connected" && exo.state.status.pid !== firstPid,
-    30_000,
-    "a new daemon",
-  );
+  await waitFor(() => exo.state.kind === "disconnected", 20_000, "the session to notice");
+  // Several reconnect attempts (maxRetryMs is 300) only knock on the socket.
+  const knocks: string[] = [];
+  exo.onState((state) => knocks.push(state.kind));
+  await waitFor(() => knocks.filter((kind) => kind === "disconnected").length >= 3, 20_000, "three attempts");
+  assert.equal(await connectToRunning({ root: s.root, exo: EXO }), undefined, "no daemon was started");
+  const waiting: SessionState = exo.state;
+  assert.ok(waiting.kind === "disconnected" && /no exo daemon is running/.test(waiting.reason), JSON.stringify(waiting));
+  exo.allowStart();
   const { agents } = await exo.request("agent/list", {});
   assert.equal(agents.length, 1);
+  const state: SessionState = exo.state;
+  assert.ok(state.kind === "connected" && state.status.pid !== firstPid, JSON.stringify(state));
 });
 
 test("a watch whose cursor left the history (a rewind while away) starts over", async (t) => {
@@ -328,4 +337,124 @@ test("snapshot/read reads a file as a snapshot holds it; absent is null", async 
     path: "nope.txt",
   });
   assert.equal(absent.content_base64, null);
+});
+
+test("a turn sent from here keeps asking and ends while another conversation is shown", async (t) => {
+  const s = scratch(t);
+  s.scriptedModel("scripted", [
+    { text: "Writing it.", tool_calls: [{ name: "write_file", arguments: { path: "away.txt", content: "written\n" } }] },
+    { text: "Done." },
+  ]);
+  s.exo(["agent", "create", "Asker", "--slug", "asker", "--model", "scripted", "--approval", "ask"]);
+  s.exo(["conversation", "create", "asker", "Q", "--slug", "q", "--workspace", s.project]);
+  const exo = session(t, s);
+  const q = await exo.request("conversation/get", { agent: "asker", conversation: "q" });
+  const c = await exo.request("conversation/get", { agent: "a", conversation: "c" });
+  const runner = new TurnRunner();
+  const questions: TurnQuestion[] = [];
+  const changes: string[] = [];
+  runner.onQuestion((question) => questions.push(question));
+  runner.onDidChange((conversation) => changes.push(conversation));
+
+  // Sent from q's chat input; the user then selects c before the question
+  // comes, so nothing watches q when it is asked.
+  const shownQ = collect(exo, "asker", "q");
+  await shownQ.watch.ready();
+  const run = runner.run(exo, q.agent, q.id, "write away.txt");
+  shownQ.watch.dispose();
+  const shownC = collect(exo, "a", "c");
+  await shownC.watch.ready();
+  assert.ok(runner.isSending(q.id), "q is sending");
+  assert.equal(runner.isSending(c.id), false, "c's input is free");
+
+  const asked = await waitFor(() => questions[0], 30_000, "the question, asked while c is shown");
+  assert.equal(asked.conversation, q.id);
+  assert.equal(asked.agent, q.agent);
+  assert.equal(asked.request.tool, "write_file");
+  assert.deepEqual(shownC.seen.approvals, [], "c's watch is not asked");
+
+  // Back to q: its history shows the turn still running, the question pending.
+  const history = new History();
+  const back = exo.watch("asker", "q", { events: (events) => history.apply(events) });
+  t.after(() => {
+    back.dispose();
+  });
+  await back.ready();
+  await waitFor(() => history.runningTurn() === asked.request.turn, 20_000, "the running turn in q's replay");
+  const pending = await exo.request("approval/list", { agent: "asker", conversation: "q" });
+  assert.deepEqual(pending.approvals.map((p) => p.call_id), [asked.request.call_id]);
+  assert.ok(runner.isSending(q.id), "still sending");
+
+  await exo.request("approval/respond", { turn: asked.request.turn, call_id: asked.request.call_id, decision: "allow_once" });
+  const result = await run;
+  assert.equal(result.status, "completed");
+  assert.equal(readFileSync(join(s.project, "away.txt"), "utf8"), "written\n");
+  assert.equal(runner.isSending(q.id), false);
+  assert.equal(runner.busy, false);
+  assert.deepEqual(changes, [q.id, q.id]);
+  assert.equal(questions.length, 1, "asked once");
+  // A second turn in the same conversation is refused while one runs from here.
+  const first = runner.run(exo, q.agent, q.id, "again");
+  await assert.rejects(runner.run(exo, q.agent, q.id, "twice"), /still running in this conversation/);
+  await first;
+});
+
+/** A conversation `coder/work` of two finished turns, each writing a file (approvals automatic). */
+function twoTurns(s: Scratch): void {
+  s.scriptedModel("scripted", [
+    { text: "Writing.", tool_calls: [{ name: "write_file", arguments: { path: "notes.md", content: "first\n" } }] },
+    { text: "Wrote notes.md." },
+    { text: "Adding.", tool_calls: [{ name: "write_file", arguments: { path: "more.md", content: "more\n" } }] },
+    { text: "Added more.md." },
+  ]);
+  s.exo(["agent", "create", "Coder", "--slug", "coder", "--model", "scripted", "--approval", "auto"]);
+  s.exo(["conversation", "create", "coder", "Work", "--slug", "work", "--workspace", s.project]);
+  s.exo(["conversation", "send", "coder", "work", "one"]);
+  s.exo(["conversation", "send", "coder", "work", "two"]);
+}
+
+test("redo offers a branch a rewind left, not the markers a redo leaves", async (t) => {
+  const s = scratch(t);
+  twoTurns(s);
+  const exo = session(t, s);
+  const { events } = await exo.request("events/list", { agent: "coder", conversation: "work", limit: 1000 });
+  const firstEnd = events.find((event) => event.kind === "turn_ended");
+  assert.ok(firstEnd);
+  await exo.request("conversation/rewind", { agent: "coder", conversation: "work", to: firstEnd.id });
+  let tree = await exo.request("conversation/tree", { agent: "coder", conversation: "work" });
+  const candidates = redoCandidates(tree);
+  assert.equal(candidates.length, 1);
+  const left = candidates[0];
+  assert.ok(left);
+  assert.ok(left.steps.some((step) => step.kind === "turn" && step.prompt === "two"));
+
+  // The redo leaves the first rewind behind: a branch with nothing to redo.
+  await exo.request("conversation/rewind", { agent: "coder", conversation: "work", to: left.head });
+  tree = await exo.request("conversation/tree", { agent: "coder", conversation: "work" });
+  assert.equal(tree.branches.filter((branch) => !branch.current).length, 1, "the rewind's marker is a branch");
+  assert.deepEqual(redoCandidates(tree), []);
+});
+
+test("the snapshot a fork writes is the daemon's, at or before the event", async (t) => {
+  const s = scratch(t);
+  twoTurns(s);
+  // A fresh session, no watch: nothing is mirrored.
+  const exo = session(t, s);
+  const { events } = await exo.request("events/list", { agent: "coder", conversation: "work", limit: 1000 });
+  const snapshots = events.filter((event) => event.kind === "workspace_snapshot") as (Event & { commit: string; reason: string })[];
+  assert.deepEqual(snapshots.map((snapshot) => snapshot.reason), ["turn_start", "turn_end", "turn_start", "turn_end"]);
+  const [, firstTurnEnd, secondTurnStart] = snapshots;
+  assert.ok(firstTurnEnd && secondTurnStart);
+  const firstEnd = events.find((event) => event.kind === "turn_ended");
+  const secondPrompt = events.find((event) => event.kind === "message" && texts([event]).includes("two"));
+  assert.ok(firstEnd && secondPrompt);
+
+  const at = (event: string) => snapshotInEffect(exo, "coder", "work", event);
+  assert.equal((await at(firstEnd.id))?.commit, firstTurnEnd.commit);
+  assert.equal((await at(secondPrompt.id))?.id, secondTurnStart.id);
+  assert.equal((await at(secondTurnStart.id))?.id, secondTurnStart.id, "a snapshot is in effect at itself");
+  const created = events[0];
+  assert.ok(created?.kind === "conversation_created");
+  assert.equal(await at(created.id), null);
+  await assert.rejects(at("01a00000-0000-7000-8000-000000000000"), (err: unknown) => err instanceof RpcError && err.kind === "not_found");
 });

@@ -14,16 +14,43 @@
 //   started from a shell. `exo daemon --stdio` is the other way: it ties the
 //   daemon (or a relay to the running one) to this process's pipes.
 // - Every connection asks `daemon/status` first and refuses a daemon that
-//   serves another root, as the spec asks of clients.
+//   serves another root, as the spec asks of clients; then `initialize`,
+//   whose `max_frame_bytes` can raise the connection's frame bound.
+// - A daemon started here logs into this user's private state directory
+//   (`$XDG_STATE_HOME/exo`, else `~/.local/state/exo`, mode 0700), never
+//   a shared one where another user could plant a file or a symlink under
+//   a name known in advance: a directory that is not the user's, or that
+//   others can write, is refused, and the log is opened without following
+//   a symlink. A log past 4 MiB is moved aside (to `.1`) before a start,
+//   and only its tail is ever read back.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  statSync,
+} from "node:fs";
 import { connect as netConnect } from "node:net";
-import { tmpdir } from "node:os";
+import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 
-import { Connection } from "./rpc";
+import { Connection, ConnectionClosed } from "./rpc";
 import type { DaemonStatus } from "./types";
+
+/** A log larger than this is moved aside (to `.1`) before a daemon starts. */
+export const LOG_ROTATE_BYTES = 4 * 1024 * 1024;
+/** How much of the log's end a failed start reads back. */
+const LOG_TAIL_BYTES = 2000;
 
 /** How to find and start the daemon of one root. */
 export interface DaemonOptions {
@@ -35,7 +62,10 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Where diagnostics go, one line each. */
   log?: (line: string) => void;
-  /** The directory for the log of a daemon started here (the system's temporary one by default). */
+  /**
+   * The directory for the log of a daemon started here (by default
+   * {@link stateDirectory}); it must be the user's, writable by no one else.
+   */
   logDir?: string;
 }
 
@@ -88,8 +118,14 @@ export async function connectToRunning(options: DaemonOptions): Promise<Reached 
   for (const socket of sockets) {
     const connection = await connectSocket(socket, log);
     if (connection === undefined) continue;
-    const status = await checkedStatus(connection, options.root);
-    return { connection, status, transport: "socket" };
+    try {
+      const status = await checkedStatus(connection, options.root);
+      return { connection, status, transport: "socket" };
+    } catch (err) {
+      // A daemon stopping as we greet it answers no more than none does.
+      if (err instanceof ConnectionClosed) continue;
+      throw err;
+    }
   }
   return undefined;
 }
@@ -101,10 +137,9 @@ export async function connectToRunning(options: DaemonOptions): Promise<Reached 
  */
 export async function startDaemon(options: DaemonOptions, timeoutMs = 20_000): Promise<Reached> {
   const log = options.log ?? (() => undefined);
-  const logFile = daemonLogFile(options.root, options.logDir ?? tmpdir());
-  const logFd = openSync(logFile, "a");
+  const logFile = daemonLogFile(options);
+  const { fd: logFd, size: offset } = openLog(logFile);
   // Only what this daemon writes counts: the file keeps earlier runs' logs.
-  const offset = fileSize(logFile);
   let exited: { code: number | null; signal: string | null } | undefined;
   let spawnError: Error | undefined;
   try {
@@ -229,12 +264,67 @@ async function checkedStatus(connection: Connection, root: string): Promise<Daem
   }
 }
 
-/** Where a daemon started here logs: outside the root (exo refuses a log inside it). */
-function daemonLogFile(root: string, dir: string): string {
-  let hash = 0;
-  for (const char of root) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
-  const uid = typeof process.getuid === "function" ? String(process.getuid()) : "user";
-  return join(dir, `exo-vscode-daemon-${uid}-${hash.toString(16)}.log`);
+/**
+ * This user's directory for the logs of daemons the extension starts:
+ * `$XDG_STATE_HOME/exo` (an absolute one), else `~/.local/state/exo`.
+ */
+export function stateDirectory(env: NodeJS.ProcessEnv = process.env): string {
+  const state = env["XDG_STATE_HOME"];
+  if (state !== undefined && isAbsolute(state)) return join(state, "exo");
+  const home = env["HOME"] !== undefined && isAbsolute(env["HOME"]) ? env["HOME"] : homedir();
+  return join(home, ".local", "state", "exo");
+}
+
+/** Where a daemon started for `options.root` logs: outside the root (exo refuses a log inside it). */
+export function daemonLogFile(options: Pick<DaemonOptions, "root" | "logDir" | "env">): string {
+  const dir = options.logDir ?? stateDirectory(options.env ?? process.env);
+  const hash = createHash("sha256").update(options.root).digest("hex").slice(0, 16);
+  return join(dir, `vscode-daemon-${hash}.log`);
+}
+
+/**
+ * Opens the log for appending, in a private directory (made 0700 when
+ * missing), moving a large one aside first; never through a symlink.
+ * Returns the descriptor and the size the log had.
+ */
+function openLog(file: string): { fd: number; size: number } {
+  const dir = dirname(file);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  checkPrivate(dir);
+  try {
+    const seen = lstatSync(file);
+    if (seen.isFile() && seen.size > LOG_ROTATE_BYTES) renameSync(file, `${file}.1`);
+  } catch (err) {
+    if (!isMissing(err)) throw err;
+  }
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ELOOP" ? "it is a symbolic link" : err instanceof Error ? err.message : String(err);
+    throw new Error(`cannot open the daemon log ${file}: ${why}`);
+  }
+  const opened = fstatSync(fd);
+  if (!opened.isFile()) {
+    closeSync(fd);
+    throw new Error(`cannot open the daemon log ${file}: not a regular file`);
+  }
+  return { fd, size: opened.size };
+}
+
+/** Refuses a log directory another user owns, or that others may write. */
+function checkPrivate(dir: string): void {
+  const found = statSync(dir);
+  if (!found.isDirectory()) throw new Error(`the daemon log directory ${dir} is not a directory`);
+  if (typeof process.getuid !== "function") return;
+  const uid = process.getuid();
+  if (found.uid !== uid) {
+    throw new Error(`refusing the daemon log directory ${dir}: it belongs to uid ${String(found.uid)}, not to this user (uid ${String(uid)})`);
+  }
+  if ((found.mode & 0o022) !== 0) {
+    throw new Error(`refusing the daemon log directory ${dir}: others may write to it (mode ${(found.mode & 0o777).toString(8)}); chmod 700 it`);
+  }
 }
 
 function alreadyRunning(logFile: string, offset: number): boolean {
@@ -246,22 +336,34 @@ function lastLine(logFile: string, offset: number): string {
   return lines[lines.length - 1] ?? "";
 }
 
-/** What `file` holds after byte `offset`, at most its last 2000 bytes. */
+/** What `file` holds after byte `offset`, at most its last {@link LOG_TAIL_BYTES}: only those are read. */
 function tail(file: string, offset: number): string {
+  let fd: number;
   try {
-    const bytes = readFileSync(file);
-    return bytes.subarray(Math.max(offset, bytes.length - 2000)).toString("utf8");
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch {
     return "";
   }
+  try {
+    const size = fstatSync(fd).size;
+    const from = Math.max(offset, size - LOG_TAIL_BYTES, 0);
+    const bytes = Buffer.alloc(Math.max(size - from, 0));
+    let read = 0;
+    while (read < bytes.length) {
+      const n = readSync(fd, bytes, read, bytes.length - read, from + read);
+      if (n === 0) break;
+      read += n;
+    }
+    return bytes.subarray(0, read).toString("utf8");
+  } catch {
+    return "";
+  } finally {
+    closeSync(fd);
+  }
 }
 
-function fileSize(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
-  }
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
 }
 
 function describeExit(exit: { code: number | null; signal: string | null }): string {

@@ -14,7 +14,17 @@
 //   several outstanding it is only logged.
 // - Closing rejects every outstanding request with `ConnectionClosed`;
 //   nothing is retried here (the session above reconnects).
+// - The bytes of a frame still arriving are kept as the chunks they came
+//   in, and only each new chunk is searched for the newline: a frame of
+//   tens of megabytes costs one pass and one decode, not a rescan and a
+//   string copy per chunk. A frame longer than `maxFrameBytes` closes the
+//   connection instead of growing memory without end. The bound is far
+//   above the daemon's own (48 MiB, for what it reads), because its
+//   responses are not bounded (a replay of several large events is one
+//   frame): it is the longest string Node can make, which no legitimate
+//   frame reaches and a longer one could not be decoded anyway.
 
+import { constants } from "node:buffer";
 import type { Readable, Writable } from "node:stream";
 
 import type { ErrorData, Method, Notification, Notifications, ParamsOf, ResultOf } from "./types";
@@ -59,23 +69,46 @@ interface Waiting {
 
 type NotificationHandler = <N extends Notification>(method: N, params: Notifications[N]) => void;
 
+/**
+ * The longest frame a connection reads unless told otherwise: 1 GiB, or the
+ * longest string this Node can make when that is less (512 MiB on 64-bit).
+ */
+export const DEFAULT_MAX_FRAME_BYTES = Math.min(2 ** 30, constants.MAX_STRING_LENGTH);
+
+/** Options of a connection. */
+export interface ConnectionOptions {
+  /** The longest frame read; a longer one closes the connection. */
+  maxFrameBytes?: number;
+}
+
 /** One connection; see the file's header. */
 export class Connection {
+  readonly #input: Readable;
   readonly #output: Writable;
   readonly #log: (line: string) => void;
   readonly #waiting = new Map<number, Waiting>();
   readonly #notificationHandlers = new Set<NotificationHandler>();
   readonly #closeHandlers = new Set<(reason: string) => void>();
-  #buffer = "";
+  /** The start of a frame still arriving, as the chunks it came in. */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #maxFrameBytes: number;
   #nextId = 1;
   #closed: string | undefined;
 
-  constructor(input: Readable, output: Writable, log: (line: string) => void = () => undefined) {
+  constructor(
+    input: Readable,
+    output: Writable,
+    log: (line: string) => void = () => undefined,
+    options: ConnectionOptions = {},
+  ) {
+    this.#input = input;
     this.#output = output;
     this.#log = log;
-    input.setEncoding("utf8");
-    input.on("data", (chunk: string) => {
-      this.#read(chunk);
+    this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    input.on("data", (chunk: Buffer | string) => {
+      if (this.#closed !== undefined) return;
+      this.#read(typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk);
     });
     input.on("end", () => {
       this.close("the daemon closed the connection");
@@ -94,6 +127,16 @@ export class Connection {
   /** Whether the connection has ended (and why). */
   get closed(): string | undefined {
     return this.#closed;
+  }
+
+  /** The longest frame read; a longer one closes the connection. */
+  get maxFrameBytes(): number {
+    return this.#maxFrameBytes;
+  }
+
+  set maxFrameBytes(bytes: number) {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`not a frame bound: ${String(bytes)}`);
+    this.#maxFrameBytes = bytes;
   }
 
   /** Sends `method` and resolves with its result, or rejects with {@link RpcError}. */
@@ -152,6 +195,8 @@ export class Connection {
   close(reason = "closed by the client"): void {
     if (this.#closed !== undefined) return;
     this.#closed = reason;
+    this.#pending = [];
+    this.#pendingBytes = 0;
     for (const waiting of this.#waiting.values()) {
       waiting.reject(new ConnectionClosed(`${waiting.method}: ${reason}`));
     }
@@ -171,28 +216,54 @@ export class Connection {
     this.#output.write(`${JSON.stringify(message)}\n`);
   }
 
-  #read(chunk: string): void {
-    this.#buffer += chunk;
-    let newline = this.#buffer.indexOf("\n");
-    while (newline !== -1) {
-      const line = this.#buffer.slice(0, newline);
-      this.#buffer = this.#buffer.slice(newline + 1);
-      if (line.trim() !== "") this.#receive(line);
+  #read(chunk: Buffer): void {
+    let start = 0;
+    for (;;) {
+      const newline = chunk.indexOf(0x0a, start);
+      if (newline === -1) break;
+      const end = chunk.subarray(start, newline);
+      start = newline + 1;
+      const length = this.#pendingBytes + end.length;
+      if (length > this.#maxFrameBytes) {
+        this.#tooLong(length);
+        return;
+      }
+      const frame = this.#pending.length === 0 ? end : Buffer.concat([...this.#pending, end], length);
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#receive(frame);
       if (this.#closed !== undefined) return;
-      newline = this.#buffer.indexOf("\n");
     }
+    if (start === chunk.length) return;
+    const rest = chunk.subarray(start);
+    if (this.#pendingBytes + rest.length > this.#maxFrameBytes) {
+      this.#tooLong(this.#pendingBytes + rest.length);
+      return;
+    }
+    this.#pending.push(rest);
+    this.#pendingBytes += rest.length;
   }
 
-  #receive(line: string): void {
+  /** A frame past the bound: nothing more is read from this peer. */
+  #tooLong(seen: number): void {
+    const bound = this.#maxFrameBytes;
+    this.#log(`a frame from the daemon reached ${String(seen)} bytes, past the bound of ${String(bound)}`);
+    this.close(`the daemon sent a frame longer than ${describeBytes(bound)}, the most this client reads`);
+    this.#input.destroy();
+  }
+
+  #receive(frame: Buffer): void {
+    const line = frame.toString("utf8");
+    if (line.trim() === "") return;
     let message: unknown;
     try {
       message = JSON.parse(line);
     } catch {
-      this.#log(`unreadable message from the daemon: ${line.slice(0, 200)}`);
+      this.#log(`the daemon sent a frame that is not JSON (${String(frame.length)} bytes): ${JSON.stringify(line.slice(0, 200))}`);
       return;
     }
     if (message === null || typeof message !== "object" || Array.isArray(message)) {
-      this.#log(`unexpected message from the daemon: ${line.slice(0, 200)}`);
+      this.#log(`unexpected message from the daemon: ${JSON.stringify(line.slice(0, 200))}`);
       return;
     }
     const msg = message as Record<string, unknown>;
@@ -201,7 +272,7 @@ export class Connection {
     } else if ("result" in msg || "error" in msg) {
       this.#response(msg);
     } else {
-      this.#log(`unexpected message from the daemon: ${line.slice(0, 200)}`);
+      this.#log(`unexpected message from the daemon: ${JSON.stringify(line.slice(0, 200))}`);
     }
   }
 
@@ -244,4 +315,12 @@ export class Connection {
     }
     waiting.resolve(result);
   }
+}
+
+/** "64 MiB", "1.5 KiB", "300 bytes". */
+function describeBytes(bytes: number): string {
+  for (const [unit, size] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]] as const) {
+    if (bytes >= size) return `${String(Math.round((bytes / size) * 10) / 10)} ${unit}`;
+  }
+  return `${String(bytes)} bytes`;
 }

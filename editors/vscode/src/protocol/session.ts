@@ -1,15 +1,18 @@
 // A session with one root's daemon that outlives connections: it connects
-// (starting a daemon when none runs), reconnects when the daemon goes away
-// and comes back, and keeps conversation watches going across connections.
+// (starting a daemon when none runs and the user asked for one), reconnects
+// when the daemon comes back, and keeps conversation watches going across
+// connections.
 //
 // Key design ideas:
 // - One loop owns the connection: reach a daemon, serve until the
 //   connection closes, wait, go again. Nothing else connects, so there is
 //   never more than one connection, and the state is always one of
 //   `connecting`, `connected`, `disconnected` or `disposed`.
-// - After a connection is lost, the loop waits for a daemon to come back
-//   (someone restarting it) for `restartGraceMs` before starting one itself,
-//   so it does not race `exo daemon stop && exo daemon`.
+// - A daemon is started only when the user asked for one: at `start()` and
+//   after `allowStart()` (a command of the user's). A reconnect of the
+//   loop's own only knocks on the socket, so a daemon stopped on purpose
+//   (`exo daemon stop`) stays stopped, and `exo daemon stop && exo daemon`
+//   is never raced.
 // - A watch is a cursor, not a connection's watch id: each connection
 //   watches again from the last event delivered, so no event is missed or
 //   repeated across a reconnect. When the cursor has left the history (a
@@ -41,13 +44,12 @@ import type {
 /** How a session reaches its daemon. */
 export interface SessionOptions extends DaemonOptions {
   /**
-   * What to do when no daemon runs: `socket` starts `exo daemon` (detached)
-   * and connects to its socket, `stdio` speaks to `exo daemon --stdio` over
-   * its pipes, `never` waits for someone else to start one.
+   * What to do when no daemon runs and the user asked for one: `socket`
+   * starts `exo daemon` (detached) and connects to its socket, `stdio`
+   * speaks to `exo daemon --stdio` over its pipes, `never` waits for
+   * someone else to start one.
    */
   start: "socket" | "stdio" | "never";
-  /** How long to wait for a daemon to come back before starting one. */
-  restartGraceMs?: number;
   /** The longest pause between two attempts to reconnect. */
   maxRetryMs?: number;
 }
@@ -134,16 +136,29 @@ export class ExoSession {
   #watchIds = new Map<number, Watch>();
   #wake: (() => void) | undefined;
   #running = false;
+  /** Whether the next attempt may start a daemon (the user asked for one). */
+  #mayStart = false;
 
   constructor(options: SessionOptions) {
     this.options = options;
   }
 
-  /** Starts connecting (and reconnecting, until disposed). */
+  /** Starts connecting (and reconnecting, until disposed); may start a daemon. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    this.#mayStart = true;
     void this.#loop();
+  }
+
+  /**
+   * The user asked for something: while disconnected, the next attempt may
+   * start a daemon when none runs, and it is made now.
+   */
+  allowStart(): void {
+    if (this.#state.kind === "connected" || this.#state.kind === "disposed") return;
+    this.#mayStart = true;
+    this.#wake?.();
   }
 
   get state(): SessionState {
@@ -238,22 +253,25 @@ export class ExoSession {
     this.#wake?.();
   }
 
-  /** Drops the connection now and reconnects (a daemon that hangs, say). */
+  /** Drops the connection now and reconnects (a daemon that hangs, say); may start a daemon. */
   reconnect(): void {
+    this.#mayStart = true;
     this.#reached?.connection.close("reconnecting");
     this.#wake?.();
   }
 
   async #loop(): Promise<void> {
     const log = this.options.log ?? (() => undefined);
-    let lostAt: number | undefined;
     let failures = 0;
     while (!this.#isDisposed()) {
       let reached: Reached | undefined;
+      const mayStart = this.#mayStart;
       try {
-        reached = await this.#reach(lostAt);
+        reached = await this.#reach(mayStart);
       } catch (err) {
         failures += 1;
+        // A start that failed is not tried again until the user asks again.
+        if (mayStart) this.#mayStart = false;
         const reason = err instanceof Error ? err.message : String(err);
         log(`cannot reach the exo daemon: ${reason}`);
         this.#setState({ kind: "disconnected", reason });
@@ -264,7 +282,7 @@ export class ExoSession {
       }
       if (reached) {
         failures = 0;
-        lostAt = undefined;
+        this.#mayStart = false;
         const closed = new Promise<string>((done) => reached.connection.onClose(done));
         this.#attach(reached);
         const reason = await closed;
@@ -272,31 +290,33 @@ export class ExoSession {
         if (this.#isDisposed()) break;
         log(`the connection to the exo daemon ended: ${reason}`);
         this.#setState({ kind: "disconnected", reason });
-        lostAt = Date.now();
         await this.#pause(100);
         continue;
       }
       if (this.#isDisposed()) break;
-      lostAt ??= Date.now();
+      // The user asked for a daemon while this attempt only knocked: go again now.
+      if (this.#mayStart && !mayStart) continue;
       await this.#pause(Math.min(200 * 2 ** Math.min(failures, 5), this.options.maxRetryMs ?? 3000));
     }
   }
 
-  /** A running daemon, or one started (as the options say) when none answers. */
-  async #reach(lostAt: number | undefined): Promise<Reached | undefined> {
+  /**
+   * A running daemon, or one started (as the options say) when none answers
+   * and the user asked for one.
+   */
+  async #reach(mayStart: boolean): Promise<Reached | undefined> {
     if (this.#state.kind !== "disconnected") this.#setState({ kind: "connecting" });
-    if (this.options.start === "stdio") {
-      // A relay when a daemon runs, the daemon itself when none does.
-      return startStdio(this.options);
-    }
     const running = await connectToRunning(this.options);
     if (running) return running;
     if (this.options.start === "never") {
       throw new Error("no exo daemon is running for this root");
     }
-    const grace = this.options.restartGraceMs ?? 1500;
-    if (lostAt !== undefined && Date.now() - lostAt < grace) return undefined;
-    return startDaemon(this.options);
+    if (!mayStart) {
+      throw new Error("no exo daemon is running for this root (any exo command starts one)");
+    }
+    // Over stdio, the started process is this session's daemon (or a relay
+    // to one started meanwhile).
+    return this.options.start === "stdio" ? startStdio(this.options) : startDaemon(this.options);
   }
 
   #attach(reached: Reached): void {

@@ -9,10 +9,14 @@
 //   reconnect) renders everything again from the copy and the side state
 //   (deltas, approvals, changes), which is kept by turn.
 // - Every piece of content goes in with `textContent`, never as HTML.
+// - An approval card shows the whole call it asks about: a shell command
+//   in full (up to 64 KiB, saying how much more there is), never only
+//   its first line, since the user allows what runs, not a summary.
 // - Stable hooks for tests and styles: `#exo-timeline`, `.exo-turn`,
 //   `.exo-event[data-kind]`, `data-event`, `button[data-action]`.
 
 import type { ApprovalRequest, Event, PathChange } from "../protocol/types";
+import { commandShown } from "../text";
 import type { FromWebview, ToWebview } from "./messages";
 
 interface VsCodeApi {
@@ -426,7 +430,22 @@ function renderApprovals(turn: string): void {
   for (const request of state.approvals.values()) {
     if (request.turn !== turn) continue;
     const row = element("div", "exo-approval");
-    row.append(label(`approve ${request.tool}?`), text(summary(request.arguments)));
+    row.append(label(`approve ${request.tool}?`));
+    const args = request.arguments as Record<string, unknown> | null;
+    const command = request.tool === "shell" && args !== null && typeof args === "object" ? args["command"] : undefined;
+    if (typeof command === "string") {
+      const shown = commandShown(command);
+      const pre = element("pre", "exo-command");
+      pre.textContent = shown.text;
+      row.append(pre);
+      for (const note of shown.notes) {
+        const line = element("div", "exo-command-note");
+        line.textContent = note;
+        row.append(line);
+      }
+    } else {
+      row.append(text(summary(request.arguments)));
+    }
     for (const [caption, decision] of [["Allow", "allow_once"], ["Allow for this turn", "allow_turn"], ["Deny", "deny"]] as const) {
       const b = button(caption, "approve", "");
       b.dataset["turn"] = request.turn;

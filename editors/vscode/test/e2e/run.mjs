@@ -12,14 +12,22 @@
 //      daemon and the timeline catches up (the time is printed too);
 //   3. a turn's change opens in the diff editor, both sides shown;
 //   4. a message sent from the chat input runs a turn whose write waits
-//      for approval; Allow on the notification writes the file;
+//      for approval; a connection setting changed meanwhile restarts the
+//      connection only once the turn has ended (said once); Allow on the
+//      notification writes the file;
 //   5. Rewind here removes that file and the timeline shows the rewind;
-//      Redo brings both back; with an unsaved editor of that file, Rewind
-//      here is refused, naming it;
+//      Redo brings both back; with an unsaved editor of that file, opened
+//      through a symlink to the folder, Rewind here is refused, naming it;
 //   6. with an edit on disk that no snapshot holds, Rewind here is
 //      refused, naming the file, and nothing changes;
 //   7. Fork here writes a new folder and opens it in a new window, which
-//      shows the fork.
+//      shows the fork;
+//   8. a turn whose shell command has three lines: the approval card shows
+//      all of it, the notification says it is not shown whole and offers
+//      Show Command… (all three lines) rather than Allow; with another
+//      conversation selected mid-turn, that one's Send is free, and the
+//      turn's next question is still asked; back on the turn's
+//      conversation it shows running, and Allow finishes it.
 //
 // Needs what scripts/setup-code-server installs (EXO_CODE_SERVER, EXO_VSCE;
 // found by running it when not set), /usr/bin/chromium
@@ -33,7 +41,19 @@
 //   pnpm --dir editors/vscode test:e2e
 
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -136,6 +156,9 @@ function run(args, input) {
   return result.stdout;
 }
 
+/** The fourth turn's command: its first line alone looks harmless. */
+const SHELL_COMMAND = "echo checking\nrm -f notes.md approved.txt\necho done";
+
 function record() {
   const script = join(scratch, "script.json");
   writeFileSync(
@@ -152,6 +175,9 @@ function record() {
         { text: "Added the second line." },
         { text: "Writing approved.txt.", tool_calls: [{ name: "write_file", arguments: { path: "approved.txt", content: "approved\n" } }] },
         { text: "Wrote approved.txt." },
+        { text: "Running the checks.", tool_calls: [{ name: "shell", arguments: { command: SHELL_COMMAND } }] },
+        { text: "Then a note.", tool_calls: [{ name: "write_file", arguments: { path: "after-switch.txt", content: "written while away\n" } }] },
+        { text: "All done." },
       ],
     }),
   );
@@ -170,9 +196,115 @@ function record() {
 let codeServer;
 let browser;
 let page;
+const userData = join(scratch, "user-data");
+const userSettings = {
+  "workbench.startupEditor": "none",
+  "workbench.tips.enabled": false,
+  "workbench.welcomePage.walkthroughs.openOnInstall": false,
+  "security.workspace.trust.enabled": false,
+  "telemetry.telemetryLevel": "off",
+  "extensions.autoUpdate": false,
+  "extensions.autoCheckUpdates": false,
+  "update.mode": "none",
+  "chat.disableAIFeatures": true,
+  "git.enabled": false,
+  "window.restoreWindows": "none",
+  "files.autoSave": "off",
+  // Both sides of a diff, however narrow the editor group.
+  "diffEditor.renderSideBySide": true,
+  "diffEditor.useInlineViewWhenSpaceIsLimited": false,
+  "workbench.secondarySideBar.defaultVisibility": "hidden",
+  // Text put into settings.json goes in as it is (see setUserSetting).
+  "editor.autoClosingBrackets": "never",
+  "editor.autoClosingQuotes": "never",
+  "editor.autoIndent": "none",
+  "editor.autoSurround": "never",
+  // settings.json in an editor of the group, not a modal overlay (which a
+  // click outside closes, and which View: Close Editor does not).
+  "workbench.editor.useModal": "off",
+};
+
+/**
+ * Sets a user setting as a user does, in the settings.json editor: the
+ * workbench does not notice the file written behind its back.
+ */
+async function setUserSetting(name, value) {
+  userSettings[name] = value;
+  const file = join(userData, "User", "settings.json");
+  const wanted = `"${name}": ${JSON.stringify(value)}`;
+  const editor = page.locator('.editor-instance .monaco-editor[data-uri$="settings.json"]');
+  // Keys typed while the editor is still opening can go astray: check each
+  // stage, and go again when one did not take.
+  await poll(async () => {
+    if (!(await editor.isVisible())) await command("Preferences: Open User Settings (JSON)");
+    await editor.waitFor({ timeout: 10_000 });
+    await editor.locator(".view-lines").click();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.press("Delete");
+    await page.keyboard.insertText(JSON.stringify(userSettings, null, 2));
+    const shown = (await editor.locator(".view-lines").innerText()).replace(/\u00a0/g, " ");
+    if (!shown.includes(wanted)) return false;
+    await page.keyboard.press("Control+S");
+    await poll(() => readFileSync(file, "utf8").includes(wanted), 5_000, `settings.json to hold ${name}`);
+    return true;
+  }, 60_000, `${name} set in settings.json`);
+  await command("View: Close Editor");
+  // Saved and checked: whatever a stray key left unsaved is not wanted.
+  const ask = page.locator(".monaco-dialog-box").filter({ hasText: "save the changes" });
+  await poll(async () => {
+    if (await ask.isVisible()) await ask.getByRole("button", { name: "Don't Save" }).click();
+    return !(await editor.isVisible());
+  }, 30_000, "the settings editor to close");
+}
+
+/** How many notifications (shown, or in the notification center) say `text`. */
+async function notificationCount(text) {
+  await command("Notifications: Show Notifications");
+  const center = page.locator(".notifications-center");
+  await center.waitFor({ timeout: 30_000 });
+  const count = await center.locator(".notification-list-item").filter({ hasText: text }).count();
+  await command("Notifications: Hide Notifications");
+  return count;
+}
+
+/** Clicks `button` of the notification saying `text`: its toast, or in the center once the toast has hidden itself. */
+async function answerNotification(text, button) {
+  const toast = page.locator(".notification-toast").filter({ hasText: text });
+  try {
+    await toast.getByRole("button", { name: button, exact: true }).click({ timeout: 3_000 });
+    return;
+  } catch {
+    // Hidden after its timeout: it waits in the notification center.
+  }
+  await command("Notifications: Show Notifications");
+  const item = page.locator(".notifications-center .notification-list-item").filter({ hasText: text });
+  await item.getByRole("button", { name: button, exact: true }).click({ timeout: 30_000 });
+  await command("Notifications: Hide Notifications").catch(() => undefined);
+}
+
+/** Everything the extension logged (its output channel's files under code-server's logs). */
+function extensionLog() {
+  const found = [];
+  const walk = (dir) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith(".log") && /exo/i.test(path) && statSync(path).size < 16 * 1024 * 1024) {
+        found.push(readFileSync(path, "utf8"));
+      }
+    }
+  };
+  walk(join(userData, "logs"));
+  return found.join("\n");
+}
 
 async function startEditor(vsix) {
-  const userData = join(scratch, "user-data");
   const extensions = join(scratch, "extensions");
   const config = join(scratch, "code-server.yaml");
   writeFileSync(config, "");
@@ -181,27 +313,7 @@ async function startEditor(vsix) {
   mkdirSync(join(userData, "Machine"), { recursive: true });
   writeFileSync(join(userData, "Machine", "settings.json"), JSON.stringify({ "exo.path": exo }));
   mkdirSync(join(userData, "User"), { recursive: true });
-  writeFileSync(
-    join(userData, "User", "settings.json"),
-    JSON.stringify({
-      "workbench.startupEditor": "none",
-      "workbench.tips.enabled": false,
-      "workbench.welcomePage.walkthroughs.openOnInstall": false,
-      "security.workspace.trust.enabled": false,
-      "telemetry.telemetryLevel": "off",
-      "extensions.autoUpdate": false,
-      "extensions.autoCheckUpdates": false,
-      "update.mode": "none",
-      "chat.disableAIFeatures": true,
-      "git.enabled": false,
-      "window.restoreWindows": "none",
-      "files.autoSave": "off",
-      // Both sides of a diff, however narrow the editor group.
-      "diffEditor.renderSideBySide": true,
-      "diffEditor.useInlineViewWhenSpaceIsLimited": false,
-      "workbench.secondarySideBar.defaultVisibility": "hidden",
-    }),
-  );
+  writeFileSync(join(userData, "User", "settings.json"), JSON.stringify(userSettings, null, 2));
   const csArgs = ["--config", config, "--user-data-dir", userData, "--extensions-dir", extensions];
   const install = spawnSync(tools.codeServer, [...csArgs, "--install-extension", vsix], { env, encoding: "utf8", timeout: 120_000 });
   if (install.status !== 0) throw new Error(`installing the .vsix failed: ${install.stdout}${install.stderr}`);
@@ -280,6 +392,16 @@ async function dialog(timeoutMs = 60_000) {
   return { box, text: await box.innerText() };
 }
 
+/** Selects a conversation with exo: Select Conversation…, by its `agent/slug`. */
+async function pickConversation(which) {
+  await command("exo: Select Conversation…");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ timeout: 30_000 });
+  await input.fill(which);
+  await page.locator(".quick-input-list .monaco-list-row").filter({ hasText: which }).first().waitFor({ timeout: 30_000 });
+  await input.press("Enter");
+}
+
 async function screenshot(name) {
   const path = join(out, name);
   await page.screenshot({ path });
@@ -334,23 +456,31 @@ async function checks() {
   const latency = Date.now() - appendedAt;
   step(`2. the appended event appeared in the timeline ${String(latency)} ms after \`exo conversation append\` returned`);
 
-  // The daemon stops: the extension starts another, and the timeline goes on
-  // from where it was (what was appended meanwhile comes in the replay).
-  const stoppedAt = Date.now();
+  // The daemon stops: the extension waits (a daemon stopped on purpose stays
+  // stopped) until the user asks, here by clicking its status bar item; then
+  // the timeline goes on from where it was (what was appended meanwhile
+  // comes in the replay).
   run(["daemon", "stop"]);
-  await page.locator(".statusbar-item").filter({ hasText: "exo: disconnected" }).first().waitFor({ timeout: 60_000 });
+  const disconnected = page.locator(".statusbar-item").filter({ hasText: "exo: disconnected" }).first();
+  await disconnected.waitFor({ timeout: 60_000 });
   const afterRestart = `after the restart ${String(Date.now())}`;
   run(["conversation", "append", "coder", "main"], JSON.stringify({ kind: "message", role: "user", content: afterRestart }));
+  // Long enough for several of the extension's reconnect attempts.
+  await new Promise((done) => setTimeout(done, 3_000));
+  const status = spawnSync(exo, ["daemon", "status"], { cwd: project, env, encoding: "utf8", timeout: 60_000 });
+  if (status.status === 0) throw new Error(`a daemon was started behind the user's back: ${status.stdout}`);
+  const askedAt = Date.now();
+  await disconnected.click();
   await page.locator(".statusbar-item").filter({ hasText: "exo: coder/main" }).first().waitFor({ timeout: 60_000 });
   await frame.waitForFunction(
     (text) => [...document.querySelectorAll('.exo-event[data-kind="message"]')].some((node) => node.textContent?.includes(text)),
     afterRestart,
     { timeout: 60_000 },
   );
-  const reconnect = Date.now() - stoppedAt;
+  const reconnect = Date.now() - askedAt;
   const liveTexts = await texts(frame, '.exo-event[data-kind="message"]');
   if (liveTexts.filter((text) => text.includes(nonce)).length !== 1) throw new Error("the event before the restart is shown twice");
-  step(`   the daemon stopped; the extension started another and the timeline caught up in ${String(reconnect)} ms`);
+  step(`   the daemon stopped and stayed stopped; a click on the status bar started another and the timeline caught up in ${String(reconnect)} ms`);
 
   // 3. A turn's change in the diff editor.
   const secondTurn = frame.locator(".exo-turn").filter({ hasText: "Add a second line" });
@@ -367,14 +497,31 @@ async function checks() {
   const shot = await screenshot("timeline-and-turn-diff.png");
   step(`   screenshot: ${shot}`);
 
-  // 4. A chat message whose write waits for approval; Allow.
+  // 4. A chat message whose write waits for approval. A connection setting
+  // changes while it waits: restarting now would drop the connection, and
+  // the daemon would deny the write for want of anyone to ask. Then Allow.
   frame = await timelineFrame();
   await frame.locator("#exo-input").fill("Write approved.txt");
   await frame.locator("#exo-send").click();
   const toast = page.locator(".notification-toast").filter({ hasText: "asks to write approved.txt" });
   await toast.waitFor({ timeout: 60_000 });
   if (existsSync(join(project, "approved.txt"))) throw new Error("approved.txt was written before it was allowed");
-  await toast.getByRole("button", { name: "Allow", exact: true }).click();
+  const restartNote = "the connection restarts once the running turn ends";
+  await setUserSetting("exo.daemon.start", "socket");
+  await page.locator(".notification-toast").filter({ hasText: restartNote }).waitFor({ timeout: 60_000 });
+  // A second change mid-turn is not said again. (`never`: the daemon runs on.)
+  await setUserSetting("exo.daemon.start", "never");
+  await poll(
+    () => (extensionLog().match(/exo\.daemon\.start changed: the connection restarts once/g) ?? []).length === 2,
+    30_000,
+    "the second change to be logged",
+  );
+  if ((await notificationCount(restartNote)) !== 1) throw new Error("the deferred restart was announced more than once");
+  step("4. a connection setting changed mid-turn: the restart waits for the turn, said once");
+  // The settings editor opened over the timeline: its frame is another now.
+  await command("exo: Show Timeline");
+  frame = await timelineFrame();
+  await answerNotification("asks to write approved.txt", "Allow");
   await poll(() => existsSync(join(project, "approved.txt")) && readFileSync(join(project, "approved.txt"), "utf8") === "approved\n", 60_000, "approved.txt to be written");
   await poll(
     async () => (await texts(frame, ".exo-event.exo-approved")).filter((text) => text.includes("by user")).length === 1,
@@ -382,7 +529,11 @@ async function checks() {
     "the user's approval in the timeline",
   );
   await poll(async () => (await frame.$$('.exo-event[data-kind="turn_ended"]')).length === 3, 60_000, "the third turn to end");
-  step("4. Allow on the notification: approved.txt written, the approval shown");
+  step("   Allow on the notification: approved.txt written, the approval shown");
+  await poll(() => extensionLog().includes("the running turn ended: restarting"), 60_000, "the deferred restart");
+  await page.locator(".statusbar-item").filter({ hasText: "exo: coder/main" }).first().waitFor({ timeout: 60_000 });
+  await poll(async () => (await frame.$$('.exo-event[data-kind="turn_ended"]')).length === 3, 60_000, "the timeline after the restart");
+  step("   the turn ended, then the connection restarted; coder/main shown again");
 
   // 5. Rewind to the end of the second turn: approved.txt goes.
   await frame.locator(".exo-turn").filter({ hasText: "Add a second line" }).locator(".exo-turn-rewind").click();
@@ -410,9 +561,20 @@ async function checks() {
   if (!safety.some((text) => text.includes("(safety)"))) throw new Error("the timeline after the redo lacks the safety snapshot");
   step("   Redo: approved.txt back, the third turn back in the timeline");
 
-  // An unsaved editor of a file the rewind would remove: refused, naming it.
-  await page.locator(".explorer-folders-view .monaco-list-row").filter({ hasText: "approved.txt" }).first().dblclick({ timeout: 30_000 });
-  const editor = page.locator('.editor-instance .monaco-editor[data-uri$="approved.txt"]');
+  // An unsaved editor of a file the rewind would remove, opened through a
+  // symlink to the folder: refused, naming it.
+  const alias = join(scratch, "alias");
+  symlinkSync(project, alias);
+  // Quick Open takes an absolute path as it is (the Open File dialog
+  // would resolve the symlink).
+  await command("Go to File...");
+  const openInput = page.locator(".quick-input-widget input");
+  await openInput.waitFor({ timeout: 30_000 });
+  const aliased = join(alias, "approved.txt");
+  await openInput.fill(aliased);
+  await page.locator(".quick-input-list .monaco-list-row").filter({ hasText: "approved.txt" }).first().waitFor({ timeout: 30_000 });
+  await openInput.press("Enter");
+  const editor = page.locator('.editor-instance .monaco-editor[data-uri$="alias/approved.txt"]');
   await editor.waitFor({ timeout: 30_000 });
   await editor.locator(".view-lines").click();
   await page.keyboard.type("unsaved words ");
@@ -432,7 +594,7 @@ async function checks() {
   await page.locator(".tab.dirty").waitFor({ state: "detached", timeout: 30_000 });
   await command("exo: Show Timeline");
   frame = await timelineFrame();
-  step("   Rewind here with an unsaved editor of approved.txt: refused, naming it; nothing changed");
+  step("   Rewind here with an unsaved editor of approved.txt, opened through a symlink: refused, naming it; nothing changed");
 
   // 6. An edit no snapshot holds: the rewind is refused, naming it.
   writeFileSync(join(project, "notes.md"), "my own edit\n");
@@ -475,6 +637,54 @@ async function checks() {
   if (readFileSync(join(project, "notes.md"), "utf8") !== "my own edit\n") throw new Error("the fork changed this folder");
   step(`7. Fork here: ${forkDir} written and opened in a new window, showing coder/${slug}`);
   await forkPage.close();
+
+  // 8. A command of three lines waits for approval.
+  await command("exo: Show Timeline");
+  frame = await timelineFrame();
+  const endedBefore = (await frame.$$('.exo-event[data-kind="turn_ended"]')).length;
+  await frame.locator("#exo-input").fill("Run the checks");
+  await frame.locator("#exo-send").click();
+  const shellToast = page.locator(".notification-toast").filter({ hasText: "asks to run a command of 3 lines, not shown whole here" });
+  await shellToast.waitFor({ timeout: 60_000 });
+  if ((await shellToast.getByRole("button", { name: "Allow", exact: true }).count()) !== 0) {
+    throw new Error("the notification offers Allow for a command it does not show whole");
+  }
+  const card = frame.locator(".exo-approval .exo-command");
+  await card.waitFor({ timeout: 60_000 });
+  const onCard = await card.textContent();
+  if (onCard !== SHELL_COMMAND) throw new Error(`the approval card does not show the whole command: ${JSON.stringify(onCard)}`);
+  step("8. a 3-line command: the card shows all of it; the notification says so and offers Show Command…, not Allow");
+
+  // Another conversation selected mid-turn: its Send is free.
+  await pickConversation(`coder/${slug}`);
+  await poll(async () => (await frame.locator(".exo-title").textContent())?.includes("(fork)"), 30_000, "the fork in the timeline");
+  await frame.locator("#exo-input").fill("not sent");
+  await poll(async () => !(await frame.locator("#exo-send").isDisabled()), 30_000, "the fork's Send to be enabled while coder/main's turn runs");
+  await frame.locator("#exo-input").fill("");
+  await answerNotification("asks to run a command of 3 lines", "Show Command…");
+  shown = await dialog();
+  for (const line of SHELL_COMMAND.split("\n")) {
+    if (!shown.text.includes(line)) throw new Error(`Show Command… lacks "${line}": ${shown.text}`);
+  }
+  await shown.box.getByRole("button", { name: "Deny", exact: true }).click();
+  await page.locator(".monaco-dialog-box").waitFor({ state: "detached", timeout: 30_000 });
+  const writeQuestion = "coder/main asks to write after-switch.txt";
+  await page.locator(".notification-toast").filter({ hasText: writeQuestion }).waitFor({ timeout: 60_000 });
+  step(`   with coder/${slug} shown: its Send is enabled; Show Command… showed all 3 lines; Deny; the next question is still asked`);
+
+  // Back to coder/main: the turn runs, its question on the card, asked once.
+  await pickConversation("coder/main");
+  await poll(async () => !(await frame.locator(".exo-title").textContent())?.includes("(fork)"), 30_000, "coder/main in the timeline");
+  await frame.locator(".exo-approval").filter({ hasText: "approve write_file?" }).waitFor({ timeout: 60_000 });
+  await poll(async () => (await frame.locator(".exo-status").textContent()) === "turn running…", 30_000, "the running turn's status");
+  if (!(await frame.locator("#exo-send").isDisabled())) throw new Error("Send is enabled in the conversation whose turn runs");
+  if ((await notificationCount(writeQuestion)) !== 1) throw new Error("the question was asked twice");
+  await answerNotification(writeQuestion, "Allow");
+  await poll(() => existsSync(join(project, "after-switch.txt")), 60_000, "after-switch.txt to be written");
+  await poll(async () => (await frame.$$('.exo-event[data-kind="turn_ended"]')).length === endedBefore + 1, 60_000, "the fourth turn to end");
+  if (!existsSync(join(project, "approved.txt"))) throw new Error("the denied command ran");
+  if ((await frame.$$(".exo-event.exo-denied")).length !== 1) throw new Error("the timeline does not show the denial");
+  step("   back on coder/main: the turn shown running with its question; Allow finished it; the denied command did not run");
 
   return { latency, shot, reconnect };
 }
@@ -539,7 +749,7 @@ try {
   const { latency, shot, reconnect } = await checks();
   console.log("");
   console.log(`live event latency: ${String(latency)} ms (append returned → event in the timeline's DOM)`);
-  console.log(`reconnect after \`exo daemon stop\`: ${String(reconnect)} ms (to the event appended meanwhile in the timeline)`);
+  console.log(`reconnect after \`exo daemon stop\` and a click on the status bar: ${String(reconnect)} ms (to the event appended meanwhile in the timeline)`);
   console.log(`screenshot: ${shot}`);
 } catch (err) {
   failed = true;
