@@ -5,9 +5,11 @@
 //
 // Key design ideas:
 // - Nothing is allowed from a summary that is not the whole call: a
-//   command of several lines, a long one, or one holding invisible
-//   characters is announced as such, with Show Command… (a dialog with
-//   the whole text, and the answers) and Deny, never Allow.
+//   command of several lines, a long one, one holding invisible
+//   characters, or anything holding text a notification renders as a link
+//   or an icon (`[label](url)`, `$(name)`) is announced as such, with Show
+//   Details… (a dialog with the whole text, and the answers) and Deny,
+//   never Allow.
 // - A question is asked once while its notification is up, however many
 //   ways it arrives (the watch, the turn's own connection, `approval/list`
 //   after coming back to its conversation).
@@ -33,7 +35,7 @@ const CHOICES: [string, ApprovalDecision][] = [
   ["Deny", "deny"],
 ];
 
-const SHOW_COMMAND = "Show Command…";
+const SHOW_DETAILS = "Show Details…";
 
 /** Shows each question the timeline passes on as a notification. */
 export function askForApprovals(ctx: Ctx, timeline: Timeline): vscode.Disposable {
@@ -59,20 +61,20 @@ export function askForApprovals(ctx: Ctx, timeline: Timeline): vscode.Disposable
 async function ask(request: ApprovalRequest, selected: Selected): Promise<ApprovalDecision | undefined> {
   const who = `${selected.agent.slug}/${selected.conversation.slug}`;
   const call = describeCall(request);
-  if (call.command === undefined) {
+  if (call.whole === undefined) {
     const choice = await vscode.window.showWarningMessage(
       `exo: ${who} asks to ${call.summary}`,
       ...CHOICES.map(([caption]) => caption),
     );
     return CHOICES.find(([caption]) => caption === choice)?.[1];
   }
-  const first = await vscode.window.showWarningMessage(`exo: ${who} asks to ${call.summary}`, SHOW_COMMAND, "Deny");
+  const first = await vscode.window.showWarningMessage(`exo: ${who} asks to ${call.summary}`, SHOW_DETAILS, "Deny");
   if (first === "Deny") return "deny";
-  if (first !== SHOW_COMMAND) return undefined;
-  const shown = commandShown(call.command);
+  if (first !== SHOW_DETAILS) return undefined;
+  const shown = commandShown(call.whole.text);
   const notes = shown.notes.length > 0 ? `\n\n(${shown.notes.join("; ")})` : "";
   const choice = await vscode.window.showWarningMessage(
-    `exo: ${who} asks to run this command`,
+    `exo: ${who} asks to ${call.whole.title}`,
     { modal: true, detail: `${shown.text}${notes}` },
     ...CHOICES.map(([caption]) => caption),
   );

@@ -23,6 +23,18 @@ import type { ApprovalRequest, PathChange } from "./protocol/types";
 const INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
 const INVISIBLE_ALL = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
 
+/**
+ * What a notification would not show as written: VS Code renders
+ * `[label](target)` in a notification's message as a link showing only
+ * its label, and `$(name)` as an icon.
+ */
+const MARKUP = /\]\(|\$\(/;
+
+/** Whether a notification would show `text` as written (no link or icon syntax in it). */
+export function showsAsWritten(text: string): boolean {
+  return !MARKUP.test(text);
+}
+
 /** A command shown on one line of a notification is at most this long. */
 const SHORT_COMMAND = 160;
 
@@ -103,34 +115,56 @@ export function commandShown(command: string, maxBytes = COMMAND_SHOWN_BYTES): {
 
 /** What an approval question asks, for a one-line notification. */
 export interface CallDescription {
-  /** "write notes.md", "run `make test`", ... */
+  /** "write notes.md", "run `make test`", ...: shown as written in a notification. */
   summary: string;
-  /** The whole command, when the summary does not show it whole. */
-  command?: string;
+  /** The whole call, when the summary does not show it: what a dialog must show before Allow. */
+  whole?: { title: string; text: string };
 }
 
 /** Describes a call waiting for approval; see {@link CallDescription}. */
 export function describeCall(request: ApprovalRequest): CallDescription {
   const args = (request.arguments ?? {}) as Record<string, unknown>;
-  const path = typeof args["path"] === "string" ? safeName(args["path"]) : undefined;
   switch (request.tool) {
     case "shell": {
       const command = args["command"];
-      if (typeof command !== "string") return { summary: `run a shell command (${oneLine(JSON.stringify(args), 100)})` };
+      if (typeof command !== "string") {
+        const shown = oneLine(JSON.stringify(args), 100);
+        return showsAsWritten(shown)
+          ? { summary: `run a shell command (${shown})` }
+          : { summary: "run a shell command", whole: { title: "run a shell command with these arguments", text: JSON.stringify(args) } };
+      }
       const lines = command.split("\n").length;
-      if (lines === 1 && command.length <= SHORT_COMMAND && !INVISIBLE.test(command.replace(/\t/g, " "))) {
+      const invisible = INVISIBLE.test(command.replace(/\t/g, " "));
+      if (lines === 1 && command.length <= SHORT_COMMAND && !invisible && showsAsWritten(command)) {
         return { summary: `run \`${command}\`` };
       }
-      const what = lines > 1 ? `a command of ${String(lines)} lines` : INVISIBLE.test(command) ? "a command with invisible characters" : `a command of ${String(command.length)} characters`;
+      const what = lines > 1
+        ? `a command of ${String(lines)} lines`
+        : invisible
+          ? "a command with invisible characters"
+          : command.length > SHORT_COMMAND
+            ? `a command of ${String(command.length)} characters`
+            : "a command holding link or icon syntax";
       const start = oneLine(visibleText(command.split("\n")[0] ?? "").text, 60);
-      return { summary: `run ${what}, not shown whole here; it starts \`${start}\``, command };
+      const starts = showsAsWritten(start) ? `; it starts \`${start}\`` : "";
+      return { summary: `run ${what}, not shown whole here${starts}`, whole: { title: "run this command", text: command } };
     }
     case "write_file":
-      return { summary: `write ${path ?? "a file"}` };
-    case "edit_file":
-      return { summary: `edit ${path ?? "a file"}` };
-    default:
-      return { summary: `use ${safeName(request.tool)}` };
+    case "edit_file": {
+      const verb = request.tool === "write_file" ? "write" : "edit";
+      const raw = args["path"];
+      if (typeof raw !== "string") return { summary: `${verb} a file` };
+      const path = safeName(raw);
+      return showsAsWritten(path)
+        ? { summary: `${verb} ${path}` }
+        : { summary: `${verb} a file whose name holds link or icon syntax`, whole: { title: `${verb} this file`, text: path } };
+    }
+    default: {
+      const tool = safeName(request.tool);
+      return showsAsWritten(tool)
+        ? { summary: `use ${tool}` }
+        : { summary: "use a tool whose name holds link or icon syntax", whole: { title: "use this tool", text: tool } };
+    }
   }
 }
 

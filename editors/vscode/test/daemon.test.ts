@@ -95,3 +95,30 @@ test("a daemon that fails to start is reported by its own last log line, not an 
   });
   assert.ok(existsSync(log));
 });
+
+test("a daemon that accepts connections but never answers is given up on, saying so", async (t) => {
+  const { options } = scratch(t);
+  const reached = await startDaemon(options);
+  const pid = reached.status.pid;
+  reached.connection.close();
+  // Stopped as with Ctrl-Z: the kernel still accepts connections on its socket.
+  process.kill(pid, "SIGSTOP");
+  t.after(() => {
+    try {
+      process.kill(pid, "SIGCONT");
+    } catch {
+      // Stopped already by the scratch root's clean-up.
+    }
+  });
+  const started = Date.now();
+  await assert.rejects(
+    connectToRunning({ ...options, greetingTimeoutMs: 500 }),
+    /^Error: the exo daemon accepted the connection but did not answer within 0.5 s$/,
+  );
+  assert.ok(Date.now() - started < 10_000);
+  process.kill(pid, "SIGCONT");
+  const again = await connectToRunning(options);
+  assert.ok(again !== undefined, "the daemon answers again once continued");
+  assert.equal(again.status.pid, pid);
+  again.connection.close();
+});

@@ -67,6 +67,8 @@ export interface DaemonOptions {
    * {@link stateDirectory}); it must be the user's, writable by no one else.
    */
   logDir?: string;
+  /** How long a daemon has to answer the greeting (by default {@link GREETING_TIMEOUT_MS}). */
+  greetingTimeoutMs?: number;
 }
 
 /** A connection to the root's daemon and what the daemon said of itself. */
@@ -119,7 +121,7 @@ export async function connectToRunning(options: DaemonOptions): Promise<Reached 
     const connection = await connectSocket(socket, log);
     if (connection === undefined) continue;
     try {
-      const status = await checkedStatus(connection, options.root);
+      const status = await checkedStatus(connection, options.root, options.greetingTimeoutMs);
       return { connection, status, transport: "socket" };
     } catch (err) {
       // A daemon stopping as we greet it answers no more than none does.
@@ -212,7 +214,7 @@ export async function startStdio(options: DaemonOptions): Promise<Reached> {
     if (child.exitCode === null) child.stdin.end();
   });
   try {
-    const status = await Promise.race([checkedStatus(connection, options.root), failed]);
+    const status = await Promise.race([checkedStatus(connection, options.root, options.greetingTimeoutMs), failed]);
     return { connection, status, transport: "stdio", process: child };
   } catch (err) {
     child.kill();
@@ -251,7 +253,20 @@ function connectSocket(path: string, log: (line: string) => void): Promise<Conne
   });
 }
 
-async function checkedStatus(connection: Connection, root: string): Promise<DaemonStatus> {
+/** How long a daemon has to answer the greeting before it counts as hung. */
+export const GREETING_TIMEOUT_MS = 10_000;
+
+/**
+ * Greets the daemon (`daemon/status`) and checks it serves `root`. One that
+ * accepts the connection but does not answer (stopped with Ctrl-Z, wedged)
+ * is given up on after `timeoutMs`, with an error saying so.
+ */
+async function checkedStatus(connection: Connection, root: string, timeoutMs = GREETING_TIMEOUT_MS): Promise<DaemonStatus> {
+  const greeting = { timedOut: false };
+  const timer = setTimeout(() => {
+    greeting.timedOut = true;
+    connection.close("no answer to the greeting");
+  }, timeoutMs);
   try {
     const status = await connection.request("daemon/status", {});
     if (canonical(status.root) !== canonical(root)) {
@@ -260,7 +275,10 @@ async function checkedStatus(connection: Connection, root: string): Promise<Daem
     return status;
   } catch (err) {
     connection.close("refused");
+    if (greeting.timedOut) throw new Error(`the exo daemon accepted the connection but did not answer within ${String(timeoutMs / 1000)} s`);
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -24,7 +24,7 @@
 //      shows the fork;
 //   8. a turn whose shell command has three lines: the approval card shows
 //      all of it, the notification says it is not shown whole and offers
-//      Show Command… (all three lines) rather than Allow; with another
+//      Show Details… (all three lines) rather than Allow; with another
 //      conversation selected mid-turn, that one's Send is free, and the
 //      turn's next question is still asked; back on the turn's
 //      conversation it shows running, and Allow finishes it.
@@ -653,7 +653,7 @@ async function checks() {
   await card.waitFor({ timeout: 60_000 });
   const onCard = await card.textContent();
   if (onCard !== SHELL_COMMAND) throw new Error(`the approval card does not show the whole command: ${JSON.stringify(onCard)}`);
-  step("8. a 3-line command: the card shows all of it; the notification says so and offers Show Command…, not Allow");
+  step("8. a 3-line command: the card shows all of it; the notification says so and offers Show Details…, not Allow");
 
   // Another conversation selected mid-turn: its Send is free.
   await pickConversation(`coder/${slug}`);
@@ -661,16 +661,16 @@ async function checks() {
   await frame.locator("#exo-input").fill("not sent");
   await poll(async () => !(await frame.locator("#exo-send").isDisabled()), 30_000, "the fork's Send to be enabled while coder/main's turn runs");
   await frame.locator("#exo-input").fill("");
-  await answerNotification("asks to run a command of 3 lines", "Show Command…");
+  await answerNotification("asks to run a command of 3 lines", "Show Details…");
   shown = await dialog();
   for (const line of SHELL_COMMAND.split("\n")) {
-    if (!shown.text.includes(line)) throw new Error(`Show Command… lacks "${line}": ${shown.text}`);
+    if (!shown.text.includes(line)) throw new Error(`Show Details… lacks "${line}": ${shown.text}`);
   }
   await shown.box.getByRole("button", { name: "Deny", exact: true }).click();
   await page.locator(".monaco-dialog-box").waitFor({ state: "detached", timeout: 30_000 });
   const writeQuestion = "coder/main asks to write after-switch.txt";
   await page.locator(".notification-toast").filter({ hasText: writeQuestion }).waitFor({ timeout: 60_000 });
-  step(`   with coder/${slug} shown: its Send is enabled; Show Command… showed all 3 lines; Deny; the next question is still asked`);
+  step(`   with coder/${slug} shown: its Send is enabled; Show Details… showed all 3 lines; Deny; the next question is still asked`);
 
   // Back to coder/main: the turn runs, its question on the card, asked once.
   await pickConversation("coder/main");
