@@ -12,7 +12,7 @@ vim.o.columns = 160
 ---@param fx exo.test.Fixture
 ---@param options table
 local function setup(fx, options)
-  require('exo').setup(vim.tbl_extend('force', { cmd = h.exo_bin, root = fx.root, timeline = { open = 'vsplit' } }, options))
+  require('exo').setup(vim.tbl_extend('force', { cmd = h.exo_bin, root = fx.root, timeline = { open = 'vsplit' }, long_prompts = 'picker' }, options))
 end
 
 test('a question is announced naming its conversation; :Exo approvals asks it, and an allowed write happens', function()
@@ -176,8 +176,103 @@ test(':Exo approvals twice with a picker that answers later asks every question,
   h.wait_line(tl, 'turn ended: completed')
 end)
 
-test('setup refuses an unknown approvals or daemon option', function()
-  local ok, err = pcall(require('exo').setup, { approvals = 'always' })
+--- The buffer showing a call whole, once it is the current one.
+---@return integer
+local function wait_review()
+  return h.wait_for('the buffer showing the whole call', function()
+    local buf = vim.api.nvim_get_current_buf()
+    return vim.api.nvim_buf_get_name(buf):find('exo://approval/', 1, true) and buf
+  end)
+end
+
+---@param buf integer
+---@return string
+local function text_of(buf)
+  return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
+end
+
+test("a picker replacing Neovim's own is told apart from it", function()
+  local review = require('exo.review')
+  -- The tests' stub of vim.ui.select stands for telescope, fzf-lua...
+  h.eq(review.builtin_select(), false)
+  local saved = vim.ui.select
+  local runtime = vim.api.nvim_get_runtime_file('lua/vim/ui.lua', false)[1]
+  h.ok(runtime, 'the runtime has vim/ui.lua')
+  vim.ui.select = assert(loadfile(runtime))().select
+  h.eq(review.builtin_select(), true)
+  vim.ui.select = saved
+end)
+
+test('with a picker that may cut its prompt, a long call is shown whole in a buffer whose keys answer', function()
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
+  setup(fx, { long_prompts = 'auto' })
+  local tl = h.open_timeline()
+  vim.cmd('Exo send run something')
+  h.wait_line(tl, 'waiting for approval: shell')
+  -- The picker offers no Allow on what it may not show: Deny, or the call.
+  h.on_select = function(items, opts)
+    return h.pick(items, opts, 'Show the whole call…')
+  end
+  vim.cmd('Exo approvals')
+  local buf = wait_review()
+  local asked = h.selects[1]
+  h.eq(vim.tbl_map(asked.opts.format_item, asked.items), { 'Deny', 'Show the whole call…' })
+  h.ok(not asked.opts.prompt:find('\n', 1, true) and asked.opts.prompt:find('too long to show here', 1, true), asked.opts.prompt)
+  h.ok(text_of(buf):find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), text_of(buf))
+  h.eq(vim.bo[buf].modifiable, false)
+  -- q leaves the question waiting.
+  vim.api.nvim_feedkeys('q', 'x', false)
+  h.wait_for('the dismissal to be noted', function()
+    return #h.notified('still waits') > 0
+  end)
+  h.eq(vim.api.nvim_buf_is_valid(buf), false)
+  h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
+  h.ok(h.find_line(tl, 'waiting for approval: shell'), h.dump(tl))
+  -- Asked again, `a` in the buffer allows it once: the command runs.
+  vim.cmd('Exo approvals')
+  buf = wait_review()
+  vim.api.nvim_feedkeys('a', 'x', false)
+  h.wait_line(tl, 'turn ended: completed')
+  h.ok(h.find_line(tl, 'approval shell call_1_1: allowed (allow_once, by user)'), h.dump(tl))
+  h.eq(h.read(fx.workspace .. '/keep.txt'), nil)
+  h.eq(vim.api.nvim_buf_is_valid(buf), false)
+end)
+
+test('a call shown in its buffer and answered elsewhere closes the buffer, sending nothing', function()
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
+  setup(fx, { long_prompts = 'buffer' })
+  local tl = h.open_timeline()
+  vim.cmd('Exo send run something')
+  h.wait_line(tl, 'waiting for approval: shell')
+  h.on_select = function(items, opts)
+    return h.pick(items, opts, 'Show the whole call…')
+  end
+  vim.cmd('Exo approvals')
+  local buf = wait_review()
+  local err, list = h.await('the waiting approvals', function(done)
+    require('exo.client').request('approval/list', {}, done)
+  end)
+  h.eq(err, nil)
+  local request = list.approvals[1]
+  -- Another client denies it.
+  h.await('the answer from elsewhere', function(done)
+    require('exo.client').request('approval/respond', { turn = request.turn, call_id = request.call_id, decision = 'deny' }, done)
+  end)
+  h.wait_for('the buffer to close', function()
+    return not vim.api.nvim_buf_is_valid(buf)
+  end)
+  h.wait_for('the note', function()
+    return #h.notified('answered elsewhere') > 0
+  end)
+  h.wait_line(tl, 'turn ended: completed')
+  h.ok(h.find_line(tl, 'approval shell call_1_1: denied (deny, by user)'), h.dump(tl))
+  h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
+end)
+
+test('setup refuses an unknown approvals, daemon or long_prompts option', function()
+  local ok, err = pcall(require('exo').setup, { long_prompts = 'telescope' })
+  h.ok(not ok and tostring(err):find('long_prompts must be "auto", "picker" or "buffer"', 1, true), tostring(err))
+  ok, err = pcall(require('exo').setup, { approvals = 'always' })
   h.ok(not ok and tostring(err):find('approvals must be', 1, true), tostring(err))
   ok, err = pcall(require('exo').setup, { daemon = 'fork' })
   h.ok(not ok and tostring(err):find('daemon must be', 1, true), tostring(err))

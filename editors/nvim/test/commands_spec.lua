@@ -10,6 +10,9 @@ test(':checkhealth exo reports exo found and the daemon reachable', function()
   h.ok(text:find('OK exo found: exo ', 1, true), text)
   h.ok(text:find('OK daemon reachable: pid ', 1, true), text)
   h.ok(not text:find('ERROR', 1, true), text)
+  -- The tests' stub of vim.ui.select stands for a picker plugin.
+  h.ok(text:find('vim%.ui%.select is replaced %(.-helpers%.lua:%d+%)'), text)
+  h.ok(text:find('asked in it all the same (long_prompts = "picker")', 1, true), text)
 end)
 
 test(':Exo conversations picks the current conversation and opens its timeline', function()

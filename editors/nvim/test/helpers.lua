@@ -232,7 +232,9 @@ function H.fixture(opts)
   for _, prompt in ipairs(opts.turns or {}) do
     H.exo(fx, { 'conversation', 'send', 'coder', 'work', prompt })
   end
-  require('exo').setup({ cmd = H.exo_bin, root = fx.root, timeline = { open = 'vsplit' } })
+  -- The stub of vim.ui.select records every prompt whole, as Neovim's own
+  -- picker prints it; the tests of the buffer for long prompts ask for it.
+  require('exo').setup({ cmd = H.exo_bin, root = fx.root, timeline = { open = 'vsplit' }, long_prompts = 'picker' })
   return fx
 end
 

@@ -173,7 +173,10 @@ test(':Exo fork into a new folder writes the fork point\'s files there and opens
   end, function()
     return h.dump(tl)
   end)
-  h.ok(h.selects[1].opts.prompt:find(folder, 1, true), h.selects[1].opts.prompt)
+  -- The question named the folder and the file that will differ from the workspace.
+  local prompt = h.selects[1].opts.prompt
+  h.ok(prompt:find(folder, 1, true), prompt)
+  h.ok(prompt:find('differs from ' .. fx.workspace .. ' in:\n  modified  notes.txt', 1, true), prompt)
   -- The workspace is untouched; the fork is current and its timeline open.
   h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
   local fork = h.exo_json(fx, { 'conversation', 'show', 'coder', 'work-fork' })
@@ -188,6 +191,66 @@ test(':Exo fork into a new folder writes the fork point\'s files there and opens
   h.wait_line(fork_tl, 'forked from')
   h.wait_line(fork_tl, 'snapshot fork')
   h.ok(not h.find_line(fork_tl, 'user: two'), h.dump(fork_tl))
+end)
+
+test(':Exo fork at the head says the folder gets the same files; before any snapshot it is refused', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  h.open_timeline()
+  confirm('Fork')
+  local folder = fx.dir .. '/at-head'
+  vim.cmd('Exo fork ' .. vim.fn.fnameescape(folder))
+  h.wait_for('the fork\'s files', function()
+    return h.read(folder .. '/notes.txt') == 'second\n'
+  end)
+  local prompt = h.selects[1].opts.prompt
+  h.ok(prompt:find('The new folder will hold the same files as ' .. fx.workspace .. '.', 1, true), prompt)
+  -- The first event comes before any snapshot: no files to fork, so no
+  -- question, no fork and no folder.
+  local first = h.events(fx, 'work')[1]
+  local before = #h.selects
+  local err = h.await('the refused fork', function(done)
+    require('exo').fork({ at = first.id, dir = fx.dir .. '/too-early' }, done)
+  end)
+  h.ok(err and err:find('no snapshot is in effect at that point', 1, true), tostring(err))
+  h.ok(#h.notified('refused: no snapshot is in effect') == 1, 'the refusal is said')
+  h.eq(#h.selects, before)
+  h.eq(vim.uv.fs_stat(fx.dir .. '/too-early'), nil)
+  h.eq(#h.exo_json(fx, { 'conversation', 'list', 'coder' }).conversations, 2, 'work and the fork at the head')
+end)
+
+test('with a picker that may cut its prompt, the files a rewind changes are shown whole in a buffer that answers', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
+  require('exo').setup({ cmd = h.exo_bin, root = fx.root, timeline = { open = 'vsplit' }, long_prompts = 'auto' })
+  local tl = h.open_timeline()
+  local function wait_review()
+    return h.wait_for('the buffer showing the question', function()
+      local buf = vim.api.nvim_get_current_buf()
+      return vim.api.nvim_buf_get_name(buf):find('exo://confirm/', 1, true) and buf
+    end)
+  end
+  vim.cmd('Exo rewind')
+  local buf = wait_review()
+  local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
+  h.ok(text:find('These files will change:\n  modified  notes.txt', 1, true), text)
+  h.ok(text:find('  y   Rewind\n  n   Cancel', 1, true), text)
+  h.eq(#h.selects, 0, 'no picker')
+  -- n cancels: nothing changes.
+  vim.api.nvim_feedkeys('n', 'x', false)
+  h.wait_for('the buffer to close', function()
+    return not vim.api.nvim_buf_is_valid(buf)
+  end)
+  h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
+  h.ok(not h.find_line(tl, 'rewound to'), h.dump(tl))
+  -- y goes ahead.
+  vim.cmd('Exo rewind')
+  wait_review()
+  vim.api.nvim_feedkeys('y', 'x', false)
+  h.wait_for('notes.txt to be restored', function()
+    return h.read(fx.workspace .. '/notes.txt') == 'first\n'
+  end, function()
+    return h.dump(tl)
+  end)
+  h.wait_line(tl, 'rewound to')
 end)
 
 test('a modified buffer of a file the rewind would create, opened through a symlink to the workspace, refuses it', function()

@@ -37,7 +37,7 @@ local function second_editor(fx)
       end
     end
     vim.notify = function() end
-    require('exo').setup({ cmd = bin, root = root, timeline = { open = 'enew' }, approvals = 'ask' })
+    require('exo').setup({ cmd = bin, root = root, timeline = { open = 'enew' }, approvals = 'ask', long_prompts = 'picker' })
     require('exo').open('coder/work')
   ]], { h.exo_bin, fx.root })
   return channel

@@ -21,7 +21,10 @@
 ---   one would open the hit-enter or more prompt, which takes keys too.
 --- - The picker's prompt says which conversation asks and shows the whole
 ---   command (every line of it): an answer is given to what runs, not to a
----   summary.
+---   summary. A picker that replaces Neovim's own may show one line of a
+---   prompt, or its start (|exo.review|): for a call too long for it, it
+---   offers only Deny and "Show the whole call…", a buffer showing all of
+---   it, whose keys answer (d deny, a allow once, t this turn, A always).
 --- - A question reaches this editor twice when it runs the turn and also
 ---   watches its conversation (once for each role): it is keyed by
 ---   `turn/call_id` and announced once.
@@ -35,11 +38,12 @@ local render = require('exo.render')
 local M = {}
 
 -- Deny first: in a numbered list, a stray "1<CR>" refuses.
+-- `key` answers in the buffer that shows a call too long for the picker.
 local choices = {
-  { label = 'Deny', decision = 'deny' },
-  { label = 'Allow once', decision = 'allow_once' },
-  { label = 'Allow for this turn', decision = 'allow_turn' },
-  { label = 'Always allow (this tool, every later turn of the agent)', decision = 'allow_always' },
+  { label = 'Deny', decision = 'deny', key = 'd' },
+  { label = 'Allow once', decision = 'allow_once', key = 'a' },
+  { label = 'Allow for this turn', decision = 'allow_turn', key = 't' },
+  { label = 'Always allow (this tool, every later turn of the agent)', decision = 'allow_always', key = 'A' },
 }
 
 -- The most of a command a prompt shows; the rest is counted.
@@ -50,6 +54,7 @@ local SHOWN_BYTES = 16 * 1024
 ---@field state 'waiting'|'queued'|'asking'|'dismissed'|'answered'
 ---@field answered_elsewhere boolean? decided by another client while asked here
 ---@field requested boolean? `:Exo approvals` asked for it: no wait for quiet
+---@field review exo.review.Handle? the buffer showing the whole call, while open
 
 ---@type table<string, exo.approvals.Entry>
 local entries = {}
@@ -180,6 +185,49 @@ local function defer()
   })
 end
 
+--- Ends the asking of `entry`: sends `decision`, or (nil) leaves the
+--- question waiting; then asks the next one.
+---@param entry exo.approvals.Entry
+---@param decision string?
+local function finish(entry, decision)
+  asking = false
+  entry.review = nil
+  if entry.answered_elsewhere then
+    entry.state = 'answered'
+    vim.notify('exo: that approval was answered elsewhere meanwhile', vim.log.levels.WARN)
+  elseif not decision then
+    entry.state = 'dismissed'
+    vim.notify('exo: the turn still waits for an answer; :Exo approvals asks again', vim.log.levels.WARN)
+  else
+    respond(entry.request, decision)
+  end
+  vim.schedule(ask_next)
+end
+
+--- Shows the whole call in a buffer whose keys answer it.
+---@param entry exo.approvals.Entry
+---@param prompt string
+local function review_whole(entry, prompt)
+  local answers = {}
+  for _, choice in ipairs(choices) do
+    table.insert(answers, { key = choice.key, label = choice.label, value = choice.decision })
+  end
+  local ok, handle = pcall(require('exo.review').open, {
+    name = 'approval',
+    lines = vim.split(prompt, '\n', { plain = true }),
+    answers = answers,
+    on_answer = function(decision)
+      finish(entry, decision)
+    end,
+  })
+  if ok then
+    entry.review = handle
+  else
+    vim.notify('exo: cannot show the call: ' .. tostring(handle), vim.log.levels.ERROR)
+    finish(entry, nil)
+  end
+end
+
 ---@param key string
 local function ask_one(key)
   local entry = entries[key]
@@ -187,26 +235,29 @@ local function ask_one(key)
   entry.state = 'asking'
   local request = entry.request
   local prompt = ('exo: %s: the agent wants to %s'):format(where(request), M.describe(request))
+  local items = choices
+  local review = require('exo.review')
+  if not review.fits_picker(prompt) then
+    -- This picker may show a line of the prompt, or its start: it offers
+    -- no Allow, only Deny or the whole call (in a buffer that answers).
+    local room = math.max(math.floor(vim.o.columns / 2) - 40, 20)
+    prompt = ('exo: %s asks to %s (too long to show here)'):format(where(request), summary(request, room))
+    items = { choices[1], { label = 'Show the whole call…', review = true } }
+  end
   -- Keys typed before the question (meant for the buffer) stay theirs.
   vim.fn.inputsave()
-  local ok, err = pcall(vim.ui.select, choices, {
+  local ok, err = pcall(vim.ui.select, items, {
     prompt = prompt,
     kind = 'exo.approval',
     format_item = function(choice)
       return choice.label
     end,
   }, function(choice)
-    asking = false
-    if not choice then
-      entry.state = 'dismissed'
-      vim.notify('exo: the turn still waits for an answer; :Exo approvals asks again', vim.log.levels.WARN)
-    elseif entry.answered_elsewhere then
-      entry.state = 'answered'
-      vim.notify('exo: that approval was answered elsewhere meanwhile', vim.log.levels.WARN)
+    if choice and choice.review and not entry.answered_elsewhere then
+      review_whole(entry, ('exo: %s: the agent wants to %s'):format(where(request), M.describe(request)))
     else
-      respond(request, choice.decision)
+      finish(entry, choice and choice.decision)
     end
-    vim.schedule(ask_next)
   end)
   vim.fn.inputrestore()
   if not ok then
@@ -296,6 +347,9 @@ function M.forget(key)
   if entry and entry.state == 'asking' then
     -- The picker is open; its answer will not be sent.
     entry.answered_elsewhere = true
+    if entry.review then
+      entry.review.close()
+    end
   elseif entry then
     entry.state = 'answered'
   end
@@ -327,6 +381,13 @@ function M.ask_waiting(ctx)
         entry.answered_elsewhere = nil
         entry.state = 'queued'
         table.insert(queue, key)
+      end
+    end
+    -- A call shown whole in its buffer is being asked: back to it.
+    for _, entry in pairs(entries) do
+      local win = entry.review and vim.fn.win_findbuf(entry.review.buf)[1]
+      if win then
+        vim.api.nvim_set_current_win(win)
       end
     end
     -- Called from a command: the user is at the keyboard, waiting for it.

@@ -19,6 +19,18 @@ function M.check()
     health.error('Neovim ' .. tostring(vim.version()) .. ' is too old', { 'exo.nvim needs Neovim 0.10 or later' })
   end
 
+  local review = require('exo.review')
+  local how = config.options.long_prompts
+  if review.builtin_select() then
+    health.ok("vim.ui.select is Neovim's own: it prints a long question (a command, the files a rewind changes) whole")
+  else
+    local info = debug.getinfo(vim.ui.select, 'S')
+    local source = ('%s:%d'):format(info.source or '?', info.linedefined or 0)
+    local effect = how == 'picker' and 'asked in it all the same (long_prompts = "picker")'
+      or 'shown whole in a buffer whose keys answer (long_prompts = "' .. how .. '")'
+    health.info(('vim.ui.select is replaced (%s): a long question is %s'):format((source:gsub('^@', '')), effect))
+  end
+
   health.start('exo: the exo program')
   local cmd = config.command()
   local program = vim.fn.exepath(cmd[1])

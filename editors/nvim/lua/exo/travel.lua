@@ -133,6 +133,21 @@ local function confirm(question, yes, on_yes)
   if not config.options.confirm then
     return on_yes()
   end
+  local review = require('exo.review')
+  if not review.fits_picker(question) then
+    -- A picker replacing Neovim's own may show one line of the question:
+    -- the files that will change are shown whole in a buffer instead.
+    return review.open({
+      name = 'confirm',
+      lines = vim.split(question, '\n', { plain = true }),
+      answers = { { key = 'y', label = yes, value = true }, { key = 'n', label = 'Cancel', value = false } },
+      on_answer = function(go)
+        if go then
+          on_yes()
+        end
+      end,
+    })
+  end
   vim.ui.select({ yes, 'Cancel' }, { prompt = question, kind = 'exo.confirm' }, function(choice)
     if choice == yes then
       on_yes()
@@ -364,23 +379,79 @@ function M.redo(ctx, opts, callback)
   end)
 end
 
+--- The `workspace_snapshot` event in effect at `at` (the head when nil):
+--- `at` itself when it is one, else the latest before it.
+---@param ctx table
+---@param at string?
+---@param callback fun(err: table?, snapshot: table?)
+local function snapshot_in_effect(ctx, at, callback)
+  local function latest(before)
+    local params = { agent = ctx.agent, conversation = ctx.conversation, before = before, desc = true, kind = 'workspace_snapshot', limit = 1 }
+    client.request('events/list', params, function(err, page)
+      if err then
+        return callback(err)
+      end
+      local found = page.events[1]
+      callback(nil, found and found.kind == 'workspace_snapshot' and found or nil)
+    end)
+  end
+  if not at then
+    return latest(nil)
+  end
+  client.request('events/get', { agent = ctx.agent, conversation = ctx.conversation, event = at }, function(err, event)
+    if err then
+      return callback(err)
+    end
+    if event.kind == 'workspace_snapshot' then
+      return callback(nil, event)
+    end
+    latest(at)
+  end)
+end
+
+--- Says which files a fork into a new folder will hold, against the
+--- conversation's workspace: `callback(nil, text)`, or `callback(reason)`
+--- when the fork cannot go there.
+---@param ctx table
+---@param at string?
+---@param callback fun(err: string?, text: string?)
+function M.fork_preview(ctx, at, callback)
+  snapshot_in_effect(ctx, at, function(err, snapshot)
+    if err then
+      if err.data and err.data.code == 'not_found' then
+        return callback('that point is no longer on the conversation\'s history')
+      end
+      return callback(tostring(err.message))
+    end
+    if not snapshot then
+      return callback('no snapshot is in effect at that point, so there are no files to fork into a folder')
+    end
+    local params = { agent = ctx.agent, conversation = ctx.conversation, from = snapshot.commit }
+    client.request('snapshot/diff', params, function(diff_err, diff)
+      if diff_err then
+        return callback(tostring(diff_err.message))
+      end
+      local workspace = ctx.workspace and render.escape(ctx.workspace) or 'the workspace'
+      if #diff.changes == 0 then
+        return callback(nil, ('The new folder will hold the same files as %s.'):format(workspace))
+      end
+      callback(nil, ('The new folder will hold the snapshot at that point, which differs from %s in:\n%s'):format(
+        workspace, list_changes(diff.changes)))
+    end)
+  end)
+end
+
 --- Forks the conversation at an event, into `workspace` when given (a new
---- or empty folder).
+--- or empty folder): the question first says which files the folder will
+--- hold.
 ---@param ctx table
 ---@param at string? event id; the head when nil
 ---@param workspace string? absolute folder
 ---@param callback fun(err: string?, conversation: table?)?
 function M.fork(ctx, at, workspace, callback)
   callback = callback or function() end
-  local question
-  if workspace then
-    question = ('fork %s/%s%s into %s? The fork point\'s files are written there; your workspace is not touched.'):format(
-      ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(at)) or '', render.escape(workspace))
-  else
-    question = ('fork %s/%s%s? The fork shares this workspace; no file changes.'):format(
-      ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(at)) or '')
-  end
-  confirm(question, 'Fork', function()
+  local where = ('%s/%s%s'):format(ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(at)) or '')
+  local function go()
     local params = { agent = ctx.agent, conversation = ctx.conversation, at = at, workspace = workspace }
     client.request('conversation/fork', params, function(err, conversation)
       if err then
@@ -390,6 +461,18 @@ function M.fork(ctx, at, workspace, callback)
       notify(('forked into %s/%s%s'):format(ctx.agent_slug or '', conversation.slug, workspace and (' in ' .. workspace) or ''))
       callback(nil, conversation)
     end)
+  end
+  if not workspace then
+    local question = ('fork %s? The fork shares this workspace; no file changes.'):format(where)
+    return confirm(question, 'Fork', go)
+  end
+  M.fork_preview(ctx, at, function(err, preview)
+    if err then
+      notify(('fork of %s into %s refused: %s'):format(where, render.escape(workspace), err), vim.log.levels.ERROR)
+      return callback(err)
+    end
+    local question = ('fork %s into %s? %s\nYour workspace is not touched.'):format(where, render.escape(workspace), preview)
+    confirm(question, 'Fork', go)
   end)
 end
 

@@ -1,0 +1,130 @@
+--- *exo.review* Questions too long for a picker, shown whole in a buffer
+--- whose keys answer them.
+---
+--- Features:
+--- - `fits_picker(prompt)` says whether `vim.ui.select` can be trusted to
+---   show a question's prompt whole. Neovim's own one prints every line of
+---   it; pickers that replace it (telescope, fzf-lua, dressing, snacks) show
+---   a title of one line, cut to the width of their window. An approval
+---   given, or a rewind confirmed, on the visible half of a question is not
+---   an informed answer.
+--- - `open()` shows a question in a read-only scratch buffer, in a tab of
+---   its own, with one key per answer; `q` or closing the buffer answers
+---   nothing.
+---
+--- Key design ideas:
+--- - The `long_prompts` option decides: 'picker' trusts the picker,
+---   'buffer' sends every long question to a buffer, 'auto' (the default)
+---   trusts Neovim's own picker only.
+
+local config = require('exo.config')
+
+local M = {}
+
+--- Whether `vim.ui.select` is Neovim's own (defined in its runtime's
+--- `vim/ui.lua`), not a plugin's replacement.
+---@return boolean
+function M.builtin_select()
+  local info = debug.getinfo(vim.ui.select, 'S')
+  return info ~= nil and type(info.source) == 'string' and info.source:match('vim/ui%.lua$') ~= nil
+end
+
+--- Whether a question is short for any picker: one line, at most half the
+--- editor's width.
+---@param prompt string
+---@return boolean
+function M.short(prompt)
+  return not prompt:find('\n', 1, true) and vim.fn.strdisplaywidth(prompt) <= math.floor(vim.o.columns / 2)
+end
+
+--- Whether `prompt` may be asked through `vim.ui.select`.
+---@param prompt string
+---@return boolean
+function M.fits_picker(prompt)
+  local how = config.options.long_prompts
+  if how == 'picker' or M.short(prompt) then
+    return true
+  end
+  return how ~= 'buffer' and M.builtin_select()
+end
+
+---@class exo.review.Answer
+---@field key string the key that gives it
+---@field label string
+---@field value any
+
+---@class exo.review.Handle
+---@field buf integer
+---@field close fun() closes the buffer, answering nothing
+
+---@class exo.review.Options
+---@field name string the buffer's name (made unique)
+---@field lines string[] the question, whole
+---@field answers exo.review.Answer[]
+---@field on_answer fun(value: any) called once: with the chosen value, or nil (`q`, the buffer closed)
+
+local opened = 0
+
+--- Shows a question in a buffer of its own, in a new tab; each answer's
+--- key (in Normal mode) answers it and closes the buffer.
+---@param opts exo.review.Options
+---@return exo.review.Handle
+function M.open(opts)
+  local buf = vim.api.nvim_create_buf(false, true)
+  opened = opened + 1
+  pcall(vim.api.nvim_buf_set_name, buf, ('exo://%s/%d'):format(opts.name, opened))
+  local lines = vim.deepcopy(opts.lines)
+  table.insert(lines, '')
+  for _, answer in ipairs(opts.answers) do
+    table.insert(lines, ('  %-3s %s'):format(answer.key, answer.label))
+  end
+  table.insert(lines, ('  %-3s %s'):format('q', 'decide later (the question stays)'))
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].buftype = 'nofile'
+  vim.bo[buf].bufhidden = 'wipe'
+  vim.bo[buf].swapfile = false
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].filetype = 'exo-review'
+
+  local done = false
+  local function finish(value)
+    if done then
+      return
+    end
+    done = true
+    if vim.api.nvim_buf_is_valid(buf) then
+      pcall(vim.api.nvim_buf_delete, buf, { force = true })
+    end
+    vim.schedule(function()
+      opts.on_answer(value)
+    end)
+  end
+  for _, answer in ipairs(opts.answers) do
+    vim.keymap.set('n', answer.key, function()
+      finish(answer.value)
+    end, { buffer = buf, nowait = true, desc = 'exo: ' .. answer.label })
+  end
+  vim.keymap.set('n', 'q', function()
+    finish(nil)
+  end, { buffer = buf, nowait = true, desc = 'exo: decide later' })
+  vim.api.nvim_create_autocmd('BufWipeout', {
+    buffer = buf,
+    once = true,
+    callback = function()
+      finish(nil)
+    end,
+  })
+  vim.cmd(('tab sbuffer %d'):format(buf))
+  local win = vim.api.nvim_get_current_win()
+  for option, value in pairs({ wrap = true, number = false, relativenumber = false, list = false }) do
+    vim.api.nvim_set_option_value(option, value, { scope = 'local', win = win })
+  end
+  return {
+    buf = buf,
+    close = function()
+      finish(nil)
+    end,
+  }
+end
+
+return M
