@@ -6,10 +6,10 @@
 // Key design ideas:
 // - Nothing is allowed from a summary that is not the whole call: a
 //   command of several lines, a long one, one holding invisible
-//   characters, or anything holding text a notification renders as a link
-//   or an icon (`[label](url)`, `$(name)`) is announced as such, with Show
-//   Details… (a dialog with the whole text, and the answers) and Deny,
-//   never Allow.
+//   characters, a name longer than a notification shows whole, or anything
+//   holding link syntax (`[label](url)`, shown as the bare label) or icon
+//   syntax (`$(name)`) is announced as such, with Show Details… (a dialog
+//   with the whole text, and the answers) and Deny, never Allow.
 // - A question is asked once while its notification is up, however many
 //   ways it arrives (the watch, the turn's own connection, `approval/list`
 //   after coming back to its conversation).

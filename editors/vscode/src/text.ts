@@ -26,13 +26,26 @@ const INVISIBLE_ALL = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
 /**
  * What a notification would not show as written: VS Code renders
  * `[label](target)` in a notification's message as a link showing only
- * its label, and `$(name)` as an icon.
+ * its label. `$(name)`, which other parts of VS Code (the status bar,
+ * some labels) render as an icon, is kept out as well.
  */
 const MARKUP = /\]\(|\$\(/;
+
+/**
+ * A name shown in a notification is at most this long: VS Code cuts a
+ * notification's message at 1000 characters, and the end of a long path
+ * is the part that matters.
+ */
+const SHORT_NAME = 200;
 
 /** Whether a notification would show `text` as written (no link or icon syntax in it). */
 export function showsAsWritten(text: string): boolean {
   return !MARKUP.test(text);
+}
+
+/** Whether a notification shows a name whole: as written, and short enough not to be cut. */
+function showsWhole(name: string): boolean {
+  return showsAsWritten(name) && name.length <= SHORT_NAME;
 }
 
 /** A command shown on one line of a notification is at most this long. */
@@ -155,15 +168,15 @@ export function describeCall(request: ApprovalRequest): CallDescription {
       const raw = args["path"];
       if (typeof raw !== "string") return { summary: `${verb} a file` };
       const path = safeName(raw);
-      return showsAsWritten(path)
-        ? { summary: `${verb} ${path}` }
-        : { summary: `${verb} a file whose name holds link or icon syntax`, whole: { title: `${verb} this file`, text: path } };
+      if (showsWhole(path)) return { summary: `${verb} ${path}` };
+      const why = showsAsWritten(path) ? `a name of ${String(path.length)} characters` : "a name holding link or icon syntax";
+      return { summary: `${verb} a file with ${why}, not shown whole here`, whole: { title: `${verb} this file`, text: path } };
     }
     default: {
       const tool = safeName(request.tool);
-      return showsAsWritten(tool)
-        ? { summary: `use ${tool}` }
-        : { summary: "use a tool whose name holds link or icon syntax", whole: { title: "use this tool", text: tool } };
+      if (showsWhole(tool)) return { summary: `use ${tool}` };
+      const why = showsAsWritten(tool) ? `a name of ${String(tool.length)} characters` : "a name holding link or icon syntax";
+      return { summary: `use a tool with ${why}, not shown whole here`, whole: { title: "use this tool", text: tool } };
     }
   }
 }

@@ -90,11 +90,24 @@ test("text a notification renders as a link or an icon is never in an Allow noti
   assert.equal(start.summary, "run a command of 2 lines, not shown whole here");
   const file = describeCall({ turn: "t", call_id: "c", tool: "write_file", arguments: { path: "[notes.md](https://x)", content: "" } });
   assert.deepEqual(file, {
-    summary: "write a file whose name holds link or icon syntax",
+    summary: "write a file with a name holding link or icon syntax, not shown whole here",
     whole: { title: "write this file", text: "[notes.md](https://x)" },
   });
   assert.ok(showsAsWritten("make test && echo [done]"));
   assert.ok(!showsAsWritten("a](b"));
+});
+
+test("a name too long for a notification, which VS Code cuts at 1000 characters, is never in an Allow notification", () => {
+  // The end of the path is where it writes: past the cut.
+  const path = `docs/${"a/".repeat(480)}${"../".repeat(480)}.git/hooks/pre-commit`;
+  const file = describeCall({ turn: "t", call_id: "c", tool: "write_file", arguments: { path, content: "" } });
+  assert.equal(file.summary, `write a file with a name of ${String(path.length)} characters, not shown whole here`);
+  assert.equal(file.whole?.text, path);
+  const tool = describeCall({ turn: "t", call_id: "c", tool: "x".repeat(1131), arguments: {} });
+  assert.equal(tool.summary, "use a tool with a name of 1131 characters, not shown whole here");
+  assert.equal(tool.whole?.text.length, 1131);
+  // A usual path is shown as it is.
+  assert.deepEqual(describeCall({ turn: "t", call_id: "c", tool: "edit_file", arguments: { path: "src/main.rs" } }), { summary: "edit src/main.rs" });
 });
 
 test("an error is one line: no parser's message, no stack", () => {
