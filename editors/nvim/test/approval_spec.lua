@@ -203,7 +203,7 @@ test("a picker replacing Neovim's own is told apart from it", function()
   vim.ui.select = saved
 end)
 
-test('with a picker that may cut its prompt, a long call is shown whole in a buffer whose keys answer', function()
+test('with a picker that may cut its prompt, a long call is shown whole in a buffer, Enter on an answer gives it', function()
   local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
   setup(fx, { long_prompts = 'auto' })
   local tl = h.open_timeline()
@@ -220,6 +220,14 @@ test('with a picker that may cut its prompt, a long call is shown whole in a buf
   h.ok(not asked.opts.prompt:find('\n', 1, true) and asked.opts.prompt:find('too long to show here', 1, true), asked.opts.prompt)
   h.ok(text_of(buf):find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), text_of(buf))
   h.eq(vim.bo[buf].modifiable, false)
+  -- Keys typed to read or copy the text answer nothing, nor does Enter off
+  -- an answer.
+  -- (`A` in a read-only buffer fails with E21: silent!, as the keys run.)
+  vim.cmd([[silent! execute "normal jyyAyt\<Esc>ggdd\<CR>"]])
+  vim.wait(100)
+  h.eq(vim.api.nvim_buf_is_valid(buf), true)
+  h.eq(vim.api.nvim_get_current_buf(), buf)
+  h.ok(h.find_line(tl, 'waiting for approval: shell'), h.dump(tl))
   -- q leaves the question waiting.
   vim.api.nvim_feedkeys('q', 'x', false)
   h.wait_for('the dismissal to be noted', function()
@@ -228,10 +236,11 @@ test('with a picker that may cut its prompt, a long call is shown whole in a buf
   h.eq(vim.api.nvim_buf_is_valid(buf), false)
   h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
   h.ok(h.find_line(tl, 'waiting for approval: shell'), h.dump(tl))
-  -- Asked again, `a` in the buffer allows it once: the command runs.
+  -- Asked again, Enter on Allow once allows it once: the command runs.
   vim.cmd('Exo approvals')
   buf = wait_review()
-  vim.api.nvim_feedkeys('a', 'x', false)
+  h.ok(text_of(buf):find('Enter on an answer gives it; q decides later (the question stays waiting).\n  [ Deny ]\n  [ Allow once ]', 1, true), text_of(buf))
+  h.answer(buf, 'Allow once')
   h.wait_line(tl, 'turn ended: completed')
   h.ok(h.find_line(tl, 'approval shell call_1_1: allowed (allow_once, by user)'), h.dump(tl))
   h.eq(h.read(fx.workspace .. '/keep.txt'), nil)
@@ -262,10 +271,32 @@ test('a call shown in its buffer and answered elsewhere closes the buffer, sendi
     return not vim.api.nvim_buf_is_valid(buf)
   end)
   h.wait_for('the note', function()
-    return #h.notified('answered elsewhere') > 0
+    return #h.notified('that approval was answered elsewhere meanwhile; nothing was sent') > 0
   end)
   h.wait_line(tl, 'turn ended: completed')
   h.ok(h.find_line(tl, 'approval shell call_1_1: denied (deny, by user)'), h.dump(tl))
+  h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
+end)
+
+test('a call shown in its buffer whose turn is cancelled closes the buffer, saying so', function()
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
+  setup(fx, { long_prompts = 'buffer' })
+  local tl = h.open_timeline()
+  vim.cmd('Exo send run something')
+  h.wait_line(tl, 'waiting for approval: shell')
+  h.on_select = function(items, opts)
+    return h.pick(items, opts, 'Show the whole call…')
+  end
+  vim.cmd('Exo approvals')
+  local buf = wait_review()
+  vim.cmd('Exo cancel')
+  h.wait_for('the buffer to close', function()
+    return not vim.api.nvim_buf_is_valid(buf)
+  end)
+  local note = h.wait_for('the note', function()
+    return h.notified('meanwhile; nothing was sent')[1]
+  end)
+  h.ok(not note.msg:find('answered elsewhere', 1, true), note.msg)
   h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
 end)
 

@@ -332,6 +332,22 @@ function H.await(what, fn)
   return vim.F.unpack_len(results)
 end
 
+--- In a buffer showing a question whole (exo.review), gives the answer
+--- labelled `label`: the cursor on its line, then Enter, as typed.
+---@param buf integer
+---@param label string
+function H.answer(buf, label)
+  local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  for i, line in ipairs(lines) do
+    if line == '  [ ' .. label .. ' ]' then
+      vim.api.nvim_win_set_cursor(vim.fn.win_findbuf(buf)[1], { i, 0 })
+      vim.api.nvim_feedkeys(vim.keycode('<CR>'), 'x', false)
+      return
+    end
+  end
+  error('no answer ' .. label .. ' in\n' .. table.concat(lines, '\n'))
+end
+
 -- ---------------------------------------------------------------------------
 -- Clean-up
 -- ---------------------------------------------------------------------------

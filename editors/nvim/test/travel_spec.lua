@@ -218,7 +218,37 @@ test(':Exo fork at the head says the folder gets the same files; before any snap
   h.eq(#h.exo_json(fx, { 'conversation', 'list', 'coder' }).conversations, 2, 'work and the fork at the head')
 end)
 
-test('with a picker that may cut its prompt, the files a rewind changes are shown whole in a buffer that answers', function()
+test(':Exo fork at the head forks the head its question was about, whatever happened meanwhile', function()
+  local fx = h.fixture({ script = scripts.two_writes, turns = { 'one' } })
+  h.open_timeline()
+  local pending
+  vim.ui.select = function(items, opts, on_choice)
+    table.insert(h.selects, { items = items, opts = opts })
+    pending = function()
+      on_choice(h.pick(items, opts, 'Fork'))
+    end
+  end
+  local folder = fx.dir .. '/pinned'
+  vim.cmd('Exo fork ' .. vim.fn.fnameescape(folder))
+  h.wait_for('the question', function()
+    return pending
+  end)
+  h.ok(h.selects[1].opts.prompt:find('the same files as ' .. fx.workspace, 1, true), h.selects[1].opts.prompt)
+  -- Another turn runs while the question is open.
+  h.exo(fx, { 'conversation', 'send', 'coder', 'work', 'two' })
+  h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
+  pending()
+  h.wait_for('the fork\'s files', function()
+    return h.read(folder .. '/notes.txt') ~= nil
+  end)
+  h.eq(h.read(folder .. '/notes.txt'), 'first\n')
+  local forked = h.events(fx, 'work-fork')
+  h.ok(not vim.iter(forked):any(function(event)
+    return event.kind == 'message' and event.role == 'user' and vim.inspect(event):find('two', 1, true) ~= nil
+  end), 'the fork holds no turn the question did not cover')
+end)
+
+test('with a picker that may cut its prompt, the files a rewind changes are shown whole in a buffer, Enter on an answer gives it', function()
   local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
   require('exo').setup({ cmd = h.exo_bin, root = fx.root, timeline = { open = 'vsplit' }, long_prompts = 'auto' })
   local tl = h.open_timeline()
@@ -232,19 +262,33 @@ test('with a picker that may cut its prompt, the files a rewind changes are show
   local buf = wait_review()
   local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
   h.ok(text:find('These files will change:\n  modified  notes.txt', 1, true), text)
-  h.ok(text:find('  y   Rewind\n  n   Cancel', 1, true), text)
+  h.ok(text:find('Enter on an answer gives it; q cancels.\n  [ Cancel ]\n  [ Rewind ]', 1, true), text)
   h.eq(#h.selects, 0, 'no picker')
-  -- n cancels: nothing changes.
-  vim.api.nvim_feedkeys('n', 'x', false)
+  -- Copying a line answers nothing.
+  vim.api.nvim_feedkeys('jyyy', 'x', false)
+  vim.wait(100)
+  h.eq(vim.api.nvim_buf_is_valid(buf), true)
+  -- Closing the buffer the usual way cancels, without an error, and says
+  -- so to the caller.
+  local result
+  vim.cmd('close')
   h.wait_for('the buffer to close', function()
     return not vim.api.nvim_buf_is_valid(buf)
   end)
+  require('exo').rewind({}, function(err)
+    result = err
+  end)
+  buf = wait_review()
+  vim.api.nvim_feedkeys('q', 'x', false)
+  h.wait_for('the cancel to reach the caller', function()
+    return result == 'cancelled'
+  end)
   h.eq(h.read(fx.workspace .. '/notes.txt'), 'second\n')
   h.ok(not h.find_line(tl, 'rewound to'), h.dump(tl))
-  -- y goes ahead.
+  -- Enter on Rewind goes ahead.
   vim.cmd('Exo rewind')
-  wait_review()
-  vim.api.nvim_feedkeys('y', 'x', false)
+  buf = wait_review()
+  h.answer(buf, 'Rewind')
   h.wait_for('notes.txt to be restored', function()
     return h.read(fx.workspace .. '/notes.txt') == 'first\n'
   end, function()

@@ -24,7 +24,7 @@
 ---   summary. A picker that replaces Neovim's own may show one line of a
 ---   prompt, or its start (|exo.review|): for a call too long for it, it
 ---   offers only Deny and "Show the whole call…", a buffer showing all of
----   it, whose keys answer (d deny, a allow once, t this turn, A always).
+---   it, with the answers listed below (Enter on one gives it).
 --- - A question reaches this editor twice when it runs the turn and also
 ---   watches its conversation (once for each role): it is keyed by
 ---   `turn/call_id` and announced once.
@@ -38,12 +38,11 @@ local render = require('exo.render')
 local M = {}
 
 -- Deny first: in a numbered list, a stray "1<CR>" refuses.
--- `key` answers in the buffer that shows a call too long for the picker.
 local choices = {
-  { label = 'Deny', decision = 'deny', key = 'd' },
-  { label = 'Allow once', decision = 'allow_once', key = 'a' },
-  { label = 'Allow for this turn', decision = 'allow_turn', key = 't' },
-  { label = 'Always allow (this tool, every later turn of the agent)', decision = 'allow_always', key = 'A' },
+  { label = 'Deny', decision = 'deny' },
+  { label = 'Allow once', decision = 'allow_once' },
+  { label = 'Allow for this turn', decision = 'allow_turn' },
+  { label = 'Always allow (this tool, every later turn of the agent)', decision = 'allow_always' },
 }
 
 -- The most of a command a prompt shows; the rest is counted.
@@ -52,7 +51,7 @@ local SHOWN_BYTES = 16 * 1024
 ---@class exo.approvals.Entry
 ---@field request table
 ---@field state 'waiting'|'queued'|'asking'|'dismissed'|'answered'
----@field answered_elsewhere boolean? decided by another client while asked here
+---@field answered_elsewhere string? how it was decided elsewhere while asked here ("was answered elsewhere")
 ---@field requested boolean? `:Exo approvals` asked for it: no wait for quiet
 ---@field review exo.review.Handle? the buffer showing the whole call, while open
 
@@ -194,7 +193,7 @@ local function finish(entry, decision)
   entry.review = nil
   if entry.answered_elsewhere then
     entry.state = 'answered'
-    vim.notify('exo: that approval was answered elsewhere meanwhile', vim.log.levels.WARN)
+    vim.notify(('exo: that approval %s meanwhile; nothing was sent'):format(entry.answered_elsewhere), vim.log.levels.WARN)
   elseif not decision then
     entry.state = 'dismissed'
     vim.notify('exo: the turn still waits for an answer; :Exo approvals asks again', vim.log.levels.WARN)
@@ -210,12 +209,13 @@ end
 local function review_whole(entry, prompt)
   local answers = {}
   for _, choice in ipairs(choices) do
-    table.insert(answers, { key = choice.key, label = choice.label, value = choice.decision })
+    table.insert(answers, { label = choice.label, value = choice.decision })
   end
   local ok, handle = pcall(require('exo.review').open, {
     name = 'approval',
     lines = vim.split(prompt, '\n', { plain = true }),
     answers = answers,
+    dismiss = 'decides later (the question stays waiting)',
     on_answer = function(decision)
       finish(entry, decision)
     end,
@@ -340,13 +340,15 @@ function M.ask(request)
   end
 end
 
---- Drops a question answered elsewhere (its decision was recorded).
+--- Drops a question decided elsewhere (its decision was recorded) or
+--- whose turn ended.
 ---@param key string `turn/call_id`
-function M.forget(key)
+---@param why string? how it went, after "that approval": "was answered elsewhere"
+function M.forget(key, why)
   local entry = entries[key]
   if entry and entry.state == 'asking' then
     -- The picker is open; its answer will not be sent.
-    entry.answered_elsewhere = true
+    entry.answered_elsewhere = why or 'was answered elsewhere'
     if entry.review then
       entry.review.close()
     end

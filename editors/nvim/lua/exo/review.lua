@@ -9,8 +9,9 @@
 ---   given, or a rewind confirmed, on the visible half of a question is not
 ---   an informed answer.
 --- - `open()` shows a question in a read-only scratch buffer, in a tab of
----   its own, with one key per answer; `q` or closing the buffer answers
----   nothing.
+---   its own, its answers listed below it: Enter on an answer's line gives
+---   it; `q` or closing the buffer answers nothing. No letter answers, so
+---   keys typed to read or copy the text (`jyy`, `A`) never do.
 ---
 --- Key design ideas:
 --- - The `long_prompts` option decides: 'picker' trusts the picker,
@@ -49,7 +50,6 @@ function M.fits_picker(prompt)
 end
 
 ---@class exo.review.Answer
----@field key string the key that gives it
 ---@field label string
 ---@field value any
 
@@ -60,13 +60,17 @@ end
 ---@class exo.review.Options
 ---@field name string the buffer's name (made unique)
 ---@field lines string[] the question, whole
----@field answers exo.review.Answer[]
+---@field answers exo.review.Answer[] the safe one first
+---@field dismiss string what `q` (or closing the buffer) does, as the hint says it
 ---@field on_answer fun(value: any) called once: with the chosen value, or nil (`q`, the buffer closed)
 
 local opened = 0
 
---- Shows a question in a buffer of its own, in a new tab; each answer's
---- key (in Normal mode) answers it and closes the buffer.
+--- Shows a question in a buffer of its own, in a new tab, its answers
+--- listed below it: Enter on an answer's line gives it, `q` or closing the
+--- buffer gives none. No single key that reading or copying text uses
+--- answers: `jyy`, `A`, `y` stay what they are. Raises, having asked
+--- nothing, when no tab can be opened (in the command-line window).
 ---@param opts exo.review.Options
 ---@return exo.review.Handle
 function M.open(opts)
@@ -75,10 +79,13 @@ function M.open(opts)
   pcall(vim.api.nvim_buf_set_name, buf, ('exo://%s/%d'):format(opts.name, opened))
   local lines = vim.deepcopy(opts.lines)
   table.insert(lines, '')
+  table.insert(lines, ('Enter on an answer gives it; q %s.'):format(opts.dismiss))
+  ---@type table<integer, exo.review.Answer>
+  local at_line = {}
   for _, answer in ipairs(opts.answers) do
-    table.insert(lines, ('  %-3s %s'):format(answer.key, answer.label))
+    table.insert(lines, '  [ ' .. answer.label .. ' ]')
+    at_line[#lines] = answer
   end
-  table.insert(lines, ('  %-3s %s'):format('q', 'decide later (the question stays)'))
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
   vim.bo[buf].buftype = 'nofile'
   vim.bo[buf].bufhidden = 'wipe'
@@ -87,38 +94,53 @@ function M.open(opts)
   vim.bo[buf].filetype = 'exo-review'
 
   local done = false
-  local function finish(value)
+  ---@param value any
+  ---@param wiped boolean? the buffer is being wiped already
+  local function finish(value, wiped)
     if done then
       return
     end
     done = true
-    if vim.api.nvim_buf_is_valid(buf) then
+    if not wiped and vim.api.nvim_buf_is_valid(buf) then
       pcall(vim.api.nvim_buf_delete, buf, { force = true })
     end
     vim.schedule(function()
       opts.on_answer(value)
     end)
   end
-  for _, answer in ipairs(opts.answers) do
-    vim.keymap.set('n', answer.key, function()
+  local function choose()
+    local answer = at_line[vim.api.nvim_win_get_cursor(0)[1]]
+    if answer then
       finish(answer.value)
-    end, { buffer = buf, nowait = true, desc = 'exo: ' .. answer.label })
+    else
+      vim.notify(('exo: move to an answer ([ … ]) and press Enter; q %s'):format(opts.dismiss), vim.log.levels.INFO)
+    end
+  end
+  for _, lhs in ipairs({ '<CR>', '<2-LeftMouse>' }) do
+    vim.keymap.set('n', lhs, choose, { buffer = buf, nowait = true, desc = 'exo: give the answer under the cursor' })
   end
   vim.keymap.set('n', 'q', function()
     finish(nil)
-  end, { buffer = buf, nowait = true, desc = 'exo: decide later' })
+  end, { buffer = buf, nowait = true, desc = 'exo: ' .. opts.dismiss })
   vim.api.nvim_create_autocmd('BufWipeout', {
     buffer = buf,
     once = true,
     callback = function()
-      finish(nil)
+      finish(nil, true)
     end,
   })
-  vim.cmd(('tab sbuffer %d'):format(buf))
+  local shown, err = pcall(vim.cmd, ('tab sbuffer %d'):format(buf))
+  if not shown then
+    -- (In the command-line window, say.) Nothing was asked: no answer.
+    done = true
+    pcall(vim.api.nvim_buf_delete, buf, { force = true })
+    error(err, 0)
+  end
   local win = vim.api.nvim_get_current_win()
   for option, value in pairs({ wrap = true, number = false, relativenumber = false, list = false }) do
     vim.api.nvim_set_option_value(option, value, { scope = 'local', win = win })
   end
+  vim.api.nvim_win_set_cursor(win, { 1, 0 })
   return {
     buf = buf,
     close = function()

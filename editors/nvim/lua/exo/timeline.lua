@@ -288,7 +288,8 @@ function Timeline:settle(event)
     local key = turn .. '/' .. tostring((event.payload or {}).call_id)
     if self.approvals[key] then
       self.approvals[key] = nil
-      require('exo.approvals').forget(key)
+      local by = (event.payload or {}).by
+      require('exo.approvals').forget(key, by == 'user' and 'was answered elsewhere' or ('was decided by exo (%s)'):format(tostring(by)))
       return true
     end
   elseif event.kind == 'turn_ended' and turn then
@@ -297,7 +298,7 @@ function Timeline:settle(event)
     for key, request in pairs(self.approvals) do
       if request.turn == turn then
         self.approvals[key] = nil
-        require('exo.approvals').forget(key)
+        require('exo.approvals').forget(key, 'is moot: its turn ended')
         changed = true
       end
     end

@@ -125,11 +125,12 @@ local function list_changes(changes)
   return table.concat(lines, '\n')
 end
 
---- Asks `question` (with `details` above it) unless confirmation is off.
+--- Asks `question` unless confirmation is off.
 ---@param question string
 ---@param yes string the label of the choice that goes ahead
 ---@param on_yes fun()
-local function confirm(question, yes, on_yes)
+---@param on_no fun() cancelled
+local function confirm(question, yes, on_yes, on_no)
   if not config.options.confirm then
     return on_yes()
   end
@@ -137,20 +138,30 @@ local function confirm(question, yes, on_yes)
   if not review.fits_picker(question) then
     -- A picker replacing Neovim's own may show one line of the question:
     -- the files that will change are shown whole in a buffer instead.
-    return review.open({
+    local ok, err = pcall(review.open, {
       name = 'confirm',
       lines = vim.split(question, '\n', { plain = true }),
-      answers = { { key = 'y', label = yes, value = true }, { key = 'n', label = 'Cancel', value = false } },
+      answers = { { label = 'Cancel', value = false }, { label = yes, value = true } },
+      dismiss = 'cancels',
       on_answer = function(go)
         if go then
           on_yes()
+        else
+          on_no()
         end
       end,
     })
+    if not ok then
+      notify('cannot show the question, so nothing was done: ' .. tostring(err), vim.log.levels.ERROR)
+      on_no()
+    end
+    return
   end
   vim.ui.select({ yes, 'Cancel' }, { prompt = question, kind = 'exo.confirm' }, function(choice)
     if choice == yes then
       on_yes()
+    else
+      on_no()
     end
   end)
 end
@@ -299,6 +310,8 @@ function M.rewind_previewed(ctx, to, opts, callback)
         end
         callback(nil, result)
       end)
+    end, function()
+      callback('cancelled', nil)
     end)
   end)
 end
@@ -419,7 +432,7 @@ function M.fork_preview(ctx, at, callback)
   snapshot_in_effect(ctx, at, function(err, snapshot)
     if err then
       if err.data and err.data.code == 'not_found' then
-        return callback('that point is no longer on the conversation\'s history')
+        return callback('that point is not on the conversation\'s current history, so exo cannot show which files it holds (:Exo redo to its branch first)')
       end
       return callback(tostring(err.message))
     end
@@ -443,36 +456,52 @@ end
 
 --- Forks the conversation at an event, into `workspace` when given (a new
 --- or empty folder): the question first says which files the folder will
---- hold.
+--- hold. A fork at the head is made at the head the question was about,
+--- whatever happened meanwhile.
 ---@param ctx table
 ---@param at string? event id; the head when nil
 ---@param workspace string? absolute folder
 ---@param callback fun(err: string?, conversation: table?)?
 function M.fork(ctx, at, workspace, callback)
   callback = callback or function() end
-  local where = ('%s/%s%s'):format(ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(at)) or '')
-  local function go()
-    local params = { agent = ctx.agent, conversation = ctx.conversation, at = at, workspace = workspace }
-    client.request('conversation/fork', params, function(err, conversation)
+  local function cancelled()
+    callback('cancelled')
+  end
+  local function ask(point)
+    local where = ('%s/%s%s'):format(ctx.agent_slug or '', ctx.slug or '', at and (' at ' .. render.short(point)) or '')
+    local function go()
+      local params = { agent = ctx.agent, conversation = ctx.conversation, at = point, workspace = workspace }
+      client.request('conversation/fork', params, function(err, conversation)
+        if err then
+          notify('fork: ' .. tostring(err.message), vim.log.levels.ERROR)
+          return callback(err.message)
+        end
+        notify(('forked into %s/%s%s'):format(ctx.agent_slug or '', conversation.slug, workspace and (' in ' .. workspace) or ''))
+        callback(nil, conversation)
+      end)
+    end
+    if not workspace then
+      local question = ('fork %s? The fork shares this workspace; no file changes.'):format(where)
+      return confirm(question, 'Fork', go, cancelled)
+    end
+    M.fork_preview(ctx, point, function(err, preview)
       if err then
-        notify('fork: ' .. tostring(err.message), vim.log.levels.ERROR)
-        return callback(err.message)
+        notify(('fork of %s into %s refused: %s'):format(where, render.escape(workspace), err), vim.log.levels.ERROR)
+        return callback(err)
       end
-      notify(('forked into %s/%s%s'):format(ctx.agent_slug or '', conversation.slug, workspace and (' in ' .. workspace) or ''))
-      callback(nil, conversation)
+      local question = ('fork %s into %s? %s\nYour workspace is not touched.'):format(where, render.escape(workspace), preview)
+      confirm(question, 'Fork', go, cancelled)
     end)
   end
-  if not workspace then
-    local question = ('fork %s? The fork shares this workspace; no file changes.'):format(where)
-    return confirm(question, 'Fork', go)
+  if at then
+    return ask(at)
   end
-  M.fork_preview(ctx, at, function(err, preview)
+  client.request('conversation/get', { agent = ctx.agent, conversation = ctx.conversation }, function(err, conversation)
     if err then
-      notify(('fork of %s into %s refused: %s'):format(where, render.escape(workspace), err), vim.log.levels.ERROR)
-      return callback(err)
+      notify('fork: ' .. tostring(err.message), vim.log.levels.ERROR)
+      return callback(err.message)
     end
-    local question = ('fork %s into %s? %s\nYour workspace is not touched.'):format(where, render.escape(workspace), preview)
-    confirm(question, 'Fork', go)
+    ask(conversation.head)
   end)
 end
 
