@@ -181,7 +181,7 @@ end)
 local function wait_review()
   return h.wait_for('the buffer showing the whole call', function()
     local buf = vim.api.nvim_get_current_buf()
-    return vim.api.nvim_buf_get_name(buf):find('exo://approval/', 1, true) and buf
+    return vim.api.nvim_buf_get_name(buf):find('exo-question://approval/', 1, true) and buf
   end)
 end
 
@@ -221,10 +221,13 @@ test('with a picker that may cut its prompt, a long call is shown whole in a buf
   h.ok(text_of(buf):find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), text_of(buf))
   h.eq(vim.bo[buf].modifiable, false)
   -- Keys typed to read or copy the text answer nothing, nor does Enter off
-  -- an answer.
+  -- an answer: at the end of the text (G), Enter is on the question.
   -- (`A` in a read-only buffer fails with E21: silent!, as the keys run.)
-  vim.cmd([[silent! execute "normal jyyAyt\<Esc>ggdd\<CR>"]])
+  vim.cmd([[silent! execute "normal jyyAyt\<Esc>ggdd\<CR>G\<CR>\<kEnter>"]])
   vim.wait(100)
+  -- :edit reads the question back, rather than emptying the buffer.
+  vim.cmd('edit')
+  h.ok(text_of(buf):find('  │ rm -f keep.txt', 1, true), text_of(buf))
   h.eq(vim.api.nvim_buf_is_valid(buf), true)
   h.eq(vim.api.nvim_get_current_buf(), buf)
   h.ok(h.find_line(tl, 'waiting for approval: shell'), h.dump(tl))
@@ -298,6 +301,11 @@ test('a call shown in its buffer whose turn is cancelled closes the buffer, sayi
   end)
   h.ok(not note.msg:find('answered elsewhere', 1, true), note.msg)
   h.eq(h.read(fx.workspace .. '/keep.txt'), 'kept\n')
+  -- The turn's end is said without an empty reason.
+  local ended = h.wait_for('the turn\'s end', function()
+    return h.notified('exo: turn cancelled')[1]
+  end)
+  h.eq(ended.msg, 'exo: turn cancelled')
 end)
 
 test('setup refuses an unknown approvals, daemon or long_prompts option', function()

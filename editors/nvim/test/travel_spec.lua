@@ -255,17 +255,17 @@ test('with a picker that may cut its prompt, the files a rewind changes are show
   local function wait_review()
     return h.wait_for('the buffer showing the question', function()
       local buf = vim.api.nvim_get_current_buf()
-      return vim.api.nvim_buf_get_name(buf):find('exo://confirm/', 1, true) and buf
+      return vim.api.nvim_buf_get_name(buf):find('exo-question://confirm/', 1, true) and buf
     end)
   end
   vim.cmd('Exo rewind')
   local buf = wait_review()
   local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
   h.ok(text:find('These files will change:\n  modified  notes.txt', 1, true), text)
-  h.ok(text:find('Enter on an answer gives it; q cancels.\n  [ Cancel ]\n  [ Rewind ]', 1, true), text)
+  h.ok(text:find('Enter on an answer gives it; q cancels.\n  [ Cancel ]\n  [ Rewind ]\n\nrewind', 1, true), text)
   h.eq(#h.selects, 0, 'no picker')
-  -- Copying a line answers nothing.
-  vim.api.nvim_feedkeys('jyyy', 'x', false)
+  -- Copying a line answers nothing, nor does Enter at the end of the text.
+  vim.api.nvim_feedkeys(vim.keycode('jyyG<CR>'), 'x', false)
   vim.wait(100)
   h.eq(vim.api.nvim_buf_is_valid(buf), true)
   -- Closing the buffer the usual way cancels, without an error, and says

@@ -353,7 +353,8 @@ function M.send(opts, callback)
           return callback('send: ' .. tostring(err.message) .. hint)
         end
         if result.status ~= 'completed' then
-          notify(('turn %s: %s'):format(result.status, tostring(result.error or '')), vim.log.levels.WARN)
+          local why = result.error and result.error ~= vim.NIL and tostring(result.error) or ''
+          notify(('turn %s%s'):format(result.status, why ~= '' and (': ' .. why) or ''), vim.log.levels.WARN)
         end
         callback(nil, result)
       end)

@@ -66,27 +66,36 @@ end
 
 local opened = 0
 
---- Shows a question in a buffer of its own, in a new tab, its answers
---- listed below it: Enter on an answer's line gives it, `q` or closing the
---- buffer gives none. No single key that reading or copying text uses
---- answers: `jyy`, `A`, `y` stay what they are. Raises, having asked
---- nothing, when no tab can be opened (in the command-line window).
+--- Shows a question in a buffer of its own, in a new tab: a hint, the
+--- answers (the safe one first), then the question. Enter on an answer's
+--- line gives it, `q` or closing the buffer gives none. No single key that
+--- reading or copying text uses answers (`jyy`, `A`, `y`), and reading to
+--- the end (`G`, the mouse wheel) lands on the question, not on an answer.
+--- Raises, having asked nothing, when no tab can be opened (in the
+--- command-line window).
 ---@param opts exo.review.Options
 ---@return exo.review.Handle
 function M.open(opts)
   local buf = vim.api.nvim_create_buf(false, true)
   opened = opened + 1
-  pcall(vim.api.nvim_buf_set_name, buf, ('exo://%s/%d'):format(opts.name, opened))
-  local lines = vim.deepcopy(opts.lines)
-  table.insert(lines, '')
-  table.insert(lines, ('Enter on an answer gives it; q %s.'):format(opts.dismiss))
+  -- Not `exo://`: that scheme opens timelines (`:edit exo://AGENT/CONV`).
+  pcall(vim.api.nvim_buf_set_name, buf, ('exo-question://%s/%d'):format(opts.name, opened))
+  local lines = { ('Enter on an answer gives it; q %s.'):format(opts.dismiss) }
   ---@type table<integer, exo.review.Answer>
   local at_line = {}
   for _, answer in ipairs(opts.answers) do
     table.insert(lines, '  [ ' .. answer.label .. ' ]')
     at_line[#lines] = answer
   end
-  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  table.insert(lines, '')
+  vim.list_extend(lines, opts.lines)
+  local function fill()
+    vim.bo[buf].modifiable = true
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+    vim.bo[buf].modifiable = false
+    vim.bo[buf].modified = false
+  end
+  fill()
   vim.bo[buf].buftype = 'nofile'
   vim.bo[buf].bufhidden = 'wipe'
   vim.bo[buf].swapfile = false
@@ -116,12 +125,18 @@ function M.open(opts)
       vim.notify(('exo: move to an answer ([ … ]) and press Enter; q %s'):format(opts.dismiss), vim.log.levels.INFO)
     end
   end
-  for _, lhs in ipairs({ '<CR>', '<2-LeftMouse>' }) do
+  for _, lhs in ipairs({ '<CR>', '<kEnter>', '<2-LeftMouse>' }) do
     vim.keymap.set('n', lhs, choose, { buffer = buf, nowait = true, desc = 'exo: give the answer under the cursor' })
   end
   vim.keymap.set('n', 'q', function()
     finish(nil)
   end, { buffer = buf, nowait = true, desc = 'exo: ' .. opts.dismiss })
+  -- `:edit` would empty a buffer without a file: it reads the question
+  -- back instead.
+  vim.api.nvim_create_autocmd('BufReadCmd', {
+    buffer = buf,
+    callback = fill,
+  })
   vim.api.nvim_create_autocmd('BufWipeout', {
     buffer = buf,
     once = true,
