@@ -24,7 +24,7 @@
 ---   summary. A picker that replaces Neovim's own may show one line of a
 ---   prompt, or its start (|exo.review|): for a call too long for it, it
 ---   offers only Deny and "Show the whole call…", a buffer showing all of
----   it, with the answers listed below (Enter on one gives it).
+---   it, with the answers listed above it (Enter on one gives it).
 --- - A question reaches this editor twice when it runs the turn and also
 ---   watches its conversation (once for each role): it is keyed by
 ---   `turn/call_id` and announced once.
@@ -203,7 +203,7 @@ local function finish(entry, decision)
   vim.schedule(ask_next)
 end
 
---- Shows the whole call in a buffer whose keys answer it.
+--- Shows the whole call in a buffer that lists the answers.
 ---@param entry exo.approvals.Entry
 ---@param prompt string
 local function review_whole(entry, prompt)
@@ -239,7 +239,8 @@ local function ask_one(key)
   local review = require('exo.review')
   if not review.fits_picker(prompt) then
     -- This picker may show a line of the prompt, or its start: it offers
-    -- no Allow, only Deny or the whole call (in a buffer that answers).
+    -- no Allow, only Deny or the whole call (in a buffer that lists the
+    -- answers).
     local room = math.max(math.floor(vim.o.columns / 2) - 40, 20)
     prompt = ('exo: %s asks to %s (too long to show here)'):format(where(request), summary(request, room))
     items = { choices[1], { label = 'Show the whole call…', review = true } }

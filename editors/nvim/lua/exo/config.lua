@@ -10,7 +10,7 @@ local M = {}
 ---@field timeline { open: string, width: integer? } How `:Exo open` shows a timeline: an Ex command that opens a window (`vsplit`, `split`, `tabnew`, `enew`).
 ---@field confirm boolean Ask before a rewind, redo or fork, showing what will change.
 ---@field approvals 'notify'|'ask'|false The approval questions of turns this editor follows: `notify` announces each (`:Exo approvals` answers), `ask` opens the picker by itself (in Normal mode, with no keys pending), false shows them in the timeline only.
----@field long_prompts 'auto'|'picker'|'buffer' A question longer than one line or half the editor's width (an approval of a long command, a rewind's files): 'picker' asks it through `vim.ui.select` all the same, 'buffer' shows it whole in a buffer whose keys answer, 'auto' does the first with Neovim's own picker (which prints the prompt whole) and the second with one that replaces it.
+---@field long_prompts 'auto'|'picker'|'buffer' A question longer than one line or half the editor's width (an approval of a long command, a rewind's files): 'picker' asks it through `vim.ui.select` all the same, 'buffer' shows it whole in a buffer that lists its answers (Enter on one gives it), 'auto' does the first with Neovim's own picker (which prints the prompt whole) and the second with one that replaces it.
 ---@field max_rounds integer? Passed to `turn/run`.
 ---@field reconnect { initial_ms: integer, max_ms: integer } Backoff when the daemon goes away.
 ---@field connect_timeout_ms integer How long to wait for a started daemon to answer.

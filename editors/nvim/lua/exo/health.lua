@@ -27,7 +27,7 @@ function M.check()
     local info = debug.getinfo(vim.ui.select, 'S')
     local source = ('%s:%d'):format(info.source or '?', info.linedefined or 0)
     local effect = how == 'picker' and 'asked in it all the same (long_prompts = "picker")'
-      or 'shown whole in a buffer whose keys answer (long_prompts = "' .. how .. '")'
+      or 'shown whole in a buffer that lists its answers (long_prompts = "' .. how .. '")'
     health.info(('vim.ui.select is replaced (%s): a long question is %s'):format((source:gsub('^@', '')), effect))
   end
 

@@ -1,5 +1,5 @@
 --- *exo.review* Questions too long for a picker, shown whole in a buffer
---- whose keys answer them.
+--- that lists their answers.
 ---
 --- Features:
 --- - `fits_picker(prompt)` says whether `vim.ui.select` can be trusted to
@@ -9,9 +9,10 @@
 ---   given, or a rewind confirmed, on the visible half of a question is not
 ---   an informed answer.
 --- - `open()` shows a question in a read-only scratch buffer, in a tab of
----   its own, its answers listed below it: Enter on an answer's line gives
+---   its own, its answers listed above it: Enter on an answer's line gives
 ---   it; `q` or closing the buffer answers nothing. No letter answers, so
----   keys typed to read or copy the text (`jyy`, `A`) never do.
+---   keys typed to read or copy the text (`jyy`, `A`) never do, and the
+---   end of the text (where `G` or the mouse wheel go) is no answer.
 ---
 --- Key design ideas:
 --- - The `long_prompts` option decides: 'picker' trusts the picker,
