@@ -176,19 +176,22 @@ test(':Exo approvals twice with a picker that answers later asks every question,
   h.wait_line(tl, 'turn ended: completed')
 end)
 
---- The buffer showing a call whole, once it is the current one.
----@return integer
-local function wait_review()
-  return h.wait_for('the buffer showing the whole call', function()
-    local buf = vim.api.nvim_get_current_buf()
-    return vim.api.nvim_buf_get_name(buf):find('exo-question://approval/', 1, true) and buf
-  end)
-end
-
----@param buf integer
----@return string
-local function text_of(buf)
-  return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
+--- A turn of `coder/work` asking to run a two-line command, with
+--- `long_prompts` as given, and the call shown whole in its buffer through
+--- the picker's "Show the whole call…".
+---@param long_prompts string
+---@return exo.test.Fixture fx, exo.Timeline tl, integer buf
+local function show_whole_call(long_prompts)
+  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
+  setup(fx, { long_prompts = long_prompts })
+  local tl = h.open_timeline()
+  vim.cmd('Exo send run something')
+  h.wait_line(tl, 'waiting for approval: shell')
+  h.on_select = function(items, opts)
+    return h.pick(items, opts, 'Show the whole call…')
+  end
+  vim.cmd('Exo approvals')
+  return fx, tl, h.wait_question('approval')
 end
 
 test("a picker replacing Neovim's own is told apart from it", function()
@@ -204,21 +207,12 @@ test("a picker replacing Neovim's own is told apart from it", function()
 end)
 
 test('with a picker that may cut its prompt, a long call is shown whole in a buffer, Enter on an answer gives it', function()
-  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
-  setup(fx, { long_prompts = 'auto' })
-  local tl = h.open_timeline()
-  vim.cmd('Exo send run something')
-  h.wait_line(tl, 'waiting for approval: shell')
+  local fx, tl, buf = show_whole_call('auto')
   -- The picker offers no Allow on what it may not show: Deny, or the call.
-  h.on_select = function(items, opts)
-    return h.pick(items, opts, 'Show the whole call…')
-  end
-  vim.cmd('Exo approvals')
-  local buf = wait_review()
   local asked = h.selects[1]
   h.eq(vim.tbl_map(asked.opts.format_item, asked.items), { 'Deny', 'Show the whole call…' })
   h.ok(not asked.opts.prompt:find('\n', 1, true) and asked.opts.prompt:find('too long to show here', 1, true), asked.opts.prompt)
-  h.ok(text_of(buf):find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), text_of(buf))
+  h.ok(h.text(buf):find('run this 2-line command:\n  │ echo harmless\n  │ rm -f keep.txt', 1, true), h.text(buf))
   h.eq(vim.bo[buf].modifiable, false)
   -- Keys typed to read or copy the text answer nothing, nor does Enter off
   -- an answer: at the end of the text (G), Enter is on the question.
@@ -227,7 +221,7 @@ test('with a picker that may cut its prompt, a long call is shown whole in a buf
   vim.wait(100)
   -- :edit reads the question back, rather than emptying the buffer.
   vim.cmd('edit')
-  h.ok(text_of(buf):find('  │ rm -f keep.txt', 1, true), text_of(buf))
+  h.ok(h.text(buf):find('  │ rm -f keep.txt', 1, true), h.text(buf))
   h.eq(vim.api.nvim_buf_is_valid(buf), true)
   h.eq(vim.api.nvim_get_current_buf(), buf)
   h.ok(h.find_line(tl, 'waiting for approval: shell'), h.dump(tl))
@@ -241,8 +235,8 @@ test('with a picker that may cut its prompt, a long call is shown whole in a buf
   h.ok(h.find_line(tl, 'waiting for approval: shell'), h.dump(tl))
   -- Asked again, Enter on Allow once allows it once: the command runs.
   vim.cmd('Exo approvals')
-  buf = wait_review()
-  h.ok(text_of(buf):find('Enter on an answer gives it; q decides later (the question stays waiting).\n  [ Deny ]\n  [ Allow once ]', 1, true), text_of(buf))
+  buf = h.wait_question('approval')
+  h.ok(h.text(buf):find('Enter on an answer gives it; q decides later (the question stays waiting).\n  [ Deny ]\n  [ Allow once ]', 1, true), h.text(buf))
   h.answer(buf, 'Allow once')
   h.wait_line(tl, 'turn ended: completed')
   h.ok(h.find_line(tl, 'approval shell call_1_1: allowed (allow_once, by user)'), h.dump(tl))
@@ -251,16 +245,7 @@ test('with a picker that may cut its prompt, a long call is shown whole in a buf
 end)
 
 test('a call shown in its buffer and answered elsewhere closes the buffer, sending nothing', function()
-  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
-  setup(fx, { long_prompts = 'buffer' })
-  local tl = h.open_timeline()
-  vim.cmd('Exo send run something')
-  h.wait_line(tl, 'waiting for approval: shell')
-  h.on_select = function(items, opts)
-    return h.pick(items, opts, 'Show the whole call…')
-  end
-  vim.cmd('Exo approvals')
-  local buf = wait_review()
+  local fx, tl, buf = show_whole_call('buffer')
   local err, list = h.await('the waiting approvals', function(done)
     require('exo.client').request('approval/list', {}, done)
   end)
@@ -282,16 +267,7 @@ test('a call shown in its buffer and answered elsewhere closes the buffer, sendi
 end)
 
 test('a call shown in its buffer whose turn is cancelled closes the buffer, saying so', function()
-  local fx = h.fixture({ approval = 'ask', script = scripts.ask_to_run, files = { ['keep.txt'] = 'kept\n' } })
-  setup(fx, { long_prompts = 'buffer' })
-  local tl = h.open_timeline()
-  vim.cmd('Exo send run something')
-  h.wait_line(tl, 'waiting for approval: shell')
-  h.on_select = function(items, opts)
-    return h.pick(items, opts, 'Show the whole call…')
-  end
-  vim.cmd('Exo approvals')
-  local buf = wait_review()
+  local fx, _, buf = show_whole_call('buffer')
   vim.cmd('Exo cancel')
   h.wait_for('the buffer to close', function()
     return not vim.api.nvim_buf_is_valid(buf)

@@ -332,6 +332,24 @@ function H.await(what, fn)
   return vim.F.unpack_len(results)
 end
 
+--- The buffer showing a question whole (exo.review) of `kind`
+--- (`approval`, `confirm`), once it is the current one.
+---@param kind string
+---@return integer
+function H.wait_question(kind)
+  return H.wait_for('the buffer showing the whole ' .. kind, function()
+    local buf = vim.api.nvim_get_current_buf()
+    return vim.api.nvim_buf_get_name(buf):find('exo-question://' .. kind .. '/', 1, true) and buf
+  end)
+end
+
+--- A buffer's text.
+---@param buf integer
+---@return string
+function H.text(buf)
+  return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
+end
+
 --- In a buffer showing a question whole (exo.review), gives the answer
 --- labelled `label`: the cursor on its line, then Enter, as typed.
 ---@param buf integer

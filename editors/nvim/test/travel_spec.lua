@@ -252,15 +252,9 @@ test('with a picker that may cut its prompt, the files a rewind changes are show
   local fx = h.fixture({ script = scripts.two_writes, turns = { 'one', 'two' } })
   require('exo').setup({ cmd = h.exo_bin, root = fx.root, timeline = { open = 'vsplit' }, long_prompts = 'auto' })
   local tl = h.open_timeline()
-  local function wait_review()
-    return h.wait_for('the buffer showing the question', function()
-      local buf = vim.api.nvim_get_current_buf()
-      return vim.api.nvim_buf_get_name(buf):find('exo-question://confirm/', 1, true) and buf
-    end)
-  end
   vim.cmd('Exo rewind')
-  local buf = wait_review()
-  local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n')
+  local buf = h.wait_question('confirm')
+  local text = h.text(buf)
   h.ok(text:find('These files will change:\n  modified  notes.txt', 1, true), text)
   h.ok(text:find('Enter on an answer gives it; q cancels.\n  [ Cancel ]\n  [ Rewind ]\n\nrewind', 1, true), text)
   h.eq(#h.selects, 0, 'no picker')
@@ -278,7 +272,7 @@ test('with a picker that may cut its prompt, the files a rewind changes are show
   require('exo').rewind({}, function(err)
     result = err
   end)
-  buf = wait_review()
+  buf = h.wait_question('confirm')
   vim.api.nvim_feedkeys('q', 'x', false)
   h.wait_for('the cancel to reach the caller', function()
     return result == 'cancelled'
@@ -287,7 +281,7 @@ test('with a picker that may cut its prompt, the files a rewind changes are show
   h.ok(not h.find_line(tl, 'rewound to'), h.dump(tl))
   -- Enter on Rewind goes ahead.
   vim.cmd('Exo rewind')
-  buf = wait_review()
+  buf = h.wait_question('confirm')
   h.answer(buf, 'Rewind')
   h.wait_for('notes.txt to be restored', function()
     return h.read(fx.workspace .. '/notes.txt') == 'first\n'

@@ -43,11 +43,6 @@ export function showsAsWritten(text: string): boolean {
   return !MARKUP.test(text);
 }
 
-/** Whether a notification shows a name whole: as written, and short enough not to be cut. */
-function showsWhole(name: string): boolean {
-  return showsAsWritten(name) && name.length <= SHORT_NAME;
-}
-
 /** A command shown on one line of a notification is at most this long. */
 const SHORT_COMMAND = 160;
 
@@ -167,18 +162,18 @@ export function describeCall(request: ApprovalRequest): CallDescription {
       const verb = request.tool === "write_file" ? "write" : "edit";
       const raw = args["path"];
       if (typeof raw !== "string") return { summary: `${verb} a file` };
-      const path = safeName(raw);
-      if (showsWhole(path)) return { summary: `${verb} ${path}` };
-      const why = showsAsWritten(path) ? `a name of ${String(path.length)} characters` : "a name holding link or icon syntax";
-      return { summary: `${verb} a file with ${why}, not shown whole here`, whole: { title: `${verb} this file`, text: path } };
+      return named(verb, "file", safeName(raw));
     }
-    default: {
-      const tool = safeName(request.tool);
-      if (showsWhole(tool)) return { summary: `use ${tool}` };
-      const why = showsAsWritten(tool) ? `a name of ${String(tool.length)} characters` : "a name holding link or icon syntax";
-      return { summary: `use a tool with ${why}, not shown whole here`, whole: { title: "use this tool", text: tool } };
-    }
+    default:
+      return named("use", "tool", safeName(request.tool));
   }
+}
+
+/** "write notes.md", or, when the name would not show whole, a description and the dialog's text. */
+function named(verb: string, noun: string, name: string): CallDescription {
+  if (showsAsWritten(name) && name.length <= SHORT_NAME) return { summary: `${verb} ${name}` };
+  const why = showsAsWritten(name) ? `a name of ${String(name.length)} characters` : "a name holding link or icon syntax";
+  return { summary: `${verb} a ${noun} with ${why}, not shown whole here`, whole: { title: `${verb} this ${noun}`, text: name } };
 }
 
 /**

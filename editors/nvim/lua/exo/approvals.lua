@@ -234,10 +234,10 @@ local function ask_one(key)
   asking = true
   entry.state = 'asking'
   local request = entry.request
-  local prompt = ('exo: %s: the agent wants to %s'):format(where(request), M.describe(request))
-  local items = choices
+  local whole = ('exo: %s: the agent wants to %s'):format(where(request), M.describe(request))
+  local prompt, items = whole, choices
   local review = require('exo.review')
-  if not review.fits_picker(prompt) then
+  if not review.fits_picker(whole) then
     -- This picker may show a line of the prompt, or its start: it offers
     -- no Allow, only Deny or the whole call (in a buffer that lists the
     -- answers).
@@ -255,7 +255,7 @@ local function ask_one(key)
     end,
   }, function(choice)
     if choice and choice.review and not entry.answered_elsewhere then
-      review_whole(entry, ('exo: %s: the agent wants to %s'):format(where(request), M.describe(request)))
+      review_whole(entry, whole)
     else
       finish(entry, choice and choice.decision)
     end
